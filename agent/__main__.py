@@ -1,0 +1,65 @@
+"""``python -m agent serve ...``: run the agent on this device (argparse keeps the agent light)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from agent.server import DEFAULT_MAX_MODEL_BYTES, AgentConfig, serve
+
+PLATFORMS = ("android", "raspberry-pi", "jetson", "linux", "sim")
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        value = path.read_text().strip()
+    except OSError as e:
+        sys.exit(f"error: cannot read {what} file {path}: {e.strerror}")
+    if not value:
+        sys.exit(f"error: {what} file {path} is empty")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m agent", description="joulefarm device agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve benchmarks over gRPC until SIGTERM")
+    s.add_argument("--name", required=True, help="device name, as in devices.toml")
+    s.add_argument("--platform", choices=PLATFORMS, default="linux")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    s.add_argument("--token-file", type=Path, required=True,
+                   help="file holding the token callers must present (never logged)")
+    s.add_argument("--meter", default="sim", help="meter kind (default sim)")
+    s.add_argument("--profile", default="host", help="simulated device profile (sim meter)")
+    s.add_argument("--sample-rate-hz", type=float, default=None)
+    s.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/joulefarm/agent")
+    s.add_argument("--max-model-bytes", type=int, default=DEFAULT_MAX_MODEL_BYTES)
+    s.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
+    s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    s.add_argument("--log-level", default="INFO")
+    ns = parser.parse_args(argv)
+
+    logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = _read_secret(ns.token_file, "token")
+    tls = None
+    if ns.tls_cert or ns.tls_key:
+        if not (ns.tls_cert and ns.tls_key):
+            sys.exit("error: --tls-cert and --tls-key go together")
+        tls = (ns.tls_key.read_bytes(), ns.tls_cert.read_bytes())
+    config = AgentConfig(
+        name=ns.name, platform=ns.platform, meter_kind=ns.meter, meter_profile=ns.profile,
+        sample_rate_hz=ns.sample_rate_hz, cache_dir=ns.cache_dir,
+        max_model_bytes=ns.max_model_bytes,
+    )
+    try:
+        serve(config, token, host=ns.host, port=ns.port, tls=tls)
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The one place where protobuf messages and agent dataclasses meet (both directions)."""
+
+from __future__ import annotations
+
+from agent.meters.base import MeterDescription
+from agent.results import BenchmarkResult, DeviceFacts, LayerRecord, MeasureSettings, Progress
+from protos.joulefarm.v1 import agent_pb2 as pb
+
+_MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS}
+_MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
+
+
+def mode_to_proto(mode: str) -> int:
+    try:
+        return _MODE_TO_PROTO[mode]
+    except KeyError:
+        known = ", ".join(_MODE_TO_PROTO)
+        raise ValueError(f"unknown measuring mode {mode!r} (known: {known})") from None
+
+
+def mode_from_proto(value: int) -> str:
+    try:
+        return _MODE_FROM_PROTO[value]
+    except KeyError:
+        raise ValueError(f"unsupported measuring mode {value}") from None
+
+
+def meter_to_proto(m: MeterDescription) -> pb.MeterInfo:
+    return pb.MeterInfo(kind=m.kind, simulated=m.simulated, sample_rate_hz=m.sample_rate_hz,
+                        profile=m.profile, description=m.description)
+
+
+def meter_from_proto(m: pb.MeterInfo) -> MeterDescription:
+    return MeterDescription(kind=m.kind, simulated=m.simulated, sample_rate_hz=m.sample_rate_hz,
+                            profile=m.profile, description=m.description)
+
+
+def facts_to_proto(f: DeviceFacts) -> pb.DeviceFacts:
+    return pb.DeviceFacts(
+        device_name=f.device_name, platform=f.platform, machine=f.machine,
+        cpu_model=f.cpu_model, cpu_count=f.cpu_count, memory_bytes=f.memory_bytes, os=f.os,
+        kernel=f.kernel, python_version=f.python_version, runtime_name=f.runtime_name,
+        runtime_version=f.runtime_version, agent_version=f.agent_version,
+        rust_core_profile=f.rust_core_profile, meters=[meter_to_proto(m) for m in f.meters],
+        fingerprint=f.fingerprint,
+    )
+
+
+def facts_from_proto(f: pb.DeviceFacts) -> DeviceFacts:
+    return DeviceFacts(
+        device_name=f.device_name, platform=f.platform, machine=f.machine,
+        cpu_model=f.cpu_model, cpu_count=f.cpu_count, memory_bytes=f.memory_bytes, os=f.os,
+        kernel=f.kernel, python_version=f.python_version, runtime_name=f.runtime_name,
+        runtime_version=f.runtime_version, agent_version=f.agent_version,
+        rust_core_profile=f.rust_core_profile,
+        meters=tuple(meter_from_proto(m) for m in f.meters), fingerprint=f.fingerprint,
+    )
+
+
+def settings_to_proto(model_sha256: str, s: MeasureSettings) -> pb.RunBenchmarkRequest:
+    return pb.RunBenchmarkRequest(
+        model_sha256=model_sha256, mode=mode_to_proto(s.mode), num_threads=s.num_threads,
+        warmup_iterations=s.warmup_iterations, min_layer_duration_s=s.min_layer_duration_s,
+        min_iterations=s.min_iterations, idle_duration_s=s.idle_duration_s, seed=s.seed,
+    )
+
+
+def settings_from_proto(r: pb.RunBenchmarkRequest) -> MeasureSettings:
+    """Unset (zero) fields take the defaults of MeasureSettings."""
+    d = MeasureSettings()
+    return MeasureSettings(
+        mode=mode_from_proto(r.mode) if r.mode else d.mode,
+        num_threads=r.num_threads or d.num_threads,
+        warmup_iterations=r.warmup_iterations or d.warmup_iterations,
+        min_layer_duration_s=r.min_layer_duration_s or d.min_layer_duration_s,
+        min_iterations=r.min_iterations or d.min_iterations,
+        idle_duration_s=r.idle_duration_s or d.idle_duration_s,
+        seed=r.seed,
+    )
+
+
+def progress_to_proto(p: Progress) -> pb.RunBenchmarkResponse:
+    return pb.RunBenchmarkResponse(
+        progress=pb.Progress(stage=p.stage, done=p.done, total=p.total, message=p.message))
+
+
+def progress_from_proto(p: pb.Progress) -> Progress:
+    return Progress(stage=p.stage, done=p.done, total=p.total, message=p.message)
+
+
+def layer_to_proto(r: LayerRecord) -> pb.LayerResult:
+    msg = pb.LayerResult(
+        index=r.index, op=r.op, macs=r.macs, param_bytes=r.param_bytes,
+        act_in_bytes=r.act_in_bytes, act_out_bytes=r.act_out_bytes, iterations=r.iterations,
+        window_start_s=r.window_start_s, window_end_s=r.window_end_s, latency_s=r.latency_s,
+        energy_j=r.energy_j, active_energy_j=r.active_energy_j, mean_power_w=r.mean_power_w,
+        samples=r.samples, coverage=r.coverage, flags=list(r.flags),
+        input_shapes=r.input_shapes, output_shapes=r.output_shapes,
+    )
+    if r.true_energy_j is not None:
+        msg.true_energy_j = r.true_energy_j
+    return msg
+
+
+def layer_from_proto(m: pb.LayerResult) -> LayerRecord:
+    return LayerRecord(
+        index=m.index, op=m.op, macs=m.macs, param_bytes=m.param_bytes,
+        act_in_bytes=m.act_in_bytes, act_out_bytes=m.act_out_bytes,
+        input_shapes=m.input_shapes, output_shapes=m.output_shapes, iterations=m.iterations,
+        window_start_s=m.window_start_s, window_end_s=m.window_end_s, latency_s=m.latency_s,
+        energy_j=m.energy_j, active_energy_j=m.active_energy_j, mean_power_w=m.mean_power_w,
+        samples=m.samples, coverage=m.coverage, flags=tuple(m.flags),
+        true_energy_j=m.true_energy_j if m.HasField("true_energy_j") else None,
+    )
+
+
+def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
+    msg = pb.BenchmarkResult(
+        model_sha256=r.model_sha256, mode=mode_to_proto(r.mode), meter=meter_to_proto(r.meter),
+        runtime_name=r.runtime_name, runtime_version=r.runtime_version,
+        num_threads=r.num_threads, idle_power_w=r.idle_power_w,
+        clock_offset_s=r.clock_offset_s, alignment_correlation=r.alignment_correlation,
+        started_unix_s=r.started_unix_s, finished_unix_s=r.finished_unix_s,
+        layers=[layer_to_proto(x) for x in r.layers], flags=list(r.flags),
+    )
+    if r.true_clock_offset_s is not None:
+        msg.true_clock_offset_s = r.true_clock_offset_s
+    return pb.RunBenchmarkResponse(result=msg)
+
+
+def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
+    return BenchmarkResult(
+        model_sha256=m.model_sha256, mode=mode_from_proto(m.mode),
+        meter=meter_from_proto(m.meter), runtime_name=m.runtime_name,
+        runtime_version=m.runtime_version, num_threads=m.num_threads,
+        idle_power_w=m.idle_power_w, clock_offset_s=m.clock_offset_s,
+        alignment_correlation=m.alignment_correlation, started_unix_s=m.started_unix_s,
+        finished_unix_s=m.finished_unix_s, layers=tuple(layer_from_proto(x) for x in m.layers),
+        flags=tuple(m.flags),
+        true_clock_offset_s=m.true_clock_offset_s if m.HasField("true_clock_offset_s") else None,
+    )

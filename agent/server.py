@@ -1,0 +1,265 @@
+"""The agent's gRPC server: device facts, model upload, benchmarks; token-authenticated.
+
+Start it with ``python -m agent serve --help``. It prints one JSON line,
+``{"event": "listening", "port": N, "pid": P}``, once it accepts calls, so a controller that
+asked for port 0 learns the port it got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import joulefarm
+from agent import convert
+from agent.facts import collect_facts
+from agent.measure import measure_layers
+from agent.meters.base import MeterError, open_meter
+from agent.models.errors import ModelError
+from agent.models.parse import read_layers
+from agent.results import DeviceFacts, Progress
+from agent.runtime import runtime_info
+from protos.joulefarm.v1 import agent_pb2 as pb
+from protos.joulefarm.v1 import agent_pb2_grpc
+
+log = logging.getLogger("joulefarm.agent")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
+DEFAULT_MAX_MODEL_BYTES = 64 * 1024 * 1024
+# Calls anyone may make without a token: load balancers and supervisors probe health.
+UNAUTHENTICATED_METHODS_PREFIX = "/grpc.health.v1.Health/"
+STOP_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    platform: str
+    meter_kind: str = "sim"
+    meter_profile: str = "host"
+    sample_rate_hz: float | None = None
+    cache_dir: Path = Path(".joulefarm/agent-cache")
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+
+
+class ModelCache:
+    """Models on disk, named by their sha256, so an upload of known bytes costs nothing."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.directory / f"{sha256}.tflite"
+
+    def put(self, content: bytes) -> tuple[str, bool]:
+        """Store ``content``; return its sha256 and whether it was already cached."""
+        sha = hashlib.sha256(content).hexdigest()
+        target = self.path(sha)
+        if target.exists():
+            return sha, True
+        tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(content)
+        tmp.replace(target)  # atomic: a reader never sees half a model
+        return sha, False
+
+    def get(self, sha256: str) -> bytes | None:
+        path = self.path(sha256)
+        return path.read_bytes() if path.exists() else None
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Reject calls whose ``authorization`` metadata is not ``Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("the agent token is empty")
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request: object, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid agent token")
+
+        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.unary_stream_rpc_method_handler(deny)
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        if details.method.startswith(UNAUTHENTICATED_METHODS_PREFIX):
+            return continuation(details)
+        presented = dict(details.invocation_metadata or ()).get("authorization", "")
+        if isinstance(presented, str):
+            presented = presented.encode()
+        if hmac.compare_digest(presented, self._expected):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is not None and handler.response_streaming:
+            return self._deny_stream
+        return self._deny_unary
+
+
+class _Cancelled(Exception):
+    """The caller went away; stop measuring."""
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.cache = ModelCache(config.cache_dir, config.max_model_bytes)
+        self.runtime = runtime_info()
+        # One benchmark at a time: two would compete for the CPU and the meter.
+        self._bench_lock = threading.Lock()
+        self._runs = 0
+        probe = open_meter(config.meter_kind, profile=config.meter_profile,
+                           sample_rate_hz=config.sample_rate_hz)
+        self.facts: DeviceFacts = collect_facts(
+            config.name, config.platform, (probe.description,), self.runtime,
+            joulefarm.build_profile(),
+        )
+
+    def GetDeviceFacts(self, request: pb.GetDeviceFactsRequest,
+                       context: grpc.ServicerContext) -> pb.GetDeviceFactsResponse:
+        return pb.GetDeviceFactsResponse(facts=convert.facts_to_proto(self.facts))
+
+    def UploadModel(self, request: pb.UploadModelRequest,
+                    context: grpc.ServicerContext) -> pb.UploadModelResponse:
+        size = len(request.content)
+        if size > self.cache.max_bytes:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"model {request.name!r} is {size} bytes; this agent accepts at most "
+                          f"{self.cache.max_bytes}")
+        try:
+            read_layers(request.content)  # refuse what cannot be benchmarked, before storing
+        except ModelError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {request.name!r}: {e}")
+        sha, cached = self.cache.put(request.content)
+        log.info("model %s (%s, %d bytes) %s", request.name, sha[:12], size,
+                 "already cached" if cached else "stored")
+        return pb.UploadModelResponse(sha256=sha, size_bytes=size, already_cached=cached)
+
+    def RunBenchmark(self, request: pb.RunBenchmarkRequest,
+                     context: grpc.ServicerContext) -> Iterator[pb.RunBenchmarkResponse]:
+        try:
+            settings = convert.settings_from_proto(request)
+            content = self.cache.get(request.model_sha256)
+        except ValueError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if content is None:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"model {request.model_sha256} is not on this agent: upload it first")
+        if not self._bench_lock.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          "another benchmark is running on this agent")
+        try:
+            yield from self._run(content, request.model_sha256, settings, context)
+        finally:
+            self._bench_lock.release()
+
+    def _run(self, content: bytes, sha: str, settings: object,
+             context: grpc.ServicerContext) -> Iterator[pb.RunBenchmarkResponse]:
+        events: queue.Queue[pb.RunBenchmarkResponse | BaseException | None] = queue.Queue()
+
+        def progress(p: Progress) -> None:
+            if not context.is_active():
+                raise _Cancelled()
+            events.put(convert.progress_to_proto(p))
+
+        def work() -> None:
+            try:
+                self._runs += 1
+                meter = open_meter(self.config.meter_kind, profile=self.config.meter_profile,
+                                   sample_rate_hz=self.config.sample_rate_hz,
+                                   seed=settings.seed * 1000 + self._runs)
+                result = measure_layers(content, sha, meter, settings, self.runtime, progress)
+                events.put(convert.result_to_proto(result))
+            except BaseException as e:  # handed to the gRPC thread, which reports it
+                events.put(e)
+            finally:
+                events.put(None)
+
+        worker = threading.Thread(target=work, name="benchmark", daemon=True)
+        worker.start()
+        while (event := events.get()) is not None:
+            if isinstance(event, _Cancelled):
+                log.info("benchmark of %s cancelled by the caller", sha[:12])
+                return
+            if isinstance(event, ModelError):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(event))
+            if isinstance(event, MeterError):
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"meter: {event}")
+            if isinstance(event, BaseException):
+                log.exception("benchmark failed", exc_info=event)
+                context.abort(grpc.StatusCode.INTERNAL, f"benchmark failed: {event!r}")
+            yield event
+        worker.join()
+
+
+def build_server(
+    config: AgentConfig, token: str, *, host: str = "127.0.0.1", port: int = 0,
+    tls: tuple[bytes, bytes] | None = None,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Create and start the server; return it, its bound port and its health servicer."""
+    servicer = AgentServicer(config)
+    max_message = config.max_model_bytes + 1024 * 1024
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rpc"),
+        interceptors=[TokenAuthInterceptor(token)],
+        options=[("grpc.max_receive_message_length", max_message),
+                 ("grpc.max_send_message_length", max_message)],
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME), server)
+    address = f"{host}:{port}"
+    if tls:
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise OSError(f"could not bind {address}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound, health_servicer
+
+
+def serve(config: AgentConfig, token: str, *, host: str, port: int,
+          tls: tuple[bytes, bytes] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then report NOT_SERVING and stop gracefully."""
+    server, bound, health_servicer = build_server(config, token, host=host, port=port, tls=tls)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(json.dumps({"event": "listening", "port": bound, "pid": os.getpid()}), flush=True)
+    log.info("agent %s listening on %s:%d", config.name, host, bound)
+    stopping.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(STOP_GRACE_S).wait()
+    log.info("agent %s stopped", config.name)
+    sys.stdout.flush()

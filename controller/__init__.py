@@ -1,0 +1,1 @@
+"""Controller side of joulefarm: device registry, scheduling, storage and the CLI."""

@@ -1,0 +1,1 @@
+"""The ``joulefarm`` command line: one module per command group, registered in ``app.py``."""

@@ -1,0 +1,70 @@
+"""The ``joulefarm`` command: registers every command group and turns errors into exit codes.
+
+Exit codes: 0 success; 1 the work ran but something failed (an unreachable device, a failed
+job); 2 bad input (a devices or suite file, a command line) and nothing ran.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from controller.cli import demo_cmd, devices_cmd, query_cmd
+from controller.cli.console import err_console
+from controller.errors import JoulefarmError
+from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
+from controller.suite import SuiteError
+
+INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError)
+
+app = typer.Typer(
+    name="joulefarm",
+    help="Measure what each model, and each layer, costs in joules on each device.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _global(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+demo_cmd.register(app)
+query_cmd.register(app)
+app.add_typer(devices_cmd.app, name="devices")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="joulefarm")
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        code = 130
+    except JoulefarmError as e:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+        code = 2 if isinstance(e, INPUT_ERRORS) else 1
+    except Exception as e:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[bold red]internal error:[/] {e!r} (run with --debug for the "
+                          "traceback)", markup=True, soft_wrap=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The one owner of terminal output: tables, formats, errors, and live progress."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import date, datetime
+from enum import StrEnum
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return value
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ",".join(_cell(v) for v in value)
+    return str(value)
+
+
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: OutputFormat,
+               title: str | None = None) -> None:
+    """Print a result set as a rich table, CSV, or JSON (a list of objects)."""
+    if fmt is OutputFormat.json:
+        data = [{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows]
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    elif fmt is OutputFormat.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(v) for v in row])
+        sys.stdout.write(buf.getvalue())
+    else:
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c)
+        for row in rows:
+            table.add_row(*[_cell(v) for v in row])
+        console.print(table)
+
+
+class DeviceProgress:
+    """One row per device (state, current step, done/total), live on a terminal, plain
+    lines otherwise (CI logs, pipes)."""
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        self._rows = {d: ("waiting", 0, 0, "") for d in devices}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        self._last_plain: dict[str, str] = {}
+
+    def _table(self) -> Table:
+        table = Table(title="devices")
+        for c in ("device", "state", "jobs", "current"):
+            table.add_column(c)
+        for name, (state, done, total, msg) in self._rows.items():
+            table.add_row(name, state, f"{done}/{total}", msg)
+        return table
+
+    def __enter__(self) -> DeviceProgress:
+        if console.is_terminal:
+            self._live = Live(self._table(), console=console, refresh_per_second=8,
+                              transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.__exit__(None, None, None)
+
+    def update(self, device: str, stage: str, done: int, total: int, message: str) -> None:
+        with self._lock:
+            self._rows[device] = (stage, done, total, message)
+            if self._live:
+                self._live.update(self._table())
+            elif stage != "layers" and self._last_plain.get(device) != f"{stage}{done}":
+                # Plain output: one line per state change, not per layer.
+                self._last_plain[device] = f"{stage}{done}"
+                console.print(f"[{device}] {stage} {done}/{total} {message}")

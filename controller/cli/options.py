@@ -1,0 +1,24 @@
+"""Options shared by several commands, so each means the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from controller.cli.console import OutputFormat
+
+DevicesOption = typer.Option(
+    None, "--devices", help="Device registry (default: ./devices.toml, else the demo farm's).",
+    show_default=False)
+DbOption = typer.Option(
+    None, "--db", help="Results database (default: $JOULEFARM_DB, else ./joulefarm.duckdb).",
+    show_default=False)
+FormatOption = typer.Option(OutputFormat.table, "--format", "-f",
+                            help="Output format: table, csv or json.")
+
+
+def db_path(value: Path | None) -> Path:
+    from controller.store import default_db_path
+
+    return value if value is not None else default_db_path()

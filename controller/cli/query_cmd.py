@@ -1,0 +1,34 @@
+"""``joulefarm query SQL``: read-only SQL over the results database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from controller.cli.console import OutputFormat, print_rows
+from controller.cli.options import DbOption, FormatOption, db_path
+from controller.store import query_readonly
+
+EXAMPLES = """
+Tables: devices, sweeps, models, jobs, runs, layer_measurements; view layer_energy.
+
+Examples:
+
+  joulefarm query "SELECT device_name, model_name, layer_index, op, energy_j, energy_source
+  FROM layer_energy ORDER BY energy_j DESC LIMIT 10"
+
+  joulefarm query --format csv "SELECT * FROM runs" > runs.csv
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Run a read-only SQL query on the results database." + EXAMPLES)
+    def query(
+        sql: str = typer.Argument(..., help="The SQL to run (read-only)."),
+        db: Path | None = DbOption,
+        fmt: OutputFormat = FormatOption,
+    ) -> int:
+        columns, rows = query_readonly(db_path(db), sql)
+        print_rows(columns, rows, fmt)
+        return 0

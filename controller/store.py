@@ -1,0 +1,373 @@
+"""Results in DuckDB: schema, versioned migrations, and atomic bulk ingest through Arrow.
+
+Every measurement row carries the meter that produced it and whether it was simulated, so a
+simulated energy can never be mistaken for a measured one. A run's rows are written in one
+transaction: a failure leaves nothing half-stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from agent.results import BenchmarkResult, DeviceFacts
+from controller.errors import JoulefarmError
+
+DEFAULT_DB_ENV = "JOULEFARM_DB"
+DEFAULT_DB_NAME = "joulefarm.duckdb"
+
+
+def default_db_path() -> Path:
+    """``$JOULEFARM_DB`` if set, else ``./joulefarm.duckdb``."""
+    return Path(os.environ.get(DEFAULT_DB_ENV, DEFAULT_DB_NAME))
+
+
+class StoreError(JoulefarmError):
+    """The database cannot be opened or does not hold what was asked for."""
+
+
+# Each migration moves the schema from version N-1 to N. Never edit one that has shipped:
+# add the next.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, """
+    CREATE TABLE devices (
+        name VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        platform VARCHAR NOT NULL,
+        address VARCHAR,
+        tags VARCHAR[],
+        machine VARCHAR,
+        cpu_model VARCHAR,
+        cpu_count INTEGER,
+        memory_bytes BIGINT,
+        os VARCHAR,
+        kernel VARCHAR,
+        python_version VARCHAR,
+        runtime_name VARCHAR,
+        runtime_version VARCHAR,
+        agent_version VARCHAR,
+        rust_core_profile VARCHAR,
+        meter_kind VARCHAR,
+        meter_profile VARCHAR,
+        meter_simulated BOOLEAN NOT NULL,
+        facts JSON,
+        first_seen TIMESTAMPTZ NOT NULL,
+        last_seen TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (name, fingerprint)
+    );
+    CREATE TABLE sweeps (
+        sweep_id VARCHAR PRIMARY KEY,
+        suite VARCHAR NOT NULL,
+        suite_file VARCHAR,
+        devices_file VARCHAR,
+        status VARCHAR NOT NULL,          -- running | done | partial | failed
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        joulefarm_version VARCHAR,
+        git_revision VARCHAR,
+        rust_core_profile VARCHAR
+    );
+    CREATE TABLE models (
+        sha256 VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        source VARCHAR,                   -- e.g. "recipe:tiny_cnn seed=0" or a file path
+        size_bytes BIGINT,
+        layer_count INTEGER
+    );
+    CREATE TABLE jobs (
+        job_id VARCHAR PRIMARY KEY,
+        sweep_id VARCHAR NOT NULL,
+        device_name VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL,
+        model_sha256 VARCHAR,
+        status VARCHAR NOT NULL,          -- pending | done | failed | unreachable
+        error VARCHAR,
+        started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ
+    );
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY,
+        job_id VARCHAR NOT NULL,
+        sweep_id VARCHAR NOT NULL,
+        device_name VARCHAR NOT NULL,
+        device_fingerprint VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL,
+        model_sha256 VARCHAR NOT NULL,
+        mode VARCHAR NOT NULL,
+        meter_kind VARCHAR NOT NULL,
+        meter_profile VARCHAR,
+        simulated BOOLEAN NOT NULL,
+        sample_rate_hz DOUBLE,
+        runtime_name VARCHAR,
+        runtime_version VARCHAR,
+        num_threads INTEGER,
+        idle_power_w DOUBLE,
+        clock_offset_s DOUBLE,
+        alignment_correlation DOUBLE,
+        true_clock_offset_s DOUBLE,
+        started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ,
+        flags VARCHAR[],
+        layer_count INTEGER,
+        latency_s DOUBLE,                 -- sum of per-layer latencies
+        energy_j DOUBLE                   -- sum of per-layer energies per inference
+    );
+    CREATE TABLE layer_measurements (
+        run_id VARCHAR NOT NULL,
+        layer_index INTEGER NOT NULL,
+        op VARCHAR NOT NULL,
+        macs BIGINT,
+        param_bytes BIGINT,
+        act_in_bytes BIGINT,
+        act_out_bytes BIGINT,
+        input_shapes VARCHAR,
+        output_shapes VARCHAR,
+        iterations INTEGER,
+        window_start_s DOUBLE,
+        window_end_s DOUBLE,
+        latency_s DOUBLE,
+        energy_j DOUBLE,
+        active_energy_j DOUBLE,
+        mean_power_w DOUBLE,
+        samples BIGINT,
+        coverage DOUBLE,
+        flags VARCHAR[],
+        true_energy_j DOUBLE,
+        meter_kind VARCHAR NOT NULL,
+        simulated BOOLEAN NOT NULL,
+        PRIMARY KEY (run_id, layer_index)
+    );
+    -- One row per layer with its device and model: what most queries want.
+    CREATE VIEW layer_energy AS
+    SELECT r.sweep_id, r.device_name, r.model_name, l.layer_index, l.op, l.macs,
+           l.latency_s, l.energy_j, l.active_energy_j, l.mean_power_w, l.flags,
+           l.meter_kind, l.simulated,
+           CASE WHEN l.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
+           r.run_id
+    FROM layer_measurements l JOIN runs r USING (run_id);
+    """),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_LAYER_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("layer_index", pa.int32()), ("op", pa.string()),
+    ("macs", pa.int64()), ("param_bytes", pa.int64()), ("act_in_bytes", pa.int64()),
+    ("act_out_bytes", pa.int64()), ("input_shapes", pa.string()), ("output_shapes", pa.string()),
+    ("iterations", pa.int32()), ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
+    ("latency_s", pa.float64()), ("energy_j", pa.float64()), ("active_energy_j", pa.float64()),
+    ("mean_power_w", pa.float64()), ("samples", pa.int64()), ("coverage", pa.float64()),
+    ("flags", pa.list_(pa.string())), ("true_energy_j", pa.float64()),
+    ("meter_kind", pa.string()), ("simulated", pa.bool_()),
+])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(unix_s: float) -> datetime:
+    return datetime.fromtimestamp(unix_s, UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+class ResultStore:
+    """A read-write handle on a results database. Thread-safe: one writer at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(self.path))
+        except (duckdb.Error, OSError) as e:
+            raise StoreError(f"{self.path}: cannot open the results database: {e}") from e
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            cur = self._con.cursor()
+            cur.begin()
+            try:
+                yield cur
+                cur.commit()
+            except BaseException:
+                cur.rollback()
+                raise
+            finally:
+                cur.close()
+
+    def _migrate(self) -> None:
+        with self._transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+            row = cur.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            current = row[0] or 0 if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {current} was written by a newer joulefarm "
+                    f"(this one knows up to {SCHEMA_VERSION}); upgrade joulefarm")
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    cur.execute(sql)
+                    cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, _now()])
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def upsert_device(self, facts: DeviceFacts, *, address: str, tags: Sequence[str]) -> None:
+        meter = facts.meters[0] if facts.meters else None
+        now = _now()
+        with self._transaction() as cur:
+            cur.execute(
+                """INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                                               ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (name, fingerprint) DO UPDATE SET
+                       last_seen = excluded.last_seen, address = excluded.address,
+                       tags = excluded.tags""",
+                [facts.device_name, facts.fingerprint, facts.platform, address, list(tags),
+                 facts.machine, facts.cpu_model, facts.cpu_count, facts.memory_bytes, facts.os,
+                 facts.kernel, facts.python_version, facts.runtime_name, facts.runtime_version,
+                 facts.agent_version, facts.rust_core_profile,
+                 meter.kind if meter else None, meter.profile if meter else None,
+                 bool(meter and meter.simulated), json.dumps(asdict(facts)), now, now],
+            )
+
+    def start_sweep(self, *, suite: str, suite_file: str, devices_file: str,
+                    joulefarm_version: str, git_revision: str, rust_core_profile: str) -> str:
+        sweep_id = new_id("sweep")
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, 'running', ?, NULL, ?, ?, ?)",
+                        [sweep_id, suite, suite_file, devices_file, _now(), joulefarm_version,
+                         git_revision, rust_core_profile])
+        return sweep_id
+
+    def finish_sweep(self, sweep_id: str, status: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE sweeps SET status = ?, finished_at = ? WHERE sweep_id = ?",
+                        [status, _now(), sweep_id])
+
+    def add_model(self, sha256: str, name: str, source: str, size_bytes: int,
+                  layer_count: int) -> None:
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        [sha256, name, source, size_bytes, layer_count])
+
+    def add_job(self, sweep_id: str, device_name: str, model_name: str,
+                model_sha256: str) -> str:
+        job_id = new_id("job")
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL)",
+                        [job_id, sweep_id, device_name, model_name, model_sha256])
+        return job_id
+
+    def fail_job(self, job_id: str, status: str, error: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE job_id = ?",
+                        [status, error, _now(), job_id])
+
+    def store_run(self, *, job_id: str, sweep_id: str, device: DeviceFacts, model_name: str,
+                  result: BenchmarkResult) -> str:
+        """Store one run and its layers, and mark its job done, in a single transaction."""
+        run_id = new_id("run")
+        m = result.meter
+        layers = result.layers
+        columns = {
+            "run_id": [run_id] * len(layers),
+            "layer_index": [x.index for x in layers],
+            "op": [x.op for x in layers],
+            "macs": [x.macs for x in layers],
+            "param_bytes": [x.param_bytes for x in layers],
+            "act_in_bytes": [x.act_in_bytes for x in layers],
+            "act_out_bytes": [x.act_out_bytes for x in layers],
+            "input_shapes": [x.input_shapes for x in layers],
+            "output_shapes": [x.output_shapes for x in layers],
+            "iterations": [x.iterations for x in layers],
+            "window_start_s": [x.window_start_s for x in layers],
+            "window_end_s": [x.window_end_s for x in layers],
+            "latency_s": [x.latency_s for x in layers],
+            "energy_j": [x.energy_j for x in layers],
+            "active_energy_j": [x.active_energy_j for x in layers],
+            "mean_power_w": [x.mean_power_w for x in layers],
+            "samples": [x.samples for x in layers],
+            "coverage": [x.coverage for x in layers],
+            "flags": [list(x.flags) for x in layers],
+            "true_energy_j": [x.true_energy_j for x in layers],
+            "meter_kind": [m.kind] * len(layers),
+            "simulated": [m.simulated] * len(layers),
+        }
+        table = pa.Table.from_pydict(columns, schema=_LAYER_SCHEMA)
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?)",
+                [run_id, job_id, sweep_id, device.device_name, device.fingerprint, model_name,
+                 result.model_sha256, result.mode, m.kind, m.profile, m.simulated,
+                 m.sample_rate_hz, result.runtime_name, result.runtime_version,
+                 result.num_threads, result.idle_power_w, result.clock_offset_s,
+                 result.alignment_correlation, result.true_clock_offset_s,
+                 _ts(result.started_unix_s), _ts(result.finished_unix_s), list(result.flags),
+                 len(layers), sum(x.latency_s for x in layers),
+                 sum(x.energy_j for x in layers)],
+            )
+            # Bulk insert straight from the Arrow table: one scan, not a row at a time.
+            cur.register("incoming_layers", table)
+            cur.execute("INSERT INTO layer_measurements SELECT * FROM incoming_layers")
+            cur.unregister("incoming_layers")
+            cur.execute("UPDATE jobs SET status = 'done', error = NULL, finished_at = ?, "
+                        "started_at = ? WHERE job_id = ?",
+                        [_now(), _ts(result.started_unix_s), job_id])
+        return run_id
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> tuple[list[str], list[tuple]]:
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                rel = cur.execute(sql, list(params))
+                names = [d[0] for d in rel.description or []]
+                return names, rel.fetchall()
+            finally:
+                cur.close()
+
+
+def query_readonly(path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run ``sql`` on a database opened read-only: nothing can be changed by a query."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no results database here (run `joulefarm demo` first, "
+                         f"or pass --db)")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as e:
+        raise StoreError(f"{path}: cannot open read-only: {e}") from e
+    try:
+        rel = con.execute(sql)
+        names = [d[0] for d in rel.description or []]
+        return names, rel.fetchall()
+    except duckdb.Error as e:
+        raise StoreError(f"query failed: {e}") from e
+    finally:
+        con.close()

@@ -1,0 +1,167 @@
+"""Benchmark suites: ``benchmarks/*.toml`` read into dataclasses, and their models materialised.
+
+A suite names its models (generated from a recipe of the model toolkit, or a .tflite file
+relative to the suite), how to measure them, and which devices run it::
+
+    schema_version = 1
+    name = "demo"
+
+    [select]
+    tags = ["demo"]          # devices carrying any of these tags (or: names = [...])
+
+    [measure]
+    mode = "layers"
+    min_layer_duration_s = 0.02
+
+    [[model]]
+    name = "tiny_cnn"
+    recipe = "tiny_cnn"
+    seed = 0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from agent.models.builder import RECIPES
+from agent.results import MeasureSettings
+from controller.errors import JoulefarmError
+
+SCHEMA_VERSION = 1
+TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "model"}
+MODEL_KEYS = {"name", "recipe", "seed", "file"}
+SELECT_KEYS = {"names", "tags"}
+MEASURE_KEYS = {f.name for f in fields(MeasureSettings) if f.name != "extra"} | {"timeout_s"}
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class SuiteError(JoulefarmError):
+    """A suite file is missing or malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    recipe: str | None = None
+    seed: int = 0
+    file: Path | None = None
+
+    @property
+    def source(self) -> str:
+        return f"recipe:{self.recipe} seed={self.seed}" if self.recipe else str(self.file)
+
+    def materialise(self) -> bytes:
+        """The model's .tflite bytes: generated from its recipe, or read from its file."""
+        if self.recipe:
+            return RECIPES[self.recipe](self.seed)
+        assert self.file is not None
+        try:
+            return self.file.read_bytes()
+        except OSError as e:
+            raise SuiteError(f"model {self.name!r}: cannot read {self.file}: {e.strerror}") from e
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    models: tuple[ModelSpec, ...]
+    settings: MeasureSettings
+    timeout_s: float
+    select_names: tuple[str, ...] = ()
+    select_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MaterialisedModel:
+    spec: ModelSpec
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def _require(cond: bool, path: Path, where: str, message: str) -> None:
+    if not cond:
+        raise SuiteError(f"{path}: {where}: {message}")
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], path: Path, where: str) -> None:
+    for key in table:
+        _require(key in allowed, path, f"{where}{key}",
+                 f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file. Raises SuiteError naming the file and the field."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise SuiteError(f"{path}: cannot read suite file: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"{path}: {e}") from e
+    _check_keys(doc, TOP_KEYS, path, "")
+    _require(doc.get("schema_version") == SCHEMA_VERSION, path, "schema_version",
+             f"must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}")
+    name = doc.get("name")
+    _require(isinstance(name, str) and bool(name), path, "name", "a non-empty string is required")
+
+    select = doc.get("select", {})
+    _require(isinstance(select, dict), path, "select", "must be a table")
+    _check_keys(select, SELECT_KEYS, path, "select.")
+    for key in ("names", "tags"):
+        value = select.get(key, [])
+        _require(isinstance(value, list) and all(isinstance(v, str) for v in value), path,
+                 f"select.{key}", "must be a list of strings")
+
+    measure = dict(doc.get("measure", {}))
+    _require(isinstance(measure, dict), path, "measure", "must be a table")
+    _check_keys(measure, MEASURE_KEYS, path, "measure.")
+    timeout_s = measure.pop("timeout_s", DEFAULT_TIMEOUT_S)
+    defaults = MeasureSettings()
+    for key, value in measure.items():
+        expected = type(getattr(defaults, key))
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        _require(ok and not isinstance(value, bool), path, f"measure.{key}",
+                 f"must be {expected.__name__}, got {value!r}")
+        if key != "mode":
+            _require(value >= 0, path, f"measure.{key}", f"must be >= 0, got {value!r}")
+    _require(measure.get("mode", "layers") == "layers", path, "measure.mode",
+             f"unsupported mode {measure.get('mode')!r} (supported: layers)")
+    settings = MeasureSettings(**measure)
+
+    raw_models = doc.get("model", [])
+    _require(isinstance(raw_models, list) and len(raw_models) > 0, path, "model",
+             "at least one [[model]] is required")
+    models, seen = [], set()
+    for i, m in enumerate(raw_models):
+        where = f"model[{i}]"
+        _check_keys(m, MODEL_KEYS, path, f"{where}.")
+        mname = m.get("name")
+        _require(isinstance(mname, str) and bool(mname), path, f"{where}.name",
+                 "a non-empty string is required")
+        _require(mname not in seen, path, f"{where}.name", f"duplicate model name {mname!r}")
+        seen.add(mname)
+        recipe, file = m.get("recipe"), m.get("file")
+        _require((recipe is None) != (file is None), path, where,
+                 "give exactly one of 'recipe' or 'file'")
+        if recipe is not None:
+            _require(recipe in RECIPES, path, f"{where}.recipe",
+                     f"unknown recipe {recipe!r} (known: {', '.join(sorted(RECIPES))})")
+        seed = m.get("seed", 0)
+        _require(isinstance(seed, int) and not isinstance(seed, bool), path, f"{where}.seed",
+                 "must be an integer")
+        models.append(ModelSpec(name=mname, recipe=recipe, seed=seed,
+                                file=(path.parent / file) if file else None))
+    return Suite(
+        path=path, name=name, description=str(doc.get("description", "")), models=tuple(models),
+        settings=settings, timeout_s=float(timeout_s),
+        select_names=tuple(select.get("names", [])), select_tags=tuple(select.get("tags", [])),
+    )

@@ -1,0 +1,205 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MeasureMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEASURE_MODE_UNSPECIFIED: _ClassVar[MeasureMode]
+    MEASURE_MODE_LAYERS: _ClassVar[MeasureMode]
+MEASURE_MODE_UNSPECIFIED: MeasureMode
+MEASURE_MODE_LAYERS: MeasureMode
+
+class GetDeviceFactsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetDeviceFactsResponse(_message.Message):
+    __slots__ = ("facts",)
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    facts: DeviceFacts
+    def __init__(self, facts: _Optional[_Union[DeviceFacts, _Mapping]] = ...) -> None: ...
+
+class MeterInfo(_message.Message):
+    __slots__ = ("kind", "simulated", "sample_rate_hz", "profile", "description")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIMULATED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    simulated: bool
+    sample_rate_hz: float
+    profile: str
+    description: str
+    def __init__(self, kind: _Optional[str] = ..., simulated: _Optional[bool] = ..., sample_rate_hz: _Optional[float] = ..., profile: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class DeviceFacts(_message.Message):
+    __slots__ = ("device_name", "platform", "machine", "cpu_model", "cpu_count", "memory_bytes", "os", "kernel", "python_version", "runtime_name", "runtime_version", "agent_version", "rust_core_profile", "meters", "fingerprint")
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_FIELD_NUMBER: _ClassVar[int]
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUST_CORE_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    device_name: str
+    platform: str
+    machine: str
+    cpu_model: str
+    cpu_count: int
+    memory_bytes: int
+    os: str
+    kernel: str
+    python_version: str
+    runtime_name: str
+    runtime_version: str
+    agent_version: str
+    rust_core_profile: str
+    meters: _containers.RepeatedCompositeFieldContainer[MeterInfo]
+    fingerprint: str
+    def __init__(self, device_name: _Optional[str] = ..., platform: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., python_version: _Optional[str] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., rust_core_profile: _Optional[str] = ..., meters: _Optional[_Iterable[_Union[MeterInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class UploadModelRequest(_message.Message):
+    __slots__ = ("name", "content")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    content: bytes
+    def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class UploadModelResponse(_message.Message):
+    __slots__ = ("sha256", "size_bytes", "already_cached")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_CACHED_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size_bytes: int
+    already_cached: bool
+    def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., already_cached: _Optional[bool] = ...) -> None: ...
+
+class RunBenchmarkRequest(_message.Message):
+    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed")
+    MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    MIN_LAYER_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    model_sha256: str
+    mode: MeasureMode
+    num_threads: int
+    warmup_iterations: int
+    min_layer_duration_s: float
+    min_iterations: int
+    idle_duration_s: float
+    seed: int
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("stage", "done", "total", "message")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    done: int
+    total: int
+    message: str
+    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class LayerResult(_message.Message):
+    __slots__ = ("index", "op", "macs", "param_bytes", "act_in_bytes", "act_out_bytes", "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j", "input_shapes", "output_shapes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    MACS_FIELD_NUMBER: _ClassVar[int]
+    PARAM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACT_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACT_OUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_S_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    MEAN_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    op: str
+    macs: int
+    param_bytes: int
+    act_in_bytes: int
+    act_out_bytes: int
+    iterations: int
+    window_start_s: float
+    window_end_s: float
+    latency_s: float
+    energy_j: float
+    active_energy_j: float
+    mean_power_w: float
+    samples: int
+    coverage: float
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    true_energy_j: float
+    input_shapes: str
+    output_shapes: str
+    def __init__(self, index: _Optional[int] = ..., op: _Optional[str] = ..., macs: _Optional[int] = ..., param_bytes: _Optional[int] = ..., act_in_bytes: _Optional[int] = ..., act_out_bytes: _Optional[int] = ..., iterations: _Optional[int] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., latency_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., active_energy_j: _Optional[float] = ..., mean_power_w: _Optional[float] = ..., samples: _Optional[int] = ..., coverage: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[float] = ..., input_shapes: _Optional[str] = ..., output_shapes: _Optional[str] = ...) -> None: ...
+
+class BenchmarkResult(_message.Message):
+    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s")
+    MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    ALIGNMENT_CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    TRUE_CLOCK_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    model_sha256: str
+    mode: MeasureMode
+    meter: MeterInfo
+    runtime_name: str
+    runtime_version: str
+    num_threads: int
+    idle_power_w: float
+    clock_offset_s: float
+    alignment_correlation: float
+    started_unix_s: float
+    finished_unix_s: float
+    layers: _containers.RepeatedCompositeFieldContainer[LayerResult]
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    true_clock_offset_s: float
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ...) -> None: ...
+
+class RunBenchmarkResponse(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    result: BenchmarkResult
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[BenchmarkResult, _Mapping]] = ...) -> None: ...
