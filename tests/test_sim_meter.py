@@ -1,0 +1,82 @@
+"""The simulated meter: an integrating sensor over the true power step function."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from agent.meters import MeterError, open_meter
+from agent.meters.profiles import PROFILES, get_profile
+from agent.meters.sim import SimMeter
+
+
+def _run(meter: SimMeter, activities: list[tuple[str, float, dict]]) -> None:
+    meter.start()
+    for kind, seconds, work in activities:
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        meter.note_activity(kind, t0, time.perf_counter(), **work)
+
+
+def test_trace_energy_matches_ground_truth_and_is_labelled_simulated() -> None:
+    meter = SimMeter("rpi4", sample_rate_hz=10_000, seed=3)
+    _run(meter, [("idle", 0.05, {}), ("layer", 0.05, {"macs": 10**8, "bytes_moved": 10**6}),
+                 ("busy", 0.02, {})])
+    trace = meter.stop()
+    assert meter.description.simulated and meter.description.kind == "sim"
+    assert trace.power_w.dtype == np.float32
+    assert len(trace.power_w) == pytest.approx(trace.duration_s * 10_000, abs=1)
+    # Sample i covers [t0 + i/fs, t0 + (i+1)/fs) on the meter clock; map back to the agent clock.
+    start_agent = trace.t0_s - meter.clock_offset_s
+    total_true = meter.true_energy_j(start_agent, start_agent + trace.duration_s)
+    total_trace = float(np.sum(trace.power_w, dtype=np.float64)) / trace.sample_rate_hz
+    assert total_trace == pytest.approx(total_true, rel=0.01)
+
+
+def test_power_levels_follow_the_profile_and_are_quantised() -> None:
+    profile = get_profile("jetson-orin-nano")
+    meter = SimMeter(profile, seed=1, clock_offset_s=0.0)
+    _run(meter, [("idle", 0.05, {})])
+    trace = meter.stop()
+    inner = trace.power_w[10:-10].astype(np.float64)
+    assert inner.mean() == pytest.approx(profile.idle_w, abs=0.02)
+    steps = inner / profile.lsb_w
+    assert np.allclose(steps, np.round(steps), atol=1e-3)
+
+
+def test_layer_power_grows_with_compute_intensity_and_saturates() -> None:
+    meter = SimMeter("host")
+    low = meter.layer_power_w(1.0, macs=10**6, bytes_moved=0)
+    high = meter.layer_power_w(1.0, macs=10**10, bytes_moved=0)
+    capped = meter.layer_power_w(1.0, macs=10**14, bytes_moved=0)
+    p = meter.profile
+    assert p.idle_w + p.busy_w < low < high < capped
+    assert capped == pytest.approx(p.idle_w + p.busy_w + p.peak_dynamic_w)
+
+
+def test_clock_offset_shifts_the_trace_start() -> None:
+    meter = SimMeter("host", clock_offset_s=0.0125)
+    meter.start()
+    trace = meter.stop()
+    assert trace.t0_s - meter._start_s == pytest.approx(0.0125)
+
+
+def test_misuse_is_reported() -> None:
+    meter = SimMeter("host")
+    with pytest.raises(MeterError, match="outside start"):
+        meter.note_activity("idle", 0.0, 1.0)
+    meter.start()
+    with pytest.raises(MeterError, match="unknown activity kind 'nap'"):
+        meter.note_activity("nap", 0.0, 1.0)
+    with pytest.raises(ValueError, match="unknown simulated device profile 'pi9'"):
+        SimMeter("pi9")
+    with pytest.raises(MeterError, match="no driver"):
+        open_meter("monsoon")
+
+
+def test_every_profile_is_plausible() -> None:
+    for p in PROFILES.values():
+        assert 0 < p.idle_w < 50 and p.noise_w >= 0 and p.lsb_w > 0
+        assert p.default_sample_rate_hz >= 10_000

@@ -1,0 +1,103 @@
+"""DuckDB results: migrations, atomic runs, read-only queries, simulated labelling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from agent.meters.base import MeterDescription
+from agent.results import BenchmarkResult, DeviceFacts, LayerRecord
+from controller.store import SCHEMA_VERSION, ResultStore, StoreError, query_readonly
+
+SIM = MeterDescription(kind="sim", simulated=True, sample_rate_hz=10_000.0, profile="rpi4")
+
+
+def facts(name: str = "dev") -> DeviceFacts:
+    return DeviceFacts(
+        device_name=name, platform="sim", machine="x86_64", cpu_model="cpu", cpu_count=2,
+        memory_bytes=1, os="os", kernel="k", python_version="3.11", runtime_name="rt",
+        runtime_version="1", agent_version="0", rust_core_profile="release", meters=(SIM,),
+        fingerprint="f" * 64)
+
+
+def layer(i: int, energy: float = 1e-3) -> LayerRecord:
+    return LayerRecord(
+        index=i, op="CONV_2D", macs=100, param_bytes=1, act_in_bytes=2, act_out_bytes=3,
+        input_shapes="1x8", output_shapes="1x8", iterations=10, window_start_s=0.0,
+        window_end_s=0.01, latency_s=1e-3, energy_j=energy, active_energy_j=energy / 2,
+        mean_power_w=1.0, samples=100, coverage=1.0, flags=("partial_coverage",) if i else (),
+        true_energy_j=energy)
+
+
+def result(layers: tuple[LayerRecord, ...]) -> BenchmarkResult:
+    return BenchmarkResult(
+        model_sha256="a" * 64, mode="layers", meter=SIM, runtime_name="rt", runtime_version="1",
+        num_threads=1, idle_power_w=2.0, clock_offset_s=0.01, alignment_correlation=0.99,
+        started_unix_s=1.7e9, finished_unix_s=1.7e9 + 1, layers=layers, true_clock_offset_s=0.01)
+
+
+def new_sweep(store: ResultStore) -> str:
+    return store.start_sweep(suite="s", suite_file="s.toml", devices_file="d.toml",
+                             joulefarm_version="0", git_revision="x", rust_core_profile="release")
+
+
+def test_migrations_apply_once_and_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db):
+        pass
+    with ResultStore(db) as store:
+        _, rows = store.query("SELECT version FROM schema_migrations")
+    assert rows == [(SCHEMA_VERSION,)]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db) as store:
+        store.query("INSERT INTO schema_migrations VALUES (999, now())")
+    with pytest.raises(StoreError, match="schema version 999 was written by a newer joulefarm"):
+        ResultStore(db)
+
+
+def test_run_and_layers_stored_together_and_labelled_simulated(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db) as store:
+        sweep = new_sweep(store)
+        store.upsert_device(facts(), address="127.0.0.1:1", tags=["demo"])
+        job = store.add_job(sweep, "dev", "m", "a" * 64)
+        store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
+                        result=result((layer(0), layer(1, 2e-3))))
+    cols, rows = query_readonly(
+        db, "SELECT layer_index, energy_j, flags, energy_source FROM layer_energy ORDER BY 1")
+    assert cols == ["layer_index", "energy_j", "flags", "energy_source"]
+    assert rows == [(0, 1e-3, [], "simulated"), (1, 2e-3, ["partial_coverage"], "simulated")]
+    _, jobs = query_readonly(db, "SELECT status FROM jobs")
+    assert jobs == [("done",)]
+    _, runs = query_readonly(db, "SELECT simulated, meter_kind, energy_j FROM runs")
+    assert runs == [(True, "sim", pytest.approx(3e-3))]
+
+
+def test_a_failed_run_leaves_no_rows(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db) as store:
+        sweep = new_sweep(store)
+        job = store.add_job(sweep, "dev", "m", "a" * 64)
+        duplicate = (layer(0), layer(0))  # violates the (run_id, layer_index) key mid-ingest
+        with pytest.raises(duckdb.ConstraintException):
+            store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
+                            result=result(duplicate))
+        _, counts = store.query("SELECT (SELECT count(*) FROM runs), "
+                                "(SELECT count(*) FROM layer_measurements), "
+                                "(SELECT status FROM jobs)")
+    assert counts == [(0, 0, "pending")]
+
+
+def test_readonly_query_cannot_write(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db):
+        pass
+    with pytest.raises(StoreError, match="query failed"):
+        query_readonly(db, "DELETE FROM runs")
+    with pytest.raises(StoreError, match="no results database here"):
+        query_readonly(tmp_path / "missing.duckdb", "SELECT 1")
