@@ -31,10 +31,14 @@ SYNC_PATTERN_MS: tuple[tuple[float, float], ...] = (
 )
 # The aligner searches offsets within +/- this range (meter clock minus agent clock).
 MAX_CLOCK_OFFSET_S = 0.05
-# Quiet time after the sync pattern, so the pattern's edges stand out from the layers.
-SYNC_GUARD_S = 0.03
+# Quiet time after the sync pattern. The aligner fits the pattern over its span widened by the
+# offset search range on both sides, so that whole stretch must hold nothing but the pattern
+# and idle: the idle baseline covers the side before, this guard the side after.
+SYNC_GUARD_S = MAX_CLOCK_OFFSET_S + 0.01
 # Idle samples near the edges of the idle segment are dropped (alignment error, transients).
 IDLE_EDGE_MARGIN_S = 0.01
+# Idle time after the last layer (longer than any plausible residual clock error).
+TAIL_S = 0.01
 # Below this correlation the alignment is reported as weak.
 MIN_ALIGNMENT_CORRELATION = 0.9
 
@@ -138,6 +142,10 @@ def record_layers(
         meter.note_activity("layer", start, end, macs=chain.layers[i].macs * count,
                             bytes_moved=_layer_bytes(chain, i) * count)
         windows.append(LayerWindow(i, start, end, count))
+    # A short idle tail, so the last window ends well inside the trace.
+    t_tail = time.perf_counter()
+    _sleep_until(t_tail + TAIL_S)
+    meter.note_activity("idle", t_tail, time.perf_counter())
     trace = meter.stop()
     if progress:
         progress(Progress("layers", n, n, "integrating"))

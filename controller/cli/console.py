@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-console = Console(highlight=False)
+# Pipes and CI logs get wide lines rather than tables folded into 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -107,4 +108,4 @@ class DeviceProgress:
             elif stage != "layers" and self._last_plain.get(device) != f"{stage}{done}":
                 # Plain output: one line per state change, not per layer.
                 self._last_plain[device] = f"{stage}{done}"
-                console.print(f"[{device}] {stage} {done}/{total} {message}")
+                console.print(f"[{device}] {stage} {done}/{total} {message}", markup=False)

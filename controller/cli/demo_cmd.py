@@ -15,19 +15,23 @@ SuiteOption = typer.Option(None, "--suite", help="Suite file (default: benchmark
                            show_default=False)
 
 SUMMARY_SQL = """
+WITH truth AS (
+    SELECT run_id, sum(true_energy_j) AS true_j, count(*) FILTER (len(flags) > 0) AS flagged
+    FROM layer_measurements GROUP BY run_id
+)
 SELECT r.device_name AS device,
-       r.meter_kind || CASE WHEN r.simulated THEN ' (simulated: ' || r.meter_profile || ')'
-                            ELSE '' END AS meter,
+       r.meter_kind || coalesce(':' || r.meter_profile, '') AS meter,
+       CASE WHEN r.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
        r.model_name AS model,
        r.layer_count AS layers,
        round(r.latency_s * 1e3, 3) AS latency_ms,
        round(r.energy_j * 1e3, 3) AS energy_mj,
-       round(sum(l.true_energy_j) * 1e3, 3) AS sim_truth_mj,
-       round(100 * (r.energy_j - sum(l.true_energy_j)) / sum(l.true_energy_j), 2) AS error_pct,
-       round(r.idle_power_w, 3) AS idle_w
-FROM runs r JOIN layer_measurements l USING (run_id)
+       round(t.true_j * 1e3, 3) AS sim_truth_mj,
+       round(100 * (r.energy_j - t.true_j) / t.true_j, 2) AS error_pct,
+       round(r.idle_power_w, 3) AS idle_w,
+       t.flagged AS flagged_layers
+FROM runs r JOIN truth t USING (run_id)
 WHERE r.sweep_id = ?
-GROUP BY ALL
 ORDER BY device, model
 """
 
