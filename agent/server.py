@@ -32,7 +32,7 @@ from agent.measure import measure_layers
 from agent.meters.base import MeterError, open_meter
 from agent.models.errors import ModelError
 from agent.models.parse import read_layers
-from agent.results import DeviceFacts, Progress
+from agent.results import DeviceFacts, MeasureSettings, Progress
 from agent.runtime import runtime_info
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
@@ -169,12 +169,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if not self._bench_lock.acquire(blocking=False):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           "another benchmark is running on this agent")
-        try:
-            yield from self._run(content, request.model_sha256, settings, context)
-        finally:
-            self._bench_lock.release()
+        # From here the worker thread owns the lock: it releases it when the measurement has
+        # really stopped, even if this call was cancelled or timed out long before.
+        yield from self._run(content, request.model_sha256, settings, context)
 
-    def _run(self, content: bytes, sha: str, settings: object,
+    def _run(self, content: bytes, sha: str, settings: MeasureSettings,
              context: grpc.ServicerContext) -> Iterator[pb.RunBenchmarkResponse]:
         events: queue.Queue[pb.RunBenchmarkResponse | BaseException | None] = queue.Queue()
 
@@ -194,6 +193,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             except BaseException as e:  # handed to the gRPC thread, which reports it
                 events.put(e)
             finally:
+                self._bench_lock.release()
                 events.put(None)
 
         worker = threading.Thread(target=work, name="benchmark", daemon=True)
@@ -219,7 +219,8 @@ def build_server(
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; return it, its bound port and its health servicer."""
     servicer = AgentServicer(config)
-    max_message = config.max_model_bytes + 1024 * 1024
+    # Above the model limit, so an oversized upload gets our clear message, not the transport's.
+    max_message = 2 * config.max_model_bytes + 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rpc"),
         interceptors=[TokenAuthInterceptor(token)],
