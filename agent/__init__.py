@@ -1,0 +1,1 @@
+"""joulefarm device agent: gRPC service, runtimes, meters and the model toolkit."""

@@ -1,0 +1,218 @@
+"""Run a model as a chain of single-layer interpreters, or whole, with the same inputs.
+
+``LayerChain`` is what the agent times: ``feed`` pushes one inference through the chain, which
+leaves every layer's interpreter holding exactly the inputs that layer sees in the real model;
+then ``invoke_layer(i)`` re-runs layer ``i`` alone on them, as often as the measurement needs,
+with nothing but ``interpreter.invoke()`` in the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+# A module import, not a name: agent.runtime imports agent.models.errors, so either package
+# may be imported first while the other is half-initialised.
+import agent.runtime as runtime
+from agent.models.errors import ModelError
+from agent.models.flatbuffer import NUMPY_DTYPES, shape_of
+from agent.models.graph import load_graph
+from agent.models.parse import LayerInfo, read_layers
+from agent.models.split import LayerModel, split_model
+
+TensorSpec = tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]
+"""(shape, dtype, (scale, zero point) or None) of a model input."""
+
+
+def random_array(shape: Sequence[int], dtype: np.dtype | type, rng: np.random.Generator,
+                 quantization: tuple[float, int] | None = None) -> np.ndarray:
+    """A random array: standard normal floats; for quantised integer tensors (``quantization``
+    = (scale, zero point), scale > 0) standard normal values quantised with those parameters,
+    so that they look like the float data the model was calibrated on; other integers small and
+    non-negative (they are usually indices or sizes), bools fair coin flips."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if quantization is not None and quantization[0] > 0:
+            scale, zero_point = quantization
+            values = np.round(rng.standard_normal(shape) / scale) + zero_point
+            return np.clip(values, info.min, info.max).astype(dtype)
+        return rng.integers(0, 9, shape, endpoint=True).astype(dtype)
+    raise ModelError(f"cannot make random inputs of dtype {dtype}")
+
+
+def _as_inputs(inputs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    if len(inputs) != len(specs):
+        raise ValueError(f"model has {len(specs)} inputs, got {len(inputs)}")
+    arrays = []
+    for i, (array, (_, dtype, _)) in enumerate(zip(inputs, specs, strict=True)):
+        array = np.asarray(array)
+        if array.dtype != dtype:
+            raise ValueError(f"input {i} must be {dtype}, got {array.dtype}")
+        arrays.append(np.ascontiguousarray(array))
+    return arrays
+
+
+def _set_input(interpreter: Any, index: int, array: np.ndarray) -> bool:
+    """Resize input ``index`` if ``array`` has another shape; True if it did (then allocate)."""
+    if _input_shape(interpreter, index) == array.shape:
+        return False
+    interpreter.resize_tensor_input(index, list(array.shape), strict=False)
+    return True
+
+
+def _allocate(interpreter: Any, what: str) -> None:
+    try:
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{what}: the runtime could not allocate tensors for the new input "
+                         f"shapes: {' '.join(str(exc).split())}") from exc
+
+
+def _input_shape(interpreter: Any, index: int) -> tuple[int, ...]:
+    for detail in interpreter.get_input_details():
+        if detail["index"] == index:
+            return tuple(int(d) for d in detail["shape"])
+    raise KeyError(index)
+
+
+class WholeModel:
+    """The unsplit model in one interpreter: the reference the chain is checked against."""
+
+    def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
+                 use_xnnpack: bool = False) -> None:
+        self.interpreter = runtime.load_interpreter(model_bytes, num_threads=num_threads,
+                                            use_xnnpack=use_xnnpack)
+        self._inputs = [d["index"] for d in self.interpreter.get_input_details()]
+        self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
+        self.input_specs: list[TensorSpec] = [
+            (tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
+             tuple(d["quantization"]) if d["quantization"][0] else None)
+            for d in self.interpreter.get_input_details()
+        ]
+        """(shape, dtype, quantisation) of each model input."""
+        self.invoke: Callable[[], None] = self.interpreter.invoke
+        """Run one inference on the inputs set last (the bare bound ``invoke``)."""
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [random_array(shape, dtype, rng, q) for shape, dtype, q in self.input_specs]
+
+    def set_inputs(self, inputs: Sequence[np.ndarray]) -> None:
+        arrays = _as_inputs(inputs, self.input_specs)
+        resized = [_set_input(self.interpreter, i, a)
+                   for i, a in zip(self._inputs, arrays, strict=True)]
+        if any(resized):
+            _allocate(self.interpreter, "whole model")
+        for index, array in zip(self._inputs, arrays, strict=True):
+            self.interpreter.set_tensor(index, array)
+
+    def outputs(self) -> list[np.ndarray]:
+        """Copies of the model outputs after the last ``invoke``."""
+        return [self.interpreter.get_tensor(i) for i in self._outputs]
+
+
+class LayerChain:
+    """One interpreter per layer sub-model, chained to compute the whole model."""
+
+    def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
+                 use_xnnpack: bool = False) -> None:
+        graph = load_graph(model_bytes)
+        tensors = graph.subgraph.tensors
+        self._model_bytes = bytes(model_bytes)
+        self._model_inputs = [int(t) for t in graph.subgraph.inputs or []]
+        self._model_outputs = [int(t) for t in graph.subgraph.outputs or []]
+        self.input_specs: list[TensorSpec] = []
+        """(shape, dtype, quantisation) of each model input."""
+        for t in self._model_inputs:
+            dtype = NUMPY_DTYPES.get(tensors[t].type)
+            if dtype is None:
+                raise ModelError(f"model input {t} has an unsupported type ({tensors[t].type})")
+            q = tensors[t].quantization
+            quant = None
+            if q is not None and q.scale is not None and len(q.scale) == 1 and q.scale[0] > 0:
+                zero_point = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
+                quant = (float(q.scale[0]), zero_point)
+            self.input_specs.append((tuple(shape_of(tensors[t])), dtype, quant))
+        self._static_shapes = {t: tuple(shape_of(tensor)) for t, tensor in enumerate(tensors)}
+
+        self.layer_models: list[LayerModel] = split_model(model_bytes)
+        by_index = {layer.index: layer for layer in read_layers(model_bytes)}
+        self.layers: list[LayerInfo] = [by_index[m.index] for m in self.layer_models]
+        """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
+        bytes) reflect the shapes seen at run time if they differ from the file's."""
+        self.interpreters = [
+            runtime.load_interpreter(m.model_bytes, num_threads=num_threads,
+                                     use_xnnpack=use_xnnpack)
+            for m in self.layer_models
+        ]
+        self._in = [[d["index"] for d in it.get_input_details()] for it in self.interpreters]
+        self._out = [[d["index"] for d in it.get_output_details()] for it in self.interpreters]
+        for m, ins, outs in zip(self.layer_models, self._in, self._out, strict=True):
+            if len(ins) != len(m.input_tensors) or len(outs) != len(m.output_tensors):
+                raise ModelError(f"node {m.index} ({m.op}): the runtime reports "
+                                 f"{len(ins)} inputs/{len(outs)} outputs, the split "
+                                 f"{len(m.input_tensors)}/{len(m.output_tensors)}")
+        self.invokers: list[Callable[[], None]] = [it.invoke for it in self.interpreters]
+        """Bound ``invoke`` of each layer's interpreter: the hot loop calls these."""
+
+    def __len__(self) -> int:
+        return len(self.layer_models)
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        """Seeded random arrays for the model inputs (see ``random_array``)."""
+        rng = np.random.default_rng(seed)
+        return [random_array(shape, dtype, rng, q) for shape, dtype, q in self.input_specs]
+
+    def feed(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the chain once on ``inputs``; returns the model outputs.
+
+        Afterwards every layer's interpreter holds the inputs it saw, so ``invoke_layer(i)``
+        repeats layer ``i`` exactly as it ran inside the model.
+        """
+        values = self.tensor_values(inputs)
+        return [values[t] for t in self._model_outputs]
+
+    def tensor_values(self, inputs: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
+        """Run the chain once (as ``feed``) and return every non-constant tensor's value, by
+        original tensor index (for calibration and debugging)."""
+        values: dict[int, np.ndarray] = dict(
+            zip(self._model_inputs, _as_inputs(inputs, self.input_specs), strict=True)
+        )
+        for m, it, ins, outs in zip(self.layer_models, self.interpreters, self._in, self._out,
+                                    strict=True):
+            arrays = [values[t] for t in m.input_tensors]
+            resized = [_set_input(it, i, a) for i, a in zip(ins, arrays, strict=True)]
+            if any(resized):
+                _allocate(it, f"node {m.index} ({m.op})")
+            for index, array in zip(ins, arrays, strict=True):
+                it.set_tensor(index, array)
+            it.invoke()
+            for index, t in zip(outs, m.output_tensors, strict=True):
+                values[t] = it.get_tensor(index)
+        self._refresh_layers(values)
+        return values
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The model outputs for ``inputs``, computed layer by layer (same as ``feed``)."""
+        return self.feed(inputs)
+
+    def invoke_layer(self, i: int) -> None:
+        """Re-run layer ``i`` (chain position) on the inputs the last ``feed`` gave it."""
+        self.invokers[i]()
+
+    def _refresh_layers(self, values: dict[int, np.ndarray]) -> None:
+        observed = {t: tuple(a.shape) for t, a in values.items()}
+        changed = {t: s for t, s in observed.items() if self._static_shapes.get(t) != s}
+        if changed:
+            by_index = {info.index: info for info in read_layers(self._model_bytes,
+                                                                  shapes=observed)}
+            self.layers = [by_index[m.index] for m in self.layer_models]
+            self._static_shapes.update(changed)

