@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from agent.meters.base import MeterDescription
-from agent.results import BenchmarkResult, DeviceFacts, LayerRecord, MeasureSettings, Progress
+from agent.results import (
+    BenchmarkResult,
+    DeviceFacts,
+    LayerRecord,
+    MeasureSettings,
+    Progress,
+    WholeModelRecord,
+)
 from protos.joulefarm.v1 import agent_pb2 as pb
 
-_MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS}
+_MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS, "whole": pb.MEASURE_MODE_WHOLE}
 _MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
 
 
@@ -62,6 +69,7 @@ def settings_to_proto(model_sha256: str, s: MeasureSettings) -> pb.RunBenchmarkR
         model_sha256=model_sha256, mode=mode_to_proto(s.mode), num_threads=s.num_threads,
         warmup_iterations=s.warmup_iterations, min_layer_duration_s=s.min_layer_duration_s,
         min_iterations=s.min_iterations, idle_duration_s=s.idle_duration_s, seed=s.seed,
+        min_duration_s=s.min_duration_s,
     )
 
 
@@ -76,6 +84,7 @@ def settings_from_proto(r: pb.RunBenchmarkRequest) -> MeasureSettings:
         min_iterations=r.min_iterations or d.min_iterations,
         idle_duration_s=r.idle_duration_s or d.idle_duration_s,
         seed=r.seed,
+        min_duration_s=r.min_duration_s or d.min_duration_s,
     )
 
 
@@ -114,6 +123,24 @@ def layer_from_proto(m: pb.LayerResult) -> LayerRecord:
     )
 
 
+_WHOLE_FIELDS = ("iterations", "window_start_s", "window_end_s", "latency_mean_s",
+                 "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j",
+                 "active_energy_j", "mean_power_w", "samples", "coverage")
+
+
+def whole_to_proto(w: WholeModelRecord) -> pb.WholeModelResult:
+    msg = pb.WholeModelResult(**{k: getattr(w, k) for k in _WHOLE_FIELDS}, flags=list(w.flags))
+    if w.true_energy_j is not None:
+        msg.true_energy_j = w.true_energy_j
+    return msg
+
+
+def whole_from_proto(m: pb.WholeModelResult) -> WholeModelRecord:
+    return WholeModelRecord(
+        **{k: getattr(m, k) for k in _WHOLE_FIELDS}, flags=tuple(m.flags),
+        true_energy_j=m.true_energy_j if m.HasField("true_energy_j") else None)
+
+
 def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
     msg = pb.BenchmarkResult(
         model_sha256=r.model_sha256, mode=mode_to_proto(r.mode), meter=meter_to_proto(r.meter),
@@ -125,6 +152,8 @@ def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
     )
     if r.true_clock_offset_s is not None:
         msg.true_clock_offset_s = r.true_clock_offset_s
+    if r.whole is not None:
+        msg.whole.CopyFrom(whole_to_proto(r.whole))
     return pb.RunBenchmarkResponse(result=msg)
 
 
@@ -138,4 +167,5 @@ def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
         finished_unix_s=m.finished_unix_s, layers=tuple(layer_from_proto(x) for x in m.layers),
         flags=tuple(m.flags),
         true_clock_offset_s=m.true_clock_offset_s if m.HasField("true_clock_offset_s") else None,
+        whole=whole_from_proto(m.whole) if m.HasField("whole") else None,
     )

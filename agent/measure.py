@@ -1,6 +1,7 @@
-"""Measure a model layer by layer while the meter records, then turn the trace into energy.
+"""Measure a model while the meter records, then turn the trace into energy.
 
-The run, on the agent's clock:
+A run, on the agent's clock (``layers`` mode; ``whole`` mode has one window for the whole model
+looped for ``min_duration_s``, with every call's latency kept for percentiles):
 
     idle baseline | sync pattern (coded busy/idle) | quiet gap | layer 0 window | layer 1 ...
 
@@ -21,8 +22,15 @@ import numpy as np
 
 import joulefarm
 from agent.meters.base import Meter, Trace
-from agent.models.chain import LayerChain
-from agent.results import BenchmarkResult, LayerRecord, MeasureSettings, Progress
+from agent.models.chain import LayerChain, WholeModel
+from agent.models.parse import read_layers
+from agent.results import (
+    BenchmarkResult,
+    LayerRecord,
+    MeasureSettings,
+    Progress,
+    WholeModelRecord,
+)
 
 # Busy/idle durations (ms) of the sync pattern: an irregular code, so that its
 # autocorrelation has one clear peak and the offset cannot lock onto a wrong period.
@@ -56,6 +64,19 @@ class LayerWindow:
 
 
 @dataclass(frozen=True)
+class WholeWindow:
+    """The whole model's timed loop: its window and every call's latency."""
+
+    start_s: float
+    end_s: float
+    latencies_s: np.ndarray
+
+    @property
+    def iterations(self) -> int:
+        return len(self.latencies_s)
+
+
+@dataclass(frozen=True)
 class RawRun:
     """Everything recorded in one run, before integration."""
 
@@ -66,6 +87,7 @@ class RawRun:
     windows: tuple[LayerWindow, ...]
     started_unix_s: float
     finished_unix_s: float
+    whole: WholeWindow | None = None
 
 
 def _spin_until(deadline: float) -> None:
@@ -111,15 +133,7 @@ def record_layers(
     chain.feed(chain.random_inputs(settings.seed))
     n = len(chain.layers)
     started_unix = time.time()
-    meter.start()
-    t_idle0 = time.perf_counter()
-    _sleep_until(t_idle0 + settings.idle_duration_s)
-    t_idle1 = time.perf_counter()
-    meter.note_activity("idle", t_idle0, t_idle1)
-    busy_starts, busy_ends = run_sync_pattern(meter)
-    t_guard = time.perf_counter()
-    _sleep_until(t_guard + SYNC_GUARD_S)
-    meter.note_activity("idle", t_guard, time.perf_counter())
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
 
     windows = []
     for i in range(n):
@@ -142,19 +156,134 @@ def record_layers(
         meter.note_activity("layer", start, end, macs=chain.layers[i].macs * count,
                             bytes_moved=_layer_bytes(chain, i) * count)
         windows.append(LayerWindow(i, start, end, count))
-    # A short idle tail, so the last window ends well inside the trace.
+    trace = _tail_and_stop(meter)
+    if progress:
+        progress(Progress("layers", n, n, "integrating"))
+    return RawRun(trace, idle_window, busy_starts, busy_ends, tuple(windows),
+                  started_unix, time.time())
+
+
+def _prelude(meter: Meter, settings: MeasureSettings
+             ) -> tuple[tuple[float, float], np.ndarray, np.ndarray]:
+    """Start the meter; idle baseline, sync pattern, quiet guard. Returns the idle window and
+    the busy intervals of the pattern."""
+    meter.start()
+    t_idle0 = time.perf_counter()
+    _sleep_until(t_idle0 + settings.idle_duration_s)
+    t_idle1 = time.perf_counter()
+    meter.note_activity("idle", t_idle0, t_idle1)
+    busy_starts, busy_ends = run_sync_pattern(meter)
+    t_guard = time.perf_counter()
+    _sleep_until(t_guard + SYNC_GUARD_S)
+    meter.note_activity("idle", t_guard, time.perf_counter())
+    return (t_idle0, t_idle1), busy_starts, busy_ends
+
+
+def _tail_and_stop(meter: Meter) -> Trace:
+    """A short idle tail, so the last window ends well inside the trace; then stop."""
     t_tail = time.perf_counter()
     _sleep_until(t_tail + TAIL_S)
     meter.note_activity("idle", t_tail, time.perf_counter())
-    trace = meter.stop()
+    return meter.stop()
+
+
+def record_whole(
+    model: WholeModel, macs: int, bytes_moved: int, meter: Meter, settings: MeasureSettings,
+    progress: ProgressFn | None = None,
+) -> RawRun:
+    """Idle baseline, sync pattern, then the whole model looped for ``min_duration_s``."""
+    model.set_inputs(model.random_inputs(settings.seed))
+    invoke = model.interpreter.invoke
+    for _ in range(settings.warmup_iterations):
+        invoke()
+    started_unix = time.time()
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
     if progress:
-        progress(Progress("layers", n, n, "integrating"))
-    return RawRun(trace, (t_idle0, t_idle1), busy_starts, busy_ends, tuple(windows),
-                  started_unix, time.time())
+        progress(Progress("whole", 0, 1, f"looping for {settings.min_duration_s:g} s"))
+    latencies = []
+    clock = time.perf_counter
+    start = clock()
+    deadline = start + settings.min_duration_s
+    before = start
+    while True:
+        invoke()
+        after = clock()
+        latencies.append(after - before)
+        before = after
+        if len(latencies) >= settings.min_iterations and after >= deadline:
+            break
+    end = after
+    n = len(latencies)
+    meter.note_activity("layer", start, end, macs=macs * n, bytes_moved=bytes_moved * n)
+    trace = _tail_and_stop(meter)
+    if progress:
+        progress(Progress("whole", 1, 1, "integrating"))
+    return RawRun(trace, idle_window, busy_starts, busy_ends, (), started_unix, time.time(),
+                  whole=WholeWindow(start, end, np.asarray(latencies)))
 
 
 def _shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
     return ",".join("x".join(str(d) for d in s) for s in shapes)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    offset_s: float
+    correlation: float
+    idle_power_w: float
+    flags: tuple[str, ...]
+
+
+def align_and_baseline(raw: RawRun) -> Alignment:
+    """Meter clock offset from the sync pattern, then the idle baseline power."""
+    trace = raw.trace
+    fs = trace.sample_rate_hz
+    flags: list[str] = []
+    fit = joulefarm.align_offset(
+        trace.power_w, fs, raw.busy_starts, raw.busy_ends, t0=trace.t0_s,
+        max_offset_s=MAX_CLOCK_OFFSET_S,
+    )
+    offset = float(fit["offset_s"])
+    correlation = float(fit["correlation"])
+    if not correlation >= MIN_ALIGNMENT_CORRELATION:
+        flags.append("alignment_weak")
+    idle_start = raw.idle_window[0] + IDLE_EDGE_MARGIN_S
+    idle_end = raw.idle_window[1] - IDLE_EDGE_MARGIN_S
+    idle_w = float(joulefarm.idle_power(
+        trace.power_w, fs, np.array([idle_start]), np.array([idle_end]), t0=trace.t0_s,
+        offset_s=offset,
+    ))
+    if not np.isfinite(idle_w):
+        flags.append("no_idle_baseline")
+    return Alignment(offset, correlation, idle_w, tuple(flags))
+
+
+def _truth(meter: Meter) -> Callable[[float, float], float] | None:
+    """The simulator's exact energy function; None for a real meter."""
+    return getattr(meter, "true_energy_j", None) if meter.description.simulated else None
+
+
+def _result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
+            runtime: tuple[str, str], fit: Alignment, layers: tuple[LayerRecord, ...] = (),
+            whole: WholeModelRecord | None = None) -> BenchmarkResult:
+    return BenchmarkResult(
+        model_sha256=model_sha256,
+        mode=settings.mode,
+        meter=meter.description,
+        runtime_name=runtime[0],
+        runtime_version=runtime[1],
+        num_threads=settings.num_threads,
+        idle_power_w=fit.idle_power_w,
+        clock_offset_s=fit.offset_s,
+        alignment_correlation=fit.correlation,
+        started_unix_s=raw.started_unix_s,
+        finished_unix_s=raw.finished_unix_s,
+        layers=layers,
+        flags=fit.flags,
+        true_clock_offset_s=getattr(meter, "clock_offset_s", None)
+        if meter.description.simulated else None,
+        whole=whole,
+    )
 
 
 def integrate_run(
@@ -164,30 +293,13 @@ def integrate_run(
     """Align the trace to the agent clock and integrate every layer window with rust_core."""
     trace = raw.trace
     fs = trace.sample_rate_hz
-    run_flags: list[str] = []
-    alignment = joulefarm.align_offset(
-        trace.power_w, fs, raw.busy_starts, raw.busy_ends, t0=trace.t0_s,
-        max_offset_s=MAX_CLOCK_OFFSET_S,
-    )
-    offset = float(alignment["offset_s"])
-    correlation = float(alignment["correlation"])
-    if not correlation >= MIN_ALIGNMENT_CORRELATION:
-        run_flags.append("alignment_weak")
-
-    idle_start = raw.idle_window[0] + IDLE_EDGE_MARGIN_S
-    idle_end = raw.idle_window[1] - IDLE_EDGE_MARGIN_S
-    idle_w = float(joulefarm.idle_power(
-        trace.power_w, fs, np.array([idle_start]), np.array([idle_end]), t0=trace.t0_s,
-        offset_s=offset,
-    ))
-    if not np.isfinite(idle_w):
-        run_flags.append("no_idle_baseline")
-
+    fit = align_and_baseline(raw)
+    offset, idle_w = fit.offset_s, fit.idle_power_w
     starts = np.array([w.start_s for w in raw.windows], dtype=np.float64)
     ends = np.array([w.end_s for w in raw.windows], dtype=np.float64)
     stats = joulefarm.integrate_windows(trace.power_w, fs, starts, ends, t0=trace.t0_s,
                                         offset_s=offset)
-    truth = getattr(meter, "true_energy_j", None) if meter.description.simulated else None
+    truth = _truth(meter)
     layers = []
     for k, w in enumerate(raw.windows):
         info = chain.layers[w.index]
@@ -214,23 +326,38 @@ def integrate_run(
             flags=tuple(joulefarm.flag_names(int(stats["flags"][k]))),
             true_energy_j=truth(w.start_s, w.end_s) / w.iterations if truth else None,
         ))
-    return BenchmarkResult(
-        model_sha256=model_sha256,
-        mode=settings.mode,
-        meter=meter.description,
-        runtime_name=runtime[0],
-        runtime_version=runtime[1],
-        num_threads=settings.num_threads,
-        idle_power_w=idle_w,
-        clock_offset_s=offset,
-        alignment_correlation=correlation,
-        started_unix_s=raw.started_unix_s,
-        finished_unix_s=raw.finished_unix_s,
-        layers=tuple(layers),
-        flags=tuple(run_flags),
-        true_clock_offset_s=getattr(meter, "clock_offset_s", None)
-        if meter.description.simulated else None,
-    )
+    return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers))
+
+
+def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
+                    runtime: tuple[str, str]) -> BenchmarkResult:
+    """Energy per inference over the whole loop; latency percentiles from every call."""
+    assert raw.whole is not None
+    w = raw.whole
+    fit = align_and_baseline(raw)
+    trace = raw.trace
+    stats = joulefarm.integrate_windows(
+        trace.power_w, trace.sample_rate_hz, np.array([w.start_s]), np.array([w.end_s]),
+        t0=trace.t0_s, offset_s=fit.offset_s)
+    n = w.iterations
+    energy = float(stats["energy_j"][0])
+    duration = w.end_s - w.start_s
+    p50, p90, p99 = np.percentile(w.latencies_s, [50, 90, 99])
+    truth = _truth(meter)
+    flags = list(joulefarm.flag_names(int(stats["flags"][0])))
+    if duration < settings.min_duration_s:
+        flags.append("min_duration_not_met")
+    if n < settings.min_iterations:
+        flags.append("min_iterations_not_met")
+    record = WholeModelRecord(
+        iterations=n, window_start_s=w.start_s, window_end_s=w.end_s,
+        latency_mean_s=duration / n, latency_p50_s=float(p50), latency_p90_s=float(p90),
+        latency_p99_s=float(p99), energy_j=energy / n,
+        active_energy_j=(energy - fit.idle_power_w * duration) / n,
+        mean_power_w=float(stats["mean_power_w"][0]), samples=int(stats["samples"][0]),
+        coverage=float(stats["coverage"][0]), flags=tuple(flags),
+        true_energy_j=truth(w.start_s, w.end_s) / n if truth else None)
+    return _result(raw, meter, settings, model_sha256, runtime, fit, whole=record)
 
 
 def measure_layers(
@@ -247,3 +374,36 @@ def measure_layers(
     chain = LayerChain(model_bytes, num_threads=settings.num_threads)
     raw = record_layers(chain, meter, settings, progress)
     return integrate_run(raw, chain, meter, settings, model_sha256, runtime)
+
+
+def measure_whole(
+    model_bytes: bytes,
+    model_sha256: str,
+    meter: Meter,
+    settings: MeasureSettings,
+    runtime: tuple[str, str],
+    progress: ProgressFn | None = None,
+) -> BenchmarkResult:
+    """The whole-model benchmark (MLPerf style): warm-up, timed loop, energy per inference."""
+    layers = read_layers(model_bytes)
+    macs = sum(x.macs for x in layers)
+    moved = sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers)
+    model = WholeModel(model_bytes, num_threads=settings.num_threads)
+    raw = record_whole(model, macs, moved, meter, settings, progress)
+    return integrate_whole(raw, meter, settings, model_sha256, runtime)
+
+
+def measure(
+    model_bytes: bytes,
+    model_sha256: str,
+    meter: Meter,
+    settings: MeasureSettings,
+    runtime: tuple[str, str],
+    progress: ProgressFn | None = None,
+) -> BenchmarkResult:
+    """Dispatch on ``settings.mode``."""
+    if settings.mode == "whole":
+        return measure_whole(model_bytes, model_sha256, meter, settings, runtime, progress)
+    if settings.mode == "layers":
+        return measure_layers(model_bytes, model_sha256, meter, settings, runtime, progress)
+    raise ValueError(f"unknown measuring mode {settings.mode!r} (known: layers, whole)")

@@ -55,8 +55,28 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
+class WholeModelRecord:
+    """The whole model looped. Latencies in seconds; energies in joules per inference."""
+
+    iterations: int
+    window_start_s: float
+    window_end_s: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p90_s: float
+    latency_p99_s: float
+    energy_j: float
+    active_energy_j: float
+    mean_power_w: float
+    samples: int
+    coverage: float
+    flags: tuple[str, ...] = ()
+    true_energy_j: float | None = None
+
+
+@dataclass(frozen=True)
 class BenchmarkResult:
-    """One model measured on one device, layer by layer."""
+    """One model measured on one device: layer by layer (``layers``) or whole (``whole``)."""
 
     model_sha256: str
     mode: str
@@ -72,6 +92,7 @@ class BenchmarkResult:
     layers: tuple[LayerRecord, ...]
     flags: tuple[str, ...] = ()
     true_clock_offset_s: float | None = None
+    whole: WholeModelRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -93,4 +114,6 @@ class MeasureSettings:
     min_iterations: int = 5
     idle_duration_s: float = 0.2
     seed: int = 0
+    # Whole mode: the timed loop lasts at least this long.
+    min_duration_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 import joulefarm
 from agent import convert
 from agent.facts import collect_facts
-from agent.measure import measure_layers
+from agent.measure import measure
 from agent.meters.base import MeterError, open_meter
 from agent.models.errors import ModelError
 from agent.models.parse import read_layers
@@ -188,7 +188,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 meter = open_meter(self.config.meter_kind, profile=self.config.meter_profile,
                                    sample_rate_hz=self.config.sample_rate_hz,
                                    seed=settings.seed * 1000 + self._runs)
-                result = measure_layers(content, sha, meter, settings, self.runtime, progress)
+                result = measure(content, sha, meter, settings, self.runtime, progress)
                 events.put(convert.result_to_proto(result))
             except BaseException as e:  # handed to the gRPC thread, which reports it
                 events.put(e)

@@ -119,8 +119,27 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         finished_at TIMESTAMPTZ,
         flags VARCHAR[],
         layer_count INTEGER,
-        latency_s DOUBLE,                 -- sum of per-layer latencies
-        energy_j DOUBLE                   -- sum of per-layer energies per inference
+        latency_s DOUBLE,                 -- layers: sum of per-layer; whole: mean per call
+        energy_j DOUBLE                   -- per inference (layers: summed over layers)
+    );
+    CREATE TABLE whole_measurements (
+        run_id VARCHAR PRIMARY KEY,
+        iterations INTEGER,
+        window_start_s DOUBLE,
+        window_end_s DOUBLE,
+        latency_mean_s DOUBLE,
+        latency_p50_s DOUBLE,
+        latency_p90_s DOUBLE,
+        latency_p99_s DOUBLE,
+        energy_j DOUBLE,
+        active_energy_j DOUBLE,
+        mean_power_w DOUBLE,
+        samples BIGINT,
+        coverage DOUBLE,
+        flags VARCHAR[],
+        true_energy_j DOUBLE,
+        meter_kind VARCHAR NOT NULL,
+        simulated BOOLEAN NOT NULL
     );
     CREATE TABLE layer_measurements (
         run_id VARCHAR NOT NULL,
@@ -318,6 +337,12 @@ class ResultStore:
             "simulated": [m.simulated] * len(layers),
         }
         table = pa.Table.from_pydict(columns, schema=_LAYER_SCHEMA)
+        w = result.whole
+        if w is not None:
+            latency, energy = w.latency_mean_s, w.energy_j
+        else:
+            latency = sum(x.latency_s for x in layers)
+            energy = sum(x.energy_j for x in layers)
         with self._transaction() as cur:
             cur.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -328,9 +353,16 @@ class ResultStore:
                  result.num_threads, result.idle_power_w, result.clock_offset_s,
                  result.alignment_correlation, result.true_clock_offset_s,
                  _ts(result.started_unix_s), _ts(result.finished_unix_s), list(result.flags),
-                 len(layers), sum(x.latency_s for x in layers),
-                 sum(x.energy_j for x in layers)],
+                 len(layers), latency, energy],
             )
+            if w is not None:
+                cur.execute(
+                    "INSERT INTO whole_measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?)",
+                    [run_id, w.iterations, w.window_start_s, w.window_end_s, w.latency_mean_s,
+                     w.latency_p50_s, w.latency_p90_s, w.latency_p99_s, w.energy_j,
+                     w.active_energy_j, w.mean_power_w, w.samples, w.coverage, list(w.flags),
+                     w.true_energy_j, m.kind, m.simulated])
             # Bulk insert straight from the Arrow table: one scan, not a row at a time.
             cur.register("incoming_layers", table)
             cur.execute("INSERT INTO layer_measurements SELECT * FROM incoming_layers")

@@ -37,6 +37,7 @@ MODEL_KEYS = {"name", "recipe", "seed", "file"}
 SELECT_KEYS = {"names", "tags"}
 MEASURE_KEYS = {f.name for f in fields(MeasureSettings) if f.name != "extra"} | {"timeout_s"}
 DEFAULT_TIMEOUT_S = 600.0
+MODES = ("layers", "whole")
 
 
 class SuiteError(JoulefarmError):
@@ -133,8 +134,8 @@ def load_suite(path: str | Path) -> Suite:
                  f"must be {expected.__name__}, got {value!r}")
         if key != "mode":
             _require(value >= 0, path, f"measure.{key}", f"must be >= 0, got {value!r}")
-    _require(measure.get("mode", "layers") == "layers", path, "measure.mode",
-             f"unsupported mode {measure.get('mode')!r} (supported: layers)")
+    _require(measure.get("mode", "layers") in MODES, path, "measure.mode",
+             f"unsupported mode {measure.get('mode')!r} (supported: {', '.join(MODES)})")
     settings = MeasureSettings(**measure)
 
     raw_models = doc.get("model", [])

@@ -22,7 +22,8 @@ class PowerProfile:
     # Extra power at full compute intensity (MAC rate at or above peak_macs_per_s).
     peak_dynamic_w: float
     peak_macs_per_s: float
-    # Extra power per byte/s of activation traffic (memory-bound layers cost power too).
+    # Extra power per byte/s of weight and activation traffic (memory-bound layers cost power
+    # too); DRAM costs roughly 0.05-0.15 nJ per byte.
     w_per_byte_per_s: float
     # Per-sample gaussian measurement noise and the sensor's power resolution.
     noise_w: float
@@ -40,7 +41,7 @@ PROFILES: dict[str, PowerProfile] = {
             busy_w=7.5,
             peak_dynamic_w=9.0,
             peak_macs_per_s=40e9,
-            w_per_byte_per_s=0.4e-9,
+            w_per_byte_per_s=0.05e-9,
             noise_w=0.15,
             lsb_w=0.001,
             default_sample_rate_hz=20_000.0,
@@ -52,7 +53,7 @@ PROFILES: dict[str, PowerProfile] = {
             busy_w=0.9,
             peak_dynamic_w=2.6,
             peak_macs_per_s=6e9,
-            w_per_byte_per_s=0.25e-9,
+            w_per_byte_per_s=0.1e-9,
             noise_w=0.04,
             lsb_w=0.02,  # INA219 power register LSB at a typical calibration
             default_sample_rate_hz=10_000.0,
@@ -64,7 +65,7 @@ PROFILES: dict[str, PowerProfile] = {
             busy_w=1.4,
             peak_dynamic_w=4.2,
             peak_macs_per_s=12e9,
-            w_per_byte_per_s=0.3e-9,
+            w_per_byte_per_s=0.08e-9,
             noise_w=0.06,
             lsb_w=0.04,  # 8 mA steps at 5 V
             default_sample_rate_hz=10_000.0,

@@ -11,13 +11,16 @@ import sys
 import click
 import typer
 
-from controller.cli import demo_cmd, devices_cmd, query_cmd
+from controller.cli import bench_cmd, demo_cmd, devices_cmd, model_cmd, query_cmd
+from controller.cli.bench_cmd import BenchError
 from controller.cli.console import err_console
+from controller.cli.model_cmd import ModelFileError
 from controller.errors import JoulefarmError
 from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
 from controller.suite import SuiteError
 
-INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError)
+INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError, ModelFileError,
+                BenchError)
 
 app = typer.Typer(
     name="joulefarm",
@@ -37,8 +40,10 @@ def _global(
 
 
 demo_cmd.register(app)
+bench_cmd.register(app)
 query_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
+app.add_typer(model_cmd.app, name="model")
 
 
 def main(argv: list[str] | None = None) -> None:

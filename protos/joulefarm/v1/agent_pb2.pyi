@@ -11,8 +11,10 @@ class MeasureMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MEASURE_MODE_UNSPECIFIED: _ClassVar[MeasureMode]
     MEASURE_MODE_LAYERS: _ClassVar[MeasureMode]
+    MEASURE_MODE_WHOLE: _ClassVar[MeasureMode]
 MEASURE_MODE_UNSPECIFIED: MeasureMode
 MEASURE_MODE_LAYERS: MeasureMode
+MEASURE_MODE_WHOLE: MeasureMode
 
 class GetDeviceFactsRequest(_message.Message):
     __slots__ = ()
@@ -91,7 +93,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., already_cached: _Optional[bool] = ...) -> None: ...
 
 class RunBenchmarkRequest(_message.Message):
-    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed")
+    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +102,7 @@ class RunBenchmarkRequest(_message.Message):
     MIN_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     IDLE_DURATION_S_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MIN_DURATION_S_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     num_threads: int
@@ -108,7 +111,8 @@ class RunBenchmarkRequest(_message.Message):
     min_iterations: int
     idle_duration_s: float
     seed: int
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    min_duration_s: float
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "done", "total", "message")
@@ -164,8 +168,40 @@ class LayerResult(_message.Message):
     output_shapes: str
     def __init__(self, index: _Optional[int] = ..., op: _Optional[str] = ..., macs: _Optional[int] = ..., param_bytes: _Optional[int] = ..., act_in_bytes: _Optional[int] = ..., act_out_bytes: _Optional[int] = ..., iterations: _Optional[int] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., latency_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., active_energy_j: _Optional[float] = ..., mean_power_w: _Optional[float] = ..., samples: _Optional[int] = ..., coverage: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[float] = ..., input_shapes: _Optional[str] = ..., output_shapes: _Optional[str] = ...) -> None: ...
 
+class WholeModelResult(_message.Message):
+    __slots__ = ("iterations", "window_start_s", "window_end_s", "latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_S_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MEAN_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P90_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    MEAN_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    iterations: int
+    window_start_s: float
+    window_end_s: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p90_s: float
+    latency_p99_s: float
+    energy_j: float
+    active_energy_j: float
+    mean_power_w: float
+    samples: int
+    coverage: float
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    true_energy_j: float
+    def __init__(self, iterations: _Optional[int] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., latency_mean_s: _Optional[float] = ..., latency_p50_s: _Optional[float] = ..., latency_p90_s: _Optional[float] = ..., latency_p99_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., active_energy_j: _Optional[float] = ..., mean_power_w: _Optional[float] = ..., samples: _Optional[int] = ..., coverage: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[float] = ...) -> None: ...
+
 class BenchmarkResult(_message.Message):
-    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s")
+    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +216,7 @@ class BenchmarkResult(_message.Message):
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     TRUE_CLOCK_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     meter: MeterInfo
@@ -194,7 +231,8 @@ class BenchmarkResult(_message.Message):
     layers: _containers.RepeatedCompositeFieldContainer[LayerResult]
     flags: _containers.RepeatedScalarFieldContainer[str]
     true_clock_offset_s: float
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ...) -> None: ...
+    whole: WholeModelResult
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ...) -> None: ...
 
 class RunBenchmarkResponse(_message.Message):
     __slots__ = ("progress", "result")

@@ -1,0 +1,114 @@
+"""``joulefarm bench MODEL``: the agent's measuring pipeline, in-process, on this machine."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import typer
+
+from agent.measure import measure
+from agent.meters.base import MeterError, open_meter
+from agent.models.errors import ModelError
+from agent.results import BenchmarkResult, MeasureSettings
+from agent.runtime import runtime_info
+from controller.cli.console import OutputFormat, console, print_rows
+from controller.cli.model_cmd import ModelArgument, ModelFileError, read_model_file
+from controller.errors import JoulefarmError
+
+MODES = ("layers", "whole")
+
+ModeOption = typer.Option("layers", "--mode", help="layers: each layer looped alone; "
+                          "whole: the whole model looped (latency percentiles).")
+MeterOption = typer.Option("sim", "--meter", help="Meter kind (sim simulates power).")
+ProfileOption = typer.Option("host", "--profile", help="Simulated device profile (sim meter).")
+RateOption = typer.Option(None, "--sample-rate-hz", help="Meter sample rate.")
+ThreadsOption = typer.Option(1, "--threads", min=1, help="Interpreter threads.")
+DurationOption = typer.Option(1.0, "--min-duration-s", min=0.0,
+                              help="Whole mode: minimum timed duration.")
+LayerDurationOption = typer.Option(0.02, "--min-layer-duration-s", min=0.0,
+                                   help="Layers mode: minimum timed duration per layer.")
+FormatOpt = typer.Option(OutputFormat.table, "--format", "-f", help="table, csv or json.")
+JsonOption = typer.Option(False, "--json", help="Shorthand for --format json.")
+
+
+class BenchError(JoulefarmError):
+    """The benchmark could not run (bad mode, meter or model)."""
+
+
+def _layer_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
+    columns = ["index", "op", "macs", "iterations", "latency_us", "energy_uj",
+               "active_energy_uj", "mean_power_w", "samples", "flags"]
+    if result.meter.simulated:
+        columns.insert(6, "sim_truth_uj")
+    rows = []
+    for x in result.layers:
+        row: list[object] = [x.index, x.op, x.macs, x.iterations, x.latency_s * 1e6,
+                             x.energy_j * 1e6, x.active_energy_j * 1e6, x.mean_power_w,
+                             x.samples, list(x.flags)]
+        if result.meter.simulated:
+            row.insert(6, (x.true_energy_j or 0.0) * 1e6)
+        rows.append(row)
+    return columns, rows
+
+
+def _whole_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
+    w = result.whole
+    assert w is not None
+    columns = ["iterations", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
+               "latency_p99_ms", "energy_mj", "active_energy_mj", "mean_power_w", "flags"]
+    row: list[object] = [w.iterations, w.latency_mean_s * 1e3, w.latency_p50_s * 1e3,
+                         w.latency_p90_s * 1e3, w.latency_p99_s * 1e3, w.energy_j * 1e3,
+                         w.active_energy_j * 1e3, w.mean_power_w, list(w.flags)]
+    if result.meter.simulated:
+        columns.insert(7, "sim_truth_mj")
+        row.insert(7, (w.true_energy_j or 0.0) * 1e3)
+    return columns, [row]
+
+
+def bench(
+    model: Path = ModelArgument,
+    mode: str = ModeOption,
+    meter: str = MeterOption,
+    profile: str = ProfileOption,
+    sample_rate_hz: float | None = RateOption,
+    threads: int = ThreadsOption,
+    min_duration_s: float = DurationOption,
+    min_layer_duration_s: float = LayerDurationOption,
+    fmt: OutputFormat = FormatOpt,
+    as_json: bool = JsonOption,
+) -> int:
+    """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
+    if mode not in MODES:
+        raise BenchError(f"--mode: unknown mode {mode!r} (known: {', '.join(MODES)})")
+    content = read_model_file(model)
+    try:
+        power_meter = open_meter(meter, profile=profile, sample_rate_hz=sample_rate_hz)
+    except (MeterError, ValueError) as e:
+        raise BenchError(f"--meter {meter}: {e}") from e
+    settings = MeasureSettings(mode=mode, num_threads=threads, min_duration_s=min_duration_s,
+                               min_layer_duration_s=min_layer_duration_s)
+    sha = hashlib.sha256(content).hexdigest()
+    try:
+        with console.status(f"measuring {model.name} ({mode})"):
+            result = measure(content, sha, power_meter, settings, runtime_info())
+    except ModelError as e:
+        raise ModelFileError(f"{model}: {e}") from e
+    fmt = OutputFormat.json if as_json else fmt
+    columns, rows = _whole_rows(result) if mode == "whole" else _layer_rows(result)
+    # Every row says where its energy comes from, in every format.
+    source = "simulated" if result.meter.simulated else "measured"
+    columns.append("energy_source")
+    for row in rows:
+        row.append(source)
+    print_rows(columns, rows, fmt, title=(
+        f"{model.name}: {mode}, meter {result.meter.kind}"
+        f"{':' + result.meter.profile if result.meter.profile else ''} ({source.upper()}), "
+        f"{result.runtime_name} {result.runtime_version}, idle {result.idle_power_w:.3f} W"))
+    if result.flags:
+        console.print(f"run flags: {', '.join(result.flags)}")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="bench")(bench)
