@@ -1,0 +1,92 @@
+"""joulefarm: energy of ML workloads on edge devices, from power traces.
+
+The heavy lifting is in the Rust extension ``joulefarm._core``; this module re-exports it.
+
+Units: times are float64 seconds, power is watts, energy is joules.
+
+Clocks: workload windows (``starts``/``ends``, busy intervals) are taken on the *agent* clock
+(``time.perf_counter()`` on the device). The power trace is on the *meter* clock, and
+
+    meter_t = agent_t * (1 + drift_ppm * 1e-6) + offset_s
+
+A uniform trace has a start time ``t0`` (meter clock) and a sample rate ``sample_rate_hz``;
+sample ``i`` represents the interval ``[t0 + i/fs, t0 + (i+1)/fs)``. With ``model="hold"`` power
+is constant over each interval; with ``model="linear"`` each value sits at its interval's
+midpoint and power is linear between midpoints (flat before the first and after the last).
+
+Timestamped traces (``integrate_timestamped``) are points ``(t[i], power[i])`` on the meter
+clock: "hold" keeps ``power[i]`` until ``t[i+1]``, "linear" joins the points; the trace covers
+``[t[0], t[-1]]``.
+
+Windows that do not lie fully on valid trace are not errors: each result carries a bitmask of
+``FLAG_*`` values (``flag_names`` spells them out) and a ``coverage`` fraction. A window with no
+valid samples has NaN energy: invalid, not zero. Bad arguments raise ``TraceError``
+(a ``ValueError``).
+"""
+
+from joulefarm._core import (
+    FLAG_GAP,
+    FLAG_NAN_SAMPLES,
+    FLAG_NO_SAMPLES,
+    FLAG_NON_MONOTONIC,
+    FLAG_PARTIAL_COVERAGE,
+    FLAG_SATURATED,
+    StreamingIntegrator,
+    TraceError,
+    __version__,
+    align_clock,
+    align_offset,
+    build_profile,
+    decimate_minmax,
+    idle_power,
+    integrate,
+    integrate_timestamped,
+    integrate_windows,
+)
+
+# Bit order; names match the constants without the FLAG_ prefix, in lower case.
+_FLAG_NAMES: tuple[tuple[int, str], ...] = (
+    (FLAG_NO_SAMPLES, "no_samples"),
+    (FLAG_PARTIAL_COVERAGE, "partial_coverage"),
+    (FLAG_NAN_SAMPLES, "nan_samples"),
+    (FLAG_GAP, "gap"),
+    (FLAG_NON_MONOTONIC, "non_monotonic"),
+    (FLAG_SATURATED, "saturated"),
+)
+
+
+def flag_names(mask: int) -> list[str]:
+    """Names of the flags set in ``mask``, in bit order, e.g. ``["partial_coverage"]``.
+
+    Bits that joulefarm does not define are reported as ``"unknown_0x..."`` rather than dropped.
+    """
+    mask = int(mask)
+    if mask < 0:
+        raise ValueError(f"flag mask must be >= 0, got {mask}")
+    names = [name for bit, name in _FLAG_NAMES if mask & bit]
+    unknown = mask & ~sum(bit for bit, _ in _FLAG_NAMES)
+    if unknown:
+        names.append(f"unknown_{unknown:#x}")
+    return names
+
+
+__all__ = [
+    "FLAG_GAP",
+    "FLAG_NAN_SAMPLES",
+    "FLAG_NO_SAMPLES",
+    "FLAG_NON_MONOTONIC",
+    "FLAG_PARTIAL_COVERAGE",
+    "FLAG_SATURATED",
+    "StreamingIntegrator",
+    "TraceError",
+    "__version__",
+    "align_clock",
+    "align_offset",
+    "build_profile",
+    "decimate_minmax",
+    "flag_names",
+    "idle_power",
+    "integrate",
+    "integrate_timestamped",
+    "integrate_windows",
+]

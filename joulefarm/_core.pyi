@@ -1,0 +1,196 @@
+"""Type stub for the Rust extension ``joulefarm._core`` (hand-written; keep in sync with
+``rust_core/python/src/lib.rs``).
+
+Times are float64 seconds, power watts, energy joules. Windows are on the agent clock;
+``meter_t = agent_t * (1 + drift_ppm * 1e-6) + offset_s``. Sample ``i`` of a trace covers
+``[t0 + i/fs, t0 + (i+1)/fs)`` on the meter clock.
+"""
+
+from typing import Literal, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+FLAG_NO_SAMPLES: int
+"""No valid sample in the window (or zero duration): energy and mean power are NaN."""
+FLAG_PARTIAL_COVERAGE: int
+"""Part of the window is not covered by valid trace; see ``coverage``."""
+FLAG_NAN_SAMPLES: int
+"""NaN/inf samples fell in the window and were excluded."""
+FLAG_GAP: int
+"""(Timestamped traces) a gap between samples exceeded ``max_gap_s``."""
+FLAG_NON_MONOTONIC: int
+"""(Timestamped traces) timestamps were not strictly increasing."""
+FLAG_SATURATED: int
+"""Reserved: the meter reported saturation inside the window."""
+
+class TraceError(ValueError):
+    """Invalid trace, window or parameter; the message names the argument and window index."""
+
+_Power = npt.NDArray[np.float32] | npt.NDArray[np.float64] | npt.ArrayLike
+_Times = npt.NDArray[np.float64] | npt.ArrayLike
+_Model = Literal["hold", "linear"]
+
+class WindowColumns(TypedDict):
+    energy_j: npt.NDArray[np.float64]
+    mean_power_w: npt.NDArray[np.float64]
+    samples: npt.NDArray[np.int64]
+    coverage: npt.NDArray[np.float64]
+    flags: npt.NDArray[np.uint32]
+
+class AlignmentResult(TypedDict):
+    offset_s: float
+    correlation: float
+    residual_w: float
+
+def integrate(
+    power: _Power,
+    sample_rate_hz: float,
+    starts: _Times,
+    ends: _Times,
+    t0: float = 0.0,
+    offset_s: float = 0.0,
+    drift_ppm: float = 0.0,
+    model: _Model = "hold",
+) -> npt.NDArray[np.float64]:
+    """Energy in joules of each window ``[starts[k], ends[k]]`` (agent clock).
+
+    NaN for windows without valid samples. Use ``integrate_windows`` to see flags and coverage.
+    Raises ``TraceError`` on invalid arguments (sample rate, lengths, end < start, NaN bounds,
+    unknown model).
+    """
+
+def integrate_windows(
+    power: _Power,
+    sample_rate_hz: float,
+    starts: _Times,
+    ends: _Times,
+    t0: float = 0.0,
+    offset_s: float = 0.0,
+    drift_ppm: float = 0.0,
+    model: _Model = "hold",
+) -> WindowColumns:
+    """Per-window columns: ``energy_j`` (J, over the covered part), ``mean_power_w`` (W, energy /
+    covered duration), ``samples`` (valid sample intervals overlapping the window),
+    ``coverage`` (0..1 of the window's duration on valid trace) and ``flags`` (``FLAG_*``)."""
+
+def idle_power(
+    power: _Power,
+    sample_rate_hz: float,
+    starts: _Times,
+    ends: _Times,
+    t0: float = 0.0,
+    offset_s: float = 0.0,
+    drift_ppm: float = 0.0,
+    model: _Model = "hold",
+) -> float:
+    """Mean power in watts over idle windows: total energy / total covered duration.
+
+    NaN when no window has a valid sample (no baseline: flag it, do not use zero).
+    """
+
+def align_offset(
+    power: _Power,
+    sample_rate_hz: float,
+    busy_starts: _Times,
+    busy_ends: _Times,
+    t0: float = 0.0,
+    max_offset_s: float = 0.05,
+) -> AlignmentResult:
+    """Clock offset (``meter_t = agent_t + offset_s``, |offset_s| <= max_offset_s) that best
+    aligns busy intervals (agent clock) with the trace, by normalised cross-correlation with
+    the expected busy occupancy of each sample, refined below one sample.
+
+    ``correlation`` is the Pearson correlation at that offset and ``residual_w`` the RMS of
+    ``trace - (a + b * occupancy)``. Use a non-periodic busy pattern.
+    """
+
+class TraceQuality(TypedDict):
+    samples: int
+    nan_samples: int
+    non_monotonic: int
+    gaps: int
+    gap_s: float
+    max_interval_s: float
+    mean_interval_s: float
+    start_s: float
+    end_s: float
+
+def integrate_timestamped(
+    t: _Times,
+    power: _Power,
+    starts: _Times,
+    ends: _Times,
+    offset_s: float = 0.0,
+    drift_ppm: float = 0.0,
+    model: _Model = "hold",
+    max_gap_s: float | None = None,
+) -> tuple[WindowColumns, TraceQuality]:
+    """Per-window columns (as ``integrate_windows``) over a trace with timestamps ``t`` (meter
+    clock, s), plus a whole-trace quality summary.
+
+    Sample ``i`` is the point ``(t[i], power[i])``; the trace covers ``[t[0], t[-1]]``. "hold"
+    keeps ``power[i]`` until ``t[i+1]``; "linear" joins the points. Intervals longer than
+    ``max_gap_s`` are excluded and flag ``FLAG_GAP`` (``None``: no gap detection). Samples whose
+    timestamp does not increase are dropped and flag ``FLAG_NON_MONOTONIC`` on windows
+    containing the spot.
+    """
+
+class ClockFitResult(TypedDict):
+    offset_s: float
+    drift_ppm: float
+    anchor_times_s: list[float]
+    anchor_offsets_s: list[float]
+    correlation: list[float]
+    residual_w: list[float]
+
+def align_clock(
+    power: _Power,
+    sample_rate_hz: float,
+    busy_starts: _Times,
+    busy_ends: _Times,
+    t0: float = 0.0,
+    max_offset_s: float = 0.05,
+    split_at: float | None = None,
+) -> ClockFitResult:
+    """Offset and drift from two busy patterns: intervals starting before ``split_at`` (agent
+    clock; default halfway through the pattern span) and the rest. Each is aligned like
+    ``align_offset`` (the second within ``max_offset_s`` of the first); the two offsets at the
+    patterns' centres give ``meter_t = agent_t * (1 + drift_ppm * 1e-6) + offset_s``.
+    """
+
+class DecimatedColumns(TypedDict):
+    min: npt.NDArray[np.float64]
+    max: npt.NDArray[np.float64]
+    mean: npt.NDArray[np.float64]
+
+def decimate_minmax(power: _Power, factor: int) -> DecimatedColumns:
+    """Min, max and mean of each block of ``factor`` samples (the last block may be shorter),
+    ignoring NaN samples; NaN for blocks without valid samples. For plotting long traces."""
+
+class StreamingIntegrator:
+    """``integrate_windows`` over a uniform trace that arrives in chunks, with bounded memory
+    (the windows plus one chunk). Same results as the one-shot call up to summation order."""
+
+    def __init__(
+        self,
+        sample_rate_hz: float,
+        starts: _Times,
+        ends: _Times,
+        t0: float = 0.0,
+        offset_s: float = 0.0,
+        drift_ppm: float = 0.0,
+        model: _Model = "hold",
+    ) -> None: ...
+    def feed(self, chunk: _Power) -> None:
+        """Adds the next samples (float32 or float64)."""
+    @property
+    def samples_seen(self) -> int:
+        """Samples received so far."""
+    def finish(self) -> WindowColumns:
+        """Ends the trace; returns the per-window columns. Further calls raise ``TraceError``."""
+
+def build_profile() -> Literal["release", "debug"]:
+    """Cargo profile the extension was built with; benchmark figures need "release"."""
