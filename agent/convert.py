@@ -49,7 +49,8 @@ def facts_to_proto(f: DeviceFacts) -> pb.DeviceFacts:
         kernel=f.kernel, python_version=f.python_version, runtime_name=f.runtime_name,
         runtime_version=f.runtime_version, agent_version=f.agent_version,
         rust_core_profile=f.rust_core_profile, meters=[meter_to_proto(m) for m in f.meters],
-        fingerprint=f.fingerprint,
+        fingerprint=f.fingerprint, cpu_max_khz=f.cpu_max_khz, governors=list(f.governors),
+        thermal_zones=list(f.thermal_zones),
     )
 
 
@@ -61,6 +62,8 @@ def facts_from_proto(f: pb.DeviceFacts) -> DeviceFacts:
         runtime_version=f.runtime_version, agent_version=f.agent_version,
         rust_core_profile=f.rust_core_profile,
         meters=tuple(meter_from_proto(m) for m in f.meters), fingerprint=f.fingerprint,
+        cpu_max_khz=f.cpu_max_khz, governors=tuple(f.governors),
+        thermal_zones=tuple(f.thermal_zones),
     )
 
 
@@ -149,6 +152,7 @@ def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
         clock_offset_s=r.clock_offset_s, alignment_correlation=r.alignment_correlation,
         started_unix_s=r.started_unix_s, finished_unix_s=r.finished_unix_s,
         layers=[layer_to_proto(x) for x in r.layers], flags=list(r.flags),
+        conditions_before=r.conditions_before, conditions_after=r.conditions_after,
     )
     if r.true_clock_offset_s is not None:
         msg.true_clock_offset_s = r.true_clock_offset_s
@@ -168,4 +172,5 @@ def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
         flags=tuple(m.flags),
         true_clock_offset_s=m.true_clock_offset_s if m.HasField("true_clock_offset_s") else None,
         whole=whole_from_proto(m.whole) if m.HasField("whole") else None,
+        conditions_before=dict(m.conditions_before), conditions_after=dict(m.conditions_after),
     )

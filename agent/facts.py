@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.meters.base import MeterDescription
 from agent.results import DeviceFacts
+from agent.system import read_cpu_freqs, read_thermal_zones
 
 
 def package_version() -> str:
@@ -61,8 +62,10 @@ def fingerprint(facts: dict[str, object]) -> str:
 
 def collect_facts(
     device_name: str, device_platform: str, meters: tuple[MeterDescription, ...],
-    runtime: tuple[str, str], rust_core_profile: str,
+    runtime: tuple[str, str], rust_core_profile: str, sysfs_root: Path = Path("/"),
 ) -> DeviceFacts:
+    cpus = read_cpu_freqs(sysfs_root)
+    zones = read_thermal_zones(sysfs_root)
     fields: dict[str, object] = dict(
         device_name=device_name,
         platform=device_platform,
@@ -78,6 +81,9 @@ def collect_facts(
         agent_version=package_version(),
         rust_core_profile=rust_core_profile,
         meters=tuple(meters),
+        cpu_max_khz=max((c.hw_max_khz or 0 for c in cpus), default=0),
+        governors=tuple(sorted({c.governor for c in cpus if c.governor})),
+        thermal_zones=tuple(z.zone_type for z in zones),
     )
     serialisable = {**fields, "meters": [asdict(m) for m in meters]}
     return DeviceFacts(**fields, fingerprint=fingerprint(serialisable))  # type: ignore[arg-type]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from agent.results import (
     Progress,
     WholeModelRecord,
 )
+from agent.system import compare_conditions, read_conditions
 
 # Busy/idle durations (ms) of the sync pattern: an irregular code, so that its
 # autocorrelation has one clear peak and the offset cannot lock onto a wrong period.
@@ -400,10 +402,19 @@ def measure(
     settings: MeasureSettings,
     runtime: tuple[str, str],
     progress: ProgressFn | None = None,
+    sysfs_root: Path = Path("/"),
 ) -> BenchmarkResult:
-    """Dispatch on ``settings.mode``."""
+    """Run ``settings.mode``, with CPU clocks and temperatures read before and after: a run
+    that throttled is flagged, never silently averaged in."""
     if settings.mode == "whole":
-        return measure_whole(model_bytes, model_sha256, meter, settings, runtime, progress)
-    if settings.mode == "layers":
-        return measure_layers(model_bytes, model_sha256, meter, settings, runtime, progress)
-    raise ValueError(f"unknown measuring mode {settings.mode!r} (known: layers, whole)")
+        run = measure_whole
+    elif settings.mode == "layers":
+        run = measure_layers
+    else:
+        raise ValueError(f"unknown measuring mode {settings.mode!r} (known: layers, whole)")
+    before = read_conditions(sysfs_root)
+    result = run(model_bytes, model_sha256, meter, settings, runtime, progress)
+    after = read_conditions(sysfs_root)
+    flags = tuple(dict.fromkeys(result.flags + compare_conditions(before, after)))
+    return replace(result, flags=flags, conditions_before=before.as_dict(),
+                   conditions_after=after.as_dict())

@@ -26,6 +26,9 @@ class DeviceFacts:
     rust_core_profile: str
     meters: tuple[MeterDescription, ...]
     fingerprint: str
+    cpu_max_khz: int = 0
+    governors: tuple[str, ...] = ()
+    thermal_zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class BenchmarkResult:
     flags: tuple[str, ...] = ()
     true_clock_offset_s: float | None = None
     whole: WholeModelRecord | None = None
+    conditions_before: dict[str, float] = field(default_factory=dict)
+    conditions_after: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         meter_kind VARCHAR,
         meter_profile VARCHAR,
         meter_simulated BOOLEAN NOT NULL,
+        cpu_max_khz BIGINT,
+        governors VARCHAR[],
         facts JSON,
         first_seen TIMESTAMPTZ NOT NULL,
         last_seen TIMESTAMPTZ NOT NULL,
@@ -118,6 +120,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ,
         flags VARCHAR[],
+        conditions_before JSON,           -- CPU clocks (kHz), temperatures (°C) before the run
+        conditions_after JSON,
         layer_count INTEGER,
         latency_s DOUBLE,                 -- layers: sum of per-layer; whole: mean per call
         energy_j DOUBLE                   -- per inference (layers: summed over layers)
@@ -261,7 +265,7 @@ class ResultStore:
         with self._transaction() as cur:
             cur.execute(
                 """INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                                               ?, ?, ?, ?, ?, ?)
+                                               ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (name, fingerprint) DO UPDATE SET
                        last_seen = excluded.last_seen, address = excluded.address,
                        tags = excluded.tags""",
@@ -270,7 +274,8 @@ class ResultStore:
                  facts.kernel, facts.python_version, facts.runtime_name, facts.runtime_version,
                  facts.agent_version, facts.rust_core_profile,
                  meter.kind if meter else None, meter.profile if meter else None,
-                 bool(meter and meter.simulated), json.dumps(asdict(facts)), now, now],
+                 bool(meter and meter.simulated), facts.cpu_max_khz, list(facts.governors),
+                 json.dumps(asdict(facts)), now, now],
             )
 
     def start_sweep(self, *, suite: str, suite_file: str, devices_file: str,
@@ -346,13 +351,14 @@ class ResultStore:
         with self._transaction() as cur:
             cur.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, ?, ?, ?)",
+                "?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, job_id, sweep_id, device.device_name, device.fingerprint, model_name,
                  result.model_sha256, result.mode, m.kind, m.profile, m.simulated,
                  m.sample_rate_hz, result.runtime_name, result.runtime_version,
                  result.num_threads, result.idle_power_w, result.clock_offset_s,
                  result.alignment_correlation, result.true_clock_offset_s,
                  _ts(result.started_unix_s), _ts(result.finished_unix_s), list(result.flags),
+                 json.dumps(result.conditions_before), json.dumps(result.conditions_after),
                  len(layers), latency, energy],
             )
             if w is not None:

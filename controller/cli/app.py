@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from controller.cli import bench_cmd, demo_cmd, devices_cmd, model_cmd, query_cmd
@@ -47,14 +46,12 @@ app.add_typer(model_cmd.app, name="model")
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Typer (standalone mode) handles usage errors itself (exit 2) and exits with a command's
+    # typer.Exit code; what reaches here are our deliberate errors and real bugs.
     try:
-        code = app(args=argv, standalone_mode=False, prog_name="joulefarm")
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        app(args=argv, prog_name="joulefarm")
+        code = 0
+    except KeyboardInterrupt:
         err_console.print("aborted")
         code = 130
     except JoulefarmError as e:
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"[bold red]internal error:[/] {e!r} (run with --debug for the "
                           "traceback)", markup=True, soft_wrap=True)
         code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def bench(
     min_layer_duration_s: float = LayerDurationOption,
     fmt: OutputFormat = FormatOpt,
     as_json: bool = JsonOption,
-) -> int:
+) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
     if mode not in MODES:
         raise BenchError(f"--mode: unknown mode {mode!r} (known: {', '.join(MODES)})")
@@ -107,7 +107,6 @@ def bench(
         f"{result.runtime_name} {result.runtime_version}, idle {result.idle_power_w:.3f} W"))
     if result.flags:
         console.print(f"run flags: {', '.join(result.flags)}")
-    return 0
 
 
 def register(app: typer.Typer) -> None:

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         devices: Path | None = DevicesOption,
         suite: Path | None = SuiteOption,
         db: Path | None = DbOption,
-    ) -> int:
+    ) -> None:
         devices_path = resolve_default(devices, DEVICES_FILE)
         suite_path = resolve_default(suite, DEMO_SUITE)
         database = db_path(db)
@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
                    "layers (simulated meters: not measured)")
         console.print(f"results: {database.resolve()}")
         console.print('try: joulefarm query "SELECT * FROM layer_energy LIMIT 20"')
-        return 0 if run.outcome.status == "done" and not run.skipped else 1
+        if run.outcome.status != "done" or run.skipped:
+            raise typer.Exit(code=1)
 
 
 def query_readonly_after(database: Path, sweep_id: str) -> tuple[list[str], list[tuple]]:

@@ -16,7 +16,7 @@ app = typer.Typer(help="List and validate the devices of a registry.", no_args_i
 
 
 @app.command("list", help="List the devices of the registry.")
-def list_devices(devices: Path | None = DevicesOption, fmt: OutputFormat = FormatOption) -> int:
+def list_devices(devices: Path | None = DevicesOption, fmt: OutputFormat = FormatOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
     registry = load_registry(path, sim_profiles=tuple(PROFILES))
     rows = [
@@ -27,12 +27,10 @@ def list_devices(devices: Path | None = DevicesOption, fmt: OutputFormat = Forma
     ]
     print_rows(["name", "platform", "address", "port", "local", "meter", "tags"], rows, fmt,
                title=str(path))
-    return 0
 
 
 @app.command("validate", help="Check the registry file and report the first error, if any.")
-def validate(devices: Path | None = DevicesOption) -> int:
+def validate(devices: Path | None = DevicesOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
     registry = load_registry(path, sim_profiles=tuple(PROFILES))
     console.print(f"{path}: {len(registry)} devices, valid")
-    return 0

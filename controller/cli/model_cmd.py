@@ -35,7 +35,7 @@ def _shapes(shapes: list[list[int]]) -> str:
 @app.command("layers", help="List a model's layers with their features (op, shapes, kernel, "
              "stride, padding, dtype, MACs, parameter and activation bytes).")
 def layers(model: Path = ModelArgument,
-           fmt: OutputFormat = FormatOption) -> int:
+           fmt: OutputFormat = FormatOption) -> None:
     try:
         infos = read_layers(read_model_file(model))
     except ModelError as e:
@@ -44,7 +44,7 @@ def layers(model: Path = ModelArgument,
     if fmt is OutputFormat.json:
         columns = list(dicts[0]) if dicts else []
         print_rows(columns, [[d[c] for c in columns] for d in dicts], fmt)
-        return 0
+        return
     columns = ["index", "op", "input_shapes", "output_shapes", "kernel", "stride", "padding",
                "activation", "dtype", "macs", "param_bytes", "act_in_bytes", "act_out_bytes"]
     rows = []
@@ -54,4 +54,3 @@ def layers(model: Path = ModelArgument,
         rows.append([row[c] for c in columns])
     print_rows(columns, rows, fmt, title=f"{model} ({len(rows)} layers, "
                f"{sum(x.macs for x in infos):,} MACs)")
-    return 0

@@ -28,7 +28,6 @@ def register(app: typer.Typer) -> None:
         sql: str = typer.Argument(..., help="The SQL to run (read-only)."),
         db: Path | None = DbOption,
         fmt: OutputFormat = FormatOption,
-    ) -> int:
+    ) -> None:
         columns, rows = query_readonly(db_path(db), sql)
         print_rows(columns, rows, fmt)
-        return 0

@@ -41,7 +41,7 @@ class MeterInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., simulated: _Optional[bool] = ..., sample_rate_hz: _Optional[float] = ..., profile: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class DeviceFacts(_message.Message):
-    __slots__ = ("device_name", "platform", "machine", "cpu_model", "cpu_count", "memory_bytes", "os", "kernel", "python_version", "runtime_name", "runtime_version", "agent_version", "rust_core_profile", "meters", "fingerprint")
+    __slots__ = ("device_name", "platform", "machine", "cpu_model", "cpu_count", "memory_bytes", "os", "kernel", "python_version", "runtime_name", "runtime_version", "agent_version", "rust_core_profile", "meters", "fingerprint", "cpu_max_khz", "governors", "thermal_zones")
     DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     MACHINE_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,9 @@ class DeviceFacts(_message.Message):
     RUST_CORE_PROFILE_FIELD_NUMBER: _ClassVar[int]
     METERS_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CPU_MAX_KHZ_FIELD_NUMBER: _ClassVar[int]
+    GOVERNORS_FIELD_NUMBER: _ClassVar[int]
+    THERMAL_ZONES_FIELD_NUMBER: _ClassVar[int]
     device_name: str
     platform: str
     machine: str
@@ -72,7 +75,10 @@ class DeviceFacts(_message.Message):
     rust_core_profile: str
     meters: _containers.RepeatedCompositeFieldContainer[MeterInfo]
     fingerprint: str
-    def __init__(self, device_name: _Optional[str] = ..., platform: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., python_version: _Optional[str] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., rust_core_profile: _Optional[str] = ..., meters: _Optional[_Iterable[_Union[MeterInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+    cpu_max_khz: int
+    governors: _containers.RepeatedScalarFieldContainer[str]
+    thermal_zones: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, device_name: _Optional[str] = ..., platform: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., python_version: _Optional[str] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., rust_core_profile: _Optional[str] = ..., meters: _Optional[_Iterable[_Union[MeterInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., cpu_max_khz: _Optional[int] = ..., governors: _Optional[_Iterable[str]] = ..., thermal_zones: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UploadModelRequest(_message.Message):
     __slots__ = ("name", "content")
@@ -201,7 +207,21 @@ class WholeModelResult(_message.Message):
     def __init__(self, iterations: _Optional[int] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., latency_mean_s: _Optional[float] = ..., latency_p50_s: _Optional[float] = ..., latency_p90_s: _Optional[float] = ..., latency_p99_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., active_energy_j: _Optional[float] = ..., mean_power_w: _Optional[float] = ..., samples: _Optional[int] = ..., coverage: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[float] = ...) -> None: ...
 
 class BenchmarkResult(_message.Message):
-    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole")
+    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after")
+    class ConditionsBeforeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ConditionsAfterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +237,8 @@ class BenchmarkResult(_message.Message):
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     TRUE_CLOCK_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     WHOLE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_AFTER_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     meter: MeterInfo
@@ -232,7 +254,9 @@ class BenchmarkResult(_message.Message):
     flags: _containers.RepeatedScalarFieldContainer[str]
     true_clock_offset_s: float
     whole: WholeModelResult
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ...) -> None: ...
+    conditions_before: _containers.ScalarMap[str, float]
+    conditions_after: _containers.ScalarMap[str, float]
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class RunBenchmarkResponse(_message.Message):
     __slots__ = ("progress", "result")
