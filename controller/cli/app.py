@@ -10,16 +10,17 @@ import sys
 
 import typer
 
-from controller.cli import bench_cmd, demo_cmd, devices_cmd, model_cmd, query_cmd
+from controller.cli import bench_cmd, demo_cmd, devices_cmd, model_cmd, query_cmd, trace_cmd
 from controller.cli.bench_cmd import BenchError
 from controller.cli.console import err_console
 from controller.cli.model_cmd import ModelFileError
 from controller.errors import JoulefarmError
 from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
 from controller.suite import SuiteError
+from controller.traces.errors import TraceInputError
 
 INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError, ModelFileError,
-                BenchError)
+                BenchError, TraceInputError)
 
 app = typer.Typer(
     name="joulefarm",
@@ -43,6 +44,7 @@ bench_cmd.register(app)
 query_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(model_cmd.app, name="model")
+app.add_typer(trace_cmd.app, name="trace")
 
 
 def main(argv: list[str] | None = None) -> None:
