@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,38 +13,12 @@ import pytest
 from controller.traces import read_trace_parquet
 from controller.traces.errors import TraceInputError
 from controller.traces.windows import read_windows
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "traces"
 
-# Until the lead registers the group in controller/cli/app.py (and TraceInputError among its
-# INPUT_ERRORS), run the command through app.main with that registration applied here.
-_SHIM = """
-import sys
-from controller.cli import app as cli
-from controller.cli import trace_cmd
-from controller.traces.errors import TraceInputError
-if not any(g.name == "trace" for g in cli.app.registered_groups):
-    cli.app.add_typer(trace_cmd.app, name="trace")
-if not issubclass(TraceInputError, cli.INPUT_ERRORS):
-    cli.INPUT_ERRORS = (*cli.INPUT_ERRORS, TraceInputError)
-cli.main(sys.argv[1:])
-"""
-
-
-def _registered() -> bool:
-    from controller.cli import app as cli
-    from controller.traces.errors import TraceInputError
-
-    return (any(g.name == "trace" for g in cli.app.registered_groups)
-            and issubclass(TraceInputError, cli.INPUT_ERRORS))
-
-
 def trace_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    if _registered():
-        return run_cli("trace", *args)
-    return subprocess.run([sys.executable, "-c", _SHIM, "trace", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return run_cli("trace", *args)
 
 
 def _rows(text: str) -> list[dict[str, str]]:
