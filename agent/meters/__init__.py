@@ -1,9 +1,23 @@
-"""Power meters: one interface (``base.Meter``), one module per source.
+"""Power meters: one interface (``base.Meter``), one module per source, one factory.
 
-Only the simulator exists so far; real drivers (INA3221, INA2xx, RAPL, ...) plug in through
-``open_meter`` without the agent changing.
+``open_meter(kind, ...)`` opens the driver for a device's ``meter.kind``; ``discover_meters()``
+lists the real meters present on this machine. A meter's ``stop()`` returns one of the trace
+types in ``traces`` (uniform on the meter clock, timestamped or counter on the agent clock).
 """
 
-from agent.meters.base import Meter, MeterError, Trace, open_meter
+from agent.meters.base import Meter, MeterDescription, MeterError, MeterParseError, open_meter
+from agent.meters.factory import discover_meters
+from agent.meters.traces import AnyTrace, CounterTrace, TimestampedTrace, Trace
 
-__all__ = ["Meter", "MeterError", "Trace", "open_meter"]
+__all__ = [
+    "AnyTrace",
+    "CounterTrace",
+    "Meter",
+    "MeterDescription",
+    "MeterError",
+    "MeterParseError",
+    "TimestampedTrace",
+    "Trace",
+    "discover_meters",
+    "open_meter",
+]

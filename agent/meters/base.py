@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import numpy as np
+# The trace types live in traces.py; ``Trace`` is re-exported here for existing imports.
+from agent.meters.traces import AnyTrace, CounterTrace, TimestampedTrace, Trace
+
+__all__ = [
+    "AnyTrace", "CounterTrace", "Meter", "MeterDescription", "MeterError", "MeterParseError",
+    "TimestampedTrace", "Trace", "open_meter",
+]
 
 
 class MeterError(RuntimeError):
     """A meter could not be opened, vanished, or was used out of order."""
+
+
+class MeterParseError(MeterError):
+    """A sensor file, command output or log line did not have the expected format.
+
+    ``str(err)`` names the source, the line number (1-based, 0 when not line-oriented) and
+    the offending text.
+    """
+
+    def __init__(self, source: str, line_no: int, line: str, problem: str) -> None:
+        self.source, self.line_no, self.line, self.problem = source, line_no, line, problem
+        where = f"{source}: line {line_no}" if line_no else source
+        super().__init__(f"{where}: {problem}: {line!r}")
 
 
 @dataclass(frozen=True)
@@ -21,22 +43,6 @@ class MeterDescription:
     sample_rate_hz: float
     profile: str = ""
     description: str = ""
-
-
-@dataclass(frozen=True)
-class Trace:
-    """A uniformly sampled power trace on the meter's own clock.
-
-    Sample ``i`` is the mean power in watts over ``[t0_s + i/fs, t0_s + (i+1)/fs)``.
-    """
-
-    power_w: np.ndarray
-    t0_s: float
-    sample_rate_hz: float
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.power_w) / self.sample_rate_hz
 
 
 class Meter(ABC):
@@ -52,8 +58,13 @@ class Meter(ABC):
         """Begin recording."""
 
     @abstractmethod
-    def stop(self) -> Trace:
-        """End recording and return everything recorded since ``start()``."""
+    def stop(self) -> AnyTrace:
+        """End recording and return everything recorded since ``start()``.
+
+        A ``Trace`` (uniform, meter clock: align it), a ``TimestampedTrace`` (polled sensor,
+        agent clock) or a ``CounterTrace`` (cumulative energy, agent clock); see traces.py.
+        A sensor that failed mid-run is reported in the trace's ``flags``, not hidden.
+        """
 
     def note_activity(
         self, kind: str, start_s: float, end_s: float, *, macs: int = 0, bytes_moved: int = 0
@@ -67,11 +78,16 @@ class Meter(ABC):
 
 
 def open_meter(
-    kind: str, *, profile: str = "", sample_rate_hz: float | None = None, seed: int = 0
+    kind: str,
+    *,
+    profile: str = "",
+    sample_rate_hz: float | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    root: Path = Path("/"),
 ) -> Meter:
-    """Open the meter named by a device's ``meter.kind`` (only ``sim`` exists so far)."""
-    if kind == "sim":
-        from agent.meters.sim import SimMeter
+    """Open the meter named by a device's ``meter.kind`` (see ``agent.meters.factory``)."""
+    from agent.meters.factory import open_meter as _open
 
-        return SimMeter(profile or "host", sample_rate_hz=sample_rate_hz, seed=seed)
-    raise MeterError(f"meter kind {kind!r} has no driver in this agent yet (available: sim)")
+    return _open(kind, profile=profile, sample_rate_hz=sample_rate_hz, seed=seed,
+                 options=options, root=root)
