@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--max-model-bytes", type=int, default=DEFAULT_MAX_MODEL_BYTES)
     s.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    s.add_argument("--exit-with-parent", type=int, metavar="PID",
+                   help="stop when process PID exits (local agents started by a controller)")
     s.add_argument("--log-level", default="INFO")
     ns = parser.parse_args(argv)
 
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         max_model_bytes=ns.max_model_bytes,
     )
     try:
-        serve(config, token, host=ns.host, port=ns.port, tls=tls)
+        serve(config, token, host=ns.host, port=ns.port, tls=tls,
+              parent_pid=ns.exit_with_parent)
     except (OSError, ValueError) as e:
         sys.exit(f"error: {e}")
 

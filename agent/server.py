@@ -44,6 +44,11 @@ DEFAULT_MAX_MODEL_BYTES = 64 * 1024 * 1024
 # Calls anyone may make without a token: load balancers and supervisors probe health.
 UNAUTHENTICATED_METHODS_PREFIX = "/grpc.health.v1.Health/"
 STOP_GRACE_S = 2.0
+# While a benchmark runs, the stream carries at least one event this often (a "heartbeat"
+# progress event when nothing else happened), so a caller can tell a slow layer from a dead
+# agent.
+HEARTBEAT_INTERVAL_S = 1.0
+PARENT_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
         worker = threading.Thread(target=work, name="benchmark", daemon=True)
         worker.start()
-        while (event := events.get()) is not None:
+        while True:
+            try:
+                event = events.get(timeout=HEARTBEAT_INTERVAL_S)
+            except queue.Empty:
+                yield convert.progress_to_proto(Progress("heartbeat", 0, 0))
+                continue
+            if event is None:
+                break
             if isinstance(event, _Cancelled):
                 log.info("benchmark of %s cancelled by the caller", sha[:12])
                 return
@@ -246,9 +258,22 @@ def build_server(
     return server, bound, health_servicer
 
 
+def _watch_parent(pid: int, stopping: threading.Event) -> None:
+    """Stop when the process that started us is gone (a local agent must not outlive a
+    controller that was killed)."""
+    while not stopping.wait(PARENT_POLL_S):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.info("parent process %d is gone; stopping", pid)
+            stopping.set()
+        except PermissionError:
+            pass  # it exists, under another user
+
+
 def serve(config: AgentConfig, token: str, *, host: str, port: int,
-          tls: tuple[bytes, bytes] | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, then report NOT_SERVING and stop gracefully."""
+          tls: tuple[bytes, bytes] | None = None, parent_pid: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or the parent's death), then stop gracefully."""
     server, bound, health_servicer = build_server(config, token, host=host, port=port, tls=tls)
     stopping = threading.Event()
 
@@ -257,6 +282,9 @@ def serve(config: AgentConfig, token: str, *, host: str, port: int,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if parent_pid:
+        threading.Thread(target=_watch_parent, args=(parent_pid, stopping), daemon=True,
+                         name="parent-watch").start()
     print(json.dumps({"event": "listening", "port": bound, "pid": os.getpid()}), flush=True)
     log.info("agent %s listening on %s:%d", config.name, host, bound)
     stopping.wait()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -54,13 +56,20 @@ class AgentClient:
     def _fail(self, what: str, e: grpc.RpcError) -> AgentCallError:
         return AgentCallError(self.device, what, e.code(), e.details() or "")
 
-    def healthy(self, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+    def health_problem(self, timeout_s: float = HEALTH_TIMEOUT_S) -> str | None:
+        """None when the agent reports SERVING; otherwise what is wrong, in one line."""
         try:
             reply = self._health.Check(health_pb2.HealthCheckRequest(service=""),
                                        timeout=timeout_s)
-        except grpc.RpcError:
-            return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError as e:
+            details = (e.details() or "").splitlines()[0] if e.details() else ""
+            return f"{e.code().name}: {details}" if details else e.code().name
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return None
+
+    def healthy(self, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+        return self.health_problem(timeout_s) is None
 
     def facts(self, timeout_s: float = FACTS_TIMEOUT_S) -> DeviceFacts:
         try:
@@ -81,19 +90,42 @@ class AgentClient:
     def run_benchmark(
         self, model_sha256: str, settings: MeasureSettings, *, timeout_s: float,
         on_progress: Callable[[Progress], None] | None = None,
+        heartbeat_timeout_s: float | None = None,
     ) -> BenchmarkResult:
+        """Run a benchmark; ``heartbeat_timeout_s`` cancels it when the stream goes silent
+        (the agent sends an event at least every second while it works)."""
         request = convert.settings_to_proto(model_sha256, settings)
         result = None
+        call = self._stub.RunBenchmark(request, timeout=timeout_s, metadata=self._metadata)
+        last_event = [time.monotonic()]
+        stalled, finished = threading.Event(), threading.Event()
+
+        def watchdog() -> None:
+            assert heartbeat_timeout_s is not None
+            while not finished.wait(min(0.2, heartbeat_timeout_s / 4)):
+                if time.monotonic() - last_event[0] > heartbeat_timeout_s:
+                    stalled.set()
+                    call.cancel()
+                    return
+
+        if heartbeat_timeout_s:
+            threading.Thread(target=watchdog, daemon=True, name="heartbeat").start()
         try:
-            for event in self._stub.RunBenchmark(request, timeout=timeout_s,
-                                                 metadata=self._metadata):
+            for event in call:
+                last_event[0] = time.monotonic()
                 kind = event.WhichOneof("event")
                 if kind == "progress" and on_progress:
                     on_progress(convert.progress_from_proto(event.progress))
                 elif kind == "result":
                     result = convert.result_from_proto(event.result)
         except grpc.RpcError as e:
+            if stalled.is_set():
+                raise AgentCallError(self.device, "RunBenchmark",
+                                     grpc.StatusCode.DEADLINE_EXCEEDED,
+                                     f"no heartbeat for {heartbeat_timeout_s:g} s") from None
             raise self._fail("RunBenchmark", e) from None
+        finally:
+            finished.set()
         if result is None:
             raise AgentCallError(self.device, "RunBenchmark", grpc.StatusCode.DATA_LOSS,
                                  "the stream ended without a result")

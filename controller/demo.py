@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from agent.meters.profiles import PROFILES
@@ -74,11 +75,12 @@ def run_demo(
                     skipped[device.name] = str(e)
                     report(device.name, "unreachable", 0, len(suite.models), str(e))
                     continue
-                endpoints.append(Endpoint(device, agent.target, farm.token, shares_host=True))
+                endpoints.append(Endpoint(device, agent.target, farm.token, shares_host=True,
+                                          revive=partial(farm.ensure_running, device.name)))
             else:
                 token = read_device_token(device)
                 endpoints.append(Endpoint(device, device.grpc_target(), token))
-        outcome = run_sweep(suite, endpoints, store, devices_file=str(devices_path),
+        outcome = run_sweep(suite, devices, endpoints, store, devices_file=str(devices_path),
                             progress=progress)
     return DemoRun(registry, suite, outcome, skipped)
 

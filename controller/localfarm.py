@@ -5,6 +5,7 @@ This is the embedded default: the demo farm of devices.toml runs here with simul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -67,23 +68,26 @@ class LocalFarm:
         self.workdir = workdir
         self.token, self.token_path = write_token(workdir)
         self.agents: dict[str, LocalAgent] = {}
+        self._lock = threading.Lock()
 
-    def start(self, device: Device) -> LocalAgent:
+    def start(self, device: Device, port: int | None = None) -> LocalAgent:
+        """Start the device's agent (on ``port`` when given, to come back where it was)."""
         log_path = self.workdir / f"{device.name}.log"
         meter = device.meter
         cmd = [
             sys.executable, "-m", "agent", "serve",
             "--name", device.name, "--platform", device.platform,
-            "--host", "127.0.0.1", "--port", str(device.port),
+            "--host", "127.0.0.1", "--port", str(device.port if port is None else port),
             "--token-file", str(self.token_path),
             "--meter", meter.kind,
             "--cache-dir", str(self.workdir / "cache" / device.name),
+            "--exit-with-parent", str(os.getpid()),
         ]
         if meter.profile:
             cmd += ["--profile", meter.profile]
         if meter.sample_rate_hz:
             cmd += ["--sample-rate-hz", str(meter.sample_rate_hz)]
-        log = open(log_path, "w")  # noqa: SIM115 (owned by the child for its whole life)
+        log = open(log_path, "a")  # noqa: SIM115 (owned by the child for its whole life)
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
                                    start_new_session=True)
         line = _first_line(process.stdout, START_TIMEOUT_S)
@@ -107,6 +111,19 @@ class LocalFarm:
                                           f"(log {log_path})")
                 time.sleep(0.1)
         return agent
+
+    def ensure_running(self, name: str) -> None:
+        """Restart a local agent that died, on the port it had (its endpoint stays valid)."""
+        with self._lock:
+            agent = self.agents.get(name)
+            if agent is None or agent.process.poll() is None:
+                return
+            if agent.process.stdout:
+                agent.process.stdout.close()
+            del self.agents[name]
+            # A failed restart shows up as unhealthy to the caller, which keeps trying.
+            with contextlib.suppress(LocalAgentError):
+                self.start(agent.device, port=agent.port)
 
     @staticmethod
     def _terminate(process: subprocess.Popen[str]) -> None:

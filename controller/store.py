@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -34,6 +34,10 @@ def default_db_path() -> Path:
 
 class StoreError(JoulefarmError):
     """The database cannot be opened or does not hold what was asked for."""
+
+
+class DuplicateRunError(StoreError):
+    """A job's results were already stored; the second copy was refused."""
 
 
 # Each migration moves the schema from version N-1 to N. Never edit one that has shipped:
@@ -92,14 +96,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         device_name VARCHAR NOT NULL,
         model_name VARCHAR NOT NULL,
         model_sha256 VARCHAR,
-        status VARCHAR NOT NULL,          -- pending | done | failed | unreachable
+        config JSON,                      -- measuring settings of this job (suite x matrix)
+        status VARCHAR NOT NULL,          -- pending | running | done | failed | unreachable
+        attempts INTEGER NOT NULL DEFAULT 0,
         error VARCHAR,
         started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ
     );
     CREATE TABLE runs (
         run_id VARCHAR PRIMARY KEY,
-        job_id VARCHAR NOT NULL,
+        job_id VARCHAR NOT NULL UNIQUE,   -- a job's results are stored exactly once
         sweep_id VARCHAR NOT NULL,
         device_name VARCHAR NOT NULL,
         device_fingerprint VARCHAR NOT NULL,
@@ -299,17 +305,58 @@ class ResultStore:
                         [sha256, name, source, size_bytes, layer_count])
 
     def add_job(self, sweep_id: str, device_name: str, model_name: str,
-                model_sha256: str) -> str:
-        job_id = new_id("job")
+                model_sha256: str, config: Mapping[str, object] | None = None) -> str:
+        return self.add_jobs(sweep_id, [(device_name, model_name, model_sha256, config or {})])[0]
+
+    def add_jobs(self, sweep_id: str,
+                 jobs: Sequence[tuple[str, str, str, Mapping[str, object]]]) -> list[str]:
+        """Create every job of a sweep up front (device, model, sha256, config), atomically,
+        so a crashed controller leaves a complete list of what remains to do."""
+        ids = [new_id("job") for _ in jobs]
         with self._transaction() as cur:
-            cur.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL)",
-                        [job_id, sweep_id, device_name, model_name, model_sha256])
-        return job_id
+            for job_id, (device, model, sha, config) in zip(ids, jobs, strict=True):
+                cur.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, NULL, "
+                            "NULL, NULL)",
+                            [job_id, sweep_id, device, model, sha, json.dumps(dict(config))])
+        return ids
+
+    def start_job(self, job_id: str) -> int:
+        """Mark a job running and count the attempt; returns the attempt number."""
+        with self._transaction() as cur:
+            row = cur.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+                              "started_at = ? WHERE job_id = ? AND status <> 'done' "
+                              "RETURNING attempts", [_now(), job_id]).fetchone()
+        if row is None:
+            raise StoreError(f"job {job_id} is already done or does not exist")
+        return int(row[0])
 
     def fail_job(self, job_id: str, status: str, error: str) -> None:
         with self._transaction() as cur:
-            cur.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE job_id = ?",
+            cur.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? "
+                        "WHERE job_id = ? AND status <> 'done'",
                         [status, error, _now(), job_id])
+
+    def jobs(self, sweep_id: str, *, incomplete_only: bool = False) -> list[dict[str, object]]:
+        """The jobs of a sweep in creation order, as dicts (config decoded)."""
+        where = " AND status <> 'done'" if incomplete_only else ""
+        names, rows = self.query(
+            "SELECT job_id, device_name, model_name, model_sha256, config, status, attempts, "
+            f"error FROM jobs WHERE sweep_id = ?{where} ORDER BY job_id", [sweep_id])
+        jobs = [dict(zip(names, row, strict=True)) for row in rows]
+        for job in jobs:
+            job["config"] = json.loads(job["config"] or "{}")
+        return jobs
+
+    def sweep(self, sweep_id: str) -> dict[str, object]:
+        names, rows = self.query("SELECT * FROM sweeps WHERE sweep_id = ?", [sweep_id])
+        if not rows:
+            raise StoreError(f"{self.path}: no sweep {sweep_id!r}")
+        return dict(zip(names, rows[0], strict=True))
+
+    def reopen_sweep(self, sweep_id: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE sweeps SET status = 'running', finished_at = NULL "
+                        "WHERE sweep_id = ?", [sweep_id])
 
     def store_run(self, *, job_id: str, sweep_id: str, device: DeviceFacts, model_name: str,
                   result: BenchmarkResult) -> str:
@@ -373,9 +420,11 @@ class ResultStore:
             cur.register("incoming_layers", table)
             cur.execute("INSERT INTO layer_measurements SELECT * FROM incoming_layers")
             cur.unregister("incoming_layers")
-            cur.execute("UPDATE jobs SET status = 'done', error = NULL, finished_at = ?, "
-                        "started_at = ? WHERE job_id = ?",
-                        [_now(), _ts(result.started_unix_s), job_id])
+            done = cur.execute("UPDATE jobs SET status = 'done', error = NULL, finished_at = ? "
+                               "WHERE job_id = ? AND status <> 'done' RETURNING job_id",
+                               [_now(), job_id]).fetchone()
+            if done is None:  # rolls the whole run back: a job is stored exactly once
+                raise DuplicateRunError(f"job {job_id} already has its results stored")
         return run_id
 
     # -- reads --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from agent.results import MeasureSettings
 from controller.errors import JoulefarmError
 
 SCHEMA_VERSION = 1
-TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "model"}
+TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "matrix", "model"}
 MODEL_KEYS = {"name", "recipe", "seed", "file"}
 SELECT_KEYS = {"names", "tags"}
 MEASURE_KEYS = {f.name for f in fields(MeasureSettings) if f.name != "extra"} | {"timeout_s"}
@@ -76,6 +76,8 @@ class Suite:
     timeout_s: float
     select_names: tuple[str, ...] = ()
     select_tags: tuple[str, ...] = ()
+    # Settings to vary: every combination becomes its own job (e.g. num_threads = [1, 2]).
+    matrix: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,26 @@ def load_suite(path: str | Path) -> Suite:
              f"unsupported mode {measure.get('mode')!r} (supported: {', '.join(MODES)})")
     settings = MeasureSettings(**measure)
 
+    matrix = doc.get("matrix", {})
+    _require(isinstance(matrix, dict), path, "matrix", "must be a table")
+    _check_keys(matrix, MEASURE_KEYS - {"timeout_s"}, path, "matrix.")
+    for key, values in matrix.items():
+        _require(isinstance(values, list) and len(values) > 0, path, f"matrix.{key}",
+                 "must be a non-empty list of values")
+        for value in values:
+            try:
+                MeasureSettings(**{key: value})
+            except TypeError as e:  # pragma: no cover (keys are checked above)
+                raise SuiteError(f"{path}: matrix.{key}: {e}") from e
+            expected = type(getattr(defaults, key))
+            ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+            _require(ok and not isinstance(value, bool), path, f"matrix.{key}",
+                     f"values must be {expected.__name__}, got {value!r}")
+        if key == "mode":
+            bad = [v for v in values if v not in MODES]
+            _require(not bad, path, "matrix.mode",
+                     f"unsupported mode {bad[0] if bad else ''!r} (supported: {', '.join(MODES)})")
+
     raw_models = doc.get("model", [])
     _require(isinstance(raw_models, list) and len(raw_models) > 0, path, "model",
              "at least one [[model]] is required")
@@ -165,4 +187,5 @@ def load_suite(path: str | Path) -> Suite:
         path=path, name=name, description=str(doc.get("description", "")), models=tuple(models),
         settings=settings, timeout_s=float(timeout_s),
         select_names=tuple(select.get("names", [])), select_tags=tuple(select.get("tags", [])),
+        matrix={k: list(v) for k, v in matrix.items()},
     )

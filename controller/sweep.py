@@ -1,27 +1,44 @@
-"""Run a suite on a set of devices and store every result as it arrives.
+"""Sweeps: a suite x devices expanded into jobs, run with one job at a time per device.
 
-Each device runs its jobs one at a time; different devices run in parallel, except agents
-that share this machine: they take turns (``host_lock``), because agents competing for the
-same cores would measure each other.
+Every job is written to the database before anything runs, so a controller that dies leaves
+a complete list of what remains; ``resume`` runs exactly the jobs that are not done, and the
+database refuses a second copy of any job's results (``runs.job_id`` is unique).
+
+Devices run in parallel, except agents that share this machine: they take turns
+(``host_lock``), because agents competing for the same cores would measure each other.
+A job that fails for a transient reason (agent unreachable, stalled, busy) is retried with
+exponential backoff once the device is healthy again; a device that stays unhealthy is
+skipped and reported.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+
+import grpc
 
 import joulefarm
 from agent.facts import package_version
 from agent.models.parse import read_layers
-from agent.results import Progress
+from agent.results import DeviceFacts, MeasureSettings, Progress
 from controller.client import AgentCallError, AgentClient
 from controller.errors import JoulefarmError
 from controller.provenance import git_revision
 from controller.registry import Device
-from controller.store import ResultStore
+from controller.store import DuplicateRunError, ResultStore
 from controller.suite import MaterialisedModel, Suite
+from controller.timing import DEFAULT_TIMING, Timing
+
+# Worth another attempt once the device answers again; anything else fails the job at once.
+TRANSIENT_CODES = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
+})
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,21 @@ class Endpoint:
     target: str
     token: str
     shares_host: bool = False
+    # For agents the controller started: bring the process back if it died.
+    revive: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    device_name: str
+    model_name: str
+    model_sha256: str
+    config: dict[str, object]
+
+    @property
+    def settings(self) -> MeasureSettings:
+        return MeasureSettings(**self.config)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -59,61 +91,24 @@ class SweepOutcome:
 # (device, stage, done, total, message) for a live display.
 ProgressFn = Callable[[str, str, int, int, str], None]
 
+_SETTING_NAMES = {f.name for f in fields(MeasureSettings)} - {"extra"}
+
+
+def job_configs(suite: Suite) -> list[dict[str, object]]:
+    """The suite's settings crossed with every combination of its ``[matrix]``."""
+    base = {k: v for k, v in asdict(suite.settings).items() if k in _SETTING_NAMES}
+    keys = list(suite.matrix)
+    combos = itertools.product(*(suite.matrix[k] for k in keys)) if keys else [()]
+    return [{**base, **dict(zip(keys, combo, strict=True))} for combo in combos]
+
 
 def materialise(suite: Suite) -> list[MaterialisedModel]:
     return [MaterialisedModel(spec, spec.materialise()) for spec in suite.models]
 
 
-def _run_device(
-    endpoint: Endpoint, models: list[MaterialisedModel], suite: Suite, store: ResultStore,
-    sweep_id: str, host_lock: threading.Lock, progress: ProgressFn,
-) -> DeviceOutcome:
-    name = endpoint.device.name
-    outcome = DeviceOutcome(name)
-    jobs = [store.add_job(sweep_id, name, m.spec.name, m.sha256) for m in models]
-    with AgentClient(name, endpoint.target, endpoint.token) as client:
-        try:
-            facts = client.facts()
-        except AgentCallError as e:
-            for job_id in jobs:
-                store.fail_job(job_id, "unreachable", str(e))
-            outcome.failed = len(jobs)
-            outcome.errors.append(str(e))
-            progress(name, "unreachable", 0, len(jobs), str(e))
-            return outcome
-        store.upsert_device(facts, address=endpoint.target, tags=endpoint.device.tags)
-        for k, (job_id, model) in enumerate(zip(jobs, models, strict=True)):
-            progress(name, "upload", k, len(models), model.spec.name)
-
-            def on_progress(p: Progress, k: int = k, model: MaterialisedModel = model) -> None:
-                progress(name, p.stage, k, len(models),
-                         f"{model.spec.name}: {p.message} ({p.done}/{p.total})")
-
-            try:
-                sha = client.upload(model.spec.name, model.content)
-                lock = host_lock if endpoint.shares_host else threading.Lock()
-                with lock:
-                    result = client.run_benchmark(sha, suite.settings, timeout_s=suite.timeout_s,
-                                                  on_progress=on_progress)
-                store.store_run(job_id=job_id, sweep_id=sweep_id, device=facts,
-                                model_name=model.spec.name, result=result)
-                outcome.done += 1
-            except JoulefarmError as e:
-                store.fail_job(job_id, "failed", str(e))
-                outcome.failed += 1
-                outcome.errors.append(str(e))
-        progress(name, "done", len(models), len(models),
-                 f"{outcome.done} done, {outcome.failed} failed")
-    return outcome
-
-
-def run_sweep(
-    suite: Suite, endpoints: list[Endpoint], store: ResultStore, *, devices_file: str,
-    progress: ProgressFn | None = None,
-) -> SweepOutcome:
-    """Run every model of ``suite`` on every endpoint; store results; never raise per device."""
-    report = progress or (lambda *a: None)
-    models = materialise(suite)
+def plan_sweep(suite: Suite, devices: Sequence[Device], store: ResultStore, *,
+               devices_file: str, models: Sequence[MaterialisedModel]) -> str:
+    """Record the sweep, its models and every job (device x model x config); return its id."""
     for m in models:
         store.add_model(m.sha256, m.spec.name, m.spec.source, len(m.content),
                         len(read_layers(m.content)))
@@ -122,19 +117,170 @@ def run_sweep(
         joulefarm_version=package_version(), git_revision=git_revision(),
         rust_core_profile=joulefarm.build_profile(),
     )
+    store.add_jobs(sweep_id, [(d.name, m.spec.name, m.sha256, config)
+                              for d in devices for m in models for config in job_configs(suite)])
+    return sweep_id
+
+
+class _DeviceRunner:
+    """Runs one device's jobs in order: the device's exclusive lease is this one thread."""
+
+    def __init__(self, endpoint: Endpoint, models: dict[str, MaterialisedModel], suite: Suite,
+                 store: ResultStore, sweep_id: str, host_lock: threading.Lock, timing: Timing,
+                 progress: ProgressFn) -> None:
+        self.endpoint, self.models, self.suite = endpoint, models, suite
+        self.store, self.sweep_id, self.timing = store, sweep_id, timing
+        self.lock = host_lock if endpoint.shares_host else threading.Lock()
+        self.name = endpoint.device.name
+        self.report = progress
+        self.outcome = DeviceOutcome(self.name)
+        self.facts: DeviceFacts | None = None
+        self.seen_healthy = False
+
+    def wait_healthy(self, client: AgentClient) -> str | None:
+        """None once the agent is healthy; else the last problem seen.
+
+        A device that has never answered is skipped after one check; one that answered
+        before and went quiet (crashed, stopped, rebooting) gets ``health_patience_s``.
+        """
+        patience = self.timing.health_patience_s if self.seen_healthy else 0.0
+        deadline = time.monotonic() + patience
+        while True:
+            problem = client.health_problem(timeout_s=min(5.0, max(patience, 1.0)))
+            if problem is None:
+                self.seen_healthy = True
+                return None
+            if self.endpoint.revive:
+                self.endpoint.revive()  # a local agent that died comes back on its port
+            if time.monotonic() >= deadline:
+                return problem
+            self.report(self.name, "unhealthy", self.outcome.done, 0, problem)
+            time.sleep(self.timing.health_poll_s)
+
+    def run(self, jobs: list[Job]) -> DeviceOutcome:
+        with AgentClient(self.name, self.endpoint.target, self.endpoint.token) as client:
+            for k, job in enumerate(jobs):
+                if not self.run_job(client, job, k, len(jobs)):
+                    # Unhealthy beyond patience: skip the rest of this device, say so.
+                    for rest in jobs[k + 1:]:
+                        self.store.fail_job(rest.job_id, "unreachable",
+                                            f"{self.name}: skipped, the device is unhealthy")
+                        self.outcome.failed += 1
+                    break
+        self.report(self.name, "done" if not self.outcome.failed else "failed",
+                    self.outcome.done, len(jobs),
+                    f"{self.outcome.done} done, {self.outcome.failed} failed")
+        return self.outcome
+
+    def run_job(self, client: AgentClient, job: Job, k: int, total: int) -> bool:
+        """Run one job with retries. Returns False when the device stayed unhealthy."""
+        model = self.models[job.model_sha256]
+        label = f"{job.model_name} {job.settings.mode}"
+        for attempt in range(self.timing.retries + 1):
+            problem = self.wait_healthy(client)
+            if problem is not None:
+                message = f"{self.name}: unreachable at {self.endpoint.target} ({problem})"
+                self.store.fail_job(job.job_id, "unreachable", message)
+                self.outcome.failed += 1
+                self.outcome.errors.append(message)
+                self.report(self.name, "unreachable", k, total, message)
+                return False
+            try:
+                self.report(self.name, "upload", k, total, label)
+                if self.facts is None:
+                    self.facts = client.facts()
+                    self.store.upsert_device(self.facts, address=self.endpoint.target,
+                                             tags=self.endpoint.device.tags)
+                self.store.start_job(job.job_id)
+                sha = client.upload(job.model_name, model.content)
+
+                def on_progress(p: Progress) -> None:
+                    if p.stage != "heartbeat":
+                        self.report(self.name, p.stage, k, total,
+                                    f"{label}: {p.message} ({p.done}/{p.total})")
+
+                with self.lock:
+                    result = client.run_benchmark(
+                        sha, job.settings, timeout_s=self.suite.timeout_s,
+                        on_progress=on_progress,
+                        heartbeat_timeout_s=self.timing.heartbeat_timeout_s)
+                self.store.store_run(job_id=job.job_id, sweep_id=self.sweep_id,
+                                     device=self.facts, model_name=job.model_name,
+                                     result=result)
+                self.outcome.done += 1
+                return True
+            except DuplicateRunError:
+                self.outcome.done += 1  # stored by an earlier attempt: nothing to add
+                return True
+            except AgentCallError as e:
+                if e.code in TRANSIENT_CODES and attempt < self.timing.retries:
+                    wait = self.timing.backoff_s(attempt + 1)
+                    self.report(self.name, "retrying", k, total,
+                                f"{label}: {e.code.name}, retry in {wait:g} s")
+                    time.sleep(wait)
+                    continue
+                self._fail(job, str(e))
+                return True
+            except JoulefarmError as e:
+                self._fail(job, str(e))
+                return True
+        return True  # pragma: no cover (the loop always returns)
+
+    def _fail(self, job: Job, message: str) -> None:
+        self.store.fail_job(job.job_id, "failed", message)
+        self.outcome.failed += 1
+        self.outcome.errors.append(message)
+
+
+def execute_sweep(
+    sweep_id: str, suite: Suite, endpoints: Sequence[Endpoint], store: ResultStore,
+    models: Sequence[MaterialisedModel], *, timing: Timing = DEFAULT_TIMING,
+    progress: ProgressFn | None = None,
+) -> SweepOutcome:
+    """Run every job of the sweep that is not done yet; never raises for one device."""
+    report = progress or (lambda *a: None)
+    by_sha = {m.sha256: m for m in models}
+    pending: dict[str, list[Job]] = {}
+    for row in store.jobs(sweep_id, incomplete_only=True):
+        job = Job(str(row["job_id"]), str(row["device_name"]), str(row["model_name"]),
+                  str(row["model_sha256"]), dict(row["config"]))  # type: ignore[arg-type]
+        if job.model_sha256 not in by_sha:
+            raise JoulefarmError(
+                f"sweep {sweep_id}: model {job.model_name!r} ({job.model_sha256[:12]}) is not "
+                f"in suite {suite.path} any more; restore the suite to resume")
+        pending.setdefault(job.device_name, []).append(job)
+    store.reopen_sweep(sweep_id)
     host_lock = threading.Lock()
     outcomes: dict[str, DeviceOutcome] = {}
+    known = {e.device.name: e for e in endpoints}
+    for name, jobs in pending.items():
+        if name not in known:
+            for job in jobs:
+                store.fail_job(job.job_id, "unreachable", f"{name}: no endpoint")
+            outcomes[name] = DeviceOutcome(name, failed=len(jobs),
+                                           errors=[f"{name}: no endpoint for this device"])
+    runners = {name: _DeviceRunner(known[name], by_sha, suite, store, sweep_id, host_lock,
+                                   timing, report)
+               for name in pending if name in known}
     try:
-        with ThreadPoolExecutor(max_workers=max(1, len(endpoints)),
+        with ThreadPoolExecutor(max_workers=max(1, len(runners)),
                                 thread_name_prefix="device") as pool:
-            futures = {
-                e.device.name: pool.submit(_run_device, e, models, suite, store, sweep_id,
-                                           host_lock, report)
-                for e in endpoints
-            }
+            futures = {name: pool.submit(r.run, pending[name]) for name, r in runners.items()}
             for name, future in futures.items():
                 outcomes[name] = future.result()
     finally:
         outcome = SweepOutcome(sweep_id, outcomes)
-        store.finish_sweep(sweep_id, outcome.status if outcomes else "failed")
+        remaining = store.jobs(sweep_id, incomplete_only=True)
+        store.finish_sweep(sweep_id, "done" if not remaining else outcome.status)
     return outcome
+
+
+def run_sweep(
+    suite: Suite, devices: Sequence[Device], endpoints: Sequence[Endpoint], store: ResultStore,
+    *, devices_file: str, timing: Timing = DEFAULT_TIMING, progress: ProgressFn | None = None,
+) -> SweepOutcome:
+    """Plan a new sweep and run it."""
+    models = materialise(suite)
+    sweep_id = plan_sweep(suite, devices, store, devices_file=devices_file, models=models)
+    return execute_sweep(sweep_id, suite, endpoints, store, models, timing=timing,
+                         progress=progress)

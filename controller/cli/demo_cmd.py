@@ -54,11 +54,12 @@ def register(app: typer.Typer) -> None:
         console.print(f"devices: {devices_path}  suite: {suite_path}  database: {database}")
         with DeviceProgress(names) as live:
             run = run_demo(devices_path, suite_path, database, progress=live.update)
-        for name, outcome in run.outcome.devices.items():
+        # Every error names its device.
+        for outcome in run.outcome.devices.values():
             for error in outcome.errors:
-                err_console.print(f"[bold red]{name}:[/] {error}", markup=True, soft_wrap=True)
-        for name, error in run.skipped.items():
-            err_console.print(f"[bold red]{name}:[/] {error}", markup=True, soft_wrap=True)
+                err_console.print(error, markup=False, soft_wrap=True)
+        for error in run.skipped.values():
+            err_console.print(error, markup=False, soft_wrap=True)
         columns, rows = query_readonly_after(database, run.outcome.sweep_id)
         print_rows(columns, rows, OutputFormat.table,
                    title=f"sweep {run.outcome.sweep_id}: energy per inference, summed over "
