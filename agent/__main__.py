@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--meter", default="sim", help="meter kind (default sim)")
     s.add_argument("--profile", default="host", help="simulated device profile (sim meter)")
     s.add_argument("--sample-rate-hz", type=float, default=None)
+    s.add_argument("--meter-options", default="{}", metavar="JSON",
+                   help="driver settings as a JSON object (devices.toml [device.meter] options)")
     s.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/joulefarm/agent")
     s.add_argument("--max-model-bytes", type=int, default=DEFAULT_MAX_MODEL_BYTES)
     s.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
@@ -52,7 +55,14 @@ def main(argv: list[str] | None = None) -> None:
         if not (ns.tls_cert and ns.tls_key):
             sys.exit("error: --tls-cert and --tls-key go together")
         tls = (ns.tls_key.read_bytes(), ns.tls_cert.read_bytes())
+    try:
+        meter_options = json.loads(ns.meter_options)
+        if not isinstance(meter_options, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        sys.exit(f"error: --meter-options: {e}")
     config = AgentConfig(
+        meter_options=meter_options,
         name=ns.name, platform=ns.platform, meter_kind=ns.meter, meter_profile=ns.profile,
         sample_rate_hz=ns.sample_rate_hz, cache_dir=ns.cache_dir,
         max_model_bytes=ns.max_model_bytes,

@@ -14,6 +14,7 @@ segment gives the baseline; ``joulefarm.integrate_windows`` integrates every win
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import joulefarm
-from agent.meters.base import Meter, Trace
+from agent.meters.base import AnyTrace, Meter
 from agent.models.chain import LayerChain, WholeModel
 from agent.models.parse import read_layers
 from agent.results import (
@@ -49,6 +50,13 @@ SYNC_GUARD_S = MAX_CLOCK_OFFSET_S + 0.01
 IDLE_EDGE_MARGIN_S = 0.01
 # Idle time after the last layer (longer than any plausible residual clock error).
 TAIL_S = 0.01
+# A polled sensor's read interval longer than this many periods is a gap.
+GAP_PERIODS = 3.0
+# Thread switch interval while recording: a polled meter samples in a Python thread, which
+# would otherwise get the GIL only every 5 ms while the main thread runs Python.
+RECORDING_SWITCH_INTERVAL_S = 5e-4
+# A window must span at least this many meter sample periods (slow meters need long layers).
+MIN_WINDOW_PERIODS = 10
 # Below this correlation the alignment is reported as weak.
 MIN_ALIGNMENT_CORRELATION = 0.9
 
@@ -82,7 +90,7 @@ class WholeWindow:
 class RawRun:
     """Everything recorded in one run, before integration."""
 
-    trace: Trace
+    trace: AnyTrace
     idle_window: tuple[float, float]
     busy_starts: np.ndarray
     busy_ends: np.ndarray
@@ -181,7 +189,7 @@ def _prelude(meter: Meter, settings: MeasureSettings
     return (t_idle0, t_idle1), busy_starts, busy_ends
 
 
-def _tail_and_stop(meter: Meter) -> Trace:
+def _tail_and_stop(meter: Meter) -> AnyTrace:
     """A short idle tail, so the last window ends well inside the trace; then stop."""
     t_tail = time.perf_counter()
     _sleep_until(t_tail + TAIL_S)
@@ -236,28 +244,45 @@ class Alignment:
     flags: tuple[str, ...]
 
 
-def align_and_baseline(raw: RawRun) -> Alignment:
-    """Meter clock offset from the sync pattern, then the idle baseline power."""
+def integrate(raw: RawRun, offset_s: float, starts: np.ndarray, ends: np.ndarray
+              ) -> dict[str, np.ndarray]:
+    """Per-window energy with rust_core, whatever the trace: a uniform trace on the meter's
+    clock is mapped through ``offset_s``; a polled or counter trace is already on the agent
+    clock and is integrated point by point (sample-and-hold)."""
     trace = raw.trace
-    fs = trace.sample_rate_hz
-    flags: list[str] = []
-    fit = joulefarm.align_offset(
-        trace.power_w, fs, raw.busy_starts, raw.busy_ends, t0=trace.t0_s,
-        max_offset_s=MAX_CLOCK_OFFSET_S,
-    )
-    offset = float(fit["offset_s"])
-    correlation = float(fit["correlation"])
-    if not correlation >= MIN_ALIGNMENT_CORRELATION:
-        flags.append("alignment_weak")
-    idle_start = raw.idle_window[0] + IDLE_EDGE_MARGIN_S
-    idle_end = raw.idle_window[1] - IDLE_EDGE_MARGIN_S
-    idle_w = float(joulefarm.idle_power(
-        trace.power_w, fs, np.array([idle_start]), np.array([idle_end]), t0=trace.t0_s,
-        offset_s=offset,
-    ))
+    if trace.clock == "meter":
+        return joulefarm.integrate_windows(trace.power_w, trace.sample_rate_hz, starts, ends,
+                                           t0=trace.t0_s, offset_s=offset_s)
+    ts = trace.to_timestamped()
+    rate = getattr(ts, "target_rate_hz", None)
+    # A read interval longer than a few periods is a gap: flagged, not integrated across.
+    max_gap = GAP_PERIODS / rate if rate else None
+    columns, _quality = joulefarm.integrate_timestamped(ts.t_s, ts.power_w, starts, ends,
+                                                        model="hold", max_gap_s=max_gap)
+    return columns
+
+
+def align_and_baseline(raw: RawRun) -> Alignment:
+    """Meter clock offset from the sync pattern (meter-clock traces only), then the idle
+    baseline power. The trace's own quality flags become run flags."""
+    trace = raw.trace
+    flags: list[str] = list(trace.flags)
+    if trace.clock == "meter":
+        fit = joulefarm.align_offset(
+            trace.power_w, trace.sample_rate_hz, raw.busy_starts, raw.busy_ends,
+            t0=trace.t0_s, max_offset_s=MAX_CLOCK_OFFSET_S,
+        )
+        offset, correlation = float(fit["offset_s"]), float(fit["correlation"])
+        if not correlation >= MIN_ALIGNMENT_CORRELATION:
+            flags.append("alignment_weak")
+    else:
+        offset, correlation = 0.0, float("nan")  # stamped on the agent clock at read time
+    idle = integrate(raw, offset, np.array([raw.idle_window[0] + IDLE_EDGE_MARGIN_S]),
+                     np.array([raw.idle_window[1] - IDLE_EDGE_MARGIN_S]))
+    idle_w = float(idle["mean_power_w"][0])
     if not np.isfinite(idle_w):
         flags.append("no_idle_baseline")
-    return Alignment(offset, correlation, idle_w, tuple(flags))
+    return Alignment(offset, correlation, idle_w, tuple(dict.fromkeys(flags)))
 
 
 def _truth(meter: Meter) -> Callable[[float, float], float] | None:
@@ -293,14 +318,11 @@ def integrate_run(
     runtime: tuple[str, str],
 ) -> BenchmarkResult:
     """Align the trace to the agent clock and integrate every layer window with rust_core."""
-    trace = raw.trace
-    fs = trace.sample_rate_hz
     fit = align_and_baseline(raw)
     offset, idle_w = fit.offset_s, fit.idle_power_w
     starts = np.array([w.start_s for w in raw.windows], dtype=np.float64)
     ends = np.array([w.end_s for w in raw.windows], dtype=np.float64)
-    stats = joulefarm.integrate_windows(trace.power_w, fs, starts, ends, t0=trace.t0_s,
-                                        offset_s=offset)
+    stats = integrate(raw, offset, starts, ends)
     truth = _truth(meter)
     layers = []
     for k, w in enumerate(raw.windows):
@@ -337,10 +359,7 @@ def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_
     assert raw.whole is not None
     w = raw.whole
     fit = align_and_baseline(raw)
-    trace = raw.trace
-    stats = joulefarm.integrate_windows(
-        trace.power_w, trace.sample_rate_hz, np.array([w.start_s]), np.array([w.end_s]),
-        t0=trace.t0_s, offset_s=fit.offset_s)
+    stats = integrate(raw, fit.offset_s, np.array([w.start_s]), np.array([w.end_s]))
     n = w.iterations
     energy = float(stats["energy_j"][0])
     duration = w.end_s - w.start_s
@@ -395,6 +414,18 @@ def measure_whole(
     return integrate_whole(raw, meter, settings, model_sha256, runtime)
 
 
+def fit_to_meter(settings: MeasureSettings, sample_rate_hz: float) -> MeasureSettings:
+    """Stretch windows that would be too short for the meter: every window (each layer, the
+    idle baseline, the whole-model loop) spans at least ``MIN_WINDOW_PERIODS`` samples."""
+    if not sample_rate_hz > 0:
+        return settings
+    floor = MIN_WINDOW_PERIODS / sample_rate_hz
+    return replace(settings,
+                   min_layer_duration_s=max(settings.min_layer_duration_s, floor),
+                   idle_duration_s=max(settings.idle_duration_s, floor + 2 * IDLE_EDGE_MARGIN_S),
+                   min_duration_s=max(settings.min_duration_s, floor))
+
+
 def measure(
     model_bytes: bytes,
     model_sha256: str,
@@ -412,8 +443,14 @@ def measure(
         run = measure_layers
     else:
         raise ValueError(f"unknown measuring mode {settings.mode!r} (known: layers, whole)")
+    settings = fit_to_meter(settings, meter.description.sample_rate_hz)
     before = read_conditions(sysfs_root)
-    result = run(model_bytes, model_sha256, meter, settings, runtime, progress)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)
+    try:
+        result = run(model_bytes, model_sha256, meter, settings, runtime, progress)
+    finally:
+        sys.setswitchinterval(switch)
     after = read_conditions(sysfs_root)
     flags = tuple(dict.fromkeys(result.flags + compare_conditions(before, after)))
     return replace(result, flags=flags, conditions_before=before.as_dict(),

@@ -16,10 +16,11 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,7 +30,8 @@ import joulefarm
 from agent import convert
 from agent.facts import collect_facts
 from agent.measure import measure
-from agent.meters.base import MeterError, open_meter
+from agent.meters.base import Meter, MeterError, open_meter
+from agent.meters.factory import discover_meters
 from agent.models.errors import ModelError
 from agent.models.parse import read_layers
 from agent.results import DeviceFacts, MeasureSettings, Progress
@@ -60,6 +62,8 @@ class AgentConfig:
     sample_rate_hz: float | None = None
     cache_dir: Path = Path(".joulefarm/agent-cache")
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    # Driver settings from the device's [device.meter] options (see agent.meters.factory).
+    meter_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ModelCache:
@@ -134,12 +138,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # One benchmark at a time: two would compete for the CPU and the meter.
         self._bench_lock = threading.Lock()
         self._runs = 0
-        probe = open_meter(config.meter_kind, profile=config.meter_profile,
-                           sample_rate_hz=config.sample_rate_hz)
+        probe = self._open_meter(seed=0)
+        # The configured meter first, then any other meter found on the device.
+        found = [m for m in discover_meters() if m.kind != probe.description.kind]
         self.facts: DeviceFacts = collect_facts(
-            config.name, config.platform, (probe.description,), self.runtime,
+            config.name, config.platform, (probe.description, *found), self.runtime,
             joulefarm.build_profile(),
         )
+
+    def _open_meter(self, seed: int) -> Meter:
+        c = self.config
+        return open_meter(c.meter_kind, profile=c.meter_profile, sample_rate_hz=c.sample_rate_hz,
+                          seed=seed, options=c.meter_options)
 
     def GetDeviceFacts(self, request: pb.GetDeviceFactsRequest,
                        context: grpc.ServicerContext) -> pb.GetDeviceFactsResponse:
@@ -190,9 +200,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         def work() -> None:
             try:
                 self._runs += 1
-                meter = open_meter(self.config.meter_kind, profile=self.config.meter_profile,
-                                   sample_rate_hz=self.config.sample_rate_hz,
-                                   seed=settings.seed * 1000 + self._runs)
+                meter = self._open_meter(seed=settings.seed * 1000 + self._runs)
                 result = measure(content, sha, meter, settings, self.runtime, progress)
                 events.put(convert.result_to_proto(result))
             except BaseException as e:  # handed to the gRPC thread, which reports it

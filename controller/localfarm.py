@@ -87,6 +87,8 @@ class LocalFarm:
             cmd += ["--profile", meter.profile]
         if meter.sample_rate_hz:
             cmd += ["--sample-rate-hz", str(meter.sample_rate_hz)]
+        if meter.options:
+            cmd += ["--meter-options", json.dumps(dict(meter.options))]
         log = open(log_path, "a")  # noqa: SIM115 (owned by the child for its whole life)
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
                                    start_new_session=True)
