@@ -14,13 +14,22 @@ sample ``i`` represents the interval ``[t0 + i/fs, t0 + (i+1)/fs)``. With ``mode
 is constant over each interval; with ``model="linear"`` each value sits at its interval's
 midpoint and power is linear between midpoints (flat before the first and after the last).
 
+Meters that report current and voltage channels separately: ``integrate_windows_iv`` multiplies
+them per sample while integrating.
+
 Timestamped traces (``integrate_timestamped``) are points ``(t[i], power[i])`` on the meter
 clock: "hold" keeps ``power[i]`` until ``t[i+1]``, "linear" joins the points; the trace covers
 ``[t[0], t[-1]]``.
 
+Per-layer energy when layers are shorter than the sample period (on-board sensors at
+100 Hz - 1 kHz): ``fold_layers`` solves for each layer's mean power from many repetitions of a
+whole-model inference falling at random phases of the sample clock (equivalent-time folding).
+
 Windows that do not lie fully on valid trace are not errors: each result carries a bitmask of
 ``FLAG_*`` values (``flag_names`` spells them out) and a ``coverage`` fraction. A window with no
-valid samples has NaN energy: invalid, not zero. Bad arguments raise ``TraceError``
+valid samples has NaN energy: invalid, not zero. Every integration takes an optional
+``saturation_w``: samples at or above it (a meter's over-range reading) are excluded like NaN and
+flag ``FLAG_SATURATED``, never silently integrated. Bad arguments raise ``TraceError``
 (a ``ValueError``).
 """
 
@@ -31,6 +40,7 @@ from joulefarm._core import (
     FLAG_NON_MONOTONIC,
     FLAG_PARTIAL_COVERAGE,
     FLAG_SATURATED,
+    FLAG_UNIDENTIFIABLE,
     StreamingIntegrator,
     TraceError,
     __version__,
@@ -38,10 +48,12 @@ from joulefarm._core import (
     align_offset,
     build_profile,
     decimate_minmax,
+    fold_layers,
     idle_power,
     integrate,
     integrate_timestamped,
     integrate_windows,
+    integrate_windows_iv,
 )
 
 # Bit order; names match the constants without the FLAG_ prefix, in lower case.
@@ -52,6 +64,7 @@ _FLAG_NAMES: tuple[tuple[int, str], ...] = (
     (FLAG_GAP, "gap"),
     (FLAG_NON_MONOTONIC, "non_monotonic"),
     (FLAG_SATURATED, "saturated"),
+    (FLAG_UNIDENTIFIABLE, "unidentifiable"),
 )
 
 
@@ -77,6 +90,7 @@ __all__ = [
     "FLAG_NON_MONOTONIC",
     "FLAG_PARTIAL_COVERAGE",
     "FLAG_SATURATED",
+    "FLAG_UNIDENTIFIABLE",
     "StreamingIntegrator",
     "TraceError",
     "__version__",
@@ -85,8 +99,10 @@ __all__ = [
     "build_profile",
     "decimate_minmax",
     "flag_names",
+    "fold_layers",
     "idle_power",
     "integrate",
     "integrate_timestamped",
     "integrate_windows",
+    "integrate_windows_iv",
 ]

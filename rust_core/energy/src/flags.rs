@@ -15,15 +15,20 @@ pub const GAP: u32 = 8;
 pub const NON_MONOTONIC: u32 = 16;
 /// Reserved: the meter reported saturation (over-range) inside the window.
 pub const SATURATED: u32 = 32;
+/// (Folding) the unknown cannot be separated from others: its column of the least-squares
+/// system is (nearly) a combination of theirs, e.g. two layers whose windows always coincide.
+/// Its estimate is NaN; so is every estimate involved in the same dependency.
+pub const UNIDENTIFIABLE: u32 = 64;
 
 /// Every flag with its snake_case name, in bit order.
-pub const ALL: [(u32, &str); 6] = [
+pub const ALL: [(u32, &str); 7] = [
     (NO_SAMPLES, "no_samples"),
     (PARTIAL_COVERAGE, "partial_coverage"),
     (NAN_SAMPLES, "nan_samples"),
     (GAP, "gap"),
     (NON_MONOTONIC, "non_monotonic"),
     (SATURATED, "saturated"),
+    (UNIDENTIFIABLE, "unidentifiable"),
 ];
 
 /// Names of the flags set in `mask`, in bit order.

@@ -9,7 +9,7 @@ use crate::clock::ClockMap;
 use crate::error::{check_finite, check_sample_rate, check_windows, EnergyError};
 use crate::flags;
 use crate::model::SignalModel;
-use crate::sample::{sum_f64, Sample};
+use crate::sample::{PowerSeries, Sample};
 
 /// Result for one window. Energy is over the covered part of the window only.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,6 +37,34 @@ pub(crate) struct Accum {
     pub samples: u64,
     /// Invalid (NaN/inf) samples overlapping the window.
     pub invalid: u64,
+    /// Samples at or above the saturation level overlapping the window.
+    pub saturated: u64,
+}
+
+/// How samples are read: the signal model, and the saturation level at and above which a
+/// sample is excluded like a NaN (`f64::INFINITY`: no level).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Reading {
+    pub model: SignalModel,
+    pub saturation: f64,
+}
+
+impl Reading {
+    pub fn new(model: SignalModel, saturation_w: Option<f64>) -> Result<Self, EnergyError> {
+        if let Some(w) = saturation_w {
+            check_finite("saturation_w", w)?;
+        }
+        Ok(Reading {
+            model,
+            saturation: saturation_w.unwrap_or(f64::INFINITY),
+        })
+    }
+
+    /// Finite and below the saturation level.
+    #[inline]
+    pub fn valid(self, v: f64) -> bool {
+        v.is_finite() && v < self.saturation
+    }
 }
 
 /// Interior samples are summed in blocks so one NaN only sends its own block down the slow path.
@@ -44,20 +72,20 @@ const BLOCK: usize = 4096;
 
 /// A validated uniform trace: `power[i]` covers `[t0 + i/fs, t0 + (i+1)/fs)` on the meter clock.
 #[derive(Debug, Clone, Copy)]
-pub struct UniformTrace<'a, T: Sample> {
-    power: &'a [T],
+pub struct UniformTrace<P: PowerSeries> {
+    power: P,
     t0: f64,
     fs: f64,
 }
 
-impl<'a, T: Sample> UniformTrace<'a, T> {
-    pub fn new(power: &'a [T], t0: f64, fs: f64) -> Result<Self, EnergyError> {
+impl<P: PowerSeries> UniformTrace<P> {
+    pub fn new(power: P, t0: f64, fs: f64) -> Result<Self, EnergyError> {
         check_sample_rate(fs)?;
         check_finite("t0", t0)?;
         Ok(UniformTrace { power, t0, fs })
     }
 
-    pub fn power(&self) -> &'a [T] {
+    pub fn power(&self) -> P {
         self.power
     }
 
@@ -76,23 +104,31 @@ impl<'a, T: Sample> UniformTrace<'a, T> {
     }
 
     /// Integrates over `[ua, ub]` in sample coordinates (`ua <= ub`, both finite).
-    pub(crate) fn accumulate(&self, ua: f64, ub: f64, model: SignalModel) -> (Accum, bool) {
+    pub(crate) fn accumulate(&self, ua: f64, ub: f64, reading: Reading) -> (Accum, bool) {
         let n = self.power.len() as f64;
         let outside = ua < 0.0 || ub > n;
         let a = ua.max(0.0);
         let b = ub.min(n);
         let mut acc = Accum::default();
         if a < b {
-            integrate_span(self.power, a, b, model, &mut acc);
+            integrate_span(self.power, a, b, reading, &mut acc);
         }
         (acc, outside)
     }
 
     /// Stats for one window given on the agent clock.
     pub fn window(&self, start: f64, end: f64, clock: ClockMap, model: SignalModel) -> WindowStats {
+        let reading = Reading {
+            model,
+            saturation: f64::INFINITY,
+        };
+        self.window_read(start, end, clock, reading)
+    }
+
+    fn window_read(&self, start: f64, end: f64, clock: ClockMap, reading: Reading) -> WindowStats {
         let ua = self.sample_coord(clock.to_meter(start));
         let ub = self.sample_coord(clock.to_meter(end));
-        let (acc, outside) = self.accumulate(ua, ub, model);
+        let (acc, outside) = self.accumulate(ua, ub, reading);
         finish(acc, ub - ua, outside, self.fs)
     }
 }
@@ -105,6 +141,9 @@ pub(crate) fn finish(acc: Accum, length: f64, outside: bool, fs: f64) -> WindowS
     }
     if acc.invalid > 0 {
         mask |= flags::NAN_SAMPLES | flags::PARTIAL_COVERAGE;
+    }
+    if acc.saturated > 0 {
+        mask |= flags::SATURATED | flags::PARTIAL_COVERAGE;
     }
     if acc.covered <= 0.0 || acc.samples == 0 {
         return WindowStats {
@@ -131,66 +170,76 @@ pub(crate) fn finish(acc: Accum, length: f64, outside: bool, fs: f64) -> WindowS
 }
 
 /// Integrates `power` over `[a, b]`, `0 <= a < b <= power.len()`, in sample coordinates.
-pub(crate) fn integrate_span<T: Sample>(
-    power: &[T],
+pub(crate) fn integrate_span<P: PowerSeries>(
+    power: P,
     a: f64,
     b: f64,
-    model: SignalModel,
+    reading: Reading,
     acc: &mut Accum,
 ) {
     let first_full = a.ceil() as usize; // first sample boundary at or after a
     let last_full = b.floor() as usize; // last sample boundary at or before b
     if first_full > last_full {
         // The whole window lies strictly inside one sample.
-        partial_sample(power, a.floor() as usize, a, b, model, acc);
+        partial_sample(power, a.floor() as usize, a, b, reading, acc);
         return;
     }
     if (first_full as f64) > a {
-        partial_sample(power, first_full - 1, a, first_full as f64, model, acc);
+        partial_sample(power, first_full - 1, a, first_full as f64, reading, acc);
     }
     let mut k = first_full;
     while k < last_full {
         let m = (k + BLOCK).min(last_full);
-        full_samples(power, k, m, model, acc);
+        full_samples(power, k, m, reading, acc);
         k = m;
     }
     if b > last_full as f64 {
-        partial_sample(power, last_full, last_full as f64, b, model, acc);
+        partial_sample(power, last_full, last_full as f64, b, reading, acc);
     }
 }
 
 /// Value of a neighbour for the linear model: itself when valid, else `fallback` (the sample
 /// is held flat towards the trace edge or an invalid sample).
 #[inline]
-fn neighbour<T: Sample>(power: &[T], j: Option<usize>, fallback: f64) -> f64 {
+fn neighbour<P: PowerSeries>(power: P, j: Option<usize>, fallback: f64, reading: Reading) -> f64 {
     match j.and_then(|j| power.get(j)) {
-        Some(x) if x.to_f64().is_finite() => x.to_f64(),
+        Some(x) if reading.valid(x) => x,
         _ => fallback,
     }
 }
 
-/// Whole samples `k..m`. Fast path: one vectorised sum, valid when it comes out finite.
+/// Whole samples `k..m`. Fast path: one vectorised sum, valid when it comes out finite (and,
+/// with a saturation level, the block's maximum is below it); else sample by sample.
 #[inline]
-fn full_samples<T: Sample>(power: &[T], k: usize, m: usize, model: SignalModel, acc: &mut Accum) {
-    let sum = sum_f64(&power[k..m]);
+fn full_samples<P: PowerSeries>(power: P, k: usize, m: usize, reading: Reading, acc: &mut Accum) {
+    let sum = if reading.saturation == f64::INFINITY {
+        power.sum(k, m)
+    } else {
+        let (sum, max) = power.sum_max(k, m);
+        if max < reading.saturation {
+            sum
+        } else {
+            f64::NAN
+        }
+    };
     if !sum.is_finite() {
         for j in k..m {
-            partial_sample(power, j, j as f64, (j + 1) as f64, model, acc);
+            partial_sample(power, j, j as f64, (j + 1) as f64, reading, acc);
         }
         return;
     }
     let count = (m - k) as u64;
     acc.samples += count;
     acc.covered += count as f64;
-    match model {
+    match reading.model {
         SignalModel::Hold => acc.energy += sum,
         SignalModel::Linear => {
             // Sum over j of 3/4 x[j] + 1/8 (x[j-1] + x[j+1]) telescopes to the plain sum plus
             // corrections at the two ends of the run.
-            let first = power[k].to_f64();
-            let last = power[m - 1].to_f64();
-            let prev = neighbour(power, k.checked_sub(1), first);
-            let next = neighbour(power, Some(m), last);
+            let first = power.at(k);
+            let last = power.at(m - 1);
+            let prev = neighbour(power, k.checked_sub(1), first, reading);
+            let next = neighbour(power, Some(m), last, reading);
             acc.energy += sum + 0.125 * (prev - first + next - last);
         }
     }
@@ -198,27 +247,31 @@ fn full_samples<T: Sample>(power: &[T], k: usize, m: usize, model: SignalModel, 
 
 /// The part `[lo, hi]` of sample `i`'s interval `[i, i + 1]`, `lo < hi`.
 #[inline]
-fn partial_sample<T: Sample>(
-    power: &[T],
+fn partial_sample<P: PowerSeries>(
+    power: P,
     i: usize,
     lo: f64,
     hi: f64,
-    model: SignalModel,
+    reading: Reading,
     acc: &mut Accum,
 ) {
-    let v = power[i].to_f64();
+    let v = power.at(i);
     if !v.is_finite() {
         acc.invalid += 1;
         return;
     }
+    if v >= reading.saturation {
+        acc.saturated += 1;
+        return;
+    }
     acc.samples += 1;
     acc.covered += hi - lo;
-    match model {
+    match reading.model {
         SignalModel::Hold => acc.energy += v * (hi - lo),
         SignalModel::Linear => {
             let mid = i as f64 + 0.5;
-            let prev = neighbour(power, i.checked_sub(1), v);
-            let next = neighbour(power, Some(i + 1), v);
+            let prev = neighbour(power, i.checked_sub(1), v, reading);
+            let next = neighbour(power, Some(i + 1), v, reading);
             // Left half: the line through (mid - 1, prev) and (mid, v); its integral over a
             // sub-interval is the length times the value at the sub-interval's centre.
             let (l_lo, l_hi) = (lo, hi.min(mid));
@@ -240,7 +293,10 @@ fn partial_sample<T: Sample>(
 /// whose sample `i` covers `[t0 + i/fs, t0 + (i+1)/fs)` on the meter clock.
 ///
 /// Windows may be unsorted and may overlap. Invalid arguments are errors; windows outside the
-/// trace or containing NaN samples are reported through `WindowStats::flags`.
+/// trace or containing NaN samples are reported through `WindowStats::flags`. Samples at or
+/// above `saturation_w` (when given) are excluded like NaN and flag `SATURATED`: an
+/// over-range reading is a floor, not a value, and is never integrated.
+#[allow(clippy::too_many_arguments)]
 pub fn integrate_uniform<T: Sample>(
     power: &[T],
     t0: f64,
@@ -249,21 +305,40 @@ pub fn integrate_uniform<T: Sample>(
     ends: &[f64],
     clock: ClockMap,
     model: SignalModel,
+    saturation_w: Option<f64>,
+) -> Result<Vec<WindowStats>, EnergyError> {
+    integrate_series(power, t0, fs, starts, ends, clock, model, saturation_w)
+}
+
+/// [`integrate_uniform`] over any [`PowerSeries`], e.g. [`crate::CurrentVoltage`]: a current
+/// and a voltage channel multiplied per sample as they are read.
+#[allow(clippy::too_many_arguments)]
+pub fn integrate_series<P: PowerSeries>(
+    power: P,
+    t0: f64,
+    fs: f64,
+    starts: &[f64],
+    ends: &[f64],
+    clock: ClockMap,
+    model: SignalModel,
+    saturation_w: Option<f64>,
 ) -> Result<Vec<WindowStats>, EnergyError> {
     let trace = UniformTrace::new(power, t0, fs)?;
     clock.validate()?;
     check_windows(starts, ends)?;
+    let reading = Reading::new(model, saturation_w)?;
     Ok(starts
         .iter()
         .zip(ends)
-        .map(|(&s, &e)| trace.window(s, e, clock, model))
+        .map(|(&s, &e)| trace.window_read(s, e, clock, reading))
         .collect())
 }
 
 /// Mean power over marked idle windows: total energy over total covered duration, watts.
 ///
 /// Windows with no valid samples contribute nothing; NaN when no window has any valid sample
-/// (no baseline is invalid, not zero — callers flag it).
+/// (no baseline is invalid, not zero — callers flag it). Saturated samples are excluded.
+#[allow(clippy::too_many_arguments)]
 pub fn idle_power<T: Sample>(
     power: &[T],
     t0: f64,
@@ -272,16 +347,18 @@ pub fn idle_power<T: Sample>(
     ends: &[f64],
     clock: ClockMap,
     model: SignalModel,
+    saturation_w: Option<f64>,
 ) -> Result<f64, EnergyError> {
     let trace = UniformTrace::new(power, t0, fs)?;
     clock.validate()?;
     check_windows(starts, ends)?;
+    let reading = Reading::new(model, saturation_w)?;
     let mut energy = 0.0;
     let mut covered = 0.0;
     for (&s, &e) in starts.iter().zip(ends) {
         let ua = trace.sample_coord(clock.to_meter(s));
         let ub = trace.sample_coord(clock.to_meter(e));
-        let (acc, _) = trace.accumulate(ua, ub, model);
+        let (acc, _) = trace.accumulate(ua, ub, reading);
         energy += acc.energy;
         covered += acc.covered;
     }

@@ -7,7 +7,7 @@
 
 use crate::clock::ClockMap;
 use crate::error::{check_finite, check_sample_rate, check_windows, EnergyError};
-use crate::integrate::{finish, integrate_span, Accum, WindowStats};
+use crate::integrate::{finish, integrate_span, Accum, Reading, WindowStats};
 use crate::model::SignalModel;
 use crate::sample::Sample;
 
@@ -23,7 +23,7 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct StreamingIntegrator {
     fs: f64,
-    model: SignalModel,
+    reading: Reading,
     slots: Vec<Slot>,
     /// Window indices sorted by start.
     order: Vec<usize>,
@@ -44,6 +44,7 @@ pub struct StreamingIntegrator {
 
 impl StreamingIntegrator {
     /// Windows `[starts[k], ends[k]]` on the agent clock; the trace starts at `t0` (meter clock).
+    /// Samples at or above `saturation_w` are excluded and flag `SATURATED`.
     pub fn new(
         fs: f64,
         t0: f64,
@@ -51,11 +52,13 @@ impl StreamingIntegrator {
         ends: &[f64],
         clock: ClockMap,
         model: SignalModel,
+        saturation_w: Option<f64>,
     ) -> Result<Self, EnergyError> {
         check_sample_rate(fs)?;
         check_finite("t0", t0)?;
         clock.validate()?;
         check_windows(starts, ends)?;
+        let reading = Reading::new(model, saturation_w)?;
         let u = |agent_t: f64| (clock.to_meter(agent_t) - t0) * fs;
         let slots: Vec<Slot> = starts
             .iter()
@@ -70,7 +73,7 @@ impl StreamingIntegrator {
         order.sort_by(|&i, &j| slots[i].ua.total_cmp(&slots[j].ua));
         Ok(StreamingIntegrator {
             fs,
-            model,
+            reading,
             slots,
             order,
             next: 0,
@@ -124,13 +127,19 @@ impl StreamingIntegrator {
             self.next += 1;
         }
         let offset = base as f64;
-        let (buffer, model) = (&self.buffer, self.model);
+        let (buffer, reading) = (&self.buffer, self.reading);
         for &w in &self.active {
             let slot = &mut self.slots[w];
             let a = slot.ua.max(lo);
             let b = slot.ub.min(hi);
             if a < b {
-                integrate_span(buffer, a - offset, b - offset, model, &mut slot.acc);
+                integrate_span(
+                    buffer.as_slice(),
+                    a - offset,
+                    b - offset,
+                    reading,
+                    &mut slot.acc,
+                );
             }
         }
         let slots = &self.slots;

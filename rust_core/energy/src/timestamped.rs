@@ -6,12 +6,13 @@
 //! lines between consecutive points. An interval longer than `max_gap_s` is a gap: excluded and
 //! flagged `GAP`. Timestamps that do not increase (or are not finite) are dropped, keeping the
 //! strictly increasing envelope; windows containing the spot are flagged `NON_MONOTONIC`. A NaN
-//! power value excludes its interval (hold) or both intervals touching it (linear).
+//! power value excludes its interval (hold) or both intervals touching it (linear); so does a
+//! value at or above the saturation level, flagged `SATURATED`.
 
 use crate::clock::ClockMap;
 use crate::error::{check_windows, EnergyError};
 use crate::flags;
-use crate::integrate::{finish, Accum, WindowStats};
+use crate::integrate::{finish, Accum, Reading, WindowStats};
 use crate::model::SignalModel;
 use crate::sample::Sample;
 
@@ -22,6 +23,8 @@ pub struct TraceQuality {
     pub samples: u64,
     /// Samples with a NaN or infinite power value.
     pub nan_samples: u64,
+    /// Samples at or above the saturation level (0 without one).
+    pub saturated_samples: u64,
     /// Samples dropped because their timestamp was not finite or did not increase.
     pub non_monotonic: u64,
     /// Intervals longer than `max_gap_s` (0 when gap detection is off).
@@ -86,12 +89,17 @@ fn scan<'a, T: Sample>(
     t: &'a [f64],
     x: &'a [T],
     max_gap_s: Option<f64>,
+    saturation: f64,
 ) -> (Kept<'a, T>, TraceQuality) {
     let mut q = TraceQuality {
         samples: t.len() as u64,
         ..Default::default()
     };
     q.nan_samples = x.iter().filter(|v| !v.to_f64().is_finite()).count() as u64;
+    q.saturated_samples = x
+        .iter()
+        .filter(|v| v.to_f64().is_finite() && v.to_f64() >= saturation)
+        .count() as u64;
     let clean = t.iter().all(|v| v.is_finite()) && t.windows(2).all(|w| w[1] > w[0]);
     let mut kept = Kept {
         t,
@@ -150,8 +158,9 @@ fn window<T: Sample>(
     a: f64,
     b: f64,
     max_gap_s: Option<f64>,
-    model: SignalModel,
+    reading: Reading,
 ) -> WindowStats {
+    let model = reading.model;
     let n = kept.len();
     let mut acc = Accum::default();
     let mut mask = 0;
@@ -165,10 +174,13 @@ fn window<T: Sample>(
             if hi > lo {
                 let dt = tn - tk;
                 let (vk, vn) = (kept.value(k), kept.value(k + 1));
+                let linear = model == SignalModel::Linear;
                 if max_gap_s.is_some_and(|g| dt > g) {
                     mask |= flags::GAP;
-                } else if !vk.is_finite() || (model == SignalModel::Linear && !vn.is_finite()) {
+                } else if !vk.is_finite() || (linear && !vn.is_finite()) {
                     acc.invalid += 1;
+                } else if vk >= reading.saturation || (linear && vn >= reading.saturation) {
+                    acc.saturated += 1;
                 } else {
                     acc.samples += 1;
                     // Covered time in seconds here; `finish` only needs consistent units.
@@ -203,7 +215,8 @@ fn window<T: Sample>(
 }
 
 /// Energy and validity of each window (agent clock) over a timestamped trace (meter clock).
-/// `max_gap_s = None` turns gap detection off. See the module docs for the conventions.
+/// `max_gap_s = None` turns gap detection off; `saturation_w = None`: no saturation level.
+/// See the module docs for the conventions.
 #[allow(clippy::too_many_arguments)]
 pub fn integrate_timestamped<T: Sample>(
     t: &[f64],
@@ -213,6 +226,7 @@ pub fn integrate_timestamped<T: Sample>(
     clock: ClockMap,
     model: SignalModel,
     max_gap_s: Option<f64>,
+    saturation_w: Option<f64>,
 ) -> Result<(Vec<WindowStats>, TraceQuality), EnergyError> {
     if t.len() != power.len() {
         return Err(EnergyError::NoData(format!(
@@ -232,7 +246,8 @@ pub fn integrate_timestamped<T: Sample>(
     }
     clock.validate()?;
     check_windows(starts, ends)?;
-    let (kept, quality) = scan(t, power, max_gap_s);
+    let reading = Reading::new(model, saturation_w)?;
+    let (kept, quality) = scan(t, power, max_gap_s, reading.saturation);
     let stats = starts
         .iter()
         .zip(ends)
@@ -242,7 +257,7 @@ pub fn integrate_timestamped<T: Sample>(
                 clock.to_meter(s),
                 clock.to_meter(e),
                 max_gap_s,
-                model,
+                reading,
             )
         })
         .collect();

@@ -10,7 +10,7 @@ const LINEAR: SignalModel = SignalModel::Linear;
 const ID: ClockMap = ClockMap::IDENTITY;
 
 fn one(x: &[f64], fs: f64, start: f64, end: f64, model: SignalModel) -> WindowStats {
-    integrate_uniform(x, 0.0, fs, &[start], &[end], ID, model).unwrap()[0]
+    integrate_uniform(x, 0.0, fs, &[start], &[end], ID, model, None).unwrap()[0]
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -205,20 +205,20 @@ fn offset_and_drift_map_agent_to_meter() {
         .map(|i| if i < 1000 { 1.0 } else { 3.0 })
         .collect();
     let clock = ClockMap::new(100.5, 0.0);
-    let w = integrate_uniform(&x, 100.0, 1000.0, &[0.4], &[0.6], clock, HOLD).unwrap()[0];
+    let w = integrate_uniform(&x, 100.0, 1000.0, &[0.4], &[0.6], clock, HOLD, None).unwrap()[0];
     assert_close!(w.energy_j, 0.1 * 1.0 + 0.1 * 3.0, 1e-9);
 
     // +1000 ppm: an agent second lasts 1.001 meter seconds.
     let flat = vec![2.0; 10_000];
     let drift = ClockMap::new(0.0, 1000.0);
-    let w = integrate_uniform(&flat, 0.0, 1000.0, &[1.0], &[2.0], drift, HOLD).unwrap()[0];
+    let w = integrate_uniform(&flat, 0.0, 1000.0, &[1.0], &[2.0], drift, HOLD, None).unwrap()[0];
     assert_close!(w.energy_j, 2.0 * 1.001, 1e-9);
 
     // Drift moves later windows further: agent 5.0 s is meter 5.005 s.
     let step: Vec<f64> = (0..10_000)
         .map(|i| if i < 5005 { 0.0 } else { 1.0 })
         .collect();
-    let w = integrate_uniform(&step, 0.0, 1000.0, &[4.9], &[5.1], drift, HOLD).unwrap()[0];
+    let w = integrate_uniform(&step, 0.0, 1000.0, &[4.9], &[5.1], drift, HOLD, None).unwrap()[0];
     assert_close!(w.energy_j, 5.1 * 1.001 - 5.005, 1e-9);
 }
 
@@ -230,8 +230,8 @@ fn f32_and_f64_agree() {
     let starts = [0.01, 1.234, -0.5, 2.0];
     let ends = [0.02, 3.5, 0.7, 6.0];
     for model in [HOLD, LINEAR] {
-        let a = integrate_uniform(&x32, 0.0, 1000.0, &starts, &ends, ID, model).unwrap();
-        let b = integrate_uniform(&x64, 0.0, 1000.0, &starts, &ends, ID, model).unwrap();
+        let a = integrate_uniform(&x32, 0.0, 1000.0, &starts, &ends, ID, model, None).unwrap();
+        let b = integrate_uniform(&x64, 0.0, 1000.0, &starts, &ends, ID, model, None).unwrap();
         assert_eq!(a, b);
     }
 }
@@ -256,7 +256,7 @@ fn random_windows_match_reference() {
         let span = n as f64 / fs;
         let s = t0 + rng.uniform(-0.3 * span, 1.1 * span);
         let e = s + rng.uniform(0.0, 0.8 * span);
-        let w = integrate_uniform(&x, t0, fs, &[s], &[e], ID, model).unwrap()[0];
+        let w = integrate_uniform(&x, t0, fs, &[s], &[e], ID, model, None).unwrap()[0];
         let (a, b) = ((s - t0) * fs, (e - t0) * fs);
         let (re, rc) = reference(&x, a, b, model);
         if rc == 0.0 {
@@ -273,7 +273,7 @@ fn unsorted_and_overlapping_windows() {
     let x: Vec<f64> = (0..100).map(|i| i as f64).collect();
     let starts = [50.0, 0.0, 10.0, 10.0];
     let ends = [60.0, 100.0, 20.0, 15.0];
-    let w = integrate_uniform(&x, 0.0, 1.0, &starts, &ends, ID, HOLD).unwrap();
+    let w = integrate_uniform(&x, 0.0, 1.0, &starts, &ends, ID, HOLD, None).unwrap();
     let expect = |s: usize, e: usize| (s..e).map(|i| i as f64).sum::<f64>();
     assert_close!(w[0].energy_j, expect(50, 60));
     assert_close!(w[1].energy_j, expect(0, 100));
@@ -289,7 +289,7 @@ fn err(result: Result<Vec<WindowStats>, EnergyError>) -> String {
 fn invalid_arguments_are_errors() {
     let x = STEPS;
     let call = |t0: f64, fs: f64, s: &[f64], e: &[f64], c: ClockMap| {
-        err(integrate_uniform(&x, t0, fs, s, e, c, HOLD))
+        err(integrate_uniform(&x, t0, fs, s, e, c, HOLD, None))
     };
     assert_eq!(
         call(0.0, 0.0, &[0.0], &[1.0], ID),
@@ -339,16 +339,16 @@ fn invalid_arguments_are_errors() {
 fn idle_power_pools_windows() {
     let x: Vec<f64> = (0..100).map(|i| if i < 50 { 1.0 } else { 3.0 }).collect();
     // 10 samples at 1 W and 30 samples at 3 W: (10 + 90) / 40 = 2.5 W.
-    let p = idle_power(&x, 0.0, 1.0, &[0.0, 50.0], &[10.0, 80.0], ID, HOLD).unwrap();
+    let p = idle_power(&x, 0.0, 1.0, &[0.0, 50.0], &[10.0, 80.0], ID, HOLD, None).unwrap();
     assert_close!(p, 2.5);
     // A window off the trace contributes nothing.
-    let p = idle_power(&x, 0.0, 1.0, &[0.0, 500.0], &[10.0, 600.0], ID, HOLD).unwrap();
+    let p = idle_power(&x, 0.0, 1.0, &[0.0, 500.0], &[10.0, 600.0], ID, HOLD, None).unwrap();
     assert_close!(p, 1.0);
     // No valid sample in any window: NaN, not an error and not zero.
-    assert!(idle_power(&x, 0.0, 1.0, &[500.0], &[600.0], ID, HOLD)
+    assert!(idle_power(&x, 0.0, 1.0, &[500.0], &[600.0], ID, HOLD, None)
         .unwrap()
         .is_nan());
-    assert!(idle_power(&x, 0.0, 1.0, &[], &[], ID, HOLD)
+    assert!(idle_power(&x, 0.0, 1.0, &[], &[], ID, HOLD, None)
         .unwrap()
         .is_nan());
 }
@@ -360,4 +360,37 @@ fn flag_names_in_bit_order() {
         ["partial_coverage", "nan_samples"]
     );
     assert!(flags::names(0).is_empty());
+}
+
+#[test]
+fn current_times_voltage_equals_integrating_the_product() {
+    use joulefarm_energy::{integrate_series, CurrentVoltage};
+    let mut rng = Rng::new(41);
+    let n = 9000;
+    let current: Vec<f32> = (0..n)
+        .map(|_| rng.uniform(0.1, 1.5) as f32)
+        .map(|v| if v > 1.49 { f32::NAN } else { v })
+        .collect();
+    let voltage: Vec<f64> = (0..n).map(|_| rng.uniform(4.9, 5.1)).collect();
+    let power: Vec<f64> = current
+        .iter()
+        .zip(&voltage)
+        .map(|(&i, &v)| i as f64 * v)
+        .collect();
+    let starts: Vec<f64> = (0..50).map(|_| rng.uniform(-10.0, 9000.0)).collect();
+    let ends: Vec<f64> = starts
+        .iter()
+        .map(|s| s + rng.uniform(0.0, 6000.0))
+        .collect();
+    let iv = CurrentVoltage::new(&current, &voltage).unwrap();
+    for model in [HOLD, LINEAR] {
+        for sat in [None, Some(7.0)] {
+            let want = integrate_uniform(&power, 0.0, 1.0, &starts, &ends, ID, model, sat).unwrap();
+            let got = integrate_series(iv, 0.0, 1.0, &starts, &ends, ID, model, sat).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!((g.flags, g.samples), (w.flags, w.samples));
+                assert!(g.energy_j.to_bits() == w.energy_j.to_bits() || w.energy_j.is_nan());
+            }
+        }
+    }
 }

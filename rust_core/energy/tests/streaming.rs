@@ -33,8 +33,8 @@ fn chunked_equals_one_shot() {
         } else {
             SignalModel::Linear
         };
-        let want = integrate_uniform(&x, t0, fs, &starts, &ends, clock, model).unwrap();
-        let mut s = StreamingIntegrator::new(fs, t0, &starts, &ends, clock, model).unwrap();
+        let want = integrate_uniform(&x, t0, fs, &starts, &ends, clock, model, None).unwrap();
+        let mut s = StreamingIntegrator::new(fs, t0, &starts, &ends, clock, model, None).unwrap();
         let mut i = 0;
         while i < n {
             let len = 1 + (rng.next_u64() % 700) as usize;
@@ -71,6 +71,7 @@ fn feed_after_finish_is_an_error() {
         &[1.0],
         ClockMap::IDENTITY,
         SignalModel::Hold,
+        None,
     )
     .unwrap();
     s.feed(&[1.0f32, 2.0]).unwrap();

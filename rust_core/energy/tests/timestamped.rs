@@ -8,7 +8,7 @@ use joulefarm_energy::{
 const ID: ClockMap = ClockMap::IDENTITY;
 
 fn one(t: &[f64], x: &[f64], s: f64, e: f64, model: SignalModel, gap: Option<f64>) -> WindowStats {
-    integrate_timestamped(t, x, &[s], &[e], ID, model, gap)
+    integrate_timestamped(t, x, &[s], &[e], ID, model, gap, None)
         .unwrap()
         .0[0]
 }
@@ -42,9 +42,19 @@ fn matches_uniform_hold_on_a_regular_grid() {
     let t: Vec<f64> = (0..n).map(|i| 10.0 + i as f64 / 100.0).collect();
     let starts = [10.123, 12.0, 15.5];
     let ends = [10.456, 17.77, 19.98];
-    let (ts, q) =
-        integrate_timestamped(&t, &x, &starts, &ends, ID, SignalModel::Hold, Some(0.05)).unwrap();
-    let us = integrate_uniform(&x, 10.0, 100.0, &starts, &ends, ID, SignalModel::Hold).unwrap();
+    let (ts, q) = integrate_timestamped(
+        &t,
+        &x,
+        &starts,
+        &ends,
+        ID,
+        SignalModel::Hold,
+        Some(0.05),
+        None,
+    )
+    .unwrap();
+    let us =
+        integrate_uniform(&x, 10.0, 100.0, &starts, &ends, ID, SignalModel::Hold, None).unwrap();
     for (a, b) in ts.iter().zip(&us) {
         assert!((a.energy_j - b.energy_j).abs() < 1e-9, "{a:?} {b:?}");
         assert_eq!(a.flags, 0);
@@ -66,6 +76,7 @@ fn gaps_are_excluded_and_flagged() {
         ID,
         SignalModel::Hold,
         Some(1.5),
+        None,
     )
     .unwrap();
     assert_eq!(w[0].flags, flags::GAP | flags::PARTIAL_COVERAGE);
@@ -94,6 +105,7 @@ fn non_monotonic_timestamps_are_dropped_and_flagged() {
         ID,
         SignalModel::Hold,
         None,
+        None,
     )
     .unwrap();
     assert_eq!(q.non_monotonic, 2);
@@ -121,12 +133,30 @@ fn nan_values_and_outside_windows() {
 
 #[test]
 fn errors() {
-    let e = integrate_timestamped(&[0.0, 1.0], &[1.0], &[], &[], ID, SignalModel::Hold, None);
+    let e = integrate_timestamped(
+        &[0.0, 1.0],
+        &[1.0],
+        &[],
+        &[],
+        ID,
+        SignalModel::Hold,
+        None,
+        None,
+    );
     assert_eq!(
         e.unwrap_err().to_string(),
         "timestamps and power must have the same length, got 2 timestamps and 1 samples"
     );
-    let e = integrate_timestamped(&[0.0], &[1.0], &[], &[], ID, SignalModel::Hold, Some(0.0));
+    let e = integrate_timestamped(
+        &[0.0],
+        &[1.0],
+        &[],
+        &[],
+        ID,
+        SignalModel::Hold,
+        Some(0.0),
+        None,
+    );
     assert_eq!(
         e.unwrap_err().to_string(),
         "max_gap_s (0.0) must be finite and > 0"

@@ -105,11 +105,16 @@ enum Power<'py> {
 }
 
 fn as_power<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Power<'py>> {
-    check_1d("power", obj)?;
+    as_channel("power", obj)
+}
+
+/// A sample channel (power, current, voltage) named `name` in error messages.
+fn as_channel<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Power<'py>> {
+    check_1d(name, obj)?;
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, f32>>() {
         return Ok(Power::F32(Floats::new(a)));
     }
-    Ok(Power::F64(as_f64("power", obj)?))
+    Ok(Power::F64(as_f64(name, obj)?))
 }
 
 /// Calls `$f` with the power slice at its native type.
@@ -143,6 +148,7 @@ fn run_integrate(
     offset_s: f64,
     drift_ppm: f64,
     model: &str,
+    saturation_w: Option<f64>,
 ) -> PyResult<Vec<WindowStats>> {
     let model = parse_model(model)?;
     let power = as_power(power)?;
@@ -151,14 +157,14 @@ fn run_integrate(
     let clock = ClockMap::new(offset_s, drift_ppm);
     let (s, e) = (starts.slice(), ends.slice());
     let stats = with_power!(power, |p| compute(py, || {
-        energy::integrate_uniform(p, t0, sample_rate_hz, s, e, clock, model)
+        energy::integrate_uniform(p, t0, sample_rate_hz, s, e, clock, model, saturation_w)
     }));
     Ok(stats.map_err(CoreError::from)?)
 }
 
 /// Energy in joules of each window `[starts[k], ends[k]]` (agent clock, seconds).
 #[pyfunction]
-#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold"))]
+#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
 #[allow(clippy::too_many_arguments)]
 fn integrate<'py>(
     py: Python<'py>,
@@ -170,6 +176,7 @@ fn integrate<'py>(
     offset_s: f64,
     drift_ppm: f64,
     model: &str,
+    saturation_w: Option<f64>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let stats = run_integrate(
         py,
@@ -181,6 +188,7 @@ fn integrate<'py>(
         offset_s,
         drift_ppm,
         model,
+        saturation_w,
     )?;
     let energy: Vec<f64> = stats.iter().map(|w| w.energy_j).collect();
     Ok(energy.into_pyarray(py))
@@ -201,7 +209,7 @@ fn stats_to_dict<'py>(py: Python<'py>, stats: &[WindowStats]) -> PyResult<Bound<
 
 /// Per-window energy, mean power, sample count, coverage and flags.
 #[pyfunction]
-#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold"))]
+#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
 #[allow(clippy::too_many_arguments)]
 fn integrate_windows<'py>(
     py: Python<'py>,
@@ -213,6 +221,7 @@ fn integrate_windows<'py>(
     offset_s: f64,
     drift_ppm: f64,
     model: &str,
+    saturation_w: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let stats = run_integrate(
         py,
@@ -224,13 +233,47 @@ fn integrate_windows<'py>(
         offset_s,
         drift_ppm,
         model,
+        saturation_w,
     )?;
+    stats_to_dict(py, &stats)
+}
+
+/// `integrate_windows` over power = current x voltage, multiplied per sample on the fly.
+#[pyfunction]
+#[pyo3(signature = (current_a, voltage_v, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
+#[allow(clippy::too_many_arguments)]
+fn integrate_windows_iv<'py>(
+    py: Python<'py>,
+    current_a: &Bound<'py, PyAny>,
+    voltage_v: &Bound<'py, PyAny>,
+    sample_rate_hz: f64,
+    starts: &Bound<'py, PyAny>,
+    ends: &Bound<'py, PyAny>,
+    t0: f64,
+    offset_s: f64,
+    drift_ppm: f64,
+    model: &str,
+    saturation_w: Option<f64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let model = parse_model(model)?;
+    let current = as_channel("current_a", current_a)?;
+    let voltage = as_channel("voltage_v", voltage_v)?;
+    let starts = as_f64("starts", starts)?;
+    let ends = as_f64("ends", ends)?;
+    let clock = ClockMap::new(offset_s, drift_ppm);
+    let (s, e) = (starts.slice(), ends.slice());
+    let stats = with_power!(current, |i| with_power!(voltage, |v| compute(py, || {
+        energy::CurrentVoltage::new(i, v).and_then(|iv| {
+            energy::integrate_series(iv, t0, sample_rate_hz, s, e, clock, model, saturation_w)
+        })
+    })));
+    let stats = stats.map_err(CoreError::from)?;
     stats_to_dict(py, &stats)
 }
 
 /// Mean power in watts over the idle windows (total energy / total covered duration).
 #[pyfunction]
-#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold"))]
+#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
 #[allow(clippy::too_many_arguments)]
 fn idle_power(
     py: Python<'_>,
@@ -242,6 +285,7 @@ fn idle_power(
     offset_s: f64,
     drift_ppm: f64,
     model: &str,
+    saturation_w: Option<f64>,
 ) -> PyResult<f64> {
     let model = parse_model(model)?;
     let power = as_power(power)?;
@@ -250,7 +294,7 @@ fn idle_power(
     let clock = ClockMap::new(offset_s, drift_ppm);
     let (s, e) = (starts.slice(), ends.slice());
     let watts = with_power!(power, |p| compute(py, || {
-        energy::idle_power(p, t0, sample_rate_hz, s, e, clock, model)
+        energy::idle_power(p, t0, sample_rate_hz, s, e, clock, model, saturation_w)
     }));
     Ok(watts.map_err(CoreError::from)?)
 }
@@ -284,7 +328,7 @@ fn align_offset<'py>(
 
 /// Energy per window of a trace with explicit timestamps; returns (columns, quality).
 #[pyfunction]
-#[pyo3(signature = (t, power, starts, ends, offset_s=0.0, drift_ppm=0.0, model="hold", max_gap_s=None))]
+#[pyo3(signature = (t, power, starts, ends, offset_s=0.0, drift_ppm=0.0, model="hold", max_gap_s=None, saturation_w=None))]
 #[allow(clippy::too_many_arguments)]
 fn integrate_timestamped<'py>(
     py: Python<'py>,
@@ -296,6 +340,7 @@ fn integrate_timestamped<'py>(
     drift_ppm: f64,
     model: &str,
     max_gap_s: Option<f64>,
+    saturation_w: Option<f64>,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
     let model = parse_model(model)?;
     let t = as_f64("t", t)?;
@@ -305,12 +350,13 @@ fn integrate_timestamped<'py>(
     let clock = ClockMap::new(offset_s, drift_ppm);
     let (ts, s, e) = (t.slice(), starts.slice(), ends.slice());
     let result = with_power!(power, |p| compute(py, || {
-        energy::integrate_timestamped(ts, p, s, e, clock, model, max_gap_s)
+        energy::integrate_timestamped(ts, p, s, e, clock, model, max_gap_s, saturation_w)
     }));
     let (stats, q) = result.map_err(CoreError::from)?;
     let quality = PyDict::new(py);
     quality.set_item("samples", q.samples)?;
     quality.set_item("nan_samples", q.nan_samples)?;
+    quality.set_item("saturated_samples", q.saturated_samples)?;
     quality.set_item("non_monotonic", q.non_monotonic)?;
     quality.set_item("gaps", q.gaps)?;
     quality.set_item("gap_s", q.gap_s)?;
@@ -388,6 +434,117 @@ fn decimate_minmax<'py>(
     Ok(out)
 }
 
+/// Layer ids from anything array-like: a 1-D array of non-negative integers.
+fn as_layer_ids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    check_1d("layer_ids", obj)?;
+    let np = PyModule::import(obj.py(), "numpy")?;
+    let array = np.call_method1("asarray", (obj,))?;
+    check_1d("layer_ids", &array)?;
+    if array.getattr("size")?.extract::<usize>()? == 0 {
+        return Ok(Vec::new());
+    }
+    let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    if kind != "i" && kind != "u" {
+        let dtype = array.getattr("dtype")?.str()?;
+        return Err(TraceError::new_err(format!(
+            "layer_ids must be integers, got dtype {dtype}"
+        )));
+    }
+    let ids = array.call_method1("astype", ("int64",))?;
+    let ids = ids.extract::<PyReadonlyArray1<'_, i64>>()?;
+    ids.as_array()
+        .iter()
+        .enumerate()
+        .map(|(w, &id)| {
+            usize::try_from(id)
+                .map_err(|_| TraceError::new_err(format!("window {w}: layer id {id} is negative")))
+        })
+        .collect()
+}
+
+/// Per-layer mean power from many inferences whose layers are shorter than a sample
+/// (equivalent-time folding); per-layer columns plus scalar fit statistics.
+#[pyfunction]
+#[pyo3(signature = (power, sample_rate_hz, starts, ends, layer_ids, t0=0.0, offset_s=0.0, drift_ppm=0.0, gap_power_w=None, n_layers=None, confidence=0.95, saturation_w=None))]
+#[allow(clippy::too_many_arguments)]
+fn fold_layers<'py>(
+    py: Python<'py>,
+    power: &Bound<'py, PyAny>,
+    sample_rate_hz: f64,
+    starts: &Bound<'py, PyAny>,
+    ends: &Bound<'py, PyAny>,
+    layer_ids: &Bound<'py, PyAny>,
+    t0: f64,
+    offset_s: f64,
+    drift_ppm: f64,
+    gap_power_w: Option<f64>,
+    n_layers: Option<usize>,
+    confidence: f64,
+    saturation_w: Option<f64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let power = as_power(power)?;
+    let starts = as_f64("starts", starts)?;
+    let ends = as_f64("ends", ends)?;
+    let ids = as_layer_ids(layer_ids)?;
+    let options = energy::FoldOptions {
+        clock: ClockMap::new(offset_s, drift_ppm),
+        gap_power_w,
+        layers: n_layers,
+        confidence,
+        saturation_w,
+    };
+    let (s, e) = (starts.slice(), ends.slice());
+    let result = with_power!(power, |p| compute(py, || {
+        energy::fold_layers(p, t0, sample_rate_hz, s, e, &ids, &options)
+    }));
+    let r = result.map_err(CoreError::from)?;
+    let out = PyDict::new(py);
+    let col = |f: fn(&energy::LayerFold) -> f64| r.layers.iter().map(f).collect::<Vec<f64>>();
+    out.set_item("power_w", col(|l| l.power.power_w).into_pyarray(py))?;
+    out.set_item("power_se_w", col(|l| l.power.power_se_w).into_pyarray(py))?;
+    out.set_item("power_ci_low_w", col(|l| l.power.ci_low_w).into_pyarray(py))?;
+    out.set_item(
+        "power_ci_high_w",
+        col(|l| l.power.ci_high_w).into_pyarray(py),
+    )?;
+    out.set_item("energy_j", col(|l| l.energy_j).into_pyarray(py))?;
+    out.set_item(
+        "energy_ci_low_j",
+        col(|l| l.energy_ci_low_j).into_pyarray(py),
+    )?;
+    out.set_item(
+        "energy_ci_high_j",
+        col(|l| l.energy_ci_high_j).into_pyarray(py),
+    )?;
+    out.set_item(
+        "mean_duration_s",
+        col(|l| l.mean_duration_s).into_pyarray(py),
+    )?;
+    let calls: Vec<i64> = r.layers.iter().map(|l| l.calls as i64).collect();
+    out.set_item("calls", calls.into_pyarray(py))?;
+    let samples: Vec<i64> = r.layers.iter().map(|l| l.power.samples as i64).collect();
+    out.set_item("samples", samples.into_pyarray(py))?;
+    let flags: Vec<u32> = r.layers.iter().map(|l| l.power.flags).collect();
+    out.set_item("flags", flags.into_pyarray(py))?;
+    out.set_item("gap_power_w", r.gap.power_w)?;
+    out.set_item("gap_power_se_w", r.gap.power_se_w)?;
+    out.set_item("gap_ci_low_w", r.gap.ci_low_w)?;
+    out.set_item("gap_ci_high_w", r.gap.ci_high_w)?;
+    out.set_item("gap_samples", r.gap.samples)?;
+    out.set_item("gap_flags", r.gap.flags)?;
+    out.set_item("equations", r.equations)?;
+    out.set_item("excluded_samples", r.excluded_samples)?;
+    out.set_item("saturated_samples", r.saturated_samples)?;
+    out.set_item("unknowns", r.unknowns)?;
+    out.set_item("rank", r.rank)?;
+    out.set_item("rank_deficient", r.rank_deficient())?;
+    out.set_item("dof", r.dof)?;
+    out.set_item("residual_std_w", r.residual_std_w)?;
+    out.set_item("confidence", r.confidence)?;
+    out.set_item("t_multiplier", r.t_multiplier)?;
+    Ok(out)
+}
+
 /// Window integration over a uniform trace fed in chunks; bounded memory.
 #[pyclass(name = "StreamingIntegrator", module = "joulefarm._core")]
 struct PyStreamingIntegrator {
@@ -397,7 +554,8 @@ struct PyStreamingIntegrator {
 #[pymethods]
 impl PyStreamingIntegrator {
     #[new]
-    #[pyo3(signature = (sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold"))]
+    #[pyo3(signature = (sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         sample_rate_hz: f64,
         starts: &Bound<'_, PyAny>,
@@ -406,6 +564,7 @@ impl PyStreamingIntegrator {
         offset_s: f64,
         drift_ppm: f64,
         model: &str,
+        saturation_w: Option<f64>,
     ) -> PyResult<Self> {
         let model = parse_model(model)?;
         let starts = as_f64("starts", starts)?;
@@ -418,6 +577,7 @@ impl PyStreamingIntegrator {
             ends.slice(),
             clock,
             model,
+            saturation_w,
         )
         .map_err(CoreError::from)?;
         Ok(PyStreamingIntegrator { inner })
@@ -465,13 +625,16 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FLAG_GAP", flags::GAP)?;
     m.add("FLAG_NON_MONOTONIC", flags::NON_MONOTONIC)?;
     m.add("FLAG_SATURATED", flags::SATURATED)?;
+    m.add("FLAG_UNIDENTIFIABLE", flags::UNIDENTIFIABLE)?;
     m.add_function(wrap_pyfunction!(integrate, m)?)?;
     m.add_function(wrap_pyfunction!(integrate_windows, m)?)?;
+    m.add_function(wrap_pyfunction!(integrate_windows_iv, m)?)?;
     m.add_function(wrap_pyfunction!(idle_power, m)?)?;
     m.add_function(wrap_pyfunction!(align_offset, m)?)?;
     m.add_function(wrap_pyfunction!(integrate_timestamped, m)?)?;
     m.add_function(wrap_pyfunction!(align_clock, m)?)?;
     m.add_function(wrap_pyfunction!(decimate_minmax, m)?)?;
+    m.add_function(wrap_pyfunction!(fold_layers, m)?)?;
     m.add_class::<PyStreamingIntegrator>()?;
     m.add_function(wrap_pyfunction!(build_profile, m)?)?;
     Ok(())
