@@ -89,9 +89,10 @@ class LocalFarm:
             cmd += ["--sample-rate-hz", str(meter.sample_rate_hz)]
         if meter.options:
             cmd += ["--meter-options", json.dumps(dict(meter.options))]
-        log = open(log_path, "a")  # noqa: SIM115 (owned by the child for its whole life)
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
-                                   start_new_session=True)
+        # The child inherits the log's descriptor; the parent's copy closes right away.
+        with open(log_path, "a") as log:
+            process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                                       start_new_session=True)
         line = _first_line(process.stdout, START_TIMEOUT_S)
         try:
             port = int(json.loads(line)["port"]) if line else None

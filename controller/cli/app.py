@@ -10,7 +10,15 @@ import sys
 
 import typer
 
-from controller.cli import bench_cmd, demo_cmd, devices_cmd, model_cmd, query_cmd, trace_cmd
+from controller.cli import (
+    bench_cmd,
+    demo_cmd,
+    devices_cmd,
+    model_cmd,
+    query_cmd,
+    sweep_cmd,
+    trace_cmd,
+)
 from controller.cli.bench_cmd import BenchError
 from controller.cli.console import err_console
 from controller.cli.model_cmd import ModelFileError
@@ -43,6 +51,7 @@ demo_cmd.register(app)
 bench_cmd.register(app)
 query_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
+app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(trace_cmd.app, name="trace")
 

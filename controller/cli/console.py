@@ -8,6 +8,7 @@ import json
 import math
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import date, datetime
 from enum import StrEnum
@@ -77,17 +78,26 @@ class DeviceProgress:
 
     def __init__(self, devices: Sequence[str]) -> None:
         self._rows = {d: ("waiting", 0, 0, "") for d in devices}
+        self._started: dict[str, float] = {}
         self._lock = threading.Lock()
         self._live: Live | None = None
         self._last_plain: dict[str, str] = {}
 
     def _table(self) -> Table:
         table = Table(title="devices")
-        for c in ("device", "state", "jobs", "current"):
+        for c in ("device", "state", "jobs", "eta", "current"):
             table.add_column(c)
         for name, (state, done, total, msg) in self._rows.items():
-            table.add_row(name, state, f"{done}/{total}", msg)
+            table.add_row(name, state, f"{done}/{total}", self._eta(name, done, total), msg)
         return table
+
+    def _eta(self, device: str, done: int, total: int) -> str:
+        """Remaining time at this device's pace so far (jobs differ, so it is rough)."""
+        started = self._started.get(device)
+        if started is None or done == 0 or total <= done:
+            return ""
+        remaining = (time.monotonic() - started) / done * (total - done)
+        return f"{remaining:.0f} s" if remaining < 120 else f"{remaining / 60:.0f} min"
 
     def __enter__(self) -> DeviceProgress:
         if console.is_terminal:
@@ -102,6 +112,7 @@ class DeviceProgress:
 
     def update(self, device: str, stage: str, done: int, total: int, message: str) -> None:
         with self._lock:
+            self._started.setdefault(device, time.monotonic())
             self._rows[device] = (stage, done, total, message)
             if self._live:
                 self._live.update(self._table())
