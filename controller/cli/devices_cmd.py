@@ -7,12 +7,16 @@ from pathlib import Path
 import typer
 
 from agent.meters.profiles import PROFILES
+from controller.checks import check_devices
 from controller.cli.console import OutputFormat, console, print_rows
 from controller.cli.options import DevicesOption, FormatOption
 from controller.demo import DEVICES_FILE, resolve_default
 from controller.registry import load_registry
+from controller.registry_edit import add_device, device_entry
 
-app = typer.Typer(help="List and validate the devices of a registry.", no_args_is_help=True)
+app = typer.Typer(help="List, check, validate and add the devices of a registry.",
+                  no_args_is_help=True)
+NamesArgument = typer.Argument(None, help="Devices to check (default: all).", show_default=False)
 
 
 @app.command("list", help="List the devices of the registry.")
@@ -34,3 +38,48 @@ def validate(devices: Path | None = DevicesOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
     registry = load_registry(path, sim_profiles=tuple(PROFILES))
     console.print(f"{path}: {len(registry)} devices, valid")
+
+
+@app.command("check", help="Check each device: reachable, authenticated, healthy, its facts "
+             "fingerprint, and its configured meter present. Local devices get their agent "
+             "started for the check. Exit 1 when any check fails.")
+def check(names: list[str] | None = NamesArgument, devices: Path | None = DevicesOption,
+          fmt: OutputFormat = FormatOption) -> None:
+    path = resolve_default(devices, DEVICES_FILE)
+    registry = load_registry(path, sim_profiles=tuple(PROFILES))
+    chosen = registry.select(names=names or None)
+    results = check_devices(chosen)
+    columns = ["device", "target", "reachable", "authenticated", "healthy", "fingerprint",
+               "meter", "meter_present", "problem"]
+    print_rows(columns, [[getattr(r, c) for c in columns] for r in results], fmt)
+    if not all(r.healthy and r.authenticated and r.meter_present for r in results):
+        raise typer.Exit(code=1)
+
+
+@app.command("add", help="Add a device to the registry. The file keeps its comments; the "
+             "result is validated before it replaces the old file.")
+def add(
+    name: str = typer.Argument(..., help="Device name (unique)."),
+    platform: str = typer.Option(..., "--platform", help="android, raspberry-pi, jetson, "
+                                 "linux or sim."),
+    address: str = typer.Option(..., "--address", help="Host name or IP of the agent."),
+    port: int | None = typer.Option(None, "--port", help="Agent port (required unless --local)."),
+    local: bool = typer.Option(False, "--local", help="The controller starts this agent here."),
+    tag: list[str] | None = typer.Option(None, "--tag", help="A tag (repeatable)."),
+    meter: str = typer.Option("sim", "--meter", help="Meter kind, e.g. ina2xx, rapl, sim."),
+    profile: str | None = typer.Option(None, "--profile", help="Simulated profile (sim meter)."),
+    sample_rate_hz: float | None = typer.Option(None, "--sample-rate-hz"),
+    token_file: str | None = typer.Option(None, "--token-file", help="File with the agent's "
+                                          "token (remote agents)."),
+    ssh_user: str | None = typer.Option(None, "--ssh-user"),
+    ssh_port: int | None = typer.Option(None, "--ssh-port"),
+    ssh_key: str | None = typer.Option(None, "--ssh-key"),
+    devices: Path | None = DevicesOption,
+) -> None:
+    path = devices if devices is not None else DEVICES_FILE
+    entry = device_entry(name=name, platform=platform, address=address, port=port, local=local,
+                         tags=tag or [], meter_kind=meter, profile=profile,
+                         sample_rate_hz=sample_rate_hz, token_file=token_file,
+                         ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key)
+    registry = add_device(path, entry, sim_profiles=tuple(PROFILES))
+    console.print(f"{path}: added {name!r} ({len(registry)} devices)")
