@@ -14,6 +14,7 @@ from controller.cli import (
     bench_cmd,
     demo_cmd,
     devices_cmd,
+    export_cmd,
     model_cmd,
     query_cmd,
     sweep_cmd,
@@ -50,6 +51,7 @@ def _global(
 demo_cmd.register(app)
 bench_cmd.register(app)
 query_cmd.register(app)
+export_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(model_cmd.app, name="model")

@@ -1,0 +1,24 @@
+"""``joulefarm export``: results to Parquet, partitioned by sweep and device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from controller.cli.console import console
+from controller.cli.options import DbOption, db_path
+from controller.export import export_parquet
+
+OutOption = typer.Option(..., "--out", help="Folder to write (layers/, whole/, runs/).")
+SweepOption = typer.Option(None, "--sweep", help="Only this sweep (default: all).")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Export results to Parquet files partitioned by sweep and device "
+                 "(OUT/layers/sweep_id=.../device_name=.../*.parquet).")
+    def export(out: Path = OutOption, sweep: str | None = SweepOption,
+               db: Path | None = DbOption) -> None:
+        counts = export_parquet(db_path(db), out, sweep_id=sweep)
+        for table, n in counts.items():
+            console.print(f"{out / table}: {n} rows")

@@ -1,0 +1,61 @@
+"""Export results to Parquet, partitioned by sweep and device, for use outside joulefarm."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from controller.store import StoreError
+
+# One folder tree per table; the partition columns are folder names (Hive style), so
+# polars, pyarrow and DuckDB read ``DIR/layers/**/*.parquet`` back with them.
+EXPORTS = {
+    "layers": """SELECT r.sweep_id, r.device_name, r.model_name, r.mode, r.simulated AS run_simulated,
+                        l.* EXCLUDE (run_id), r.run_id
+                 FROM layer_measurements l JOIN runs r USING (run_id)""",
+    "whole": """SELECT r.sweep_id, r.device_name, r.model_name, w.* EXCLUDE (run_id), r.run_id
+                FROM whole_measurements w JOIN runs r USING (run_id)""",
+    "runs": "SELECT * FROM runs",
+}
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap ``new`` in for ``target``: a failed export never leaves a half-written folder."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_parquet(db: Path, out: Path, *, sweep_id: str | None = None) -> dict[str, int]:
+    """Write every table of ``EXPORTS`` under ``out`` (replacing ``out/<table>`` only once its
+    new copy is complete); returns the row count of each."""
+    if not db.exists():
+        raise StoreError(f"{db}: no results database here")
+    if sweep_id is not None and not sweep_id.replace("-", "").isalnum():
+        raise StoreError(f"not a sweep id: {sweep_id!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db), read_only=True)
+    counts = {}
+    try:
+        for name, sql in EXPORTS.items():
+            where = f" WHERE sweep_id = '{sweep_id}'" if sweep_id else ""
+            query = f"SELECT * FROM ({sql}){where}"
+            counts[name] = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+            staging = out / f".{name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            if counts[name]:
+                con.execute(f"COPY ({query}) TO '{staging}' (FORMAT parquet, "
+                            "PARTITION_BY (sweep_id, device_name))")
+            else:
+                staging.mkdir()
+            _replace_dir(staging, out / name)
+    except duckdb.Error as e:
+        raise StoreError(f"export failed: {e}") from e
+    finally:
+        con.close()
+    return counts
