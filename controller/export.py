@@ -12,7 +12,7 @@ from controller.store import StoreError
 # One folder tree per table; the partition columns are folder names (Hive style), so
 # polars, pyarrow and DuckDB read ``DIR/layers/**/*.parquet`` back with them.
 EXPORTS = {
-    "layers": """SELECT r.sweep_id, r.device_name, r.model_name, r.mode, r.simulated AS run_simulated,
+    "layers": """SELECT r.sweep_id, r.device_name, r.model_name, r.mode,
                         l.* EXCLUDE (run_id), r.run_id
                  FROM layer_measurements l JOIN runs r USING (run_id)""",
     "whole": """SELECT r.sweep_id, r.device_name, r.model_name, w.* EXCLUDE (run_id), r.run_id
