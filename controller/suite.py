@@ -29,10 +29,12 @@ from typing import Any
 
 from agent.models.builder import RECIPES
 from agent.results import MeasureSettings
+from controller.cron import Cron, CronError
 from controller.errors import JoulefarmError
 
 SCHEMA_VERSION = 1
-TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "matrix", "model"}
+TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "matrix", "model",
+            "schedule"}
 MODEL_KEYS = {"name", "recipe", "seed", "file"}
 SELECT_KEYS = {"names", "tags"}
 MEASURE_KEYS = {f.name for f in fields(MeasureSettings) if f.name != "extra"} | {"timeout_s"}
@@ -78,6 +80,8 @@ class Suite:
     select_tags: tuple[str, ...] = ()
     # Settings to vary: every combination becomes its own job (e.g. num_threads = [1, 2]).
     matrix: dict[str, list[Any]] = field(default_factory=dict)
+    # `[schedule] cron = "0 2 * * *"`: when `joulefarm schedule` starts this suite.
+    cron: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,4 +192,20 @@ def load_suite(path: str | Path) -> Suite:
         settings=settings, timeout_s=float(timeout_s),
         select_names=tuple(select.get("names", [])), select_tags=tuple(select.get("tags", [])),
         matrix={k: list(v) for k, v in matrix.items()},
+        cron=_schedule(doc, path),
     )
+
+
+def _schedule(doc: dict[str, Any], path: Path) -> str | None:
+    schedule = doc.get("schedule", {})
+    _require(isinstance(schedule, dict), path, "schedule", "must be a table")
+    _check_keys(schedule, {"cron"}, path, "schedule.")
+    cron = schedule.get("cron")
+    if cron is None:
+        return None
+    _require(isinstance(cron, str), path, "schedule.cron", "must be a string")
+    try:
+        Cron.parse(cron)
+    except CronError as e:
+        raise SuiteError(f"{path}: schedule.cron: {e}") from None
+    return cron

@@ -17,19 +17,21 @@ from controller.cli import (
     export_cmd,
     model_cmd,
     query_cmd,
+    schedule_cmd,
     sweep_cmd,
     trace_cmd,
 )
 from controller.cli.bench_cmd import BenchError
 from controller.cli.console import err_console
 from controller.cli.model_cmd import ModelFileError
+from controller.cron import CronError
 from controller.errors import JoulefarmError
 from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
 from controller.suite import SuiteError
 from controller.traces.errors import TraceInputError
 
 INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError, ModelFileError,
-                BenchError, TraceInputError)
+                BenchError, TraceInputError, CronError)
 
 app = typer.Typer(
     name="joulefarm",
@@ -52,6 +54,7 @@ demo_cmd.register(app)
 bench_cmd.register(app)
 query_cmd.register(app)
 export_cmd.register(app)
+schedule_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(model_cmd.app, name="model")
