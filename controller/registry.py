@@ -47,6 +47,7 @@ __all__ = [
     "METER_KINDS",
     "PLATFORMS",
     "SCHEMA_VERSION",
+    "SERVICE_KINDS",
     "SSH_KEYS",
     "Device",
     "MeterConfig",
@@ -56,6 +57,7 @@ __all__ = [
     "UnknownDeviceError",
     "UnknownTagError",
     "load_registry",
+    "parse_jump",
     "parse_registry",
 ]
 
@@ -90,8 +92,23 @@ DEVICE_KEYS = (
     "ssh",
 )
 METER_KEYS = ("kind", "profile", "sample_rate_hz", "options")
-SSH_KEYS = ("user", "port", "key", "jump", "known_hosts")
+SSH_KEYS = (
+    "user",
+    "port",
+    "key",
+    "jump",
+    "known_hosts",
+    "python",
+    "prefix",
+    "service",
+    "system_site_packages",
+    "tunnel",
+)
 DEFAULT_SSH_PORT = 22
+# How `joulefarm provision` keeps the agent running: a systemd user unit where systemd runs,
+# otherwise a shell supervisor loop with a pid file; "auto" picks by probing the device.
+SERVICE_KINDS = ("auto", "systemd", "supervised")
+DEFAULT_AGENT_PREFIX = ".joulefarm"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -163,8 +180,18 @@ class SshConfig:
     user: str
     port: int = DEFAULT_SSH_PORT
     key: str | None = None
+    # `[user@]host[:port]` of a bastion to hop through (`parse_jump` splits it).
     jump: str | None = None
     known_hosts: str | None = None
+    # The device's interpreter that the agent's virtual environment is made from.
+    python: str = "python3"
+    # Where the agent is installed on the device; relative paths start at the login's home.
+    prefix: str = DEFAULT_AGENT_PREFIX
+    service: str = "auto"
+    # Let the agent's venv see the interpreter's packages (JetPack's numpy, offline installs).
+    system_site_packages: bool = False
+    # Reach the agent through an SSH port forward: the agent then binds loopback only.
+    tunnel: bool = False
 
 
 @dataclass(frozen=True)
@@ -544,14 +571,65 @@ class _Validator:
         port = self.get_port(raw, at, "port", lowest=1)
         key = self.get_optional_path(raw, at, "key")
         jump = self.get_optional_path(raw, at, "jump")
+        if isinstance(jump, str):
+            try:
+                parse_jump(jump)
+            except ValueError as exc:
+                self.error(at + ("jump",), str(exc))
         known_hosts = self.get_optional_path(raw, at, "known_hosts")
+        python = self.get_optional_path(raw, at, "python")
+        prefix = self.get_optional_path(raw, at, "prefix")
+        service = self.get(raw, at, "service", "string", required=False)
+        if isinstance(service, str) and service not in SERVICE_KINDS:
+            self.error(at + ("service",), _unknown_choice("service", service, SERVICE_KINDS))
+        site = self.get(raw, at, "system_site_packages", "boolean", required=False)
+        tunnel = self.get(raw, at, "tunnel", "boolean", required=False)
         return SshConfig(
             user=user,
             port=port if isinstance(port, int) else DEFAULT_SSH_PORT,
             key=key if isinstance(key, str) else None,
             jump=jump if isinstance(jump, str) else None,
             known_hosts=known_hosts if isinstance(known_hosts, str) else None,
+            python=python if isinstance(python, str) else "python3",
+            prefix=prefix if isinstance(prefix, str) else DEFAULT_AGENT_PREFIX,
+            service=service if isinstance(service, str) else "auto",
+            system_site_packages=site is True,
+            tunnel=tunnel is True,
         )
+
+
+def parse_jump(value: str) -> tuple[str | None, str, int]:
+    """Split a jump host `[user@]host[:port]` (IPv6 as `[addr]:port`) into (user, host, port).
+
+    The user is None when not given (the device's `ssh.user` is meant); the port defaults to
+    22. Raises `ValueError` with the reason.
+    """
+    user, at_sign, rest = value.rpartition("@")
+    if at_sign and not user:
+        raise ValueError(f"{value!r}: empty user before '@'")
+    port_text = ""
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError(f"{value!r}: write an IPv6 jump host as [addr] or [addr]:port")
+        port_text = tail[1:]
+        if ":" not in host:
+            raise ValueError(f"{value!r}: brackets are only for IPv6 addresses")
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    elif ":" in rest:
+        raise ValueError(f"{value!r}: write an IPv6 jump host in brackets, as [addr]:port")
+    else:
+        host = rest
+    problem = _address_problem(host) if host else "the host is empty"
+    if problem:
+        raise ValueError(f"{value!r}: {problem}; expected [user@]host[:port]")
+    port = DEFAULT_SSH_PORT
+    if port_text or rest.endswith(":"):
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"{value!r}: port {port_text!r} is not a number in 1..65535")
+        port = int(port_text)
+    return (user or None), host, port
 
 
 # -- small helpers for messages ---------------------------------------------------------------

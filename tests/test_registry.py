@@ -385,7 +385,7 @@ def test_unknown_ssh_key(tmp_path: Path) -> None:
     text = device(HOST) + '\n[device.ssh]\nuser = "pi"\nidentity = "~/.ssh/x"\n'
     assert error_of(tmp_path, text) == (
         "15: device[0].ssh.identity: unknown key 'identity'; valid keys: user, port, key, "
-        "jump, known_hosts"
+        "jump, known_hosts, python, prefix, service, system_site_packages, tunnel"
     )
 
 

@@ -16,6 +16,7 @@ from controller.cli import (
     devices_cmd,
     export_cmd,
     model_cmd,
+    provision_cmd,
     query_cmd,
     schedule_cmd,
     sweep_cmd,
@@ -26,12 +27,13 @@ from controller.cli.console import err_console
 from controller.cli.model_cmd import ModelFileError
 from controller.cron import CronError
 from controller.errors import JoulefarmError
+from controller.provision import ProvisionInputError
 from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
 from controller.suite import SuiteError
 from controller.traces.errors import TraceInputError
 
 INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError, ModelFileError,
-                BenchError, TraceInputError, CronError)
+                BenchError, TraceInputError, CronError, ProvisionInputError)
 
 app = typer.Typer(
     name="joulefarm",
@@ -55,6 +57,7 @@ bench_cmd.register(app)
 query_cmd.register(app)
 export_cmd.register(app)
 schedule_cmd.register(app)
+provision_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(model_cmd.app, name="model")

@@ -1,0 +1,163 @@
+"""`provision_device`: one device from nothing (or from an older install) to a verified agent.
+
+Order matters: everything that can refuse (host key, Python, architecture, wheel) is checked
+before anything on the device changes; the old agent is stopped before its files are
+replaced; the token is written before the agent that reads it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.results import DeviceFacts
+from controller.provision import install, service
+from controller.provision.errors import ProvisionError, ProvisionInputError, WheelError
+from controller.provision.redact import Redactor
+from controller.provision.requirements import UnsupportedDeviceError, agent_requirements
+from controller.provision.ssh import (
+    SshSession,
+    connect,
+    endpoints_for,
+    passphrase_from_env_or_tty,
+)
+from controller.provision.tokens import ensure_local_token
+from controller.provision.verify import verify
+from controller.provision.wheel import build_wheel, mismatch_plan, wheel_problem
+from controller.registry import Device
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProvisionOptions:
+    trust_new_host: bool = False
+    # A prebuilt wheel (another architecture, CI); None builds one from this source tree.
+    wheel: Path | None = None
+    # Overrides every device's ssh.prefix (tests install into a temporary directory).
+    prefix: str | None = None
+    start_timeout_s: float = service.START_TIMEOUT_S
+    passphrase_source: Callable[[Path], str | None] = passphrase_from_env_or_tty
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    device: str
+    prefix: str
+    service: str
+    pid: int
+    reached: str
+    facts: DeviceFacts
+
+
+class WheelSource:
+    """The wheel of this run: built (or taken from the cache) once, on first need."""
+
+    def __init__(self, wheel: Path | None, report: Report) -> None:
+        self._given = wheel
+        self._report = report
+        self._path: Path | None = None
+        self._error: ProvisionError | None = None
+
+    @property
+    def path(self) -> Path:
+        # A failed build is remembered too: the next device would only fail the same way.
+        if self._error is not None:
+            raise self._error
+        if self._path is None:
+            try:
+                self._path = self._resolve()
+            except ProvisionError as exc:
+                self._error = exc
+                raise
+        return self._path
+
+    def _resolve(self) -> Path:
+        if self._given is not None:
+            if not self._given.is_file():
+                raise ProvisionInputError(f"--wheel {self._given}: no such file")
+            return self._given
+        return build_wheel(on_event=self._report)
+
+
+def check_provisionable(device: Device) -> None:
+    """Input errors that stop a run before any connection: ProvisionInputError."""
+    if device.local:
+        raise ProvisionInputError(f"device {device.name!r} is local (the controller starts "
+                                  "it itself); there is nothing to provision")
+    endpoints_for(device)  # a [device.ssh] table, a valid jump host
+    if not device.token_file:
+        raise ProvisionInputError(
+            f"device {device.name!r} has no token_file; add e.g. token_file = "
+            f"\"~/.config/joulefarm/{device.name}.token\" (it is created if missing)")
+    if device.port == 0:
+        raise ProvisionInputError(f"device {device.name!r} has no agent port; set `port`")
+
+
+def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSource,
+                     report: Report, redactor: Redactor | None = None) -> ProvisionResult:
+    """Install, start and verify the agent on `device`; raises `ProvisionError`."""
+    check_provisionable(device)
+    assert device.ssh is not None and device.token_file is not None
+    ssh = device.ssh
+    redactor = redactor or Redactor()
+    target, jump = endpoints_for(device)
+    report(f"connecting to {target.label}" + (f" through {jump.label}" if jump else ""))
+    with connect(device, trust_new_host=options.trust_new_host, on_event=report,
+                 passphrase_source=options.passphrase_source, redactor=redactor) as session:
+        probe = install.probe_device(session, ssh.python)
+        report(f"device: {probe.summary()}")
+        try:
+            requirements = agent_requirements(probe.python[:2], probe.machine)
+        except UnsupportedDeviceError as exc:
+            raise ProvisionError(f"{device.name}: {exc}") from None
+        problem = wheel_problem(wheel.path, probe.python[:2], probe.machine, probe.glibc)
+        if problem:
+            raise WheelError(mismatch_plan(device.name, wheel.path, problem))
+        kind = service.choose_service(ssh.service, probe.systemd_user, device.name)
+
+        token = ensure_local_token(Path(device.token_file).expanduser(), report)
+        redactor.add(token)
+        layout = install.RemoteLayout.resolve(options.prefix or ssh.prefix, session.home())
+        session.mkdir_private(layout.prefix)
+
+        report(f"stopping any agent installed before in {layout.prefix}")
+        service.stop_agent(session, device, layout)
+        if install.ensure_venv(session, layout, ssh.python, probe, ssh.system_site_packages):
+            report(f"created the virtual environment {layout.venv}")
+        report(f"installing {wheel.path.name} (--no-deps)")
+        install.install_wheel(session, layout, wheel.path)
+        report(f"installing the agent's requirements: {' '.join(requirements)}")
+        install.install_requirements(session, layout, requirements)
+        install.check_agent_imports(session, layout)
+        install.write_token(session, layout, token)
+        service.write_scripts(session, device, layout)
+
+        report(f"starting the agent ({kind})")
+        running = service.start_agent(session, device, layout, kind, options.start_timeout_s)
+        if running.warning:
+            report(f"warning: {running.warning}")
+        facts, reached = verify(session, device, token)
+        _write_manifest(session, layout, device, wheel.path, kind, requirements)
+    report(f"healthy {reached}: {facts.device_name} ({facts.machine}, {facts.os}, Python "
+           f"{facts.python_version}, {facts.runtime_name} {facts.runtime_version}, agent "
+           f"{facts.agent_version}, pid {running.pid})")
+    return ProvisionResult(device.name, layout.prefix, kind, running.pid, reached, facts)
+
+
+def _write_manifest(session: SshSession, layout: install.RemoteLayout, device: Device,
+                    wheel: Path, kind: str, requirements: tuple[str, ...]) -> None:
+    """What was installed, for whoever looks at the device later (no secrets in it)."""
+    manifest = {
+        "device": device.name,
+        "wheel": wheel.name,
+        "requirements": list(requirements),
+        "service": kind,
+        "port": device.port,
+        "provisioned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    session.write_file(layout.path("install.json"),
+                       (json.dumps(manifest, indent=2) + "\n").encode(), 0o644)
