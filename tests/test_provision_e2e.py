@@ -26,13 +26,7 @@ from tests.sshd import PASSPHRASE, SshServer, free_port, sshd_server  # noqa: F4
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
-# Until app.py registers the command, register it here; afterwards this is a no-op.
-_MAIN = (
-    "from controller.cli import app, provision_cmd\n"
-    "if not any(c.name == 'provision' for c in app.app.registered_commands):\n"
-    "    provision_cmd.register(app.app)\n"
-    "app.main()\n"
-)
+_MAIN = "from controller.cli.app import main; main()\n"
 
 
 @pytest.fixture(scope="session")
