@@ -8,6 +8,7 @@ transaction: a failure leaves nothing half-stored.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import threading
 import uuid
@@ -200,6 +201,13 @@ _LAYER_SCHEMA = pa.schema([
 ])
 
 
+# LayerRecord fields in the order of the layer_measurements columns between run_id and
+# meter_kind (``index`` is stored as ``layer_index``).
+_LAYER_FIELD_NAMES = [f.name for f in _LAYER_SCHEMA][1:-2]
+_LAYER_FIELDS = operator.attrgetter(*["index" if n == "layer_index" else n
+                                      for n in _LAYER_FIELD_NAMES])
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -364,30 +372,14 @@ class ResultStore:
         run_id = new_id("run")
         m = result.meter
         layers = result.layers
-        columns = {
-            "run_id": [run_id] * len(layers),
-            "layer_index": [x.index for x in layers],
-            "op": [x.op for x in layers],
-            "macs": [x.macs for x in layers],
-            "param_bytes": [x.param_bytes for x in layers],
-            "act_in_bytes": [x.act_in_bytes for x in layers],
-            "act_out_bytes": [x.act_out_bytes for x in layers],
-            "input_shapes": [x.input_shapes for x in layers],
-            "output_shapes": [x.output_shapes for x in layers],
-            "iterations": [x.iterations for x in layers],
-            "window_start_s": [x.window_start_s for x in layers],
-            "window_end_s": [x.window_end_s for x in layers],
-            "latency_s": [x.latency_s for x in layers],
-            "energy_j": [x.energy_j for x in layers],
-            "active_energy_j": [x.active_energy_j for x in layers],
-            "mean_power_w": [x.mean_power_w for x in layers],
-            "samples": [x.samples for x in layers],
-            "coverage": [x.coverage for x in layers],
-            "flags": [list(x.flags) for x in layers],
-            "true_energy_j": [x.true_energy_j for x in layers],
-            "meter_kind": [m.kind] * len(layers),
-            "simulated": [m.simulated] * len(layers),
-        }
+        # One C-level attribute fetch per record, then a transpose: several times faster
+        # than a list comprehension per column on runs of many thousand layers.
+        rows = list(map(_LAYER_FIELDS, layers))
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(_LAYER_FIELD_NAMES)
+        columns: dict[str, Sequence[object]] = {"run_id": [run_id] * len(layers)}
+        columns.update(zip(_LAYER_FIELD_NAMES, values, strict=True))
+        columns["meter_kind"] = [m.kind] * len(layers)
+        columns["simulated"] = [m.simulated] * len(layers)
         table = pa.Table.from_pydict(columns, schema=_LAYER_SCHEMA)
         w = result.whole
         if w is not None:
