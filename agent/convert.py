@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from agent.meters.base import MeterDescription
 from agent.results import (
     BenchmarkResult,
+    DecimatedTrace,
     DeviceFacts,
     LayerRecord,
     MeasureSettings,
@@ -144,6 +147,20 @@ def whole_from_proto(m: pb.WholeModelResult) -> WholeModelRecord:
         true_energy_j=m.true_energy_j if m.HasField("true_energy_j") else None)
 
 
+def trace_to_proto(t: DecimatedTrace) -> pb.DecimatedTrace:
+    return pb.DecimatedTrace(clock=t.clock, t0_s=t.t0_s, bucket_s=t.bucket_s,
+                             min_w=t.min_w.tolist(), max_w=t.max_w.tolist(),
+                             mean_w=t.mean_w.tolist(), raw_samples=t.raw_samples)
+
+
+def trace_from_proto(m: pb.DecimatedTrace) -> DecimatedTrace:
+    return DecimatedTrace(clock=m.clock, t0_s=m.t0_s, bucket_s=m.bucket_s,
+                          min_w=np.asarray(m.min_w, dtype=np.float32),
+                          max_w=np.asarray(m.max_w, dtype=np.float32),
+                          mean_w=np.asarray(m.mean_w, dtype=np.float32),
+                          raw_samples=m.raw_samples)
+
+
 def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
     msg = pb.BenchmarkResult(
         model_sha256=r.model_sha256, mode=mode_to_proto(r.mode), meter=meter_to_proto(r.meter),
@@ -158,6 +175,8 @@ def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
         msg.true_clock_offset_s = r.true_clock_offset_s
     if r.whole is not None:
         msg.whole.CopyFrom(whole_to_proto(r.whole))
+    if r.trace is not None:
+        msg.trace.CopyFrom(trace_to_proto(r.trace))
     return pb.RunBenchmarkResponse(result=msg)
 
 
@@ -173,4 +192,5 @@ def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
         true_clock_offset_s=m.true_clock_offset_s if m.HasField("true_clock_offset_s") else None,
         whole=whole_from_proto(m.whole) if m.HasField("whole") else None,
         conditions_before=dict(m.conditions_before), conditions_after=dict(m.conditions_after),
+        trace=trace_from_proto(m.trace) if m.HasField("trace") else None,
     )

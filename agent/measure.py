@@ -14,6 +14,7 @@ segment gives the baseline; ``joulefarm.integrate_windows`` integrates every win
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from agent.models.chain import LayerChain, WholeModel
 from agent.models.parse import read_layers
 from agent.results import (
     BenchmarkResult,
+    DecimatedTrace,
     LayerRecord,
     MeasureSettings,
     Progress,
@@ -50,6 +52,8 @@ SYNC_GUARD_S = MAX_CLOCK_OFFSET_S + 0.01
 IDLE_EDGE_MARGIN_S = 0.01
 # Idle time after the last layer (longer than any plausible residual clock error).
 TAIL_S = 0.01
+# The decimated trace sent back with every result (min/max/mean per bucket).
+MAX_TRACE_BUCKETS = 4000
 # A polled sensor's read interval longer than this many periods is a gap.
 GAP_PERIODS = 3.0
 # Thread switch interval while recording: a polled meter samples in a Python thread, which
@@ -285,6 +289,27 @@ def align_and_baseline(raw: RawRun) -> Alignment:
     return Alignment(offset, correlation, idle_w, tuple(dict.fromkeys(flags)))
 
 
+def decimate_trace(trace: AnyTrace) -> DecimatedTrace | None:
+    """The run's trace as at most ``MAX_TRACE_BUCKETS`` min/max/mean buckets (rust_core)."""
+    if trace.clock == "meter":
+        uniform = trace
+    else:
+        ts = trace.to_timestamped()
+        if len(ts.t_s) < 2:
+            return None
+        rate = getattr(ts, "target_rate_hz", None) or (len(ts.t_s) - 1) / (ts.t_s[-1] - ts.t_s[0])
+        uniform = ts.to_uniform(rate)
+    n = len(uniform.power_w)
+    if n == 0:
+        return None
+    factor = max(1, math.ceil(n / MAX_TRACE_BUCKETS))
+    d = joulefarm.decimate_minmax(uniform.power_w, factor)
+    return DecimatedTrace(
+        clock=trace.clock, t0_s=float(uniform.t0_s), bucket_s=factor / uniform.sample_rate_hz,
+        min_w=d["min"].astype(np.float32), max_w=d["max"].astype(np.float32),
+        mean_w=d["mean"].astype(np.float32), raw_samples=n)
+
+
 def _truth(meter: Meter) -> Callable[[float, float], float] | None:
     """The simulator's exact energy function; None for a real meter."""
     return getattr(meter, "true_energy_j", None) if meter.description.simulated else None
@@ -310,6 +335,7 @@ def _result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: 
         true_clock_offset_s=getattr(meter, "clock_offset_s", None)
         if meter.description.simulated else None,
         whole=whole,
+        trace=decimate_trace(raw.trace),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from agent.meters.base import MeterDescription
 
 
@@ -78,6 +80,22 @@ class WholeModelRecord:
 
 
 @dataclass(frozen=True)
+class DecimatedTrace:
+    """A run's power trace reduced to min/max/mean per bucket (watts), for plots and audits.
+
+    Bucket ``i`` covers ``[t0_s + i*bucket_s, t0_s + (i+1)*bucket_s)`` on ``clock`` ("meter":
+    agent time = meter time - clock_offset_s; "agent": the agent's perf_counter)."""
+
+    clock: str
+    t0_s: float
+    bucket_s: float
+    min_w: np.ndarray
+    max_w: np.ndarray
+    mean_w: np.ndarray
+    raw_samples: int
+
+
+@dataclass(frozen=True)
 class BenchmarkResult:
     """One model measured on one device: layer by layer (``layers``) or whole (``whole``)."""
 
@@ -98,6 +116,7 @@ class BenchmarkResult:
     whole: WholeModelRecord | None = None
     conditions_before: dict[str, float] = field(default_factory=dict)
     conditions_after: dict[str, float] = field(default_factory=dict)
+    trace: DecimatedTrace | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from agent.results import BenchmarkResult, DeviceFacts
 from controller.errors import JoulefarmError
@@ -127,6 +129,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ,
         flags VARCHAR[],
+        trace_path VARCHAR,               -- decimated trace (Parquet), relative to the database
         conditions_before JSON,           -- CPU clocks (kHz), temperatures (°C) before the run
         conditions_after JSON,
         layer_count INTEGER,
@@ -387,18 +390,57 @@ class ResultStore:
         else:
             latency = sum(x.latency_s for x in layers)
             energy = sum(x.energy_j for x in layers)
+        # The trace file is written first and removed if the run's rows are not stored: the
+        # database never points at a missing file, and a failed run leaves no stray file.
+        trace_rel = self._write_trace(run_id, result)
+        try:
+            self._insert_run(run_id, job_id, sweep_id, device, model_name, result, table,
+                             latency, energy, trace_rel)
+        except BaseException:
+            if trace_rel:
+                (self.path.parent / trace_rel).unlink(missing_ok=True)
+            raise
+        return run_id
+
+    def _write_trace(self, run_id: str, result: BenchmarkResult) -> str | None:
+        t = result.trace
+        if t is None:
+            return None
+        rel = Path(f"{self.path.stem}.traces") / f"{run_id}.parquet"
+        target = self.path.parent / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        n = len(t.mean_w)
+        table = pa.table({
+            "t_s": pa.array(t.t0_s + t.bucket_s * np.arange(n), pa.float64()),
+            "min_w": pa.array(t.min_w, pa.float32()),
+            "max_w": pa.array(t.max_w, pa.float32()),
+            "mean_w": pa.array(t.mean_w, pa.float32()),
+        }).replace_schema_metadata({
+            "clock": t.clock, "bucket_s": repr(t.bucket_s), "raw_samples": str(t.raw_samples),
+            "clock_offset_s": repr(result.clock_offset_s), "meter_kind": result.meter.kind,
+            "simulated": str(result.meter.simulated).lower(), "run_id": run_id,
+        })
+        pq.write_table(table, target, compression="zstd")
+        return str(rel)
+
+    def _insert_run(self, run_id: str, job_id: str, sweep_id: str, device: DeviceFacts,
+                    model_name: str, result: BenchmarkResult, table: pa.Table, latency: float,
+                    energy: float, trace_rel: str | None) -> None:
+        m = result.meter
+        w = result.whole
+        layers = result.layers
         with self._transaction() as cur:
             cur.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, job_id, sweep_id, device.device_name, device.fingerprint, model_name,
                  result.model_sha256, result.mode, m.kind, m.profile, m.simulated,
                  m.sample_rate_hz, result.runtime_name, result.runtime_version,
                  result.num_threads, result.idle_power_w, result.clock_offset_s,
                  result.alignment_correlation, result.true_clock_offset_s,
                  _ts(result.started_unix_s), _ts(result.finished_unix_s), list(result.flags),
-                 json.dumps(result.conditions_before), json.dumps(result.conditions_after),
-                 len(layers), latency, energy],
+                 trace_rel, json.dumps(result.conditions_before),
+                 json.dumps(result.conditions_after), len(layers), latency, energy],
             )
             if w is not None:
                 cur.execute(
@@ -417,7 +459,6 @@ class ResultStore:
                                [_now(), job_id]).fetchone()
             if done is None:  # rolls the whole run back: a job is stored exactly once
                 raise DuplicateRunError(f"job {job_id} already has its results stored")
-        return run_id
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -116,3 +116,19 @@ kind = "ina2xx"
                          "WHERE status <> 'done'").fetchall()
     assert failed == [("lab-pi-offline", "unreachable")]
     assert con.execute("SELECT status FROM sweeps").fetchone() == ("partial",)
+
+
+def test_each_run_references_its_decimated_trace(demo_db: tuple[Path, str]) -> None:
+    import pyarrow.parquet as pq
+
+    db, _ = demo_db
+    con = duckdb.connect(str(db), read_only=True)
+    paths = [r[0] for r in con.execute("SELECT trace_path FROM runs").fetchall()]
+    assert paths and all(paths)
+    for rel in paths:
+        table = pq.read_table(db.parent / rel)
+        meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+        assert meta["simulated"] == "true" and meta["clock"] == "meter"
+        assert 100 < table.num_rows <= 4000
+        mins, maxs = table["min_w"].to_numpy(), table["max_w"].to_numpy()
+        assert (mins <= maxs).all() and mins.min() > 0

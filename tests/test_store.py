@@ -101,3 +101,30 @@ def test_readonly_query_cannot_write(tmp_path: Path) -> None:
         query_readonly(db, "DELETE FROM runs")
     with pytest.raises(StoreError, match="no results database here"):
         query_readonly(tmp_path / "missing.duckdb", "SELECT 1")
+
+
+def test_trace_file_is_written_and_removed_with_a_failed_run(tmp_path: Path) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from agent.results import DecimatedTrace
+
+    trace = DecimatedTrace(clock="meter", t0_s=1.0, bucket_s=0.01,
+                           min_w=np.ones(5, np.float32), max_w=np.full(5, 3, np.float32),
+                           mean_w=np.full(5, 2, np.float32), raw_samples=500)
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db) as store:
+        sweep = new_sweep(store)
+        ok_job, bad_job = (store.add_job(sweep, "dev", m, "a" * 64) for m in ("ok", "bad"))
+        good = dataclasses.replace(result((layer(0),)), trace=trace)
+        store.store_run(job_id=ok_job, sweep_id=sweep, device=facts(), model_name="ok",
+                        result=good)
+        bad = dataclasses.replace(result((layer(0), layer(0))), trace=trace)
+        with pytest.raises(duckdb.ConstraintException):
+            store.store_run(job_id=bad_job, sweep_id=sweep, device=facts(), model_name="bad",
+                            result=bad)
+        _, rows = store.query("SELECT trace_path FROM runs")
+    (rel,), = rows
+    files = list((tmp_path / "r.traces").iterdir())
+    assert files == [tmp_path / rel]  # the failed run's file is gone

@@ -206,8 +206,26 @@ class WholeModelResult(_message.Message):
     true_energy_j: float
     def __init__(self, iterations: _Optional[int] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., latency_mean_s: _Optional[float] = ..., latency_p50_s: _Optional[float] = ..., latency_p90_s: _Optional[float] = ..., latency_p99_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., active_energy_j: _Optional[float] = ..., mean_power_w: _Optional[float] = ..., samples: _Optional[int] = ..., coverage: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[float] = ...) -> None: ...
 
+class DecimatedTrace(_message.Message):
+    __slots__ = ("clock", "t0_s", "bucket_s", "min_w", "max_w", "mean_w", "raw_samples")
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
+    T0_S_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_W_FIELD_NUMBER: _ClassVar[int]
+    MAX_W_FIELD_NUMBER: _ClassVar[int]
+    MEAN_W_FIELD_NUMBER: _ClassVar[int]
+    RAW_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    clock: str
+    t0_s: float
+    bucket_s: float
+    min_w: _containers.RepeatedScalarFieldContainer[float]
+    max_w: _containers.RepeatedScalarFieldContainer[float]
+    mean_w: _containers.RepeatedScalarFieldContainer[float]
+    raw_samples: int
+    def __init__(self, clock: _Optional[str] = ..., t0_s: _Optional[float] = ..., bucket_s: _Optional[float] = ..., min_w: _Optional[_Iterable[float]] = ..., max_w: _Optional[_Iterable[float]] = ..., mean_w: _Optional[_Iterable[float]] = ..., raw_samples: _Optional[int] = ...) -> None: ...
+
 class BenchmarkResult(_message.Message):
-    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after")
+    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after", "trace")
     class ConditionsBeforeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +257,7 @@ class BenchmarkResult(_message.Message):
     WHOLE_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_BEFORE_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     meter: MeterInfo
@@ -256,7 +275,8 @@ class BenchmarkResult(_message.Message):
     whole: WholeModelResult
     conditions_before: _containers.ScalarMap[str, float]
     conditions_after: _containers.ScalarMap[str, float]
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    trace: DecimatedTrace
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ...) -> None: ...
 
 class RunBenchmarkResponse(_message.Message):
     __slots__ = ("progress", "result")
