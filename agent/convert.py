@@ -16,7 +16,8 @@ from agent.results import (
 )
 from protos.joulefarm.v1 import agent_pb2 as pb
 
-_MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS, "whole": pb.MEASURE_MODE_WHOLE}
+_MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS, "whole": pb.MEASURE_MODE_WHOLE,
+                  "insitu": pb.MEASURE_MODE_INSITU}
 _MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
 
 

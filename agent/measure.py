@@ -26,7 +26,8 @@ import numpy as np
 import joulefarm
 from agent.meters.base import AnyTrace, Meter
 from agent.models.chain import LayerChain, WholeModel
-from agent.models.parse import read_layers
+from agent.models.parse import LayerInfo, read_layers
+from agent.profiler import ProfiledModel, ProfileRun, open_profiled_model
 from agent.results import (
     BenchmarkResult,
     DecimatedTrace,
@@ -440,6 +441,87 @@ def measure_whole(
     return integrate_whole(raw, meter, settings, model_sha256, runtime)
 
 
+def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
+                  settings: MeasureSettings, progress: ProgressFn | None = None
+                  ) -> tuple[RawRun, ProfileRun]:
+    """Idle baseline, sync pattern, then the whole model looped with the per-op profiler on."""
+    model.warmup(settings.warmup_iterations)  # checks the profiler's clock mapping
+    model.measure_overhead()                  # before the meter starts; lands in run.overhead
+    started_unix = time.time()
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
+    if progress:
+        progress(Progress("insitu", 0, 1, f"looping for {settings.min_duration_s:g} s"))
+    run = model.run(settings.min_iterations, min_duration_s=settings.min_duration_s)
+    by_node = {x.index: x for x in layers}
+    for start, end, node in zip(run.starts_s.tolist(), run.ends_s.tolist(),
+                                run.node_index.tolist(), strict=True):
+        info = by_node.get(node)  # the simulator needs to know what ran when
+        meter.note_activity("layer", start, end, macs=info.macs if info else 0,
+                            bytes_moved=(info.act_in_bytes + info.act_out_bytes
+                                         + info.param_bytes) if info else 0)
+    trace = _tail_and_stop(meter)
+    if progress:
+        progress(Progress("insitu", 1, 1, "integrating"))
+    return RawRun(trace, idle_window, busy_starts, busy_ends, (), started_unix, time.time()), run
+
+
+def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], meter: Meter,
+                     settings: MeasureSettings, model_sha256: str, runtime: tuple[str, str]
+                     ) -> BenchmarkResult:
+    """Integrate every (op, iteration) window with rust_core, then average per node."""
+    fit = align_and_baseline(raw)
+    mapped = run.node_index >= 0  # XNNPACK's fused operators have no TFLite node
+    starts, ends, nodes = run.starts_s[mapped], run.ends_s[mapped], run.node_index[mapped]
+    stats = integrate(raw, fit.offset_s, starts, ends)
+    energy = np.asarray(stats["energy_j"], dtype=np.float64)
+    samples = np.asarray(stats["samples"])
+    coverage = np.asarray(stats["coverage"], dtype=np.float64)
+    window_flags, durations, truth = np.asarray(stats["flags"]), ends - starts, _truth(meter)
+    records = []
+    for info in layers:  # folded weight-preparing nodes get no record
+        sel = nodes == info.index
+        k = int(sel.sum())
+        if k == 0:
+            continue
+        e, d = float(np.nansum(energy[sel])), float(durations[sel].sum())
+        flags = {n for f in np.unique(window_flags[sel]) for n in joulefarm.flag_names(int(f))}
+        if np.median(durations[sel]) < 2 * run.resolution_s:
+            flags.add("below_timer_resolution")
+        true_j = None
+        if truth:
+            true_j = sum(truth(s, t) for s, t in zip(starts[sel].tolist(), ends[sel].tolist(),
+                                                     strict=True)) / k
+        records.append(LayerRecord(
+            index=info.index, op=info.op, macs=int(info.macs),
+            param_bytes=int(info.param_bytes), act_in_bytes=int(info.act_in_bytes),
+            act_out_bytes=int(info.act_out_bytes), input_shapes=_shape_text(info.input_shapes),
+            output_shapes=_shape_text(info.output_shapes), iterations=k,
+            window_start_s=float(starts[sel].min()), window_end_s=float(ends[sel].max()),
+            latency_s=d / k, energy_j=e / k, active_energy_j=(e - fit.idle_power_w * d) / k,
+            mean_power_w=e / d if d > 0 else float("nan"), samples=int(samples[sel].sum()),
+            coverage=(float(np.average(coverage[sel], weights=durations[sel])) if d > 0
+                      else float(coverage[sel].mean())),
+            flags=tuple(sorted(flags)), true_energy_j=true_j))
+    result = _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(records))
+    extra = ("delegate_ops_unmapped",) if (~mapped).any() else ()
+    return replace(result, flags=tuple(dict.fromkeys(result.flags + extra)))
+
+
+def measure_insitu(model_bytes: bytes, model_sha256: str, meter: Meter,
+                   settings: MeasureSettings, runtime: tuple[str, str],
+                   progress: ProgressFn | None = None) -> BenchmarkResult:
+    """The whole model in situ: per-op windows from the runtime's profiler, energy per op.
+    Raises ProfilerUnavailable (before the meter starts) when no profiler works here."""
+    layers = read_layers(model_bytes)
+    if progress:
+        progress(Progress("prepare", 0, 1, "loading the model in the profiler"))
+    with open_profiled_model(model_bytes, num_threads=settings.num_threads,
+                             seed=settings.seed) as model:
+        raw, run = record_insitu(model, layers, meter, settings, progress)
+    return integrate_insitu(raw, run, layers, meter, settings, model_sha256,
+                            (f"{runtime[0]} ({run.backend})", runtime[1]))
+
+
 def fit_to_meter(settings: MeasureSettings, sample_rate_hz: float) -> MeasureSettings:
     """Stretch windows that would be too short for the meter: every window (each layer, the
     idle baseline, the whole-model loop) spans at least ``MIN_WINDOW_PERIODS`` samples."""
@@ -463,12 +545,10 @@ def measure(
 ) -> BenchmarkResult:
     """Run ``settings.mode``, with CPU clocks and temperatures read before and after: a run
     that throttled is flagged, never silently averaged in."""
-    if settings.mode == "whole":
-        run = measure_whole
-    elif settings.mode == "layers":
-        run = measure_layers
-    else:
-        raise ValueError(f"unknown measuring mode {settings.mode!r} (known: layers, whole)")
+    modes = {"whole": measure_whole, "layers": measure_layers, "insitu": measure_insitu}
+    if settings.mode not in modes:
+        raise ValueError(f"unknown measuring mode {settings.mode!r} (known: {', '.join(modes)})")
+    run = modes[settings.mode]
     settings = fit_to_meter(settings, meter.description.sample_rate_hz)
     before = read_conditions(sysfs_root)
     switch = sys.getswitchinterval()

@@ -34,6 +34,7 @@ from agent.meters.base import Meter, MeterError, open_meter
 from agent.meters.factory import discover_meters
 from agent.models.errors import ModelError
 from agent.models.parse import read_layers
+from agent.profiler import ProfilerUnavailable
 from agent.results import DeviceFacts, MeasureSettings, Progress
 from agent.runtime import runtime_info
 from protos.joulefarm.v1 import agent_pb2 as pb
@@ -224,6 +225,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 return
             if isinstance(event, ModelError):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(event))
+            if isinstance(event, ProfilerUnavailable):
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"insitu: {event}")
             if isinstance(event, MeterError):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"meter: {event}")
             if isinstance(event, BaseException):

@@ -39,7 +39,7 @@ MODEL_KEYS = {"name", "recipe", "seed", "file"}
 SELECT_KEYS = {"names", "tags"}
 MEASURE_KEYS = {f.name for f in fields(MeasureSettings) if f.name != "extra"} | {"timeout_s"}
 DEFAULT_TIMEOUT_S = 600.0
-MODES = ("layers", "whole")
+MODES = ("layers", "whole", "insitu")
 
 
 class SuiteError(JoulefarmError):

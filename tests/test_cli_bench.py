@@ -61,5 +61,5 @@ def test_bench_rejects_bad_input_with_exit_code_2(tmp_path: Path, model_file: Pa
     junk.write_bytes(b"\x00" * 64)
     bad = run_cli("bench", str(junk), timeout=60)
     assert bad.returncode == 2 and "junk.tflite" in bad.stderr
-    mode = run_cli("bench", str(model_file), "--mode", "insitu", timeout=60)
-    assert mode.returncode == 2 and "unknown mode 'insitu'" in mode.stderr
+    mode = run_cli("bench", str(model_file), "--mode", "turbo", timeout=60)
+    assert mode.returncode == 2 and "unknown mode 'turbo'" in mode.stderr

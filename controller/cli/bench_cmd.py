@@ -10,16 +10,18 @@ import typer
 from agent.measure import measure
 from agent.meters.base import MeterError, open_meter
 from agent.models.errors import ModelError
+from agent.profiler import ProfilerUnavailable
 from agent.results import BenchmarkResult, MeasureSettings
 from agent.runtime import runtime_info
 from controller.cli.console import OutputFormat, console, print_rows
 from controller.cli.model_cmd import ModelArgument, ModelFileError, read_model_file
 from controller.errors import JoulefarmError
 
-MODES = ("layers", "whole")
+MODES = ("layers", "whole", "insitu")
 
 ModeOption = typer.Option("layers", "--mode", help="layers: each layer looped alone; "
-                          "whole: the whole model looped (latency percentiles).")
+                          "whole: the whole model looped (latency percentiles); insitu: the "
+                          "whole model looped with the runtime's per-op profiler.")
 MeterOption = typer.Option("sim", "--meter", help="Meter kind (sim simulates power).")
 ProfileOption = typer.Option("host", "--profile", help="Simulated device profile (sim meter).")
 RateOption = typer.Option(None, "--sample-rate-hz", help="Meter sample rate.")
@@ -94,6 +96,8 @@ def bench(
             result = measure(content, sha, power_meter, settings, runtime_info())
     except ModelError as e:
         raise ModelFileError(f"{model}: {e}") from e
+    except ProfilerUnavailable as e:
+        raise BenchError(f"--mode insitu: {e}") from e
     fmt = OutputFormat.json if as_json else fmt
     columns, rows = _whole_rows(result) if mode == "whole" else _layer_rows(result)
     # Every row says where its energy comes from, in every format.

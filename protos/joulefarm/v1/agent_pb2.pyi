@@ -12,9 +12,11 @@ class MeasureMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEASURE_MODE_UNSPECIFIED: _ClassVar[MeasureMode]
     MEASURE_MODE_LAYERS: _ClassVar[MeasureMode]
     MEASURE_MODE_WHOLE: _ClassVar[MeasureMode]
+    MEASURE_MODE_INSITU: _ClassVar[MeasureMode]
 MEASURE_MODE_UNSPECIFIED: MeasureMode
 MEASURE_MODE_LAYERS: MeasureMode
 MEASURE_MODE_WHOLE: MeasureMode
+MEASURE_MODE_INSITU: MeasureMode
 
 class GetDeviceFactsRequest(_message.Message):
     __slots__ = ()
