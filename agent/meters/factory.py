@@ -7,6 +7,7 @@ temporary directory in for ``/``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,12 +15,8 @@ from typing import Any
 
 from agent.meters.base import Meter, MeterDescription, MeterError
 
-# Kinds that need a vendor library (a later optional extra) not implemented yet.
-EXTERNAL_KINDS = {
-    "joulescope": "joulescope (PyPI 'joulescope'/'pyjls')",
-    "monsoon": "Monsoon HVPM (PyPI 'monsoon')",
-    "otii": "Qoitech Otii (PyPI 'otii_tcp_client')",
-}
+# Kinds with no driver yet, and what they would need (all registry kinds have one now).
+EXTERNAL_KINDS: dict[str, str] = {}
 
 # Option names each kind accepts (anything else is a mistake worth reporting).
 KIND_OPTIONS: dict[str, frozenset[str]] = {
@@ -32,6 +29,11 @@ KIND_OPTIONS: dict[str, frozenset[str]] = {
     "tegrastats": frozenset({"interval_ms", "total_rail", "command"}),
     "android-battery": frozenset({"current_unit", "voltage_unit", "discharge_sign"}),
     "android-odpm": frozenset({"source", "rails"}),
+    "replay": frozenset({"path", "offset_s", "format"}),
+    "joulescope": frozenset({"serial", "gpi", "config"}),
+    "monsoon": frozenset({"serial", "channel", "vout"}),
+    "otii": frozenset({"host", "port", "device", "channel", "gpi", "keep_recording",
+                       "licensing"}),
 }
 
 
@@ -101,10 +103,49 @@ def open_meter(
                                    current_unit=opts.get("current_unit"),
                                    voltage_unit=opts.get("voltage_unit"),
                                    discharge_sign=opts.get("discharge_sign"))
+    if kind in ("replay", "joulescope", "monsoon", "otii"):
+        return _open_lab_meter(kind, opts, rate, root)
     from agent.meters.android_odpm import open_odpm  # the last kind: android-odpm
 
     return open_odpm(root=root, source=opts.get("source", "auto"), sample_rate_hz=rate,
                      rails=opts.get("rails"))
+
+
+def _under_root(root: Path, path: str | Path) -> Path:
+    p = Path(path)
+    return root / p.relative_to("/") if p.is_absolute() else p
+
+
+def _open_lab_meter(kind: str, opts: dict[str, Any], rate: float | None, root: Path) -> Meter:
+    """The lab instruments and the replay meter (each imports its vendor library, if any, only
+    when opened)."""
+    serial = None if opts.get("serial") is None else str(opts["serial"])
+    if kind == "replay":
+        from agent.meters.replay import ReplayMeter
+
+        if "path" not in opts:
+            raise MeterError("meter kind 'replay' needs option 'path' (a recording: .npz, "
+                             ".csv with t_s,power_w, .parquet, .jls or a Monsoon CSV)")
+        return ReplayMeter(_under_root(root, opts["path"]),
+                           offset_s=float(opts.get("offset_s", 0.0)),
+                           fmt=opts.get("format", "auto"), sample_rate_hz=rate)
+    if kind == "joulescope":
+        from agent.meters.joulescope import JoulescopeMeter
+
+        return JoulescopeMeter(serial=serial, sample_rate_hz=rate,
+                               gpi=bool(opts.get("gpi", True)), config=opts.get("config", "auto"))
+    if kind == "monsoon":
+        from agent.meters.monsoon import MonsoonMeter
+
+        return MonsoonMeter(serial=serial, channel=opts.get("channel", "main"),
+                            vout=opts.get("vout"), sample_rate_hz=rate)
+    from agent.meters.otii import DEFAULT_HOST, DEFAULT_PORT, OtiiMeter
+
+    return OtiiMeter(host=opts.get("host", DEFAULT_HOST), port=int(opts.get("port", DEFAULT_PORT)),
+                     device=opts.get("device"), sample_rate_hz=rate,
+                     channel=opts.get("channel", "mp"), gpi=opts.get("gpi", ()),
+                     keep_recording=bool(opts.get("keep_recording", False)),
+                     licensing=opts.get("licensing", "auto"))
 
 
 def _found(kind: str, rate_hz: float, description: str) -> MeterDescription:
@@ -195,9 +236,53 @@ def _discover_odpm(root: Path) -> list[MeterDescription]:
                    f"Pixel ODPM energy_value ({len(devices)} PMIC)")]
 
 
+def _usb_ids(root: Path) -> list[tuple[int, int, Path]]:
+    devices = []
+    for path in sorted((root / "sys/bus/usb/devices").glob("*")):
+        try:
+            vid = int((path / "idVendor").read_text().strip(), 16)
+            pid = int((path / "idProduct").read_text().strip(), 16)
+        except (OSError, ValueError):
+            continue  # interfaces and hubs without ids
+        devices.append((vid, pid, path))
+    return devices
+
+
+def _usb_serial(path: Path) -> str:
+    try:
+        return (path / "serial").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _install_hint(module: str, kind: str) -> str:
+    if importlib.util.find_spec(module) is None:
+        return f" (driver not installed: pip install 'joulefarm[{kind}]')"
+    return ""
+
+
+def _discover_usb(root: Path) -> list[MeterDescription]:
+    """Joulescopes and Monsoon monitors on this machine's USB, by vendor and product id. (An
+    Otii is reached over TCP through its application: configured, not discovered.)"""
+    from agent.meters import joulescope, monsoon
+
+    found = []
+    for vid, pid, path in _usb_ids(root):
+        if (vid, pid) in joulescope.USB_IDS:
+            found.append(_found(joulescope.KIND, joulescope.DEFAULT_RATE_HZ,
+                                f"Joulescope {joulescope.USB_IDS[vid, pid]} serial "
+                                f"{_usb_serial(path)} on USB {path.name}"
+                                + _install_hint("joulescope", joulescope.KIND)))
+        elif (vid, pid) == (monsoon.USB_VENDOR_ID, monsoon.USB_PRODUCT_ID):
+            found.append(_found(monsoon.KIND, monsoon.MONSOON_RATE_HZ,
+                                f"Monsoon power monitor serial {_usb_serial(path)} on USB "
+                                f"{path.name}" + _install_hint("Monsoon", monsoon.KIND)))
+    return found
+
+
 _DISCOVERERS: tuple[Callable[[Path], list[MeterDescription]], ...] = (
     _discover_rapl, _discover_hwmon, _discover_iio, _discover_ina2xx, _discover_pmic,
-    _discover_tegrastats, _discover_battery, _discover_odpm,
+    _discover_tegrastats, _discover_battery, _discover_odpm, _discover_usb,
 )
 
 
