@@ -327,3 +327,16 @@ def test_forced_format_mismatch_names_line() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TraceInputError, match="no such file"):
         import_trace(tmp_path / "nope.csv")
+
+
+def test_monsoon_csv_written_under_numpy2_imports(tmp_path) -> None:
+    # The monsoon package writes cells as numpy reprs when numpy >= 2 is installed.
+    from controller.traces import import_trace
+
+    path = tmp_path / "hvpm.csv"
+    rows = ["Time(ms),Main(mA),Main Voltage(V)"]
+    rows += [f"np.float64({i / 5000:.4f}),np.float64(100.0),np.float64(4.2)" for i in range(50)]
+    path.write_text("\n".join(rows) + "\n")
+    trace = import_trace(path)
+    assert len(trace.power_w) == 50
+    assert float(trace.power_w[0]) == pytest.approx(0.42)

@@ -102,7 +102,7 @@ def looks_like_monsoon_header(line: str) -> bool:
     return TIME_COLUMN in names and bool(names & {"Main(mA)", "USB(mA)", "Aux(mA)"})
 
 
-def _number(cell: str) -> float:
+def monsoon_number(cell: str) -> float:
     # numpy >= 2 repr: "np.float64(0.25)"; older numpy and Python floats: "0.25".
     cell = cell.strip()
     if cell.endswith(")") and "(" in cell:
@@ -148,8 +148,8 @@ def read_monsoon_csv(path: Path, channel: str | None = None) -> MonsoonCsv:
             raise MeterParseError(source, line_no, line,
                                   f"{len(cells)} cells for {len(names)} columns")
         try:
-            rows.append((_number(cells[cols[0]]), _number(cells[cols[1]]),
-                         _number(cells[cols[2]])))
+            rows.append((monsoon_number(cells[cols[0]]), monsoon_number(cells[cols[1]]),
+                         monsoon_number(cells[cols[2]])))
         except ValueError:
             raise MeterParseError(source, line_no, line, "not a number") from None
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 3)

@@ -16,6 +16,7 @@ import numpy as np
 
 from controller.traces.errors import TraceFormatError
 from controller.traces.model import Trace, build_trace
+from agent.meters.monsoon import monsoon_number
 from controller.traces.table import CsvHeader, read_columns, read_header
 
 MONSOON_RATE_HZ = 5000.0
@@ -44,9 +45,12 @@ def read_monsoon_trace(path: Path, sample_rate_hz: float = MONSOON_RATE_HZ) -> T
             f"{path}:{header.line}: Monsoon header {names} has no channel with both current and "
             "voltage (Main(mA) + Main Voltage(V), or USB(mA) + USB Voltage(V))")
     current_name, voltage_name = channel
+    # The monsoon package writes numpy reprs ("np.float64(0.25)") under numpy >= 2.
+    plain_or_repr = (monsoon_number, "a number or np.float64(...)")
     data = read_columns(path, header, {"stamp": names.index(TIME_COLUMN),
                                        "current": names.index(current_name),
-                                       "voltage": names.index(voltage_name)})
+                                       "voltage": names.index(voltage_name)},
+                        converters={k: plain_or_repr for k in ("stamp", "current", "voltage")})
     stamps = data["stamp"]
     n = len(stamps)
     if n == 0:
