@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.meters.monsoon import monsoon_number
 from controller.traces.errors import TraceFormatError
 from controller.traces.model import Trace, build_trace
-from agent.meters.monsoon import monsoon_number
 from controller.traces.table import CsvHeader, read_columns, read_header
 
 MONSOON_RATE_HZ = 5000.0
