@@ -76,7 +76,7 @@ def settings_to_proto(model_sha256: str, s: MeasureSettings) -> pb.RunBenchmarkR
         model_sha256=model_sha256, mode=mode_to_proto(s.mode), num_threads=s.num_threads,
         warmup_iterations=s.warmup_iterations, min_layer_duration_s=s.min_layer_duration_s,
         min_iterations=s.min_iterations, idle_duration_s=s.idle_duration_s, seed=s.seed,
-        min_duration_s=s.min_duration_s,
+        min_duration_s=s.min_duration_s, use_xnnpack=s.use_xnnpack, delegate_path=s.delegate_path,
     )
 
 
@@ -92,6 +92,8 @@ def settings_from_proto(r: pb.RunBenchmarkRequest) -> MeasureSettings:
         idle_duration_s=r.idle_duration_s or d.idle_duration_s,
         seed=r.seed,
         min_duration_s=r.min_duration_s or d.min_duration_s,
+        use_xnnpack=r.use_xnnpack,
+        delegate_path=r.delegate_path,
     )
 
 

@@ -27,7 +27,7 @@ import joulefarm
 from agent.meters.base import AnyTrace, Meter
 from agent.models.chain import LayerChain, WholeModel
 from agent.models.parse import LayerInfo, read_layers
-from agent.profiler import ProfiledModel, ProfileRun, open_profiled_model
+from agent.profiler import ProfiledModel, ProfileRun, ProfilerUnavailable, open_profiled_model
 from agent.results import (
     BenchmarkResult,
     DecimatedTrace,
@@ -419,7 +419,9 @@ def measure_layers(
     """The whole layer-mode benchmark of one model on this device."""
     if progress:
         progress(Progress("prepare", 0, 1, "splitting the model into layers"))
-    chain = LayerChain(model_bytes, num_threads=settings.num_threads)
+    chain = LayerChain(model_bytes, num_threads=settings.num_threads,
+                       use_xnnpack=settings.use_xnnpack,
+                       delegate_path=settings.delegate_path or None)
     raw = record_layers(chain, meter, settings, progress)
     return integrate_run(raw, chain, meter, settings, model_sha256, runtime)
 
@@ -436,7 +438,9 @@ def measure_whole(
     layers = read_layers(model_bytes)
     macs = sum(x.macs for x in layers)
     moved = sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers)
-    model = WholeModel(model_bytes, num_threads=settings.num_threads)
+    model = WholeModel(model_bytes, num_threads=settings.num_threads,
+                       use_xnnpack=settings.use_xnnpack,
+                       delegate_path=settings.delegate_path or None)
     raw = record_whole(model, macs, moved, meter, settings, progress)
     return integrate_whole(raw, meter, settings, model_sha256, runtime)
 
@@ -515,8 +519,11 @@ def measure_insitu(model_bytes: bytes, model_sha256: str, meter: Meter,
     layers = read_layers(model_bytes)
     if progress:
         progress(Progress("prepare", 0, 1, "loading the model in the profiler"))
+    if settings.delegate_path:
+        raise ProfilerUnavailable("in-situ profiling with an external delegate is not supported; "
+                                  "use --mode layers or whole")
     with open_profiled_model(model_bytes, num_threads=settings.num_threads,
-                             seed=settings.seed) as model:
+                             use_xnnpack=settings.use_xnnpack, seed=settings.seed) as model:
         raw, run = record_insitu(model, layers, meter, settings, progress)
     return integrate_insitu(raw, run, layers, meter, settings, model_sha256,
                             (f"{runtime[0]} ({run.backend})", runtime[1]))

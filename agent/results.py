@@ -140,4 +140,7 @@ class MeasureSettings:
     seed: int = 0
     # Whole mode: the timed loop lasts at least this long.
     min_duration_s: float = 1.0
+    # Runtime: the default XNNPACK delegate, and an external delegate library by path.
+    use_xnnpack: bool = False
+    delegate_path: str = ""
     extra: dict[str, str] = field(default_factory=dict)

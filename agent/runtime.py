@@ -8,9 +8,11 @@ measurement needs; with XNNPACK the delegate fuses and re-partitions the graph.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib
 import importlib.metadata
+import os
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
@@ -59,12 +61,31 @@ def runtime_info() -> tuple[str, str]:
     return dist, version
 
 
+def load_delegate(module: ModuleType, path: str) -> Any:
+    """An external delegate (a vendor's NPU/GPU ``.so``) by path; ``ModelError`` if it will
+    not load, naming the path."""
+    if not os.path.exists(path):
+        raise ModelError(f"delegate library {path} does not exist")
+    try:
+        # Probe with ctypes first: the runtimes' Delegate raises from __del__ when its own
+        # load fails, which would leak a second, confusing error.
+        ctypes.CDLL(path)
+    except OSError as exc:
+        raise ModelError(f"cannot load delegate library {path}: {_one_line(exc)}") from exc
+    try:
+        return module.load_delegate(path)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(f"cannot load delegate library {path}: {_one_line(exc)}") from exc
+
+
 def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: bool = False,
-                     input_shapes: Sequence[Sequence[int]] | None = None) -> Any:
+                     input_shapes: Sequence[Sequence[int]] | None = None,
+                     delegate_path: str | None = None) -> Any:
     """An allocated ``Interpreter`` for ``model_bytes``.
 
     Without XNNPACK the op resolver is ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (plain builtin
     kernels, one per TFLite node); with it, ``BUILTIN`` (the default XNNPACK delegate applies).
+    ``delegate_path`` names an external delegate library applied on top.
     ``input_shapes``, if given, resizes the inputs (in model input order) before allocation,
     e.g. to pin dynamic batch dimensions. Load and allocation failures raise ``ModelError``.
     """
@@ -78,10 +99,12 @@ def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: b
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=_QUIET_MODULES)
+            delegates = [load_delegate(module, delegate_path)] if delegate_path else None
             interpreter = module.Interpreter(
                 model_content=bytes(model_bytes),
                 num_threads=num_threads,
                 experimental_op_resolver_type=resolver_type,
+                experimental_delegates=delegates,
             )
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"the runtime could not load the model: {_one_line(exc)}") from exc

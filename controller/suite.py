@@ -136,9 +136,9 @@ def load_suite(path: str | Path) -> Suite:
     for key, value in measure.items():
         expected = type(getattr(defaults, key))
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        _require(ok and not isinstance(value, bool), path, f"measure.{key}",
-                 f"must be {expected.__name__}, got {value!r}")
-        if key != "mode":
+        _require(ok and (expected is bool or not isinstance(value, bool)), path,
+                 f"measure.{key}", f"must be {expected.__name__}, got {value!r}")
+        if expected in (int, float):
             _require(value >= 0, path, f"measure.{key}", f"must be >= 0, got {value!r}")
     _require(measure.get("mode", "layers") in MODES, path, "measure.mode",
              f"unsupported mode {measure.get('mode')!r} (supported: {', '.join(MODES)})")
@@ -157,8 +157,8 @@ def load_suite(path: str | Path) -> Suite:
                 raise SuiteError(f"{path}: matrix.{key}: {e}") from e
             expected = type(getattr(defaults, key))
             ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-            _require(ok and not isinstance(value, bool), path, f"matrix.{key}",
-                     f"values must be {expected.__name__}, got {value!r}")
+            _require(ok and (expected is bool or not isinstance(value, bool)), path,
+                     f"matrix.{key}", f"values must be {expected.__name__}, got {value!r}")
         if key == "mode":
             bad = [v for v in values if v not in MODES]
             _require(not bad, path, "matrix.mode",

@@ -37,10 +37,32 @@ OWN_PACKAGES = {"agent", "protos", "joulefarm"}  # inside the joulefarm wheel
 CONTROLLER_ONLY = {"duckdb", "pyarrow", "polars", "typer", "rich", "paramiko"}
 
 
+def _optional_imports(tree: ast.AST) -> set[int]:
+    """ids of import nodes inside ``try: ... except ImportError`` (optional extras)."""
+    optional: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = set()
+        for handler in node.handlers:
+            types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+            caught |= {t.id for t in types if isinstance(t, ast.Name)}
+        if caught & {"ImportError", "ModuleNotFoundError"}:
+            for stmt in node.body:
+                optional |= {id(n) for n in ast.walk(stmt)
+                             if isinstance(n, ast.Import | ast.ImportFrom)}
+    return optional
+
+
 def imported_modules(path: Path) -> set[str]:
-    """Top-level modules `path` imports, at any depth (lazy imports count too)."""
+    """Top-level modules `path` needs, at any depth (lazy imports count too; imports guarded by
+    ``except ImportError`` are optional extras and do not)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    optional = _optional_imports(tree)
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

@@ -87,9 +87,10 @@ class WholeModel:
     """The unsplit model in one interpreter: the reference the chain is checked against."""
 
     def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
-                 use_xnnpack: bool = False) -> None:
+                 use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
         self.interpreter = runtime.load_interpreter(model_bytes, num_threads=num_threads,
-                                            use_xnnpack=use_xnnpack)
+                                                    use_xnnpack=use_xnnpack,
+                                                    delegate_path=delegate_path)
         self._inputs = [d["index"] for d in self.interpreter.get_input_details()]
         self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
         self.input_specs: list[TensorSpec] = [
@@ -123,7 +124,7 @@ class LayerChain:
     """One interpreter per layer sub-model, chained to compute the whole model."""
 
     def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
-                 use_xnnpack: bool = False) -> None:
+                 use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
         graph = load_graph(model_bytes)
         tensors = graph.subgraph.tensors
         self._model_bytes = bytes(model_bytes)
@@ -150,7 +151,7 @@ class LayerChain:
         bytes) reflect the shapes seen at run time if they differ from the file's."""
         self.interpreters = [
             runtime.load_interpreter(m.model_bytes, num_threads=num_threads,
-                                     use_xnnpack=use_xnnpack)
+                                     use_xnnpack=use_xnnpack, delegate_path=delegate_path)
             for m in self.layer_models
         ]
         self._in = [[d["index"] for d in it.get_input_details()] for it in self.interpreters]

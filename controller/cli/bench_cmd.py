@@ -32,6 +32,9 @@ LayerDurationOption = typer.Option(0.02, "--min-layer-duration-s", min=0.0,
                                    help="Layers mode: minimum timed duration per layer.")
 FormatOpt = typer.Option(OutputFormat.table, "--format", "-f", help="table, csv or json.")
 JsonOption = typer.Option(False, "--json", help="Shorthand for --format json.")
+XnnpackOption = typer.Option(False, "--xnnpack/--no-xnnpack",
+                             help="Use TFLite's default XNNPACK delegate (fuses ops).")
+DelegateOption = typer.Option(None, "--delegate", help="External delegate library (.so).")
 
 
 class BenchError(JoulefarmError):
@@ -79,6 +82,8 @@ def bench(
     min_layer_duration_s: float = LayerDurationOption,
     fmt: OutputFormat = FormatOpt,
     as_json: bool = JsonOption,
+    xnnpack: bool = XnnpackOption,
+    delegate: Path | None = DelegateOption,
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
     if mode not in MODES:
@@ -89,7 +94,8 @@ def bench(
     except (MeterError, ValueError) as e:
         raise BenchError(f"--meter {meter}: {e}") from e
     settings = MeasureSettings(mode=mode, num_threads=threads, min_duration_s=min_duration_s,
-                               min_layer_duration_s=min_layer_duration_s)
+                               min_layer_duration_s=min_layer_duration_s, use_xnnpack=xnnpack,
+                               delegate_path=str(delegate) if delegate else "")
     sha = hashlib.sha256(content).hexdigest()
     try:
         with console.status(f"measuring {model.name} ({mode})"):

@@ -101,7 +101,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., already_cached: _Optional[bool] = ...) -> None: ...
 
 class RunBenchmarkRequest(_message.Message):
-    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s")
+    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s", "use_xnnpack", "delegate_path")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,8 @@ class RunBenchmarkRequest(_message.Message):
     IDLE_DURATION_S_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     MIN_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    USE_XNNPACK_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_PATH_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     num_threads: int
@@ -120,7 +122,9 @@ class RunBenchmarkRequest(_message.Message):
     idle_duration_s: float
     seed: int
     min_duration_s: float
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ...) -> None: ...
+    use_xnnpack: bool
+    delegate_path: str
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ..., use_xnnpack: _Optional[bool] = ..., delegate_path: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "done", "total", "message")

@@ -1,0 +1,51 @@
+"""Runtime options reach the interpreter: XNNPACK on/off, an external delegate by path, and
+suites that vary them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from agent.measure import measure
+from agent.meters.sim import SimMeter
+from agent.models.builder import RECIPES
+from agent.models.errors import ModelError
+from agent.results import MeasureSettings
+from agent.runtime import load_interpreter, runtime_info
+from controller.suite import SuiteError, load_suite
+from controller.sweep import job_configs
+
+
+def test_xnnpack_whole_model_runs_and_matches_truth() -> None:
+    model = RECIPES["mlp"](0)
+    settings = MeasureSettings(mode="whole", min_duration_s=0.1, idle_duration_s=0.1,
+                               use_xnnpack=True)
+    result = measure(model, hashlib.sha256(model).hexdigest(), SimMeter("host", seed=1),
+                     settings, runtime_info())
+    assert result.whole is not None and result.whole.iterations >= 5
+    assert result.whole.energy_j == pytest.approx(result.whole.true_energy_j, rel=0.05)
+
+
+def test_a_missing_or_broken_delegate_is_a_clear_error(tmp_path: Path) -> None:
+    model = RECIPES["mlp"](0)
+    with pytest.raises(ModelError, match="delegate library .*nope.so does not exist"):
+        load_interpreter(model, delegate_path=str(tmp_path / "nope.so"))
+    junk = tmp_path / "junk.so"
+    junk.write_bytes(b"not a shared object")
+    with pytest.raises(ModelError, match="cannot load delegate library .*junk.so"):
+        load_interpreter(model, delegate_path=str(junk))
+
+
+def test_suite_matrix_over_runtime_options(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('schema_version = 1\nname = "x"\n[matrix]\nuse_xnnpack = [false, true]\n'
+                    'num_threads = [1, 2]\n[[model]]\nname = "m"\nrecipe = "mlp"\n')
+    configs = job_configs(load_suite(path))
+    assert {(c["use_xnnpack"], c["num_threads"]) for c in configs} == {
+        (False, 1), (False, 2), (True, 1), (True, 2)}
+    path.write_text('schema_version = 1\nname = "x"\n[matrix]\nuse_xnnpack = [1]\n'
+                    '[[model]]\nname = "m"\nrecipe = "mlp"\n')
+    with pytest.raises(SuiteError, match="matrix.use_xnnpack: values must be bool, got 1"):
+        load_suite(path)
