@@ -53,6 +53,10 @@ SYNC_GUARD_S = MAX_CLOCK_OFFSET_S + 0.01
 IDLE_EDGE_MARGIN_S = 0.01
 # Idle time after the last layer (longer than any plausible residual clock error).
 TAIL_S = 0.01
+# Layers mode loops the whole model too, this many layer windows long (at least the minimum):
+# sum of per-layer latency and energy vs the whole model shows what splitting changed.
+ADDITIVITY_WINDOWS = 5
+ADDITIVITY_MIN_S = 0.05
 # The decimated trace sent back with every result (min/max/mean per bucket).
 MAX_TRACE_BUCKETS = 4000
 # A polled sensor's read interval longer than this many periods is a gap.
@@ -138,13 +142,20 @@ def _layer_bytes(chain: LayerChain, i: int) -> int:
     return int(info.act_in_bytes + info.act_out_bytes + info.param_bytes)
 
 
+def additivity_duration_s(settings: MeasureSettings) -> float:
+    """How long layers mode loops the whole model for the additivity check."""
+    return max(ADDITIVITY_WINDOWS * settings.min_layer_duration_s, ADDITIVITY_MIN_S)
+
+
 def record_layers(
     chain: LayerChain,
     meter: Meter,
     settings: MeasureSettings,
     progress: ProgressFn | None = None,
+    whole_model: WholeModel | None = None,
 ) -> RawRun:
-    """Run the idle baseline, the sync pattern and every layer while ``meter`` records."""
+    """Run the idle baseline, the sync pattern and every layer while ``meter`` records; then,
+    given ``whole_model``, the unsplit model (the additivity check)."""
     chain.feed(chain.random_inputs(settings.seed))
     n = len(chain.layers)
     started_unix = time.time()
@@ -171,11 +182,23 @@ def record_layers(
         meter.note_activity("layer", start, end, macs=chain.layers[i].macs * count,
                             bytes_moved=_layer_bytes(chain, i) * count)
         windows.append(LayerWindow(i, start, end, count))
+    whole = None
+    if whole_model is not None:
+        # The unsplit model in the same trace: the additivity check (sum of layers vs whole).
+        if progress:
+            progress(Progress("layers", n, n, "whole model, for the additivity check"))
+        whole_model.set_inputs(chain.random_inputs(settings.seed))
+        for _ in range(settings.warmup_iterations):
+            whole_model.interpreter.invoke()
+        layers = chain.layers
+        whole = loop_whole(whole_model, sum(x.macs for x in layers),
+                           sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers),
+                           meter, additivity_duration_s(settings), settings.min_iterations)
     trace = _tail_and_stop(meter)
     if progress:
         progress(Progress("layers", n, n, "integrating"))
     return RawRun(trace, idle_window, busy_starts, busy_ends, tuple(windows),
-                  started_unix, time.time())
+                  started_unix, time.time(), whole=whole)
 
 
 def _prelude(meter: Meter, settings: MeasureSettings
@@ -202,39 +225,47 @@ def _tail_and_stop(meter: Meter) -> AnyTrace:
     return meter.stop()
 
 
-def record_whole(
-    model: WholeModel, macs: int, bytes_moved: int, meter: Meter, settings: MeasureSettings,
-    progress: ProgressFn | None = None,
-) -> RawRun:
-    """Idle baseline, sync pattern, then the whole model looped for ``min_duration_s``."""
-    model.set_inputs(model.random_inputs(settings.seed))
+def loop_whole(model: WholeModel, macs: int, bytes_moved: int, meter: Meter,
+               min_duration_s: float, min_iterations: int) -> WholeWindow:
+    """The whole model looped for ``min_duration_s`` (and ``min_iterations`` calls), every
+    call's latency kept; the meter is told what ran."""
     invoke = model.interpreter.invoke
-    for _ in range(settings.warmup_iterations):
-        invoke()
-    started_unix = time.time()
-    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
-    if progress:
-        progress(Progress("whole", 0, 1, f"looping for {settings.min_duration_s:g} s"))
     latencies = []
     clock = time.perf_counter
     start = clock()
-    deadline = start + settings.min_duration_s
+    deadline = start + min_duration_s
     before = start
     while True:
         invoke()
         after = clock()
         latencies.append(after - before)
         before = after
-        if len(latencies) >= settings.min_iterations and after >= deadline:
+        if len(latencies) >= min_iterations and after >= deadline:
             break
-    end = after
     n = len(latencies)
-    meter.note_activity("layer", start, end, macs=macs * n, bytes_moved=bytes_moved * n)
+    meter.note_activity("layer", start, after, macs=macs * n, bytes_moved=bytes_moved * n)
+    return WholeWindow(start, after, np.asarray(latencies))
+
+
+def record_whole(
+    model: WholeModel, macs: int, bytes_moved: int, meter: Meter, settings: MeasureSettings,
+    progress: ProgressFn | None = None,
+) -> RawRun:
+    """Idle baseline, sync pattern, then the whole model looped for ``min_duration_s``."""
+    model.set_inputs(model.random_inputs(settings.seed))
+    for _ in range(settings.warmup_iterations):
+        model.interpreter.invoke()
+    started_unix = time.time()
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
+    if progress:
+        progress(Progress("whole", 0, 1, f"looping for {settings.min_duration_s:g} s"))
+    whole = loop_whole(model, macs, bytes_moved, meter, settings.min_duration_s,
+                       settings.min_iterations)
     trace = _tail_and_stop(meter)
     if progress:
         progress(Progress("whole", 1, 1, "integrating"))
     return RawRun(trace, idle_window, busy_starts, busy_ends, (), started_unix, time.time(),
-                  whole=WholeWindow(start, end, np.asarray(latencies)))
+                  whole=whole)
 
 
 def _shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
@@ -377,15 +408,18 @@ def integrate_run(
             flags=tuple(joulefarm.flag_names(int(stats["flags"][k]))),
             true_energy_j=truth(w.start_s, w.end_s) / w.iterations if truth else None,
         ))
-    return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers))
+    whole = None
+    if raw.whole is not None:
+        whole = whole_record(raw, fit, meter, settings, additivity_duration_s(settings))
+    return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers),
+                   whole=whole)
 
 
-def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
-                    runtime: tuple[str, str]) -> BenchmarkResult:
-    """Energy per inference over the whole loop; latency percentiles from every call."""
+def whole_record(raw: RawRun, fit: Alignment, meter: Meter, settings: MeasureSettings,
+                 min_duration_s: float) -> WholeModelRecord:
+    """Energy per inference over the whole-model window; latency percentiles of every call."""
     assert raw.whole is not None
     w = raw.whole
-    fit = align_and_baseline(raw)
     stats = integrate(raw, fit.offset_s, np.array([w.start_s]), np.array([w.end_s]))
     n = w.iterations
     energy = float(stats["energy_j"][0])
@@ -393,11 +427,11 @@ def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_
     p50, p90, p99 = np.percentile(w.latencies_s, [50, 90, 99])
     truth = _truth(meter)
     flags = list(joulefarm.flag_names(int(stats["flags"][0])))
-    if duration < settings.min_duration_s:
+    if duration < min_duration_s:
         flags.append("min_duration_not_met")
     if n < settings.min_iterations:
         flags.append("min_iterations_not_met")
-    record = WholeModelRecord(
+    return WholeModelRecord(
         iterations=n, window_start_s=w.start_s, window_end_s=w.end_s,
         latency_mean_s=duration / n, latency_p50_s=float(p50), latency_p90_s=float(p90),
         latency_p99_s=float(p99), energy_j=energy / n,
@@ -405,6 +439,13 @@ def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_
         mean_power_w=float(stats["mean_power_w"][0]), samples=int(stats["samples"][0]),
         coverage=float(stats["coverage"][0]), flags=tuple(flags),
         true_energy_j=truth(w.start_s, w.end_s) / n if truth else None)
+
+
+def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
+                    runtime: tuple[str, str]) -> BenchmarkResult:
+    """The whole-mode result: one window, energy per inference, latency percentiles."""
+    fit = align_and_baseline(raw)
+    record = whole_record(raw, fit, meter, settings, settings.min_duration_s)
     return _result(raw, meter, settings, model_sha256, runtime, fit, whole=record)
 
 
@@ -422,7 +463,10 @@ def measure_layers(
     chain = LayerChain(model_bytes, num_threads=settings.num_threads,
                        use_xnnpack=settings.use_xnnpack,
                        delegate_path=settings.delegate_path or None)
-    raw = record_layers(chain, meter, settings, progress)
+    whole_model = WholeModel(model_bytes, num_threads=settings.num_threads,
+                             use_xnnpack=settings.use_xnnpack,
+                             delegate_path=settings.delegate_path or None)
+    raw = record_layers(chain, meter, settings, progress, whole_model)
     return integrate_run(raw, chain, meter, settings, model_sha256, runtime)
 
 

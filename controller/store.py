@@ -133,8 +133,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         conditions_before JSON,           -- CPU clocks (kHz), temperatures (°C) before the run
         conditions_after JSON,
         layer_count INTEGER,
-        latency_s DOUBLE,                 -- layers: sum of per-layer; whole: mean per call
-        energy_j DOUBLE                   -- per inference (layers: summed over layers)
+        latency_s DOUBLE,                 -- layers/insitu: sum over layers; whole: mean per call
+        energy_j DOUBLE                   -- per inference (layers/insitu: summed over layers)
     );
     CREATE TABLE whole_measurements (
         run_id VARCHAR PRIMARY KEY,
@@ -180,6 +180,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         simulated BOOLEAN NOT NULL,
         PRIMARY KEY (run_id, layer_index)
     );
+    -- Layers mode also loops the unsplit model: how far the sum of the parts is from the whole.
+    CREATE VIEW additivity AS
+    SELECT r.run_id, r.sweep_id, r.device_name, r.model_name, r.mode,
+           r.latency_s AS layers_latency_s, w.latency_mean_s AS whole_latency_s,
+           r.latency_s / w.latency_mean_s AS latency_ratio,
+           r.energy_j AS layers_energy_j, w.energy_j AS whole_energy_j,
+           r.energy_j / w.energy_j AS energy_ratio, r.simulated
+    FROM runs r JOIN whole_measurements w USING (run_id)
+    WHERE r.mode <> 'whole';
     -- One row per layer with its device and model: what most queries want.
     CREATE VIEW layer_energy AS
     SELECT r.sweep_id, r.device_name, r.model_name, l.layer_index, l.op, l.macs,
@@ -385,7 +394,7 @@ class ResultStore:
         columns["simulated"] = [m.simulated] * len(layers)
         table = pa.Table.from_pydict(columns, schema=_LAYER_SCHEMA)
         w = result.whole
-        if w is not None:
+        if result.mode == "whole" and w is not None:
             latency, energy = w.latency_mean_s, w.energy_j
         else:
             latency = sum(x.latency_s for x in layers)

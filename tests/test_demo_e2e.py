@@ -132,3 +132,16 @@ def test_each_run_references_its_decimated_trace(demo_db: tuple[Path, str]) -> N
         assert 100 < table.num_rows <= 4000
         mins, maxs = table["min_w"].to_numpy(), table["max_w"].to_numpy()
         assert (mins <= maxs).all() and mins.min() > 0
+
+
+def test_layers_mode_reports_additivity_against_the_whole_model(
+        demo_db: tuple[Path, str]) -> None:
+    db, stdout = demo_db
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT model_name, latency_ratio, energy_ratio FROM additivity").fetchall()
+    assert len(rows) == 9  # every device x model
+    for model, latency_ratio, energy_ratio in rows:
+        # Splitting changes costs (lost fusion, cache effects), but not by an order.
+        assert 0.5 < latency_ratio < 2.0, model
+        assert 0.5 < energy_ratio < 2.0, model
+    assert "layers_vs_whole" in stdout

@@ -20,8 +20,8 @@ WITH truth AS (
     SELECT run_id, sum(true_energy_j) AS true_j, count(*) FILTER (len(flags) > 0) AS flagged
     FROM layer_measurements GROUP BY run_id
     UNION ALL
-    SELECT run_id, true_energy_j, CASE WHEN len(flags) > 0 THEN 1 ELSE 0 END
-    FROM whole_measurements
+    SELECT w.run_id, w.true_energy_j, CASE WHEN len(w.flags) > 0 THEN 1 ELSE 0 END
+    FROM whole_measurements w JOIN runs USING (run_id) WHERE runs.mode = 'whole'
 )
 SELECT r.device_name AS device,
        r.meter_kind || coalesce(':' || r.meter_profile, '') AS meter,
@@ -33,9 +33,10 @@ SELECT r.device_name AS device,
        round(r.energy_j * 1e3, 3) AS energy_mj,
        round(t.true_j * 1e3, 3) AS sim_truth_mj,
        round(100 * (r.energy_j - t.true_j) / t.true_j, 2) AS error_pct,
+       round(a.latency_ratio, 3) AS layers_vs_whole,
        round(r.idle_power_w, 3) AS idle_w,
        t.flagged AS flagged
-FROM runs r JOIN truth t USING (run_id)
+FROM runs r JOIN truth t USING (run_id) LEFT JOIN additivity a USING (run_id)
 WHERE r.sweep_id = '{sweep_id}'
 ORDER BY device, model, mode
 """
