@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 # Pipes and CI logs get wide lines rather than tables folded into 80 columns.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True, highlight=False)
 
 
