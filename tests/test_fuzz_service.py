@@ -1,0 +1,90 @@
+"""Fuzz: mutated real model files fed to the parser and to a live agent process.
+
+No crash, no hang: every mutant is either refused with a clear error or benchmarked, and the
+agent keeps serving. Deterministic (seeded) so a failure reproduces.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import grpc
+import pytest
+
+from agent.models.builder import RECIPES
+from agent.models.errors import ModelError
+from agent.models.parse import read_layers
+from agent.results import MeasureSettings
+from controller.client import AgentCallError, AgentClient
+from controller.localfarm import LocalFarm
+from controller.registry import parse_registry
+
+pytestmark = pytest.mark.slow
+
+N_MUTANTS = 120
+FAST = MeasureSettings(min_layer_duration_s=0.002, min_iterations=1, idle_duration_s=0.06,
+                       warmup_iterations=0)
+ALLOWED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    b = bytearray(data)
+    kind = rng.choice(["flip", "flip", "truncate", "splice", "zero"])
+    if kind == "flip":
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+    elif kind == "truncate":
+        del b[rng.randrange(8, len(b)):]
+    elif kind == "splice":
+        i = rng.randrange(len(b))
+        b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    else:
+        i = rng.randrange(len(b))
+        b[i:i + rng.randint(1, 64)] = bytes(min(64, len(b) - i))
+    return bytes(b)
+
+
+def test_mutated_models_never_crash_the_parser() -> None:
+    rng = random.Random(1)
+    seeds = [RECIPES[name](0) for name in ("tiny_cnn", "res_block", "concat_pad")]
+    for _ in range(600):
+        try:
+            read_layers(mutate(rng.choice(seeds), rng))
+        except ModelError:
+            pass
+
+
+def test_mutated_models_never_crash_or_hang_the_agent(tmp_path: Path) -> None:
+    registry = parse_registry('schema_version = 1\n[[device]]\nname = "fuzz"\nplatform = "sim"\n'
+                              'address = "127.0.0.1"\nlocal = true\n[device.meter]\n'
+                              'kind = "sim"\nprofile = "rpi4"\n', "fuzz.toml")
+    rng = random.Random(2)
+    seeds = [RECIPES[name](0) for name in ("tiny_cnn", "concat_pad")]
+    outcomes = {"refused": 0, "benchmarked": 0, "failed_cleanly": 0}
+    with LocalFarm(tmp_path) as farm:
+        agent = farm.start(registry.get("fuzz"))
+        with AgentClient("fuzz", agent.target, farm.token) as client:
+            for k in range(N_MUTANTS):
+                mutant = mutate(rng.choice(seeds), rng)
+                try:
+                    sha = client.upload(f"mutant-{k}", mutant, timeout_s=30)
+                except AgentCallError as e:
+                    assert e.code in ALLOWED, (k, e)
+                    outcomes["refused"] += 1
+                    continue
+                try:
+                    client.run_benchmark(sha, FAST, timeout_s=60)
+                    outcomes["benchmarked"] += 1
+                except AgentCallError as e:
+                    assert e.code in ALLOWED, (k, e)
+                    outcomes["failed_cleanly"] += 1
+                assert agent.process.poll() is None, f"agent died on mutant {k}"
+            assert client.healthy()
+            # Still does real work after all that.
+            good = client.upload("tiny_cnn", seeds[0])
+            assert client.run_benchmark(good, FAST, timeout_s=60).layers
+    assert sum(outcomes.values()) == N_MUTANTS
+    assert outcomes["refused"] > 0
+    assert outcomes["benchmarked"] + outcomes["failed_cleanly"] > 0, outcomes
