@@ -6,6 +6,7 @@ agent keeps serving. Deterministic (seeded) so a failure reproduces.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
@@ -50,10 +51,8 @@ def test_mutated_models_never_crash_the_parser() -> None:
     rng = random.Random(1)
     seeds = [RECIPES[name](0) for name in ("tiny_cnn", "res_block", "concat_pad")]
     for _ in range(600):
-        try:
+        with contextlib.suppress(ModelError):  # a clear refusal is fine; anything else fails
             read_layers(mutate(rng.choice(seeds), rng))
-        except ModelError:
-            pass
 
 
 def test_mutated_models_never_crash_or_hang_the_agent(tmp_path: Path) -> None:
