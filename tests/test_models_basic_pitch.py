@@ -87,3 +87,22 @@ def test_split_chain_matches_whole_model(nmp):
     # Every layer can be re-run alone on what the chain left it.
     for i in (0, len(chain) // 2, len(chain) - 1):
         chain.invoke_layer(i)
+
+
+def test_bench_layers_runs_on_the_published_model(nmp, tmp_path):
+    """`joulefarm bench --mode layers` on a model no one here wrote, end to end."""
+    import json
+
+    from tests.conftest import run_cli
+
+    path = tmp_path / "nmp.tflite"
+    path.write_bytes(nmp)
+    proc = run_cli("bench", str(path), "--mode", "layers", "--profile", "rpi4",
+                   "--min-layer-duration-s", "0.001", "--json", timeout=280)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout[proc.stdout.index("["):proc.stdout.rindex("]") + 1])
+    assert len(rows) == 222
+    assert all(r["energy_source"] == "simulated" and r["samples"] > 0 for r in rows)
+    total = sum(r["energy_uj"] for r in rows)
+    truth = sum(r["sim_truth_uj"] for r in rows)
+    assert total == pytest.approx(truth, rel=0.05)
