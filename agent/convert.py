@@ -9,7 +9,7 @@ from agent.results import (
     BenchmarkResult,
     DecimatedTrace,
     DeviceFacts,
-    LayerRecord,
+    LayerTable,
     MeasureSettings,
     Progress,
     WholeModelRecord,
@@ -106,30 +106,25 @@ def progress_from_proto(p: pb.Progress) -> Progress:
     return Progress(stage=p.stage, done=p.done, total=p.total, message=p.message)
 
 
-def layer_to_proto(r: LayerRecord) -> pb.LayerResult:
-    msg = pb.LayerResult(
-        index=r.index, op=r.op, macs=r.macs, param_bytes=r.param_bytes,
-        act_in_bytes=r.act_in_bytes, act_out_bytes=r.act_out_bytes, iterations=r.iterations,
-        window_start_s=r.window_start_s, window_end_s=r.window_end_s, latency_s=r.latency_s,
-        energy_j=r.energy_j, active_energy_j=r.active_energy_j, mean_power_w=r.mean_power_w,
-        samples=r.samples, coverage=r.coverage, flags=list(r.flags),
-        input_shapes=r.input_shapes, output_shapes=r.output_shapes,
-    )
-    if r.true_energy_j is not None:
-        msg.true_energy_j = r.true_energy_j
+_LAYER_NUMBERS = ("index", "macs", "param_bytes", "act_in_bytes", "act_out_bytes",
+                  "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j",
+                  "active_energy_j", "mean_power_w", "samples", "coverage", "true_energy_j")
+_LAYER_STRINGS = ("op", "input_shapes", "output_shapes")
+
+
+def layers_to_proto(table: LayerTable) -> pb.LayerColumns:
+    c = table.columns
+    msg = pb.LayerColumns(**{k: c[k].tolist() for k in _LAYER_NUMBERS},
+                          **{k: c[k] for k in _LAYER_STRINGS})
+    msg.flags.extend(";".join(f) for f in c["flags"])
     return msg
 
 
-def layer_from_proto(m: pb.LayerResult) -> LayerRecord:
-    return LayerRecord(
-        index=m.index, op=m.op, macs=m.macs, param_bytes=m.param_bytes,
-        act_in_bytes=m.act_in_bytes, act_out_bytes=m.act_out_bytes,
-        input_shapes=m.input_shapes, output_shapes=m.output_shapes, iterations=m.iterations,
-        window_start_s=m.window_start_s, window_end_s=m.window_end_s, latency_s=m.latency_s,
-        energy_j=m.energy_j, active_energy_j=m.active_energy_j, mean_power_w=m.mean_power_w,
-        samples=m.samples, coverage=m.coverage, flags=tuple(m.flags),
-        true_energy_j=m.true_energy_j if m.HasField("true_energy_j") else None,
-    )
+def layers_from_proto(m: pb.LayerColumns) -> LayerTable:
+    columns: dict[str, object] = {k: np.asarray(getattr(m, k)) for k in _LAYER_NUMBERS}
+    columns.update({k: list(getattr(m, k)) for k in _LAYER_STRINGS})
+    columns["flags"] = [tuple(f.split(";")) if f else () for f in m.flags]
+    return LayerTable(columns)
 
 
 _WHOLE_FIELDS = ("iterations", "window_start_s", "window_end_s", "latency_mean_s",
@@ -171,7 +166,7 @@ def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
         num_threads=r.num_threads, idle_power_w=r.idle_power_w,
         clock_offset_s=r.clock_offset_s, alignment_correlation=r.alignment_correlation,
         started_unix_s=r.started_unix_s, finished_unix_s=r.finished_unix_s,
-        layers=[layer_to_proto(x) for x in r.layers], flags=list(r.flags),
+        layers=layers_to_proto(r.layers), flags=list(r.flags),
         conditions_before=r.conditions_before, conditions_after=r.conditions_after,
     )
     if r.true_clock_offset_s is not None:
@@ -190,7 +185,7 @@ def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
         runtime_version=m.runtime_version, num_threads=m.num_threads,
         idle_power_w=m.idle_power_w, clock_offset_s=m.clock_offset_s,
         alignment_correlation=m.alignment_correlation, started_unix_s=m.started_unix_s,
-        finished_unix_s=m.finished_unix_s, layers=tuple(layer_from_proto(x) for x in m.layers),
+        finished_unix_s=m.finished_unix_s, layers=layers_from_proto(m.layers),
         flags=tuple(m.flags),
         true_clock_offset_s=m.true_clock_offset_s if m.HasField("true_clock_offset_s") else None,
         whole=whole_from_proto(m.whole) if m.HasField("whole") else None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, overload
 
 import numpy as np
 
@@ -59,6 +61,81 @@ class LayerRecord:
     true_energy_j: float | None = None
 
 
+# Column name -> numpy dtype of LayerTable's numeric columns (the rest are strings).
+LAYER_NUMERIC = {
+    "index": np.int64, "macs": np.int64, "param_bytes": np.int64, "act_in_bytes": np.int64,
+    "act_out_bytes": np.int64, "iterations": np.int64, "window_start_s": np.float64,
+    "window_end_s": np.float64, "latency_s": np.float64, "energy_j": np.float64,
+    "active_energy_j": np.float64, "mean_power_w": np.float64, "samples": np.int64,
+    "coverage": np.float64, "true_energy_j": np.float64,
+}
+LAYER_TEXT = ("op", "input_shapes", "output_shapes")
+LAYER_FIELDS = tuple(f.name for f in fields(LayerRecord))
+
+
+class LayerTable(Sequence[LayerRecord]):
+    """Per-layer results held by column: numpy arrays for numbers, lists for text, a list of
+    flag tuples. Models have up to thousands of layers and a sweep many runs; columns cross the
+    wire and land in DuckDB without one Python object per value. Iterating or indexing gives
+    ``LayerRecord`` rows. ``true_energy_j`` is NaN where no ground truth exists."""
+
+    def __init__(self, columns: Mapping[str, Any]) -> None:
+        n = len(columns["index"])
+        self.columns: dict[str, Any] = {}
+        for name in LAYER_FIELDS:
+            value = columns[name]
+            if name in LAYER_NUMERIC:
+                value = np.asarray(value, dtype=LAYER_NUMERIC[name])
+            elif name == "flags":
+                value = [tuple(f) for f in value]
+            else:
+                value = [str(v) for v in value]
+            if len(value) != n:
+                raise ValueError(f"layer column {name!r} has {len(value)} values, expected {n}")
+            self.columns[name] = value
+
+    @classmethod
+    def from_records(cls, records: Iterable[LayerRecord]) -> LayerTable:
+        rows = [tuple(getattr(r, name) for name in LAYER_FIELDS) for r in records]
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(LAYER_FIELDS)
+        columns = dict(zip(LAYER_FIELDS, values, strict=True))
+        columns["true_energy_j"] = [np.nan if v is None else v
+                                    for v in columns["true_energy_j"]]
+        return cls(columns)
+
+    def __len__(self) -> int:
+        return len(self.columns["index"])
+
+    @overload
+    def __getitem__(self, i: int) -> LayerRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[LayerRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> LayerRecord | Sequence[LayerRecord]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        values = {name: self.columns[name][i] for name in LAYER_FIELDS}
+        for name, dtype in LAYER_NUMERIC.items():
+            values[name] = (int if dtype is np.int64 else float)(values[name])
+        if np.isnan(values["true_energy_j"]):
+            values["true_energy_j"] = None
+        return LayerRecord(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LayerTable({len(self)} layers)"
+
+
 @dataclass(frozen=True)
 class WholeModelRecord:
     """The whole model looped. Latencies in seconds; energies in joules per inference."""
@@ -110,13 +187,18 @@ class BenchmarkResult:
     alignment_correlation: float
     started_unix_s: float
     finished_unix_s: float
-    layers: tuple[LayerRecord, ...]
+    # Any sequence of LayerRecord given here is converted to a LayerTable.
+    layers: LayerTable
     flags: tuple[str, ...] = ()
     true_clock_offset_s: float | None = None
     whole: WholeModelRecord | None = None
     conditions_before: dict[str, float] = field(default_factory=dict)
     conditions_after: dict[str, float] = field(default_factory=dict)
     trace: DecimatedTrace | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layers, LayerTable):
+            object.__setattr__(self, "layers", LayerTable.from_records(self.layers))
 
 
 @dataclass(frozen=True)

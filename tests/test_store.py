@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from agent.meters.base import MeterDescription
 from agent.results import BenchmarkResult, DeviceFacts, LayerRecord
-from controller.store import SCHEMA_VERSION, ResultStore, StoreError, query_readonly
+from controller.store import (
+    SCHEMA_VERSION,
+    DuplicateRunError,
+    ResultStore,
+    StoreError,
+    query_readonly,
+)
 
 SIM = MeterDescription(kind="sim", simulated=True, sample_rate_hz=10_000.0, profile="rpi4")
 
@@ -83,14 +88,21 @@ def test_a_failed_run_leaves_no_rows(tmp_path: Path) -> None:
     with ResultStore(db) as store:
         sweep = new_sweep(store)
         job = store.add_job(sweep, "dev", "m", "a" * 64)
-        duplicate = (layer(0), layer(0))  # violates the (run_id, layer_index) key mid-ingest
-        with pytest.raises(duckdb.ConstraintException):
+        duplicate = (layer(0), layer(0))
+        with pytest.raises(StoreError, match="lists a layer more than once"):
             store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
                             result=result(duplicate))
+        store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
+                        result=result((layer(0), layer(1))))
+        # A second copy of the same job is refused inside the transaction, after its rows
+        # were inserted: they are rolled back.
+        with pytest.raises(DuplicateRunError):
+            store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
+                            result=result((layer(0), layer(1), layer(2))))
         _, counts = store.query("SELECT (SELECT count(*) FROM runs), "
                                 "(SELECT count(*) FROM layer_measurements), "
                                 "(SELECT status FROM jobs)")
-    assert counts == [(0, 0, "pending")]
+    assert counts == [(1, 2, "done")]
 
 
 def test_readonly_query_cannot_write(tmp_path: Path) -> None:
@@ -116,15 +128,14 @@ def test_trace_file_is_written_and_removed_with_a_failed_run(tmp_path: Path) -> 
     db = tmp_path / "r.duckdb"
     with ResultStore(db) as store:
         sweep = new_sweep(store)
-        ok_job, bad_job = (store.add_job(sweep, "dev", m, "a" * 64) for m in ("ok", "bad"))
+        job = store.add_job(sweep, "dev", "ok", "a" * 64)
         good = dataclasses.replace(result((layer(0),)), trace=trace)
-        store.store_run(job_id=ok_job, sweep_id=sweep, device=facts(), model_name="ok",
+        store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="ok",
                         result=good)
-        bad = dataclasses.replace(result((layer(0), layer(0))), trace=trace)
-        with pytest.raises(duckdb.ConstraintException):
-            store.store_run(job_id=bad_job, sweep_id=sweep, device=facts(), model_name="bad",
-                            result=bad)
+        with pytest.raises(DuplicateRunError):  # fails inside the transaction
+            store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="ok",
+                            result=good)
         _, rows = store.query("SELECT trace_path FROM runs")
     (rel,), = rows
     files = list((tmp_path / "r.traces").iterdir())
-    assert files == [tmp_path / rel]  # the failed run's file is gone
+    assert files == [tmp_path / rel]  # the refused copy's file is gone

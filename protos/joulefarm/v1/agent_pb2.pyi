@@ -138,14 +138,16 @@ class Progress(_message.Message):
     message: str
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
-class LayerResult(_message.Message):
-    __slots__ = ("index", "op", "macs", "param_bytes", "act_in_bytes", "act_out_bytes", "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j", "input_shapes", "output_shapes")
+class LayerColumns(_message.Message):
+    __slots__ = ("index", "op", "macs", "param_bytes", "act_in_bytes", "act_out_bytes", "input_shapes", "output_shapes", "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     MACS_FIELD_NUMBER: _ClassVar[int]
     PARAM_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACT_IN_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACT_OUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_S_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_S_FIELD_NUMBER: _ClassVar[int]
@@ -157,28 +159,26 @@ class LayerResult(_message.Message):
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
-    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
-    OUTPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
-    index: int
-    op: str
-    macs: int
-    param_bytes: int
-    act_in_bytes: int
-    act_out_bytes: int
-    iterations: int
-    window_start_s: float
-    window_end_s: float
-    latency_s: float
-    energy_j: float
-    active_energy_j: float
-    mean_power_w: float
-    samples: int
-    coverage: float
+    index: _containers.RepeatedScalarFieldContainer[int]
+    op: _containers.RepeatedScalarFieldContainer[str]
+    macs: _containers.RepeatedScalarFieldContainer[int]
+    param_bytes: _containers.RepeatedScalarFieldContainer[int]
+    act_in_bytes: _containers.RepeatedScalarFieldContainer[int]
+    act_out_bytes: _containers.RepeatedScalarFieldContainer[int]
+    input_shapes: _containers.RepeatedScalarFieldContainer[str]
+    output_shapes: _containers.RepeatedScalarFieldContainer[str]
+    iterations: _containers.RepeatedScalarFieldContainer[int]
+    window_start_s: _containers.RepeatedScalarFieldContainer[float]
+    window_end_s: _containers.RepeatedScalarFieldContainer[float]
+    latency_s: _containers.RepeatedScalarFieldContainer[float]
+    energy_j: _containers.RepeatedScalarFieldContainer[float]
+    active_energy_j: _containers.RepeatedScalarFieldContainer[float]
+    mean_power_w: _containers.RepeatedScalarFieldContainer[float]
+    samples: _containers.RepeatedScalarFieldContainer[int]
+    coverage: _containers.RepeatedScalarFieldContainer[float]
     flags: _containers.RepeatedScalarFieldContainer[str]
-    true_energy_j: float
-    input_shapes: str
-    output_shapes: str
-    def __init__(self, index: _Optional[int] = ..., op: _Optional[str] = ..., macs: _Optional[int] = ..., param_bytes: _Optional[int] = ..., act_in_bytes: _Optional[int] = ..., act_out_bytes: _Optional[int] = ..., iterations: _Optional[int] = ..., window_start_s: _Optional[float] = ..., window_end_s: _Optional[float] = ..., latency_s: _Optional[float] = ..., energy_j: _Optional[float] = ..., active_energy_j: _Optional[float] = ..., mean_power_w: _Optional[float] = ..., samples: _Optional[int] = ..., coverage: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[float] = ..., input_shapes: _Optional[str] = ..., output_shapes: _Optional[str] = ...) -> None: ...
+    true_energy_j: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[_Iterable[int]] = ..., op: _Optional[_Iterable[str]] = ..., macs: _Optional[_Iterable[int]] = ..., param_bytes: _Optional[_Iterable[int]] = ..., act_in_bytes: _Optional[_Iterable[int]] = ..., act_out_bytes: _Optional[_Iterable[int]] = ..., input_shapes: _Optional[_Iterable[str]] = ..., output_shapes: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., window_start_s: _Optional[_Iterable[float]] = ..., window_end_s: _Optional[_Iterable[float]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., active_energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., samples: _Optional[_Iterable[int]] = ..., coverage: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class WholeModelResult(_message.Message):
     __slots__ = ("iterations", "window_start_s", "window_end_s", "latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
@@ -275,14 +275,14 @@ class BenchmarkResult(_message.Message):
     alignment_correlation: float
     started_unix_s: float
     finished_unix_s: float
-    layers: _containers.RepeatedCompositeFieldContainer[LayerResult]
+    layers: LayerColumns
     flags: _containers.RepeatedScalarFieldContainer[str]
     true_clock_offset_s: float
     whole: WholeModelResult
     conditions_before: _containers.ScalarMap[str, float]
     conditions_after: _containers.ScalarMap[str, float]
     trace: DecimatedTrace
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Iterable[_Union[LayerResult, _Mapping]]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ...) -> None: ...
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Union[LayerColumns, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ...) -> None: ...
 
 class RunBenchmarkResponse(_message.Message):
     __slots__ = ("progress", "result")
