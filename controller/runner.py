@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.meters.profiles import PROFILES
 from controller.errors import JoulefarmError
 from controller.localfarm import LocalAgentError, LocalFarm
+from controller.provision.tunnel import agent_tunnel
 from controller.registry import Device, Registry, load_registry
 from controller.store import ResultStore
 from controller.suite import Suite, load_suite
@@ -82,7 +83,7 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
     skipped: dict[str, str] = {}
     tokens = {d.name: read_device_token(d) for d in devices if not d.local}  # fail early
     with tempfile.TemporaryDirectory(prefix="joulefarm-agents-") as tmp, \
-            LocalFarm(Path(tmp)) as farm:
+            LocalFarm(Path(tmp)) as farm, ExitStack() as tunnels:
         endpoints = []
         for device in devices:
             if device.local:
@@ -95,6 +96,15 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
                     continue
                 endpoints.append(Endpoint(device, agent.target, farm.token, shares_host=True,
                                           revive=partial(farm.ensure_running, device.name)))
+            elif device.ssh is not None and device.ssh.tunnel:
+                # The agent listens on the device's loopback only: reach it through SSH.
+                try:
+                    target = tunnels.enter_context(agent_tunnel(device))
+                except JoulefarmError as e:
+                    skipped[device.name] = f"{device.name}: SSH tunnel failed: {e}"
+                    report(device.name, "unreachable", 0, 0, str(e))
+                    continue
+                endpoints.append(Endpoint(device, target, tokens[device.name]))
             else:
                 endpoints.append(Endpoint(device, device.grpc_target(), tokens[device.name]))
         yield endpoints, skipped

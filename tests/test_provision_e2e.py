@@ -261,3 +261,32 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return True
+
+
+def test_a_sweep_reaches_a_tunnelled_device(farm: Farm, first_run: object,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `tunnel = true` device is benchmarked through an SSH port forward."""
+    import duckdb
+
+    from controller.runner import run_suite
+
+    monkeypatch.setenv("JOULEFARM_SSH_PASSPHRASE", PASSPHRASE)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    devices = farm.root / "devices-tunnel.toml"
+    devices.write_text(farm.devices_file.read_text().replace(
+        "system_site_packages = true", "system_site_packages = true\ntunnel = true")
+        .replace('name = "loop"', 'name = "loop"\ntags = ["tunnel"]'))
+    suite = farm.root / "suite.toml"
+    suite.write_text('schema_version = 1\nname = "t"\n[select]\ntags = ["tunnel"]\n'
+                     '[measure]\nmode = "whole"\nmin_duration_s = 0.1\nidle_duration_s = 0.07\n'
+                     '[[model]]\nname = "mlp"\nrecipe = "mlp"\n')
+    db = farm.root / "tunnel.duckdb"
+    seen: list[str] = []
+    report = run_suite(devices, suite, db,
+                       progress=lambda device, stage, *rest: seen.append(stage))
+    assert report.ok, report.errors()
+    con = duckdb.connect(str(db), read_only=True)
+    (address,) = con.execute("SELECT address FROM devices").fetchone()
+    # The endpoint was the forward's local port, not the agent's own port.
+    assert address != farm.device.grpc_target()
+    assert con.execute("SELECT count(*) FROM whole_measurements").fetchone() == (1,)
