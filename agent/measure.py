@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -449,6 +450,12 @@ def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_
     return _result(raw, meter, settings, model_sha256, runtime, fit, whole=record)
 
 
+def runtime_options(settings: MeasureSettings) -> dict[str, Any]:
+    """How the interpreters of a run are configured (threads, XNNPACK, external delegate)."""
+    return {"num_threads": settings.num_threads, "use_xnnpack": settings.use_xnnpack,
+            "delegate_path": settings.delegate_path or None}
+
+
 def measure_layers(
     model_bytes: bytes,
     model_sha256: str,
@@ -460,12 +467,8 @@ def measure_layers(
     """The whole layer-mode benchmark of one model on this device."""
     if progress:
         progress(Progress("prepare", 0, 1, "splitting the model into layers"))
-    chain = LayerChain(model_bytes, num_threads=settings.num_threads,
-                       use_xnnpack=settings.use_xnnpack,
-                       delegate_path=settings.delegate_path or None)
-    whole_model = WholeModel(model_bytes, num_threads=settings.num_threads,
-                             use_xnnpack=settings.use_xnnpack,
-                             delegate_path=settings.delegate_path or None)
+    chain = LayerChain(model_bytes, **runtime_options(settings))
+    whole_model = WholeModel(model_bytes, **runtime_options(settings))
     raw = record_layers(chain, meter, settings, progress, whole_model)
     return integrate_run(raw, chain, meter, settings, model_sha256, runtime)
 
@@ -482,9 +485,7 @@ def measure_whole(
     layers = read_layers(model_bytes)
     macs = sum(x.macs for x in layers)
     moved = sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers)
-    model = WholeModel(model_bytes, num_threads=settings.num_threads,
-                       use_xnnpack=settings.use_xnnpack,
-                       delegate_path=settings.delegate_path or None)
+    model = WholeModel(model_bytes, **runtime_options(settings))
     raw = record_whole(model, macs, moved, meter, settings, progress)
     return integrate_whole(raw, meter, settings, model_sha256, runtime)
 
