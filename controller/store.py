@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agent.models.parse import LayerInfo
 from agent.results import BenchmarkResult, DeviceFacts
 from controller.errors import JoulefarmError
 
@@ -92,6 +93,25 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         source VARCHAR,                   -- e.g. "recipe:tiny_cnn seed=0" or a file path
         size_bytes BIGINT,
         layer_count INTEGER
+    );
+    -- Static features of every layer of every model (from the model toolkit): what estimators
+    -- learn from, available before anything is measured.
+    CREATE TABLE model_layers (
+        model_sha256 VARCHAR NOT NULL,
+        layer_index INTEGER NOT NULL,
+        op VARCHAR NOT NULL,
+        input_shapes VARCHAR,
+        output_shapes VARCHAR,
+        dtype VARCHAR,
+        kernel INTEGER[],
+        stride INTEGER[],
+        padding VARCHAR,
+        activation VARCHAR,
+        macs BIGINT,
+        param_bytes BIGINT,
+        act_in_bytes BIGINT,
+        act_out_bytes BIGINT,
+        PRIMARY KEY (model_sha256, layer_index)
     );
     CREATE TABLE jobs (
         job_id VARCHAR PRIMARY KEY,
@@ -340,10 +360,23 @@ class ResultStore:
                         [status, _now(), sweep_id])
 
     def add_model(self, sha256: str, name: str, source: str, size_bytes: int,
-                  layer_count: int) -> None:
+                  layers: Sequence[LayerInfo]) -> None:
+        """A model and its layers' static features (once per distinct content)."""
+        def shapes(s: Sequence[Sequence[int]]) -> str:
+            return ",".join("x".join(map(str, shape)) for shape in s)
+
         with self._transaction() as cur:
-            cur.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        [sha256, name, source, size_bytes, layer_count])
+            new = cur.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
+                              "RETURNING sha256",
+                              [sha256, name, source, size_bytes, len(layers)]).fetchone()
+            if new is None:
+                return
+            cur.executemany(
+                "INSERT INTO model_layers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[sha256, x.index, x.op, shapes(x.input_shapes), shapes(x.output_shapes),
+                  x.dtype, list(x.kernel) if x.kernel else None,
+                  list(x.stride) if x.stride else None, x.padding, x.activation, x.macs,
+                  x.param_bytes, x.act_in_bytes, x.act_out_bytes] for x in layers])
 
     def add_job(self, sweep_id: str, device_name: str, model_name: str,
                 model_sha256: str, config: Mapping[str, object] | None = None) -> str:

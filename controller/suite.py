@@ -37,7 +37,8 @@ TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "matri
             "schedule"}
 MODEL_KEYS = {"name", "recipe", "seed", "file"}
 SELECT_KEYS = {"names", "tags"}
-MEASURE_KEYS = {f.name for f in fields(MeasureSettings) if f.name != "extra"} | {"timeout_s"}
+MEASURE_KEYS = ({f.name for f in fields(MeasureSettings) if f.name != "extra"}
+                | {"timeout_s", "repetitions"})
 DEFAULT_TIMEOUT_S = 600.0
 MODES = ("layers", "whole", "insitu")
 
@@ -82,6 +83,9 @@ class Suite:
     matrix: dict[str, list[Any]] = field(default_factory=dict)
     # `[schedule] cron = "0 2 * * *"`: when `joulefarm schedule` starts this suite.
     cron: str | None = None
+    # Each (device, model, configuration) runs this many times, as separate jobs with their
+    # own seed (different random inputs), so spread shows up in the results.
+    repetitions: int = 1
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,10 @@ def load_suite(path: str | Path) -> Suite:
     _require(isinstance(measure, dict), path, "measure", "must be a table")
     _check_keys(measure, MEASURE_KEYS, path, "measure.")
     timeout_s = measure.pop("timeout_s", DEFAULT_TIMEOUT_S)
+    repetitions = measure.pop("repetitions", 1)
+    _require(isinstance(repetitions, int) and not isinstance(repetitions, bool)
+             and repetitions >= 1, path, "measure.repetitions",
+             f"must be an integer >= 1, got {repetitions!r}")
     defaults = MeasureSettings()
     for key, value in measure.items():
         expected = type(getattr(defaults, key))
@@ -146,7 +154,7 @@ def load_suite(path: str | Path) -> Suite:
 
     matrix = doc.get("matrix", {})
     _require(isinstance(matrix, dict), path, "matrix", "must be a table")
-    _check_keys(matrix, MEASURE_KEYS - {"timeout_s"}, path, "matrix.")
+    _check_keys(matrix, MEASURE_KEYS - {"timeout_s", "repetitions"}, path, "matrix.")
     for key, values in matrix.items():
         _require(isinstance(values, list) and len(values) > 0, path, f"matrix.{key}",
                  "must be a non-empty list of values")
@@ -193,6 +201,7 @@ def load_suite(path: str | Path) -> Suite:
         select_names=tuple(select.get("names", [])), select_tags=tuple(select.get("tags", [])),
         matrix={k: list(v) for k, v in matrix.items()},
         cron=_schedule(doc, path),
+        repetitions=repetitions,
     )
 
 

@@ -63,7 +63,9 @@ class Job:
 
     @property
     def settings(self) -> MeasureSettings:
-        return MeasureSettings(**self.config)  # type: ignore[arg-type]
+        # The config also holds bookkeeping (the repetition number) that is not a setting.
+        known = {k: v for k, v in self.config.items() if k in _SETTING_NAMES}
+        return MeasureSettings(**known)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -95,11 +97,17 @@ _SETTING_NAMES = {f.name for f in fields(MeasureSettings)} - {"extra"}
 
 
 def job_configs(suite: Suite) -> list[dict[str, object]]:
-    """The suite's settings crossed with every combination of its ``[matrix]``."""
+    """The suite's settings crossed with every combination of its ``[matrix]``, each repeated
+    ``repetitions`` times (repetition k runs with seed + k)."""
     base = {k: v for k, v in asdict(suite.settings).items() if k in _SETTING_NAMES}
     keys = list(suite.matrix)
     combos = itertools.product(*(suite.matrix[k] for k in keys)) if keys else [()]
-    return [{**base, **dict(zip(keys, combo, strict=True))} for combo in combos]
+    configs = []
+    for combo in combos:
+        config = {**base, **dict(zip(keys, combo, strict=True))}
+        for k in range(suite.repetitions):
+            configs.append({**config, "seed": int(config["seed"]) + k, "repetition": k})
+    return configs
 
 
 def materialise(suite: Suite) -> list[MaterialisedModel]:
@@ -111,7 +119,7 @@ def plan_sweep(suite: Suite, devices: Sequence[Device], store: ResultStore, *,
     """Record the sweep, its models and every job (device x model x config); return its id."""
     for m in models:
         store.add_model(m.sha256, m.spec.name, m.spec.source, len(m.content),
-                        len(read_layers(m.content)))
+                        read_layers(m.content))
     sweep_id = store.start_sweep(
         suite=suite.name, suite_file=str(suite.path), devices_file=devices_file,
         joulefarm_version=package_version(), git_revision=git_revision(),

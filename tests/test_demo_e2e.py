@@ -145,3 +145,16 @@ def test_layers_mode_reports_additivity_against_the_whole_model(
         assert 0.5 < latency_ratio < 2.0, model
         assert 0.5 < energy_ratio < 2.0, model
     assert "layers_vs_whole" in stdout
+
+
+def test_model_features_are_stored_once_per_model(demo_db: tuple[Path, str]) -> None:
+    db, _ = demo_db
+    suite = load_suite(REPO / "benchmarks/demo.toml")
+    con = duckdb.connect(str(db), read_only=True)
+    for spec in suite.models:
+        content = RECIPES[spec.recipe](spec.seed)
+        expected = read_layers(content)
+        rows = con.execute(
+            "SELECT l.layer_index, l.op, l.macs FROM model_layers l JOIN models m "
+            "ON m.sha256 = l.model_sha256 WHERE m.name = ? ORDER BY 1", [spec.name]).fetchall()
+        assert rows == [(x.index, x.op, x.macs) for x in expected]

@@ -49,3 +49,17 @@ def test_suite_matrix_over_runtime_options(tmp_path: Path) -> None:
                     '[[model]]\nname = "m"\nrecipe = "mlp"\n')
     with pytest.raises(SuiteError, match="matrix.use_xnnpack: values must be bool, got 1"):
         load_suite(path)
+
+
+def test_repetitions_become_separate_jobs_with_their_own_seed(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('schema_version = 1\nname = "x"\n[measure]\nrepetitions = 3\nseed = 10\n'
+                    '[matrix]\nnum_threads = [1, 2]\n[[model]]\nname = "m"\nrecipe = "mlp"\n')
+    configs = job_configs(load_suite(path))
+    assert len(configs) == 6
+    assert sorted((c["num_threads"], c["repetition"], c["seed"]) for c in configs) == [
+        (1, 0, 10), (1, 1, 11), (1, 2, 12), (2, 0, 10), (2, 1, 11), (2, 2, 12)]
+    path.write_text('schema_version = 1\nname = "x"\n[measure]\nrepetitions = 0\n'
+                    '[[model]]\nname = "m"\nrecipe = "mlp"\n')
+    with pytest.raises(SuiteError, match="measure.repetitions: must be an integer >= 1, got 0"):
+        load_suite(path)

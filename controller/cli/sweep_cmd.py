@@ -33,7 +33,8 @@ GROUP BY ALL ORDER BY s.started_at DESC
 """
 JOBS_SQL = """
 SELECT device_name AS device, model_name AS model, config->>'mode' AS mode,
-       config->>'num_threads' AS threads, status, attempts, error
+       config->>'num_threads' AS threads, config->>'repetition' AS rep, status, attempts,
+       error
 FROM jobs WHERE sweep_id = '{sweep_id}' ORDER BY device, job_id
 """
 
