@@ -128,3 +128,15 @@ def test_bad_token_file_stops_the_agent_with_a_clear_message(tmp_path: Path) -> 
                            "--token-file", str(empty)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and "token file" in proc.stderr and "is empty" in proc.stderr
+
+
+def test_server_reflection_lists_the_services(agent: str) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(agent) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (reply,) = list(stub.ServerReflectionInfo(iter([request]), metadata=md, timeout=5))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"joulefarm.v1.AgentService", "grpc.health.v1.Health"} <= names
