@@ -15,7 +15,9 @@ from controller.cli import (
     demo_cmd,
     devices_cmd,
     export_cmd,
+    fit_cmd,
     model_cmd,
+    predict_cmd,
     provision_cmd,
     query_cmd,
     schedule_cmd,
@@ -27,13 +29,14 @@ from controller.cli.console import err_console
 from controller.cli.model_cmd import ModelFileError
 from controller.cron import CronError
 from controller.errors import JoulefarmError
+from controller.estimators.errors import EstimatorError
 from controller.provision import ProvisionInputError
 from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
 from controller.suite import SuiteError
 from controller.traces.errors import TraceInputError
 
 INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError, ModelFileError,
-                BenchError, TraceInputError, CronError, ProvisionInputError)
+                BenchError, TraceInputError, CronError, ProvisionInputError, EstimatorError)
 
 app = typer.Typer(
     name="joulefarm",
@@ -58,6 +61,8 @@ query_cmd.register(app)
 export_cmd.register(app)
 schedule_cmd.register(app)
 provision_cmd.register(app)
+fit_cmd.register(app)
+predict_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(model_cmd.app, name="model")

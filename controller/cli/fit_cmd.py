@@ -1,0 +1,73 @@
+"""``joulefarm fit``: fit latency or energy estimators on a results database and export them
+(ONNX + manifest.json + the validation table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from controller.cli.console import OutputFormat, console, err_console, print_rows
+from controller.cli.options import DbOption, FormatOption, db_path
+
+TargetOption = typer.Option(..., "--target", help="What to predict: latency or energy.",
+                            show_default=False)
+OutOption = typer.Option(..., "--out", help="Directory to write the estimator to.",
+                         show_default=False)
+FoldsOption = typer.Option(5, "--folds", min=2, help="Folds of the grouped (by model) split.")
+SplitsOption = typer.Option("grouped,family,device", "--splits",
+                            help="Validation schemes, comma separated: grouped (k folds by "
+                                 "model), family (leave one model family out), device (leave "
+                                 "one device out, few-shot).")
+SeedOption = typer.Option(0, "--seed", help="Seed of the folds, subsampling and trees.")
+GpOption = typer.Option(True, "--validate-gp/--no-validate-gp",
+                        help="Refit the Gaussian processes in every fold (the slow part).")
+
+
+def fit(
+    target: str = TargetOption,
+    db: Path | None = DbOption,
+    out: Path = OutOption,
+    folds: int = FoldsOption,
+    splits: str = SplitsOption,
+    seed: int = SeedOption,
+    validate_gp: bool = GpOption,
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """Fit per-layer estimators (GP, trees, cross-hardware) and print them against the
+    baselines."""
+    # Imported here: scikit-learn and onnx take a second to load, other commands need neither.
+    from controller.estimators.errors import EstimatorError
+    from controller.estimators.export import fit_and_export
+    from controller.estimators.manifest import read_manifest
+    from controller.estimators.validation import SCHEMES, TABLE_COLUMNS
+
+    schemes = [s.strip() for s in splits.split(",") if s.strip()]
+    unknown = [s for s in schemes if s not in SCHEMES]
+    if unknown:
+        raise EstimatorError(f"--splits: unknown scheme {unknown[0]!r} (known: "
+                             f"{', '.join(SCHEMES)})")
+    path = db_path(db)
+    quiet = fmt is not OutputFormat.table
+
+    def progress(message: str) -> None:
+        if not quiet:
+            err_console.print(message, markup=False)
+
+    result = fit_and_export(path, target, out, folds=folds, schemes=schemes, seed=seed,
+                            validate_gp=validate_gp, progress=progress)
+    manifest = read_manifest(result.directory)
+    source = manifest["energy_source"]
+    label = f", energy {source.upper()}" if target == "energy" else ""
+    print_rows(list(TABLE_COLUMNS), [r.as_row() for r in result.metrics], fmt,
+               title=f"{target} estimators vs baselines{label} ({path})")
+    if not quiet:
+        console.print(f"wrote {len(result.files)} ONNX models, manifest.json, metrics.csv and "
+                      f"metrics.md to {result.directory} (preferred: "
+                      f"{manifest.get('preferred') or 'n/a'})", markup=False)
+        for note in result.estimator.notes:
+            console.print(f"note: {note}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="fit")(fit)

@@ -1,0 +1,92 @@
+"""``joulefarm predict MODEL --device NAME --estimator DIR``: per-layer and total latency or
+energy of a model on a device, from an estimator directory (onnxruntime only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from agent.models.errors import ModelError
+from controller.cli.console import OutputFormat, console, print_rows
+from controller.cli.model_cmd import ModelArgument, ModelFileError, read_model_file
+from controller.cli.options import FormatOption
+
+DeviceOption = typer.Option(..., "--device", help="Device to predict for (one the estimator "
+                            "was fitted on).", show_default=False)
+EstimatorOption = typer.Option(..., "--estimator", help="Estimator directory written by "
+                               "`joulefarm fit`.", show_default=False)
+
+# Layers are small: print them in micro-units, totals in milli-units.
+_LAYER_SCALE = {"s": (1e6, "us"), "J": (1e6, "uJ")}
+_TOTAL_SCALE = {"s": (1e3, "ms"), "J": (1e3, "mJ")}
+
+
+def predict(
+    model: Path = ModelArgument,
+    device: str = DeviceOption,
+    estimator: Path = EstimatorOption,
+    fmt: OutputFormat = FormatOption,
+) -> None:
+    """Predict MODEL's per-layer and whole-model latency or energy on DEVICE."""
+    from controller.estimators.predict import Estimator  # onnxruntime loads only when needed
+
+    est = Estimator(estimator)
+    content = read_model_file(model)
+    try:
+        result = est.predict(content, device)
+    except ModelError as e:
+        raise ModelFileError(f"{model}: {e}") from e
+    source = est.manifest.get("energy_source", "n/a")
+    layer_scale, layer_unit = _LAYER_SCALE[result.unit]
+    total_scale, total_unit = _TOTAL_SCALE[result.unit]
+    names = list(result.values)
+
+    columns = ["index", "op", "macs"]
+    for name in names:
+        columns.append(f"{name}_{layer_unit}")
+        if name == "gp" and result.gp_std is not None:
+            columns.append(f"gp_std_{layer_unit}")
+    rows: list[list[object]] = []
+    for i, desc in enumerate(result.layers):
+        row: list[object] = [i, desc.op, desc.macs]
+        for name in names:
+            row.append(float(result.values[name][i]) * layer_scale)
+            if name == "gp" and result.gp_std is not None:
+                row.append(float(result.gp_std[i]) * layer_scale)
+        rows.append(row)
+    total_columns = ["estimator", f"total_{total_unit}", f"std_{total_unit}", "preferred"]
+    total_rows = [[name, value * total_scale, None if std is None else std * total_scale,
+                   name == result.preferred]
+                  for name, (value, std) in result.totals.items()]
+
+    if fmt is OutputFormat.json:
+        data = {"model": str(model), "device": device, "target": result.target,
+                "unit": result.unit, "energy_source": source,
+                "layers": [dict(zip(columns, r, strict=True)) for r in rows],
+                "totals": [dict(zip(total_columns, r, strict=True)) for r in total_rows]}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    if fmt is OutputFormat.csv:
+        total_row: list[object] = ["total", "", sum(d.macs for d in result.layers)]
+        for name in names:
+            total_row.append(result.totals[name][0] * layer_scale)
+            if name == "gp" and result.gp_std is not None:
+                std = result.totals[name][1]
+                total_row.append(None if std is None else std * layer_scale)
+        print_rows(columns, [*rows, total_row], fmt)
+        return
+    label = f", energy {source.upper()}" if result.target == "energy" else ""
+    print_rows(columns, rows, fmt, title=f"{model.name} on {device}: per-layer {result.target} "
+               f"({layer_unit}{label})")
+    print_rows(total_columns, total_rows, fmt,
+               title=f"whole model (sum of layers, corrected for non-additivity; std: GP, "
+                     f"layer errors taken as independent{label})")
+    console.print(f"preferred estimator: {result.preferred} "
+                  f"(lowest cross-validated error when fitted)", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="predict")(predict)

@@ -1,0 +1,251 @@
+"""Training data for the estimators, read from a results database (read-only).
+
+Two kinds of sample:
+
+- a **layer sample**: one layer of one model on one device, from ``layers``-mode runs (the
+  layer looped alone). A model with a single layer that was also measured ``whole`` uses the
+  whole run's median latency (and its energy per inference) instead: that is the nn-Meter way
+  of measuring a kernel, and the median resists the CPU contention that inflates a mean.
+- a **whole sample**: a model measured ``whole`` on a device (median latency, energy per
+  inference); its layers come from any ``layers`` run of the same model (the features do not
+  depend on the device).
+
+Repeated runs of the same (device, model) are merged by their median. Non-positive or
+non-finite targets are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from controller.estimators.errors import EstimatorError
+from controller.estimators.features import DeviceInfo, LayerDesc, from_row
+
+TARGETS: dict[str, tuple[str, str]] = {"latency": ("latency_s", "s"), "energy": ("energy_j", "J")}
+"""Target name -> (attribute of a sample, unit)."""
+
+
+@dataclass(frozen=True)
+class LayerSample:
+    device: str
+    model_sha: str
+    model_name: str
+    layer_index: int
+    desc: LayerDesc
+    latency_s: float
+    energy_j: float
+    simulated: bool
+    source: str
+    """``"layers"`` (looped inside a layers run) or ``"whole_single"`` (a one-layer model
+    measured whole)."""
+
+
+@dataclass(frozen=True)
+class WholeSample:
+    device: str
+    model_sha: str
+    model_name: str
+    latency_s: float
+    energy_j: float
+    simulated: bool
+
+
+@dataclass
+class Dataset:
+    """Everything an estimator is fitted on."""
+
+    layers: list[LayerSample]
+    wholes: list[WholeSample]
+    model_layers: dict[str, tuple[LayerDesc, ...]]
+    """Model sha256 -> its layers in execution order."""
+    model_names: dict[str, str]
+    devices: dict[str, DeviceInfo]
+    layer_sums: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    """(device, model sha256) -> {target: sum over layers of the layers-mode measurement}: what
+    the whole model would cost if layers were additive."""
+
+    def value(self, sample: LayerSample | WholeSample, target: str) -> float:
+        return float(getattr(sample, TARGETS[target][0]))
+
+    def devices_with(self, target: str) -> list[str]:
+        return sorted({s.device for s in self.layers if _ok(self.value(s, target))})
+
+    def data_hash(self) -> str:
+        """sha256 over the sorted training rows (identity, features and both targets)."""
+        rows = sorted(
+            [f"L|{s.device}|{s.model_sha}|{s.layer_index}|{s.desc.op}|{s.desc.macs}|"
+             f"{s.latency_s!r}|{s.energy_j!r}|{s.source}" for s in self.layers]
+            + [f"W|{s.device}|{s.model_sha}|{s.latency_s!r}|{s.energy_j!r}" for s in self.wholes])
+        digest = hashlib.sha256()
+        for row in rows:
+            digest.update(row.encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+    def simulated_energy(self) -> bool:
+        """True when any energy in the data comes from a simulated meter."""
+        return any(s.simulated for s in self.layers) or any(s.simulated for s in self.wholes)
+
+
+def _ok(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def model_family(name: str) -> str:
+    """The family a model belongs to, for leave-one-family-out validation: the layer kind of
+    a sweep model (``sweep:conv ...`` -> ``conv``), ``reference`` for the reference set, else
+    the name up to its first space, colon or digit."""
+    if name.startswith("sweep:"):
+        return name[len("sweep:"):].split(" ", 1)[0]
+    if name.startswith("ref:"):
+        return "reference"
+    stem = name.split(" ", 1)[0].split(":", 1)[0]
+    for i, ch in enumerate(stem):
+        if ch.isdigit() and i > 0:
+            return stem[:i].rstrip("_-.") or stem
+    return stem
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, object]]:
+    rel = con.execute(sql)
+    names = [d[0] for d in rel.description or []]
+    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+
+_DEVICE_COLUMNS = ("name", "platform", "cpu_max_khz", "cpu_count", "memory_bytes",
+                   "meter_simulated")
+
+
+def _device_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """Select the device facts this database has (older schemas lack some), timestamps as
+    text: DuckDB needs pytz to hand TIMESTAMPTZ values to Python."""
+    present = {d[0] for d in con.execute("SELECT * FROM devices LIMIT 0").description or []}
+    columns = [c for c in _DEVICE_COLUMNS if c in present]
+    return (f"SELECT {', '.join(columns)}, CAST(last_seen AS VARCHAR) AS last_seen "
+            "FROM devices")
+
+
+def _median(values: Iterable[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def load_dataset(db_path: str | Path) -> Dataset:
+    """Read devices, layer runs and whole runs from ``db_path`` (opened read-only)."""
+    path = Path(db_path)
+    if not path.exists():
+        raise EstimatorError(f"{path}: no results database here (pass --db)")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as e:
+        raise EstimatorError(f"{path}: cannot open read-only: {e}") from e
+    try:
+        devices = _load_devices(_rows(con, _device_sql(con)))
+        layer_rows = _rows(con, """
+            SELECT r.device_name, r.model_name, r.model_sha256, l.layer_index, l.op, l.macs,
+                   l.param_bytes, l.act_in_bytes, l.act_out_bytes, l.input_shapes,
+                   l.output_shapes, l.latency_s, l.energy_j, l.simulated
+            FROM layer_measurements l JOIN runs r USING (run_id)
+            WHERE r.mode = 'layers'""")
+        whole_rows = _rows(con, """
+            SELECT r.device_name, r.model_name, r.model_sha256, w.latency_p50_s,
+                   w.latency_mean_s, w.energy_j, w.simulated
+            FROM whole_measurements w JOIN runs r USING (run_id)""")
+    except duckdb.Error as e:
+        raise EstimatorError(f"{path}: cannot read results (is this a joulefarm database?): "
+                             f"{e}") from e
+    finally:
+        con.close()
+    return build_dataset(devices, layer_rows, whole_rows)
+
+
+def _load_devices(rows: list[dict[str, object]]) -> dict[str, DeviceInfo]:
+    """Latest facts per device name (a device re-registered with new facts keeps its name)."""
+    latest: dict[str, dict[str, object]] = {}
+    for row in rows:
+        name = str(row["name"])
+        if name not in latest or str(row.get("last_seen")) > str(latest[name].get("last_seen")):
+            latest[name] = row
+    return {
+        name: DeviceInfo(
+            name=name,
+            platform=str(row.get("platform") or ""),
+            cpu_max_khz=int(row.get("cpu_max_khz") or 0),
+            cpu_count=int(row.get("cpu_count") or 0),
+            memory_bytes=int(row.get("memory_bytes") or 0),
+            simulated_meter=bool(row.get("meter_simulated")),
+        )
+        for name, row in latest.items()
+    }
+
+
+def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[dict[str, object]],
+                  whole_rows: list[dict[str, object]]) -> Dataset:
+    """Merge raw rows into samples (see the module docstring for the rules)."""
+    names: dict[str, str] = {}
+    descs: dict[str, dict[int, LayerDesc]] = defaultdict(dict)
+    measured: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    for row in layer_rows:
+        sha = str(row["model_sha256"])
+        names[sha] = str(row["model_name"])
+        index = int(row["layer_index"])  # type: ignore[arg-type]
+        descs[sha][index] = from_row(str(row["op"]), row["macs"], row["param_bytes"],  # type: ignore[arg-type]
+                                     row["act_in_bytes"], row["act_out_bytes"],  # type: ignore[arg-type]
+                                     row["input_shapes"], row["output_shapes"])  # type: ignore[arg-type]
+        measured[(str(row["device_name"]), sha, index)].append(
+            (_num(row["latency_s"]), _num(row["energy_j"]), bool(row["simulated"])))
+    model_layers = {sha: tuple(d[i] for i in sorted(d)) for sha, d in descs.items()}
+
+    whole_runs: dict[tuple[str, str], list[tuple[float, float, bool]]] = defaultdict(list)
+    for row in whole_rows:
+        sha = str(row["model_sha256"])
+        names.setdefault(sha, str(row["model_name"]))
+        latency = _num(row["latency_p50_s"])
+        if not _ok(latency):
+            latency = _num(row["latency_mean_s"])
+        whole_runs[(str(row["device_name"]), sha)].append(
+            (latency, _num(row["energy_j"]), bool(row["simulated"])))
+    wholes = [
+        WholeSample(device, sha, names[sha], _median(r[0] for r in runs),
+                    _median(r[1] for r in runs), any(r[2] for r in runs))
+        for (device, sha), runs in sorted(whole_runs.items())
+    ]
+    whole_by_key = {(w.device, w.model_sha): w for w in wholes}
+
+    layers: list[LayerSample] = []
+    sums: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: {"latency": 0.0,
+                                                                        "energy": 0.0})
+    for (device, sha, index), runs in sorted(measured.items()):
+        latency = _median(r[0] for r in runs)
+        energy = _median(r[1] for r in runs)
+        sums[(device, sha)]["latency"] += latency
+        sums[(device, sha)]["energy"] += energy
+        simulated = any(r[2] for r in runs)
+        source = "layers"
+        whole = whole_by_key.get((device, sha))
+        if whole is not None and len(model_layers[sha]) == 1:
+            latency, energy, simulated, source = (whole.latency_s, whole.energy_j,
+                                                  whole.simulated, "whole_single")
+        layers.append(LayerSample(device, sha, names[sha], index, descs[sha][index], latency,
+                                  energy, simulated, source))
+    # Single-layer models measured only whole still make layer samples if any device ran
+    # them layer by layer (the features are the same everywhere).
+    for w in wholes:
+        layer_list = model_layers.get(w.model_sha)
+        if layer_list and len(layer_list) == 1 and (w.device, w.model_sha) not in sums:
+            index = min(descs[w.model_sha])
+            layers.append(LayerSample(w.device, w.model_sha, w.model_name, index, layer_list[0],
+                                      w.latency_s, w.energy_j, w.simulated, "whole_single"))
+    return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums))
+
+
+def _num(value: object) -> float:
+    return float(value) if value is not None else float("nan")  # type: ignore[arg-type]

@@ -1,0 +1,325 @@
+"""Fitting the estimators of one target (latency or energy) on a ``Dataset``.
+
+Per device and op type (nn-Meter, THOR): a Gaussian process and a tree ensemble on the layer
+features. Op types with fewer than ``MIN_OP_SAMPLES`` layers on a device share that device's
+``_OTHER`` model (all its layers, with an op one-hot), which also serves ops never seen.
+
+Across devices (HELP): per op type a tree ensemble whose input adds the device block (facts,
+platform one-hot and the embedding: ln target on the ``reference_models``). Its target is
+normalised by the device's *scale*, the mean of its embedding, so that a device faster or
+slower than every training device is still predicted in proportion: a new device needs only
+its ~10 reference runs.
+
+A whole model is predicted as the sum of its layers with a learned non-additivity
+correction (``combine.Correction``: a scale and a per-layer call overhead), fitted here on
+models measured both whole and layer by layer.
+
+Baselines, always fitted beside: ``flops`` (target proportional to MACs, one ratio per device,
+the median ratio on training layers) and, for energy, ``const_power`` (predicted latency times
+one median power per device).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.models.sweep import reference_names
+from controller.estimators.combine import Correction, whole_totals
+from controller.estimators.dataset import Dataset, LayerSample
+from controller.estimators.errors import EstimatorError
+from controller.estimators.features import (
+    OTHER_OP,
+    LayerDesc,
+    cross_matrix,
+    device_vector,
+    embedding,
+    layer_matrix,
+)
+from controller.estimators.regressors import GPModel, TreeModel, fit_gp, fit_trees
+
+MIN_OP_SAMPLES = 8
+"""An op type needs this many layers on a device for a model of its own."""
+MIN_CORRECTION_MODELS = 3
+"""A device gets a correction of its own with this many multi-layer models measured both
+ways (call overheads differ between devices); otherwise it uses the one fitted on all."""
+CORRECTION_RIDGE = 0.1
+"""Weight of the pull of the correction's alpha towards 1, in units of one model's squared
+relative error (so it fades with data)."""
+
+
+@dataclass
+class OpModels:
+    trees: TreeModel
+    gp: GPModel | None
+    n_train: int
+
+
+@dataclass
+class FittedEstimator:
+    """Every model fitted for one target, with what prediction needs about the devices."""
+
+    target: str
+    ops: list[str]
+    platforms: list[str]
+    reference: list[str]
+    per_device: dict[str, dict[str, OpModels]]
+    cross_hw: dict[str, TreeModel]
+    device_blocks: dict[str, np.ndarray]
+    device_scales: dict[str, float]
+    correction: Correction
+    flops_ratio: dict[str, float]
+    power_w: dict[str, float]
+    n_layers: int = 0
+    notes: list[str] = field(default_factory=list)
+    device_corrections: dict[str, Correction] = field(default_factory=dict)
+
+    def correction_for(self, device: str) -> Correction:
+        return self.device_corrections.get(device, self.correction)
+
+    def op_key(self, device: str, op: str) -> str:
+        models = self.per_device.get(device, {})
+        return op if op in models else OTHER_OP
+
+    def cross_key(self, op: str) -> str:
+        return op if op in self.cross_hw else OTHER_OP
+
+
+def _log_target(dataset: Dataset, samples: Sequence[LayerSample], target: str) -> np.ndarray:
+    return np.log(np.asarray([dataset.value(s, target) for s in samples], dtype=np.float64))
+
+
+def _usable(dataset: Dataset, samples: Sequence[LayerSample], target: str) -> list[LayerSample]:
+    out = []
+    for s in samples:
+        value = dataset.value(s, target)
+        if math.isfinite(value) and value > 0:
+            out.append(s)
+    return out
+
+
+def reference_values(dataset: Dataset, device: str, target: str) -> dict[str, float]:
+    """The device's measured target on each reference model it ran: whole runs first, else the
+    sum of its layers."""
+    refs = set(reference_names())
+    values: dict[str, float] = {}
+    for (dev, sha), sums in dataset.layer_sums.items():
+        name = dataset.model_names.get(sha, "")
+        if dev == device and name in refs and sums[target] > 0:
+            values[name] = sums[target]
+    for w in dataset.wholes:
+        value = dataset.value(w, target)
+        if w.device == device and w.model_name in refs and math.isfinite(value) and value > 0:
+            values[w.model_name] = value
+    return values
+
+
+def device_block(dataset: Dataset, device: str, target: str, platforms: Sequence[str]
+                 ) -> tuple[np.ndarray, float] | None:
+    """(facts + platform one-hot + embedding, scale) of a device; None without every reference
+    run or without facts."""
+    info = dataset.devices.get(device)
+    if info is None:
+        return None
+    try:
+        emb = embedding(reference_values(dataset, device, target), reference_names())
+    except KeyError:
+        return None
+    return np.concatenate([device_vector(info, platforms), emb]), float(emb.mean())
+
+
+def _ratio(values: np.ndarray) -> float:
+    return float(np.exp(np.median(np.log(values)))) if len(values) else float("nan")
+
+
+def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool = True,
+                  with_cross: bool = True,
+                  progress: Callable[[str], None] | None = None) -> FittedEstimator:
+    """Fit every model of ``target`` on ``dataset``. Raises ``EstimatorError`` when there is
+    nothing to fit."""
+    samples = _usable(dataset, dataset.layers, target)
+    if not samples:
+        raise EstimatorError(f"no layer measurements with a positive {target} to fit on")
+    counts: dict[str, int] = defaultdict(int)
+    for s in samples:
+        counts[s.desc.op] += 1
+    ops = sorted(op for op, n in counts.items() if n >= MIN_OP_SAMPLES)
+    by_device: dict[str, list[LayerSample]] = defaultdict(list)
+    for s in samples:
+        by_device[s.device].append(s)
+    platforms = sorted({dataset.devices[d].platform for d in by_device if d in dataset.devices})
+    notes: list[str] = []
+
+    per_device: dict[str, dict[str, OpModels]] = {}
+    for device, rows in sorted(by_device.items()):
+        if progress:
+            progress(f"{target}: per-device models for {device} ({len(rows)} layers)")
+        per_device[device] = _fit_device(dataset, rows, ops, target, seed, with_gp)
+
+    blocks: dict[str, np.ndarray] = {}
+    scales: dict[str, float] = {}
+    for device in by_device:
+        block = device_block(dataset, device, target, platforms)
+        if block is None:
+            notes.append(f"{device}: no cross-hardware model (missing reference runs or facts)")
+            continue
+        blocks[device], scales[device] = block
+    cross: dict[str, TreeModel] = {}
+    if with_cross and blocks:
+        if progress:
+            progress(f"{target}: cross-hardware models over {len(blocks)} devices")
+        cross = _fit_cross(dataset, [s for s in samples if s.device in blocks], ops, blocks,
+                           scales, target, seed)
+
+    flops, power = {}, {}
+    for device, rows in by_device.items():
+        flops[device] = _ratio(np.asarray([dataset.value(s, target) / s.desc.macs
+                                           for s in rows if s.desc.macs > 0]))
+        power[device] = _ratio(np.asarray([s.energy_j / s.latency_s for s in rows
+                                           if s.latency_s > 0 and s.energy_j > 0
+                                           and math.isfinite(s.energy_j)]))
+    return FittedEstimator(
+        target=target, ops=ops, platforms=platforms, reference=reference_names(),
+        per_device=per_device, cross_hw=cross, device_blocks=blocks, device_scales=scales,
+        correction=fit_correction(dataset, target, set(by_device)), flops_ratio=flops,
+        power_w=power, n_layers=len(samples), notes=notes,
+        device_corrections=_device_corrections(dataset, target, set(by_device)))
+
+
+def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], target: str,
+                seed: int, with_gp: bool) -> dict[str, OpModels]:
+    x_all = layer_matrix([s.desc for s in rows], ops)
+    y_all = _log_target(dataset, rows, target)
+    groups: dict[str, np.ndarray] = {OTHER_OP: np.arange(len(rows))}
+    for op in ops:
+        index = np.asarray([i for i, s in enumerate(rows) if s.desc.op == op], dtype=int)
+        if len(index) >= MIN_OP_SAMPLES:
+            groups[op] = index
+    models = {}
+    for key, index in groups.items():
+        x, y = x_all[index], y_all[index]
+        trees = fit_trees(x, y, seed=seed)
+        gp = fit_gp(x, y, seed=seed, base=trees.base) if with_gp and len(index) >= 3 else None
+        models[key] = OpModels(trees, gp, len(index))
+    return models
+
+
+def _fit_cross(dataset: Dataset, samples: list[LayerSample], ops: list[str],
+               blocks: dict[str, np.ndarray], scales: dict[str, float], target: str,
+               seed: int) -> dict[str, TreeModel]:
+    x_layers = layer_matrix([s.desc for s in samples], ops)
+    x = np.vstack([cross_matrix(x_layers[i:i + 1], blocks[s.device])
+                   for i, s in enumerate(samples)])
+    # The device's scale is subtracted from the target and added back at prediction: a tree
+    # cannot extrapolate to a device faster or slower than all it has seen, a shift can.
+    shift = np.asarray([scales[s.device] for s in samples])
+    y = _log_target(dataset, samples, target) - shift
+    models = {OTHER_OP: fit_trees(x, y, seed=seed)}
+    for op in ops:
+        index = np.asarray([i for i, s in enumerate(samples) if s.desc.op == op], dtype=int)
+        if len(index) >= MIN_OP_SAMPLES:
+            models[op] = fit_trees(x[index], y[index], seed=seed)
+    return models
+
+
+def _device_corrections(dataset: Dataset, target: str, devices: set[str]
+                        ) -> dict[str, Correction]:
+    out = {}
+    for device in sorted(devices):
+        multi = [w for w in dataset.wholes
+                 if w.device == device and len(dataset.model_layers.get(w.model_sha, ())) > 1]
+        if len(multi) >= MIN_CORRECTION_MODELS:
+            out[device] = fit_correction(dataset, target, {device})
+    return out
+
+
+def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correction:
+    """Least squares, in relative error, of whole = alpha * sum + beta * (n_layers - 1) on
+    models measured whole whose every layer has a training target on that device. The sum
+    is over those targets, the very quantity the per-layer models learn, so the correction
+    maps a sum of their predictions to a whole model. A ridge term pulls alpha towards 1."""
+    targets: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for s in _usable(dataset, dataset.layers, target):
+        targets[(s.device, s.model_sha)].append(dataset.value(s, target))
+    rows = []
+    for w in dataset.wholes:
+        values = targets.get((w.device, w.model_sha), [])
+        layers = dataset.model_layers.get(w.model_sha, ())
+        whole = dataset.value(w, target)
+        if (w.device in devices and layers and len(values) == len(layers)
+                and math.isfinite(whole) and whole > 0):
+            rows.append((len(layers), sum(values), whole))
+    if not rows:
+        return Correction()
+    design = np.asarray([[total / whole, (n - 1) / whole] for n, total, whole in rows])
+    rhs = np.ones(len(rows))
+    ridge = math.sqrt(CORRECTION_RIDGE)
+    design = np.vstack([design, [ridge, 0.0]])
+    rhs = np.append(rhs, ridge)
+    if not np.any(design[:, 1]):  # only single-layer models: no overhead to learn
+        design = design[:, :1]
+    coef = np.linalg.lstsq(design, rhs, rcond=None)[0]
+    return Correction(float(coef[0]), float(coef[1]) if len(coef) > 1 else 0.0, len(rows))
+
+
+# ---------------------------------------------------------------------------------- predict
+
+
+@dataclass
+class LayerPredictions:
+    """Per-layer predictions of one model on one device, linear units of the target. ``gp_std``
+    is the GP's standard deviation mapped to linear units (lognormal)."""
+
+    values: dict[str, np.ndarray]
+    gp_log_std: np.ndarray | None
+
+
+def predict_layers(est: FittedEstimator, device: str, descs: Sequence[LayerDesc],
+                   *, block: tuple[np.ndarray, float] | None = None,
+                   flops_ratio: float | None = None) -> LayerPredictions:
+    """Every estimator's prediction for each layer. ``block`` (device block, scale) and
+    ``flops_ratio`` stand in for a device the estimator was not fitted on (few-shot)."""
+    x = layer_matrix(descs, est.ops)
+    values: dict[str, np.ndarray] = {}
+    gp_std = None
+    models = est.per_device.get(device)
+    if models is not None:
+        trees = np.zeros(len(descs))
+        gp_mean = np.zeros(len(descs))
+        gp_std = np.zeros(len(descs))
+        for key in {est.op_key(device, d.op) for d in descs}:
+            index = np.asarray([i for i, d in enumerate(descs)
+                                if est.op_key(device, d.op) == key])
+            m = models[key]
+            trees[index] = m.trees.predict(x[index])
+            if m.gp is not None:
+                gp_mean[index], gp_std[index] = m.gp.predict(x[index])
+            else:  # too few points for a GP: the trees answer, with no spread
+                gp_mean[index], gp_std[index] = trees[index], 0.0
+        values["trees"] = np.exp(trees)
+        values["gp"] = np.exp(gp_mean)
+    block = block or ((est.device_blocks[device], est.device_scales[device])
+                      if device in est.device_blocks else None)
+    if est.cross_hw and block is not None:
+        xc = cross_matrix(x, block[0])
+        cross = np.zeros(len(descs))
+        for key in {est.cross_key(d.op) for d in descs}:
+            index = np.asarray([i for i, d in enumerate(descs) if est.cross_key(d.op) == key])
+            cross[index] = est.cross_hw[key].predict(xc[index]) + block[1]
+        values["cross_hw"] = np.exp(cross)
+    ratio = flops_ratio if flops_ratio is not None else est.flops_ratio.get(device)
+    if ratio is not None and math.isfinite(ratio):
+        values["flops"] = ratio * np.asarray([max(d.macs, 1) for d in descs], dtype=np.float64)
+    return LayerPredictions(values, gp_std)
+
+
+def predict_whole(est: FittedEstimator, device: str, descs: Sequence[LayerDesc], **kwargs
+                  ) -> dict[str, tuple[float, float | None]]:
+    """Whole-model (prediction, standard deviation or None) per estimator."""
+    layers = predict_layers(est, device, descs, **kwargs)
+    return whole_totals(layers.values, layers.gp_log_std, est.correction_for(device),
+                        len(descs))

@@ -1,0 +1,150 @@
+"""Predict a model's per-layer and total latency or energy on a device from an estimator
+directory: ONNX files run by onnxruntime, plus ``manifest.json``.
+
+Needs only onnxruntime, numpy and the model toolkit: no scikit-learn, no DuckDB (a test scans
+this module's imports). Device features and embeddings come from the manifest, which stores
+those of every training device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from agent.models.parse import read_layers
+from controller.estimators.combine import Correction, whole_totals
+from controller.estimators.errors import EstimatorError
+from controller.estimators.features import (
+    OTHER_OP,
+    LayerDesc,
+    cross_matrix,
+    from_layer_info,
+    layer_matrix,
+)
+from controller.estimators.manifest import read_manifest
+
+PREFERENCE: tuple[str, ...] = ("gp", "trees", "cross_hw", "flops")
+"""Which estimator's total to headline when the manifest names none."""
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    """Predictions for one model on one device. Values in the target's unit (``unit``)."""
+
+    device: str
+    target: str
+    unit: str
+    layers: tuple[LayerDesc, ...]
+    values: dict[str, np.ndarray]
+    """Estimator -> per-layer prediction (median of each layer's estimate)."""
+    gp_std: np.ndarray | None
+    """Per-layer standard deviation of the GP estimate, in the target's unit."""
+    gp_log_std: np.ndarray | None
+    """Per-layer standard deviation of the GP estimate of ln(target)."""
+    totals: dict[str, tuple[float, float | None]]
+    """Estimator -> (whole-model prediction, standard deviation or None)."""
+    preferred: str
+
+
+class Estimator:
+    """An estimator directory written by ``joulefarm fit``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.manifest: dict[str, Any] = read_manifest(self.directory)
+        self.target: str = self.manifest["target"]
+        self.unit: str = self.manifest["unit"]
+        self.ops: list[str] = list(self.manifest["ops"])
+        self.correction = Correction.from_json(self.manifest["correction"])
+        self._files: dict[tuple[str, str | None, str], str] = {
+            (e["kind"], e.get("device"), e["op"]): e["file"] for e in self.manifest["estimators"]
+        }
+        self._sessions: dict[str, ort.InferenceSession] = {}
+
+    @property
+    def devices(self) -> list[str]:
+        return sorted(self.manifest["devices"])
+
+    def _device(self, name: str) -> dict[str, Any]:
+        devices = self.manifest["devices"]
+        if name not in devices:
+            raise EstimatorError(f"unknown device {name!r} for this estimator (known: "
+                                 f"{', '.join(sorted(devices)) or 'none'})")
+        return devices[name]
+
+    def _run(self, file: str, x: np.ndarray) -> list[np.ndarray]:
+        session = self._sessions.get(file)
+        if session is None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1  # small models: threads cost more than they give
+            try:
+                session = ort.InferenceSession(str(self.directory / file), options,
+                                               providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own untyped errors
+                raise EstimatorError(f"{self.directory / file}: cannot load: {e}") from e
+            self._sessions[file] = session
+        return session.run(None, {"features": np.ascontiguousarray(x, dtype=np.float64)})
+
+    def _routed(self, kind: str, device: str | None, descs: tuple[LayerDesc, ...],
+                x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """ln-space (mean, std or None) of one estimator kind, each layer sent to its op's
+        model or to ``_OTHER``. None when that kind has no model here."""
+        if (kind, device, OTHER_OP) not in self._files:
+            return None
+        mean = np.zeros(len(descs))
+        std = np.zeros(len(descs)) if kind == "gp" else None
+        keys = [d.op if (kind, device, d.op) in self._files else OTHER_OP for d in descs]
+        for key in sorted(set(keys)):
+            index = np.asarray([i for i, k in enumerate(keys) if k == key])
+            outputs = self._run(self._files[(kind, device, key)], x[index])
+            mean[index] = outputs[0]
+            if std is not None and len(outputs) > 1:
+                std[index] = outputs[1]
+        return mean, std
+
+    def predict_layers(self, descs: tuple[LayerDesc, ...] | list[LayerDesc], device: str
+                       ) -> ModelPrediction:
+        """Predictions for layers already described (see ``features.from_layer_info``)."""
+        descs = tuple(descs)
+        info = self._device(device)
+        if not descs:
+            raise EstimatorError("the model has no layers to predict")
+        x = layer_matrix(descs, self.ops)
+        values: dict[str, np.ndarray] = {}
+        gp_log_std = None
+        for kind in ("gp", "trees"):
+            routed = self._routed(kind, device, descs, x)
+            if routed is not None:
+                values[kind] = np.exp(routed[0])
+                if kind == "gp":
+                    gp_log_std = routed[1]
+        block = info.get("device_block")
+        if block is not None:
+            routed = self._routed("cross_hw", None, descs,
+                                  cross_matrix(x, np.asarray(block, dtype=np.float64)))
+            if routed is not None:
+                values["cross_hw"] = np.exp(routed[0] + float(info["scale"]))
+        ratio = info.get("flops_ratio")
+        if ratio is not None and np.isfinite(ratio):
+            values["flops"] = ratio * np.asarray([max(d.macs, 1) for d in descs], np.float64)
+        correction = (Correction.from_json(info["correction"]) if info.get("correction")
+                      else self.correction)
+        totals = whole_totals(values, gp_log_std, correction, len(descs))
+        gp_std = None
+        if gp_log_std is not None and "gp" in values:
+            gp_std = np.sqrt(np.expm1(gp_log_std ** 2)) * values["gp"] * np.exp(
+                gp_log_std ** 2 / 2)
+        preferred = self.manifest.get("preferred") or next(
+            (k for k in PREFERENCE if k in totals), "flops")
+        return ModelPrediction(device, self.target, self.unit, descs, values, gp_std,
+                               gp_log_std, totals,
+                               preferred if preferred in totals else next(iter(totals)))
+
+    def predict(self, model_bytes: bytes, device: str) -> ModelPrediction:
+        """Predictions for every layer of a .tflite model and for the whole model."""
+        return self.predict_layers(tuple(from_layer_info(i) for i in read_layers(model_bytes)),
+                                   device)

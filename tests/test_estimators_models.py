@@ -1,0 +1,148 @@
+"""Estimators fitted on a synthetic database with a known generating function."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from controller.estimators.combine import Correction, lognormal_variance, whole_totals
+from controller.estimators.dataset import build_dataset, load_dataset, model_family
+from controller.estimators.errors import EstimatorError
+from controller.estimators.features import DeviceInfo
+from controller.estimators.metrics import scores
+from controller.estimators.models import fit_estimator, predict_layers, predict_whole
+from controller.estimators.synthetic import DEVICES, WHOLE_SCALE, build_synthetic_db
+from controller.estimators.validation import run_validation, subset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = build_synthetic_db(tmp_path_factory.mktemp("est") / "syn.duckdb",
+                              devices=DEVICES[:3], n_configs=80, n_chains=8, seed=1)
+    return load_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def split(dataset):
+    shas = sorted({s.model_sha for s in dataset.layers})
+    test = set(shas[::3])
+    train = subset(dataset, lambda _d, sha: sha not in test)
+    return train, test
+
+
+def test_dataset_contents(dataset):
+    assert sorted(dataset.devices) == sorted(d.name for d in DEVICES[:3])
+    assert {s.source for s in dataset.layers} == {"layers"}
+    assert all(s.simulated for s in dataset.layers)
+    chains = [w for w in dataset.wholes if w.model_name.startswith("sweep:chain")]
+    assert len(chains) == 8 * 3
+    assert len({w.model_name for w in dataset.wholes if w.model_name.startswith("ref:")}) == 10
+    assert len(dataset.data_hash()) == 64
+
+
+def test_single_layer_whole_runs_become_layer_samples():
+    device = DeviceInfo("d", "linux", 0, 1, 0)
+    layer = {"device_name": "d", "model_name": "sweep:conv x", "model_sha256": "s",
+             "layer_index": 0, "op": "CONV_2D", "macs": 100, "param_bytes": 4,
+             "act_in_bytes": 4, "act_out_bytes": 4, "input_shapes": "1x1x1x1",
+             "output_shapes": "1x1x1x1", "latency_s": 2e-6, "energy_j": 1e-5,
+             "simulated": True}
+    whole = {"device_name": "d", "model_name": "sweep:conv x", "model_sha256": "s",
+             "latency_p50_s": 1e-6, "latency_mean_s": 1.5e-6, "energy_j": 8e-6,
+             "simulated": True}
+    other = dict(whole, device_name="e")
+    data = build_dataset({"d": device}, [layer], [whole, other])
+    by_device = {s.device: s for s in data.layers}
+    # The whole run's median wins over the layer loop; a device that ran the model only whole
+    # still gets a layer sample (the features come from the other device's layers run).
+    assert by_device["d"].latency_s == 1e-6 and by_device["d"].source == "whole_single"
+    assert by_device["e"].latency_s == 1e-6 and by_device["e"].energy_j == 8e-6
+    assert data.layer_sums[("d", "s")]["latency"] == 2e-6
+
+
+def test_model_family():
+    assert model_family("sweep:conv 1x56x56x3 conv(...) seed=0") == "conv"
+    assert model_family("ref:tiny_cnn") == "reference"
+    assert model_family("mobilenet_v2_1.0_224") == "mobilenet_v"
+    assert model_family("nmp") == "nmp"
+
+
+def test_per_device_models_beat_the_flops_baseline(dataset, split):
+    train, test = split
+    est = fit_estimator(train, "latency")
+    assert "CONV_2D" in est.ops and "DEPTHWISE_CONV_2D" in est.per_device["syn-pi5"]
+    for device in est.per_device:
+        rows = [s for s in dataset.layers if s.device == device and s.model_sha in test]
+        predicted = predict_layers(est, device, [s.desc for s in rows])
+        measured = np.array([s.latency_s for s in rows])
+        gp, trees = scores(measured, predicted.values["gp"]), scores(measured,
+                                                                      predicted.values["trees"])
+        flops = scores(measured, predicted.values["flops"])
+        assert gp.mape_pct < 12 and trees.mape_pct < 12, (device, gp, trees)
+        assert gp.spearman > 0.98
+        assert flops.mape_pct > 3 * max(gp.mape_pct, trees.mape_pct)
+        assert predicted.gp_log_std is not None and np.all(predicted.gp_log_std > 0)
+
+
+def test_correction_learns_the_non_additivity(dataset):
+    est = fit_estimator(dataset, "latency", with_gp=False, with_cross=False)
+    assert est.correction.n_models == 8 * 3
+    for device in DEVICES[:3]:
+        correction = est.correction_for(device.name)
+        assert correction is est.device_corrections[device.name]
+        assert correction.alpha == pytest.approx(WHOLE_SCALE, abs=0.02)
+        assert correction.beta == pytest.approx(-device.overhead_s, rel=0.2)
+    for w in [w for w in dataset.wholes if w.model_name.startswith("sweep:chain")]:
+        total = predict_whole(est, w.device, dataset.model_layers[w.model_sha])["trees"][0]
+        assert total == pytest.approx(w.latency_s, rel=0.08)
+
+
+def test_cross_hardware_model_serves_every_device(dataset, split):
+    train, test = split
+    est = fit_estimator(train, "energy", with_gp=False)
+    assert set(est.device_blocks) == set(est.per_device)
+    for device in est.per_device:
+        rows = [s for s in dataset.layers if s.device == device and s.model_sha in test]
+        predicted = predict_layers(est, device, [s.desc for s in rows]).values["cross_hw"]
+        assert scores(np.array([s.energy_j for s in rows]), predicted).mape_pct < 15
+
+
+def test_gp_spread_is_propagated_as_lognormal_variances():
+    rng = np.random.default_rng(0)
+    mean, std = np.array([-9.0, -7.5]), np.array([0.2, 0.05])
+    draws = np.exp(mean + std * rng.standard_normal((400_000, 2)))
+    assert lognormal_variance(mean, std) == pytest.approx(draws.var(axis=0), rel=0.02)
+    values = {"gp": np.exp(mean), "flops": np.array([1e-4, 2e-4])}
+    correction = Correction(alpha=1.2, beta=-1e-6, n_models=5)
+    totals = whole_totals(values, std, correction, 2)
+    corrected = 1.2 * np.exp(mean).sum() - 1e-6
+    factor = corrected / np.exp(mean).sum()
+    assert totals["gp"][0] == pytest.approx(corrected)
+    assert totals["gp"][1] == pytest.approx(factor * math.sqrt(lognormal_variance(mean,
+                                                                                   std).sum()))
+    assert totals["flops"] == (pytest.approx(3e-4), None)  # the baseline is a plain sum
+
+
+def test_validation_table(dataset):
+    rows = run_validation(dataset, "energy", folds=2, schemes=("grouped", "device"),
+                          with_gp=False)
+    table = {(r.split, r.level, r.estimator): r.scores for r in rows}
+    for name in ("trees", "cross_hw", "flops", "const_power"):
+        assert ("grouped_2fold", "layer", name) in table
+        assert ("grouped_2fold", "model", name) in table
+    assert set(k[2] for k in table if k[0] == "leave_device_out_fewshot") == {"cross_hw",
+                                                                             "flops"}
+    assert table[("grouped_2fold", "layer", "trees")].mape_pct < 15
+    assert table[("grouped_2fold", "model", "trees")].n == 8 * 3
+    few_shot = table[("leave_device_out_fewshot", "model", "cross_hw")]
+    assert few_shot.n > 0 and few_shot.spearman > 0.9
+    assert table[("grouped_2fold", "layer", "flops")].mape_pct > table[
+        ("grouped_2fold", "layer", "trees")].mape_pct
+
+
+def test_nothing_to_fit(dataset):
+    empty = subset(dataset, lambda _d, _s: False)
+    with pytest.raises(EstimatorError, match="no layer measurements"):
+        fit_estimator(empty, "latency")
