@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.models.builder import RECIPES
+from agent.models.sweep import SweepConfig, sample_configs
 from agent.results import MeasureSettings
 from controller.cron import Cron, CronError
 from controller.errors import JoulefarmError
@@ -35,7 +36,8 @@ from controller.errors import JoulefarmError
 SCHEMA_VERSION = 1
 TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "matrix", "model",
             "schedule"}
-MODEL_KEYS = {"name", "recipe", "seed", "file"}
+MODEL_KEYS = {"name", "recipe", "seed", "file", "sweep"}
+SWEEP_KEYS = {"count", "kinds", "profile", "seed", "max_macs"}
 SELECT_KEYS = {"names", "tags"}
 MEASURE_KEYS = ({f.name for f in fields(MeasureSettings) if f.name != "extra"}
                 | {"timeout_s", "repetitions"})
@@ -53,13 +55,19 @@ class ModelSpec:
     recipe: str | None = None
     seed: int = 0
     file: Path | None = None
+    # One configuration of a generated layer sweep (see agent.models.sweep).
+    sweep: SweepConfig | None = None
 
     @property
     def source(self) -> str:
+        if self.sweep is not None:
+            return self.sweep.name
         return f"recipe:{self.recipe} seed={self.seed}" if self.recipe else str(self.file)
 
     def materialise(self) -> bytes:
-        """The model's .tflite bytes: generated from its recipe, or read from its file."""
+        """The model's .tflite bytes: generated (recipe or sweep), or read from its file."""
+        if self.sweep is not None:
+            return self.sweep.build()
         if self.recipe:
             return RECIPES[self.recipe](self.seed)
         assert self.file is not None
@@ -184,9 +192,13 @@ def load_suite(path: str | Path) -> Suite:
                  "a non-empty string is required")
         _require(mname not in seen, path, f"{where}.name", f"duplicate model name {mname!r}")
         seen.add(mname)
-        recipe, file = m.get("recipe"), m.get("file")
-        _require((recipe is None) != (file is None), path, where,
-                 "give exactly one of 'recipe' or 'file'")
+        recipe, file, sweep = m.get("recipe"), m.get("file"), m.get("sweep")
+        _require(sum(x is not None for x in (recipe, file, sweep)) == 1, path, where,
+                 "give exactly one of 'recipe', 'file' or 'sweep'")
+        if sweep is not None:
+            for k, config in enumerate(_sweep_configs(sweep, path, f"{where}.sweep")):
+                models.append(ModelSpec(name=f"{mname}-{k:03d}", sweep=config))
+            continue
         if recipe is not None:
             _require(recipe in RECIPES, path, f"{where}.recipe",
                      f"unknown recipe {recipe!r} (known: {', '.join(sorted(RECIPES))})")
@@ -203,6 +215,26 @@ def load_suite(path: str | Path) -> Suite:
         cron=_schedule(doc, path),
         repetitions=repetitions,
     )
+
+
+def _sweep_configs(table: Any, path: Path, where: str) -> list[SweepConfig]:
+    """A generated layer sweep: ``{count = 50, kinds = ["conv", ...], profile = "mobile",
+    seed = 0, max_macs = ...}``, expanded into single-layer configurations."""
+    _require(isinstance(table, dict), path, where, "must be a table, e.g. { count = 20 }")
+    _check_keys(table, SWEEP_KEYS, path, f"{where}.")
+    count = table.get("count")
+    _require(isinstance(count, int) and not isinstance(count, bool) and count >= 1, path,
+             f"{where}.count", f"an integer >= 1 is required, got {count!r}")
+    options: dict[str, Any] = {"seed": table.get("seed", 0),
+                               "profile": table.get("profile", "mobile")}
+    if "kinds" in table:
+        options["kinds"] = table["kinds"]
+    if "max_macs" in table:
+        options["max_macs"] = table["max_macs"]
+    try:
+        return sample_configs(count, **options)
+    except (ValueError, TypeError) as e:
+        raise SuiteError(f"{path}: {where}: {e}") from None
 
 
 def _schedule(doc: dict[str, Any], path: Path) -> str | None:

@@ -63,3 +63,21 @@ def test_repetitions_become_separate_jobs_with_their_own_seed(tmp_path: Path) ->
                     '[[model]]\nname = "m"\nrecipe = "mlp"\n')
     with pytest.raises(SuiteError, match="measure.repetitions: must be an integer >= 1, got 0"):
         load_suite(path)
+
+
+def test_a_generated_layer_sweep_expands_into_models(tmp_path: Path) -> None:
+    from agent.models.parse import read_layers
+
+    path = tmp_path / "s.toml"
+    path.write_text('schema_version = 1\nname = "x"\n[[model]]\nname = "convs"\n'
+                    'sweep = { count = 4, kinds = ["conv", "dwconv"], seed = 7 }\n')
+    suite = load_suite(path)
+    assert [m.name for m in suite.models] == ["convs-000", "convs-001", "convs-002", "convs-003"]
+    ops = [read_layers(m.materialise())[-1].op for m in suite.models]
+    assert ops == ["CONV_2D", "DEPTHWISE_CONV_2D"] * 2
+    assert all(m.source.startswith("sweep:") for m in suite.models)
+    assert load_suite(path).models[1].materialise() == suite.models[1].materialise()
+    path.write_text('schema_version = 1\nname = "x"\n[[model]]\nname = "convs"\n'
+                    'sweep = { count = 2, kinds = ["warp"] }\n')
+    with pytest.raises(SuiteError, match=r"model\[0\].sweep: unknown sweep kinds \['warp'\]"):
+        load_suite(path)
