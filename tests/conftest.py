@@ -8,6 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests with derandomized examples: a submission that passed keeps
+# passing. Locally they explore new random examples each run (set HYPOTHESIS_PROFILE=ci to
+# reproduce CI).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                     "ci" if os.environ.get("CI") else "dev"))
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -27,6 +27,27 @@ def power_at(x: list[float], u: float, model: str) -> float | None:
     return x[i] * (1 - w) + other * w
 
 
+def piece_power(x: list[float], lo: float, hi: float, model: str) -> float | None:
+    """Power at the centre of the piece ``[lo, hi)``, which lies inside one half of one sample.
+
+    The sample and the half are taken from ``lo``, not from the centre: for a piece a few ULPs
+    long at a sample's end, ``(lo + hi) / 2`` can round onto the next sample.
+    """
+    n = len(x)
+    i = math.floor(lo)
+    if lo < 0 or i >= n or not math.isfinite(x[i]):
+        return None
+    if model == "hold":
+        return x[i]
+    mid = i + 0.5
+    left = lo < mid
+    u = min(max(0.5 * (lo + hi), lo), mid if left else i + 1)
+    j = i - 1 if left else i + 1
+    other = x[j] if 0 <= j < n and math.isfinite(x[j]) else x[i]
+    w = abs(u - mid)
+    return x[i] * (1 - w) + other * w
+
+
 @dataclass
 class RefWindow:
     energy_j: float
@@ -54,7 +75,7 @@ def reference_window(
     energy = covered = 0.0
     for lo, hi in zip(cuts, cuts[1:], strict=False):
         if hi > lo:
-            p = power_at(x, 0.5 * (lo + hi), model)
+            p = piece_power(x, lo, hi, model)
             if p is not None:
                 energy += p * (hi - lo)
                 covered += hi - lo
