@@ -11,7 +11,10 @@ from controller.cli.options import DbOption, FormatOption, db_path
 from controller.store import query_readonly
 
 EXAMPLES = """
-Tables: devices, sweeps, models, jobs, runs, layer_measurements; view layer_energy.
+Tables: devices, sweeps, models, model_layers, jobs, runs, layer_measurements,
+whole_measurements; views layer_energy (one row per measured layer) and additivity (sum of
+layers vs the whole model). Every measurement row says its meter_kind and whether it is
+simulated.
 
 Examples:
 
