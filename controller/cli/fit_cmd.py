@@ -34,8 +34,7 @@ def fit(
     validate_gp: bool = GpOption,
     fmt: OutputFormat = FormatOption,
 ) -> None:
-    """Fit per-layer estimators (GP, trees, cross-hardware), validate them against the
-    baselines, print the table and export ONNX + manifest.json to --out."""
+    """Fit estimators (GP, trees, cross-hardware), validate against baselines, export ONNX."""
     # Imported here: scikit-learn and onnx take a second to load, other commands need neither.
     from controller.estimators.errors import EstimatorError
     from controller.estimators.export import fit_and_export
