@@ -11,6 +11,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from agent.meters.base import Meter, MeterDescription, MeterError
@@ -171,26 +172,26 @@ def _discover_rapl(root: Path) -> list[MeterDescription]:
     return [_found(rapl.KIND, rapl.DEFAULT_RATE_HZ, f"RAPL energy counters: {names}")]
 
 
-def _discover_hwmon(root: Path) -> list[MeterDescription]:
-    from agent.meters import jetson_hwmon
-
-    chips = jetson_hwmon.discover(root)
+def _discover_ina3221(driver: ModuleType, interface: str, root: Path) -> list[MeterDescription]:
+    """One meter over every INA3221 chip that ``driver`` (hwmon or IIO) finds."""
+    chips = driver.discover(root)
     if not chips:
         return []
     rails = ", ".join(r.name for c in chips for r in c.rails)
-    return [_found(jetson_hwmon.KIND, jetson_hwmon.DEFAULT_RATE_HZ,
-                   f"Jetson INA3221 hwmon rails: {rails}")]
+    return [_found(driver.KIND, driver.DEFAULT_RATE_HZ,
+                   f"Jetson INA3221 {interface} rails: {rails}")]
+
+
+def _discover_hwmon(root: Path) -> list[MeterDescription]:
+    from agent.meters import jetson_hwmon
+
+    return _discover_ina3221(jetson_hwmon, "hwmon", root)
 
 
 def _discover_iio(root: Path) -> list[MeterDescription]:
     from agent.meters import jetson_iio
 
-    chips = jetson_iio.discover(root)
-    if not chips:
-        return []
-    rails = ", ".join(r.name for c in chips for r in c.rails)
-    return [_found(jetson_iio.KIND, jetson_iio.DEFAULT_RATE_HZ,
-                   f"Jetson INA3221 IIO rails: {rails}")]
+    return _discover_ina3221(jetson_iio, "IIO", root)
 
 
 def _discover_ina2xx(root: Path) -> list[MeterDescription]:

@@ -38,20 +38,16 @@ class SampledMeter(Meter):
         return tuple(dict.fromkeys([*samples.flags, *self._condition_flags, *extra]))
 
 
-class PolledRailMeter(SampledMeter):
-    """Polls ``read_rails_w()`` (one power in W per rail) and returns a ``TimestampedTrace``.
+class PolledMeter(SampledMeter):
+    """Polls ``read()`` (one value per channel) at the meter's rate from start to stop."""
 
-    ``total_rail`` names the rail reported as ``power_w``; None reports the sum of all rails.
-    """
-
-    def __init__(self, description: MeterDescription, rails: Sequence[str],
-                 read_rails_w: Callable[[], Sequence[float]], *, total_rail: str | None) -> None:
+    def __init__(self, description: MeterDescription, channels: Sequence[str],
+                 read: Callable[[], Sequence[float]], *, what: str) -> None:
         super().__init__(description)
-        if not rails:
-            raise MeterError(f"{description.kind}: no rails to read")
-        self.rails = tuple(rails)
-        self.total_rail = total_rail
-        self._read = read_rails_w
+        if not channels:
+            raise MeterError(f"{description.kind}: no {what} to read")
+        self._read = read
+        self._width = len(channels)
         self._sampler: PollingSampler | None = None
 
     def start(self) -> None:
@@ -59,28 +55,41 @@ class PolledRailMeter(SampledMeter):
             raise MeterError(f"{self.description.kind}: meter already started")
         self._note_conditions()
         self._sampler = PollingSampler(self._read, rate_hz=self.description.sample_rate_hz,
-                                       width=len(self.rails), name=self.description.kind)
+                                       width=self._width, name=self.description.kind)
         self._sampler.start()
 
-    def stop(self) -> TimestampedTrace:
+    def _stop_sampler(self) -> Samples:
+        """Ends polling; the rows read since ``start()``, conditions checked again."""
         if self._sampler is None:
             raise MeterError(f"{self.description.kind}: stop() without a matching start()")
         samples = self._sampler.stop()
         self._note_conditions()
-        values = samples.values
-        if self.total_rail is None:
-            total = values.sum(axis=1)
-        else:
-            total = values[:, self.rails.index(self.total_rail)].copy()
-        rails = {name: values[:, k].copy() for k, name in enumerate(self.rails)}
+        return samples
+
+
+class PolledRailMeter(PolledMeter):
+    """Polls ``read_rails_w()`` (one power in W per rail) and returns a ``TimestampedTrace``.
+
+    ``total_rail`` names the rail reported as ``power_w``; None reports the sum of all rails.
+    """
+
+    def __init__(self, description: MeterDescription, rails: Sequence[str],
+                 read_rails_w: Callable[[], Sequence[float]], *, total_rail: str | None) -> None:
+        super().__init__(description, rails, read_rails_w, what="rails")
+        self.rails = tuple(rails)
+        self.total_rail = total_rail
+
+    def stop(self) -> TimestampedTrace:
+        samples = self._stop_sampler()
+        total, rails = split_rails(samples.values, self.rails, self.total_rail)
         return TimestampedTrace(
-            t_s=samples.t_s, power_w=total, read_s=samples.read_s,
-            rails_w=MappingProxyType(rails), flags=self._flags(samples), gaps=samples.gaps,
+            t_s=samples.t_s, power_w=total, read_s=samples.read_s, rails_w=rails,
+            flags=self._flags(samples), gaps=samples.gaps,
             target_rate_hz=samples.target_rate_hz, error=samples.error,
         )
 
 
-class PolledCounterMeter(SampledMeter):
+class PolledCounterMeter(PolledMeter):
     """Polls cumulative energy counters and returns a ``CounterTrace``.
 
     ``read_raw()`` returns one raw value per channel; ``to_joules(values)`` turns the n x k raw
@@ -91,29 +100,24 @@ class PolledCounterMeter(SampledMeter):
     def __init__(self, description: MeterDescription, channels: Sequence[str],
                  read_raw: Callable[[], Sequence[float]],
                  to_joules: Callable[[np.ndarray], np.ndarray]) -> None:
-        super().__init__(description)
-        if not channels:
-            raise MeterError(f"{description.kind}: no counters to read")
+        super().__init__(description, channels, read_raw, what="counters")
         self.channels = tuple(channels)
-        self._read = read_raw
         self._to_joules = to_joules
-        self._sampler: PollingSampler | None = None
-
-    def start(self) -> None:
-        if self._sampler is not None:
-            raise MeterError(f"{self.description.kind}: meter already started")
-        self._note_conditions()
-        self._sampler = PollingSampler(self._read, rate_hz=self.description.sample_rate_hz,
-                                       width=len(self.channels), name=self.description.kind)
-        self._sampler.start()
 
     def stop(self) -> CounterTrace:
-        if self._sampler is None:
-            raise MeterError(f"{self.description.kind}: stop() without a matching start()")
-        samples = self._sampler.stop()
-        self._note_conditions()
+        samples = self._stop_sampler()
         return counter_trace(samples, self.channels, self._to_joules(samples.values),
                              self._flags(samples))
+
+
+def split_rails(values: np.ndarray, rails: Sequence[str], total_rail: str | None,
+                ) -> tuple[np.ndarray, MappingProxyType[str, np.ndarray]]:
+    """Per-rail power columns (n x k ``values``) as the reported power, ``total_rail``'s column
+    or else the sum of all rails, and a read-only mapping of each rail's own column."""
+    columns = MappingProxyType({name: values[:, k].copy() for k, name in enumerate(rails)})
+    if total_rail is None:
+        return values.sum(axis=1), columns
+    return values[:, rails.index(total_rail)].copy(), columns
 
 
 def counter_trace(samples: Samples, channels: Sequence[str], joules: np.ndarray,

@@ -19,13 +19,12 @@ import select
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
-from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
 
 from agent.meters.base import MeterDescription, MeterError, MeterParseError
-from agent.meters.polled import SampledMeter
+from agent.meters.polled import SampledMeter, split_rails
 from agent.meters.rails import choose_total_rail, total_description
 from agent.meters.sampler import LineSampler
 from agent.meters.traces import FLAG_LINES_BUFFERED, TimestampedTrace
@@ -200,19 +199,14 @@ class TegrastatsMeter(SampledMeter):
             raise MeterError("tegrastats: stop() without a matching start()")
         samples = self._sampler.stop()
         self._source.close()
-        values = samples.values
-        if self.total_rail is None:
-            total = values.sum(axis=1)
-        else:
-            total = values[:, self.rails.index(self.total_rail)].copy()
+        total, rails = split_rails(samples.values, self.rails, self.total_rail)
         extra = []
         if len(samples.t_s) >= 4:
             median_dt = float(np.median(np.diff(samples.t_s)))
             if median_dt < BUFFERED_FRACTION * self.interval_ms * 1e-3:
                 extra.append(FLAG_LINES_BUFFERED)
-        rails = {name: values[:, k].copy() for k, name in enumerate(self.rails)}
         return TimestampedTrace(
-            t_s=samples.t_s, power_w=total, read_s=None, rails_w=MappingProxyType(rails),
+            t_s=samples.t_s, power_w=total, read_s=None, rails_w=rails,
             flags=self._flags(samples, extra), gaps=samples.gaps,
             target_rate_hz=samples.target_rate_hz, error=samples.error,
         )

@@ -211,43 +211,6 @@ pub fn align_offset<T: Sample>(
     busy_ends: &[f64],
     max_offset_s: f64,
 ) -> Result<Alignment, EnergyError> {
-    align_offset_around(power, t0, fs, busy_starts, busy_ends, 0.0, max_offset_s)
-}
-
-/// Like [`align_offset`], searching `[centre_s - max_offset_s, centre_s + max_offset_s]`.
-pub fn align_offset_around<T: Sample>(
-    power: &[T],
-    t0: f64,
-    fs: f64,
-    busy_starts: &[f64],
-    busy_ends: &[f64],
-    centre_s: f64,
-    max_offset_s: f64,
-) -> Result<Alignment, EnergyError> {
-    check_finite("centre_s", centre_s)?;
-    // Searching around a centre is searching around 0 with the trace moved by -centre.
-    let found = align_core(
-        power,
-        t0 - centre_s,
-        fs,
-        busy_starts,
-        busy_ends,
-        max_offset_s,
-    )?;
-    Ok(Alignment {
-        offset_s: found.offset_s + centre_s,
-        ..found
-    })
-}
-
-fn align_core<T: Sample>(
-    power: &[T],
-    t0: f64,
-    fs: f64,
-    busy_starts: &[f64],
-    busy_ends: &[f64],
-    max_offset_s: f64,
-) -> Result<Alignment, EnergyError> {
     check_sample_rate(fs)?;
     check_finite("t0", t0)?;
     check_finite("max_offset_s", max_offset_s)?;
@@ -350,6 +313,32 @@ fn align_core<T: Sample>(
     })
 }
 
+/// Like [`align_offset`], searching `[centre_s - max_offset_s, centre_s + max_offset_s]`.
+pub fn align_offset_around<T: Sample>(
+    power: &[T],
+    t0: f64,
+    fs: f64,
+    busy_starts: &[f64],
+    busy_ends: &[f64],
+    centre_s: f64,
+    max_offset_s: f64,
+) -> Result<Alignment, EnergyError> {
+    check_finite("centre_s", centre_s)?;
+    // Searching around a centre is searching around 0 with the trace moved by -centre.
+    let found = align_offset(
+        power,
+        t0 - centre_s,
+        fs,
+        busy_starts,
+        busy_ends,
+        max_offset_s,
+    )?;
+    Ok(Alignment {
+        offset_s: found.offset_s + centre_s,
+        ..found
+    })
+}
+
 /// Offset and drift from two busy patterns, one early and one late in a run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClockFit {
@@ -358,6 +347,13 @@ pub struct ClockFit {
     pub drift_ppm: f64,
     /// Alignment of each anchor, and the agent time (centre of its busy pattern) it holds at.
     pub anchors: [(f64, Alignment); 2],
+}
+
+/// Centre of a busy pattern (agent clock): halfway between its earliest start and latest end.
+pub fn pattern_centre(busy_starts: &[f64], busy_ends: &[f64]) -> f64 {
+    let lo = busy_starts.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = busy_ends.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    0.5 * (lo + hi)
 }
 
 /// Fits offset and drift from two anchors: busy intervals starting before `split_at` (agent
@@ -388,11 +384,7 @@ pub fn align_clock<T: Sample>(
             )));
         }
     }
-    let centre = |g: &(Vec<f64>, Vec<f64>)| {
-        let lo = g.0.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = g.1.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        0.5 * (lo + hi)
-    };
+    let centre = |g: &(Vec<f64>, Vec<f64>)| pattern_centre(&g.0, &g.1);
     let (c1, c2) = (centre(&groups[0]), centre(&groups[1]));
     let first = align_offset(power, t0, fs, &groups[0].0, &groups[0].1, max_offset_s)?;
     let second = align_offset_around(

@@ -67,6 +67,21 @@ impl Reading {
     }
 }
 
+/// The checks every window integration makes after its trace's own: the clock map, the
+/// windows, then how samples are read. Kept in one place because their order decides which
+/// error a caller sees.
+pub(crate) fn check_window_args(
+    clock: ClockMap,
+    starts: &[f64],
+    ends: &[f64],
+    model: SignalModel,
+    saturation_w: Option<f64>,
+) -> Result<Reading, EnergyError> {
+    clock.validate()?;
+    check_windows(starts, ends)?;
+    Reading::new(model, saturation_w)
+}
+
 /// Interior samples are summed in blocks so one NaN only sends its own block down the slow path.
 const BLOCK: usize = 4096;
 
@@ -324,9 +339,7 @@ pub fn integrate_series<P: PowerSeries>(
     saturation_w: Option<f64>,
 ) -> Result<Vec<WindowStats>, EnergyError> {
     let trace = UniformTrace::new(power, t0, fs)?;
-    clock.validate()?;
-    check_windows(starts, ends)?;
-    let reading = Reading::new(model, saturation_w)?;
+    let reading = check_window_args(clock, starts, ends, model, saturation_w)?;
     Ok(starts
         .iter()
         .zip(ends)
@@ -350,9 +363,7 @@ pub fn idle_power<T: Sample>(
     saturation_w: Option<f64>,
 ) -> Result<f64, EnergyError> {
     let trace = UniformTrace::new(power, t0, fs)?;
-    clock.validate()?;
-    check_windows(starts, ends)?;
-    let reading = Reading::new(model, saturation_w)?;
+    let reading = check_window_args(clock, starts, ends, model, saturation_w)?;
     let mut energy = 0.0;
     let mut covered = 0.0;
     for (&s, &e) in starts.iter().zip(ends) {

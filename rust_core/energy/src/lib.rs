@@ -22,7 +22,9 @@ pub mod sample;
 pub mod streaming;
 pub mod timestamped;
 
-pub use align::{align_clock, align_offset, align_offset_around, Alignment, ClockFit};
+pub use align::{
+    align_clock, align_offset, align_offset_around, pattern_centre, Alignment, ClockFit,
+};
 pub use clock::ClockMap;
 pub use decimate::{decimate_minmax, Decimated};
 pub use error::EnergyError;

@@ -6,8 +6,8 @@
 //! summation order.
 
 use crate::clock::ClockMap;
-use crate::error::{check_finite, check_sample_rate, check_windows, EnergyError};
-use crate::integrate::{finish, integrate_span, Accum, Reading, WindowStats};
+use crate::error::{check_finite, check_sample_rate, EnergyError};
+use crate::integrate::{check_window_args, finish, integrate_span, Accum, Reading, WindowStats};
 use crate::model::SignalModel;
 use crate::sample::Sample;
 
@@ -56,9 +56,7 @@ impl StreamingIntegrator {
     ) -> Result<Self, EnergyError> {
         check_sample_rate(fs)?;
         check_finite("t0", t0)?;
-        clock.validate()?;
-        check_windows(starts, ends)?;
-        let reading = Reading::new(model, saturation_w)?;
+        let reading = check_window_args(clock, starts, ends, model, saturation_w)?;
         let u = |agent_t: f64| (clock.to_meter(agent_t) - t0) * fs;
         let slots: Vec<Slot> = starts
             .iter()

@@ -10,9 +10,9 @@
 //! value at or above the saturation level, flagged `SATURATED`.
 
 use crate::clock::ClockMap;
-use crate::error::{check_windows, EnergyError};
+use crate::error::EnergyError;
 use crate::flags;
-use crate::integrate::{finish, Accum, Reading, WindowStats};
+use crate::integrate::{check_window_args, finish, Accum, Reading, WindowStats};
 use crate::model::SignalModel;
 use crate::sample::Sample;
 
@@ -244,9 +244,7 @@ pub fn integrate_timestamped<T: Sample>(
             });
         }
     }
-    clock.validate()?;
-    check_windows(starts, ends)?;
-    let reading = Reading::new(model, saturation_w)?;
+    let reading = check_window_args(clock, starts, ends, model, saturation_w)?;
     let (kept, quality) = scan(t, power, max_gap_s, reading.saturation);
     let stats = starts
         .iter()

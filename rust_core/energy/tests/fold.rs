@@ -8,6 +8,7 @@ use joulefarm_energy::{flags, fold_layers, ClockMap, EnergyError, FoldOptions, F
 /// inferences. Returns (trace, starts, ends, layer ids) in seconds at `fs`, windows on the
 /// meter clock. The trace integrates the true piecewise-constant power exactly.
 struct Run {
+    fs: f64,
     trace: Vec<f64>,
     starts: Vec<f64>,
     ends: Vec<f64>,
@@ -43,10 +44,19 @@ fn simulate(
         }
     }
     Run {
+        fs,
         trace,
         starts: windows.iter().map(|w| w.0 / fs).collect(),
         ends: windows.iter().map(|w| w.1 / fs).collect(),
         ids: windows.iter().map(|w| w.2).collect(),
+    }
+}
+
+impl Run {
+    /// `fold_layers` over the whole run: the trace starts at 0, the windows are the run's.
+    fn fold(&self, options: &FoldOptions) -> FoldResult {
+        let (trace, fs) = (&self.trace, self.fs);
+        fold_layers(trace, 0.0, fs, &self.starts, &self.ends, &self.ids, options).unwrap()
     }
 }
 
@@ -63,16 +73,7 @@ fn recovers_layer_powers_without_noise() {
     let fs = 1000.0;
     let (durations, powers) = layer_model(&mut rng, 12);
     let run = simulate(&mut rng, fs, &durations, &powers, 2.5, 200);
-    let r = fold_layers(
-        &run.trace,
-        0.0,
-        fs,
-        &run.starts,
-        &run.ends,
-        &run.ids,
-        &FoldOptions::default(),
-    )
-    .unwrap();
+    let r = run.fold(&FoldOptions::default());
     assert_eq!(r.unknowns, 13);
     assert_eq!(r.rank, 13);
     assert!(!r.rank_deficient());
@@ -131,16 +132,7 @@ fn noisy_estimates_fall_in_their_intervals() {
         // Uniform noise with standard deviation 0.05 W.
         *y += rng.uniform(-1.0, 1.0) * 0.05 * 3f64.sqrt();
     }
-    let r = fold_layers(
-        &run.trace,
-        0.0,
-        fs,
-        &run.starts,
-        &run.ends,
-        &run.ids,
-        &FoldOptions::default(),
-    )
-    .unwrap();
+    let r = run.fold(&FoldOptions::default());
     assert!(
         (r.residual_std_w - 0.05).abs() < 0.005,
         "{}",
@@ -173,16 +165,7 @@ fn coinciding_layers_are_unidentifiable_and_others_are_not() {
         layers: Some(6),
         ..FoldOptions::default()
     };
-    let r = fold_layers(
-        &run.trace,
-        0.0,
-        fs,
-        &run.starts,
-        &run.ends,
-        &run.ids,
-        &options,
-    )
-    .unwrap();
+    let r = run.fold(&options);
     assert!(r.rank_deficient());
     assert_eq!(r.unknowns, 7);
     assert_eq!(r.rank, 5);
@@ -249,27 +232,28 @@ fn errors_name_the_argument() {
         )),
         "layer_ids must have one entry per window, got 1 layer ids and 2 windows"
     );
+    // The error for one window [0, 0.5] of layer `id` under `options`.
+    let one_window = |id: usize, options: FoldOptions| {
+        err(fold_layers(&x, 0.0, 1.0, &[0.0], &[0.5], &[id], &options))
+    };
     let few = FoldOptions {
         layers: Some(2),
         ..o
     };
     assert_eq!(
-        err(fold_layers(&x, 0.0, 1.0, &[0.0], &[0.5], &[2], &few)),
+        one_window(2, few),
         "window 0: layer id 2 is out of range (layers = 2)"
     );
     let bad = FoldOptions {
         confidence: 1.0,
         ..o
     };
-    assert_eq!(
-        err(fold_layers(&x, 0.0, 1.0, &[0.0], &[0.5], &[0], &bad)),
-        "confidence (1.0) must be in (0, 1)"
-    );
+    assert_eq!(one_window(0, bad), "confidence (1.0) must be in (0, 1)");
     let huge = FoldOptions {
         layers: Some(5000),
         ..o
     };
-    assert!(err(fold_layers(&x, 0.0, 1.0, &[0.0], &[0.5], &[0], &huge)).contains("at most 2048"));
+    assert!(one_window(0, huge).contains("at most 2048"));
     // No windows at all: an empty, valid result.
     let r = fold_layers(&x, 0.0, 1.0, &[], &[], &[], &o).unwrap();
     assert_eq!((r.layers.len(), r.equations, r.rank), (0, 0, 0));

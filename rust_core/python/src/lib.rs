@@ -3,6 +3,8 @@
 //! Arrays are borrowed from numpy without copying when they are contiguous float64/float32;
 //! anything else is converted once with `numpy.asarray`. Every computation runs with the GIL
 //! released (`compute`), and every crate error becomes `TraceError` (`From<EnergyError>`).
+//! Arguments that several functions share are read by one helper each (`Windows`, `Reading`),
+//! in the order that decides which error a caller sees.
 
 use joulefarm_energy::{self as energy, flags, ClockMap, EnergyError, SignalModel, WindowStats};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyUntypedArrayMethods};
@@ -33,15 +35,14 @@ impl From<CoreError> for PyErr {
     }
 }
 
-type CoreResult<T> = Result<T, CoreError>;
-
-/// Runs `f` with the GIL released. Every computation goes through here.
-fn compute<T, F>(py: Python<'_>, f: F) -> T
+/// Runs `f` with the GIL released; its error becomes `TraceError`. Every computation goes
+/// through here.
+fn compute<T, F>(py: Python<'_>, f: F) -> PyResult<T>
 where
-    F: Send + FnOnce() -> T,
+    F: Send + FnOnce() -> Result<T, EnergyError>,
     T: Send,
 {
-    py.detach(f)
+    Ok(py.detach(f).map_err(CoreError::from)?)
 }
 
 /// A 1-D float array from numpy: borrowed (zero copy) when contiguous, copied once otherwise
@@ -133,109 +134,175 @@ macro_rules! with_power {
     };
 }
 
-fn parse_model(model: &str) -> CoreResult<SignalModel> {
-    Ok(model.parse::<SignalModel>()?)
+/// A dict of `key => value` entries in this order (any value PyO3 converts); `?` on failure.
+macro_rules! py_dict {
+    ($py:expr, { $($key:literal => $value:expr),+ $(,)? }) => {{
+        let dict = PyDict::new($py);
+        $(dict.set_item($key, $value)?;)+
+        dict
+    }};
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_integrate(
-    py: Python<'_>,
-    power: &Bound<'_, PyAny>,
-    sample_rate_hz: f64,
-    starts: &Bound<'_, PyAny>,
-    ends: &Bound<'_, PyAny>,
-    t0: f64,
-    offset_s: f64,
-    drift_ppm: f64,
-    model: &str,
-    saturation_w: Option<f64>,
-) -> PyResult<Vec<WindowStats>> {
-    let model = parse_model(model)?;
-    let power = as_power(power)?;
-    let starts = as_f64("starts", starts)?;
-    let ends = as_f64("ends", ends)?;
-    let clock = ClockMap::new(offset_s, drift_ppm);
-    let (s, e) = (starts.slice(), ends.slice());
-    let stats = with_power!(power, |p| compute(py, || {
-        energy::integrate_uniform(p, t0, sample_rate_hz, s, e, clock, model, saturation_w)
-    }));
-    Ok(stats.map_err(CoreError::from)?)
-}
-
-/// Energy in joules of each window `[starts[k], ends[k]]` (agent clock, seconds).
-#[pyfunction]
-#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
-#[allow(clippy::too_many_arguments)]
-fn integrate<'py>(
+/// One output column: a numpy array holding `f` of each item.
+fn column<'py, T, E: numpy::Element>(
     py: Python<'py>,
-    power: &Bound<'py, PyAny>,
-    sample_rate_hz: f64,
-    starts: &Bound<'py, PyAny>,
-    ends: &Bound<'py, PyAny>,
-    t0: f64,
-    offset_s: f64,
-    drift_ppm: f64,
-    model: &str,
-    saturation_w: Option<f64>,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let stats = run_integrate(
-        py,
-        power,
-        sample_rate_hz,
-        starts,
-        ends,
-        t0,
-        offset_s,
-        drift_ppm,
-        model,
-        saturation_w,
-    )?;
-    let energy: Vec<f64> = stats.iter().map(|w| w.energy_j).collect();
-    Ok(energy.into_pyarray(py))
+    items: &[T],
+    f: impl Fn(&T) -> E,
+) -> Bound<'py, PyArray1<E>> {
+    items.iter().map(f).collect::<Vec<E>>().into_pyarray(py)
 }
 
+/// Window bounds on the agent clock (`starts`/`ends`, or busy intervals), as float64.
+struct Windows<'py> {
+    starts: Floats<'py, f64>,
+    ends: Floats<'py, f64>,
+}
+
+impl<'py> Windows<'py> {
+    /// The `starts` and `ends` arguments.
+    fn read(starts: &Bound<'py, PyAny>, ends: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Self::read_as(("starts", "ends"), starts, ends)
+    }
+
+    /// The `busy_starts` and `busy_ends` arguments.
+    fn read_busy(starts: &Bound<'py, PyAny>, ends: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Self::read_as(("busy_starts", "busy_ends"), starts, ends)
+    }
+
+    fn read_as(
+        names: (&str, &str),
+        starts: &Bound<'py, PyAny>,
+        ends: &Bound<'py, PyAny>,
+    ) -> PyResult<Self> {
+        let starts = as_f64(names.0, starts)?;
+        let ends = as_f64(names.1, ends)?;
+        Ok(Windows { starts, ends })
+    }
+
+    fn bounds(&self) -> (&[f64], &[f64]) {
+        (self.starts.slice(), self.ends.slice())
+    }
+}
+
+/// `offset_s`, `drift_ppm`, `model` and `saturation_w`: where the windows fall on the meter
+/// clock and how samples are read.
+#[derive(Clone, Copy)]
+struct Reading {
+    clock: ClockMap,
+    model: SignalModel,
+    saturation_w: Option<f64>,
+}
+
+impl Reading {
+    /// Parses `model`; callers read it before the arrays, so a bad model is reported first.
+    fn parse(
+        offset_s: f64,
+        drift_ppm: f64,
+        model: &str,
+        saturation_w: Option<f64>,
+    ) -> PyResult<Self> {
+        Ok(Reading {
+            clock: ClockMap::new(offset_s, drift_ppm),
+            model: model.parse::<SignalModel>().map_err(CoreError::from)?,
+            saturation_w,
+        })
+    }
+}
+
+/// The arguments of a window integration over a uniform trace, read and checked.
+struct UniformWindows<'py> {
+    power: Power<'py>,
+    sample_rate_hz: f64,
+    t0: f64,
+    windows: Windows<'py>,
+    reading: Reading,
+}
+
+impl UniformWindows<'_> {
+    fn integrate(&self, py: Python<'_>) -> PyResult<Vec<WindowStats>> {
+        let (fs, t0, r) = (self.sample_rate_hz, self.t0, self.reading);
+        let (s, e) = self.windows.bounds();
+        with_power!(self.power, |p| compute(py, || {
+            energy::integrate_uniform(p, t0, fs, s, e, r.clock, r.model, r.saturation_w)
+        }))
+    }
+
+    fn idle_power(&self, py: Python<'_>) -> PyResult<f64> {
+        let (fs, t0, r) = (self.sample_rate_hz, self.t0, self.reading);
+        let (s, e) = self.windows.bounds();
+        with_power!(self.power, |p| compute(py, || {
+            energy::idle_power(p, t0, fs, s, e, r.clock, r.model, r.saturation_w)
+        }))
+    }
+}
+
+/// Declares a Python function with the arguments of `integrate` (names, order, defaults),
+/// written once for the functions that share them; `$body` gets them as `$args`, a
+/// `UniformWindows`.
+macro_rules! uniform_windows_function {
+    (
+        $(#[$attr:meta])*
+        fn $name:ident<$lt:lifetime>($py:ident, $args:ident) -> $ret:ty $body:block
+    ) => {
+        $(#[$attr])*
+        #[pyfunction]
+        #[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
+        #[allow(clippy::too_many_arguments)]
+        fn $name<$lt>(
+            $py: Python<$lt>,
+            power: &Bound<$lt, PyAny>,
+            sample_rate_hz: f64,
+            starts: &Bound<$lt, PyAny>,
+            ends: &Bound<$lt, PyAny>,
+            t0: f64,
+            offset_s: f64,
+            drift_ppm: f64,
+            model: &str,
+            saturation_w: Option<f64>,
+        ) -> $ret {
+            let reading = Reading::parse(offset_s, drift_ppm, model, saturation_w)?;
+            let $args = UniformWindows {
+                power: as_power(power)?,
+                sample_rate_hz,
+                t0,
+                windows: Windows::read(starts, ends)?,
+                reading,
+            };
+            $body
+        }
+    };
+}
+
+uniform_windows_function! {
+    /// Energy in joules of each window `[starts[k], ends[k]]` (agent clock, seconds).
+    fn integrate<'py>(py, args) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(column(py, &args.integrate(py)?, |w| w.energy_j))
+    }
+}
+
+uniform_windows_function! {
+    /// Per-window energy, mean power, sample count, coverage and flags.
+    fn integrate_windows<'py>(py, args) -> PyResult<Bound<'py, PyDict>> {
+        stats_to_dict(py, &args.integrate(py)?)
+    }
+}
+
+uniform_windows_function! {
+    /// Mean power in watts over the idle windows (total energy / total covered duration).
+    fn idle_power<'py>(py, args) -> PyResult<f64> {
+        args.idle_power(py)
+    }
+}
+
+/// The columns of `integrate_windows`.
 fn stats_to_dict<'py>(py: Python<'py>, stats: &[WindowStats]) -> PyResult<Bound<'py, PyDict>> {
-    let out = PyDict::new(py);
-    let col = |f: fn(&WindowStats) -> f64| stats.iter().map(f).collect::<Vec<f64>>();
-    out.set_item("energy_j", col(|w| w.energy_j).into_pyarray(py))?;
-    out.set_item("mean_power_w", col(|w| w.mean_power_w).into_pyarray(py))?;
-    let samples: Vec<i64> = stats.iter().map(|w| w.samples as i64).collect();
-    out.set_item("samples", samples.into_pyarray(py))?;
-    out.set_item("coverage", col(|w| w.coverage).into_pyarray(py))?;
-    let flags: Vec<u32> = stats.iter().map(|w| w.flags).collect();
-    out.set_item("flags", flags.into_pyarray(py))?;
-    Ok(out)
-}
-
-/// Per-window energy, mean power, sample count, coverage and flags.
-#[pyfunction]
-#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
-#[allow(clippy::too_many_arguments)]
-fn integrate_windows<'py>(
-    py: Python<'py>,
-    power: &Bound<'py, PyAny>,
-    sample_rate_hz: f64,
-    starts: &Bound<'py, PyAny>,
-    ends: &Bound<'py, PyAny>,
-    t0: f64,
-    offset_s: f64,
-    drift_ppm: f64,
-    model: &str,
-    saturation_w: Option<f64>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let stats = run_integrate(
-        py,
-        power,
-        sample_rate_hz,
-        starts,
-        ends,
-        t0,
-        offset_s,
-        drift_ppm,
-        model,
-        saturation_w,
-    )?;
-    stats_to_dict(py, &stats)
+    Ok(py_dict!(py, {
+        "energy_j" => column(py, stats, |w| w.energy_j),
+        "mean_power_w" => column(py, stats, |w| w.mean_power_w),
+        "samples" => column(py, stats, |w| w.samples as i64),
+        "coverage" => column(py, stats, |w| w.coverage),
+        "flags" => column(py, stats, |w| w.flags),
+    }))
 }
 
 /// `integrate_windows` over power = current x voltage, multiplied per sample on the fly.
@@ -255,48 +322,18 @@ fn integrate_windows_iv<'py>(
     model: &str,
     saturation_w: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let model = parse_model(model)?;
+    let r = Reading::parse(offset_s, drift_ppm, model, saturation_w)?;
     let current = as_channel("current_a", current_a)?;
     let voltage = as_channel("voltage_v", voltage_v)?;
-    let starts = as_f64("starts", starts)?;
-    let ends = as_f64("ends", ends)?;
-    let clock = ClockMap::new(offset_s, drift_ppm);
-    let (s, e) = (starts.slice(), ends.slice());
+    let windows = Windows::read(starts, ends)?;
+    let (s, e) = windows.bounds();
+    let fs = sample_rate_hz;
     let stats = with_power!(current, |i| with_power!(voltage, |v| compute(py, || {
         energy::CurrentVoltage::new(i, v).and_then(|iv| {
-            energy::integrate_series(iv, t0, sample_rate_hz, s, e, clock, model, saturation_w)
+            energy::integrate_series(iv, t0, fs, s, e, r.clock, r.model, r.saturation_w)
         })
-    })));
-    let stats = stats.map_err(CoreError::from)?;
+    })))?;
     stats_to_dict(py, &stats)
-}
-
-/// Mean power in watts over the idle windows (total energy / total covered duration).
-#[pyfunction]
-#[pyo3(signature = (power, sample_rate_hz, starts, ends, t0=0.0, offset_s=0.0, drift_ppm=0.0, model="hold", saturation_w=None))]
-#[allow(clippy::too_many_arguments)]
-fn idle_power(
-    py: Python<'_>,
-    power: &Bound<'_, PyAny>,
-    sample_rate_hz: f64,
-    starts: &Bound<'_, PyAny>,
-    ends: &Bound<'_, PyAny>,
-    t0: f64,
-    offset_s: f64,
-    drift_ppm: f64,
-    model: &str,
-    saturation_w: Option<f64>,
-) -> PyResult<f64> {
-    let model = parse_model(model)?;
-    let power = as_power(power)?;
-    let starts = as_f64("starts", starts)?;
-    let ends = as_f64("ends", ends)?;
-    let clock = ClockMap::new(offset_s, drift_ppm);
-    let (s, e) = (starts.slice(), ends.slice());
-    let watts = with_power!(power, |p| compute(py, || {
-        energy::idle_power(p, t0, sample_rate_hz, s, e, clock, model, saturation_w)
-    }));
-    Ok(watts.map_err(CoreError::from)?)
 }
 
 /// Offset (meter = agent + offset_s) that best aligns the busy intervals with the trace.
@@ -312,18 +349,16 @@ fn align_offset<'py>(
     max_offset_s: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let power = as_power(power)?;
-    let starts = as_f64("busy_starts", busy_starts)?;
-    let ends = as_f64("busy_ends", busy_ends)?;
-    let (s, e) = (starts.slice(), ends.slice());
+    let busy = Windows::read_busy(busy_starts, busy_ends)?;
+    let (s, e) = busy.bounds();
     let found = with_power!(power, |p| compute(py, || {
         energy::align_offset(p, t0, sample_rate_hz, s, e, max_offset_s)
-    }));
-    let found = found.map_err(CoreError::from)?;
-    let out = PyDict::new(py);
-    out.set_item("offset_s", found.offset_s)?;
-    out.set_item("correlation", found.correlation)?;
-    out.set_item("residual_w", found.residual_w)?;
-    Ok(out)
+    }))?;
+    Ok(py_dict!(py, {
+        "offset_s" => found.offset_s,
+        "correlation" => found.correlation,
+        "residual_w" => found.residual_w,
+    }))
 }
 
 /// Energy per window of a trace with explicit timestamps; returns (columns, quality).
@@ -342,28 +377,26 @@ fn integrate_timestamped<'py>(
     max_gap_s: Option<f64>,
     saturation_w: Option<f64>,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    let model = parse_model(model)?;
+    let r = Reading::parse(offset_s, drift_ppm, model, saturation_w)?;
     let t = as_f64("t", t)?;
     let power = as_power(power)?;
-    let starts = as_f64("starts", starts)?;
-    let ends = as_f64("ends", ends)?;
-    let clock = ClockMap::new(offset_s, drift_ppm);
-    let (ts, s, e) = (t.slice(), starts.slice(), ends.slice());
-    let result = with_power!(power, |p| compute(py, || {
-        energy::integrate_timestamped(ts, p, s, e, clock, model, max_gap_s, saturation_w)
-    }));
-    let (stats, q) = result.map_err(CoreError::from)?;
-    let quality = PyDict::new(py);
-    quality.set_item("samples", q.samples)?;
-    quality.set_item("nan_samples", q.nan_samples)?;
-    quality.set_item("saturated_samples", q.saturated_samples)?;
-    quality.set_item("non_monotonic", q.non_monotonic)?;
-    quality.set_item("gaps", q.gaps)?;
-    quality.set_item("gap_s", q.gap_s)?;
-    quality.set_item("max_interval_s", q.max_interval_s)?;
-    quality.set_item("mean_interval_s", q.mean_interval_s)?;
-    quality.set_item("start_s", q.start_s)?;
-    quality.set_item("end_s", q.end_s)?;
+    let windows = Windows::read(starts, ends)?;
+    let (ts, (s, e)) = (t.slice(), windows.bounds());
+    let (stats, q) = with_power!(power, |p| compute(py, || {
+        energy::integrate_timestamped(ts, p, s, e, r.clock, r.model, max_gap_s, r.saturation_w)
+    }))?;
+    let quality = py_dict!(py, {
+        "samples" => q.samples,
+        "nan_samples" => q.nan_samples,
+        "saturated_samples" => q.saturated_samples,
+        "non_monotonic" => q.non_monotonic,
+        "gaps" => q.gaps,
+        "gap_s" => q.gap_s,
+        "max_interval_s" => q.max_interval_s,
+        "mean_interval_s" => q.mean_interval_s,
+        "start_s" => q.start_s,
+        "end_s" => q.end_s,
+    });
     Ok((stats_to_dict(py, &stats)?, quality))
 }
 
@@ -382,36 +415,22 @@ fn align_clock<'py>(
     split_at: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let power = as_power(power)?;
-    let starts = as_f64("busy_starts", busy_starts)?;
-    let ends = as_f64("busy_ends", busy_ends)?;
-    let (s, e) = (starts.slice(), ends.slice());
-    // Default split: halfway between the first start and the last end.
-    let split = split_at.unwrap_or_else(|| {
-        let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        0.5 * (lo + hi)
-    });
+    let busy = Windows::read_busy(busy_starts, busy_ends)?;
+    let (s, e) = busy.bounds();
+    // Default split: halfway through the whole busy pattern.
+    let split = split_at.unwrap_or_else(|| energy::pattern_centre(s, e));
     let fit = with_power!(power, |p| compute(py, || {
         energy::align_clock(p, t0, sample_rate_hz, s, e, split, max_offset_s)
-    }));
-    let fit = fit.map_err(CoreError::from)?;
-    let out = PyDict::new(py);
-    out.set_item("offset_s", fit.offset_s)?;
-    out.set_item("drift_ppm", fit.drift_ppm)?;
-    out.set_item("anchor_times_s", fit.anchors.map(|(c, _)| c).to_vec())?;
-    out.set_item(
-        "anchor_offsets_s",
-        fit.anchors.map(|(_, a)| a.offset_s).to_vec(),
-    )?;
-    out.set_item(
-        "correlation",
-        fit.anchors.map(|(_, a)| a.correlation).to_vec(),
-    )?;
-    out.set_item(
-        "residual_w",
-        fit.anchors.map(|(_, a)| a.residual_w).to_vec(),
-    )?;
-    Ok(out)
+    }))?;
+    let anchors = fit.anchors;
+    Ok(py_dict!(py, {
+        "offset_s" => fit.offset_s,
+        "drift_ppm" => fit.drift_ppm,
+        "anchor_times_s" => anchors.map(|(c, _)| c).to_vec(),
+        "anchor_offsets_s" => anchors.map(|(_, a)| a.offset_s).to_vec(),
+        "correlation" => anchors.map(|(_, a)| a.correlation).to_vec(),
+        "residual_w" => anchors.map(|(_, a)| a.residual_w).to_vec(),
+    }))
 }
 
 /// Block min/max/mean of a trace, for plotting.
@@ -425,13 +444,12 @@ fn decimate_minmax<'py>(
     let power = as_power(power)?;
     let d = with_power!(power, |p| compute(py, || energy::decimate_minmax(
         p, factor
-    )));
-    let d = d.map_err(CoreError::from)?;
-    let out = PyDict::new(py);
-    out.set_item("min", d.min.into_pyarray(py))?;
-    out.set_item("max", d.max.into_pyarray(py))?;
-    out.set_item("mean", d.mean.into_pyarray(py))?;
-    Ok(out)
+    )))?;
+    Ok(py_dict!(py, {
+        "min" => d.min.into_pyarray(py),
+        "max" => d.max.into_pyarray(py),
+        "mean" => d.mean.into_pyarray(py),
+    }))
 }
 
 /// Layer ids from anything array-like: a 1-D array of non-negative integers.
@@ -483,8 +501,7 @@ fn fold_layers<'py>(
     saturation_w: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let power = as_power(power)?;
-    let starts = as_f64("starts", starts)?;
-    let ends = as_f64("ends", ends)?;
+    let windows = Windows::read(starts, ends)?;
     let ids = as_layer_ids(layer_ids)?;
     let options = energy::FoldOptions {
         clock: ClockMap::new(offset_s, drift_ppm),
@@ -493,56 +510,40 @@ fn fold_layers<'py>(
         confidence,
         saturation_w,
     };
-    let (s, e) = (starts.slice(), ends.slice());
-    let result = with_power!(power, |p| compute(py, || {
+    let (s, e) = windows.bounds();
+    let r = with_power!(power, |p| compute(py, || {
         energy::fold_layers(p, t0, sample_rate_hz, s, e, &ids, &options)
-    }));
-    let r = result.map_err(CoreError::from)?;
-    let out = PyDict::new(py);
-    let col = |f: fn(&energy::LayerFold) -> f64| r.layers.iter().map(f).collect::<Vec<f64>>();
-    out.set_item("power_w", col(|l| l.power.power_w).into_pyarray(py))?;
-    out.set_item("power_se_w", col(|l| l.power.power_se_w).into_pyarray(py))?;
-    out.set_item("power_ci_low_w", col(|l| l.power.ci_low_w).into_pyarray(py))?;
-    out.set_item(
-        "power_ci_high_w",
-        col(|l| l.power.ci_high_w).into_pyarray(py),
-    )?;
-    out.set_item("energy_j", col(|l| l.energy_j).into_pyarray(py))?;
-    out.set_item(
-        "energy_ci_low_j",
-        col(|l| l.energy_ci_low_j).into_pyarray(py),
-    )?;
-    out.set_item(
-        "energy_ci_high_j",
-        col(|l| l.energy_ci_high_j).into_pyarray(py),
-    )?;
-    out.set_item(
-        "mean_duration_s",
-        col(|l| l.mean_duration_s).into_pyarray(py),
-    )?;
-    let calls: Vec<i64> = r.layers.iter().map(|l| l.calls as i64).collect();
-    out.set_item("calls", calls.into_pyarray(py))?;
-    let samples: Vec<i64> = r.layers.iter().map(|l| l.power.samples as i64).collect();
-    out.set_item("samples", samples.into_pyarray(py))?;
-    let flags: Vec<u32> = r.layers.iter().map(|l| l.power.flags).collect();
-    out.set_item("flags", flags.into_pyarray(py))?;
-    out.set_item("gap_power_w", r.gap.power_w)?;
-    out.set_item("gap_power_se_w", r.gap.power_se_w)?;
-    out.set_item("gap_ci_low_w", r.gap.ci_low_w)?;
-    out.set_item("gap_ci_high_w", r.gap.ci_high_w)?;
-    out.set_item("gap_samples", r.gap.samples)?;
-    out.set_item("gap_flags", r.gap.flags)?;
-    out.set_item("equations", r.equations)?;
-    out.set_item("excluded_samples", r.excluded_samples)?;
-    out.set_item("saturated_samples", r.saturated_samples)?;
-    out.set_item("unknowns", r.unknowns)?;
-    out.set_item("rank", r.rank)?;
-    out.set_item("rank_deficient", r.rank_deficient())?;
-    out.set_item("dof", r.dof)?;
-    out.set_item("residual_std_w", r.residual_std_w)?;
-    out.set_item("confidence", r.confidence)?;
-    out.set_item("t_multiplier", r.t_multiplier)?;
-    Ok(out)
+    }))?;
+    let layers = &r.layers;
+    Ok(py_dict!(py, {
+        "power_w" => column(py, layers, |l| l.power.power_w),
+        "power_se_w" => column(py, layers, |l| l.power.power_se_w),
+        "power_ci_low_w" => column(py, layers, |l| l.power.ci_low_w),
+        "power_ci_high_w" => column(py, layers, |l| l.power.ci_high_w),
+        "energy_j" => column(py, layers, |l| l.energy_j),
+        "energy_ci_low_j" => column(py, layers, |l| l.energy_ci_low_j),
+        "energy_ci_high_j" => column(py, layers, |l| l.energy_ci_high_j),
+        "mean_duration_s" => column(py, layers, |l| l.mean_duration_s),
+        "calls" => column(py, layers, |l| l.calls as i64),
+        "samples" => column(py, layers, |l| l.power.samples as i64),
+        "flags" => column(py, layers, |l| l.power.flags),
+        "gap_power_w" => r.gap.power_w,
+        "gap_power_se_w" => r.gap.power_se_w,
+        "gap_ci_low_w" => r.gap.ci_low_w,
+        "gap_ci_high_w" => r.gap.ci_high_w,
+        "gap_samples" => r.gap.samples,
+        "gap_flags" => r.gap.flags,
+        "equations" => r.equations,
+        "excluded_samples" => r.excluded_samples,
+        "saturated_samples" => r.saturated_samples,
+        "unknowns" => r.unknowns,
+        "rank" => r.rank,
+        "rank_deficient" => r.rank_deficient(),
+        "dof" => r.dof,
+        "residual_std_w" => r.residual_std_w,
+        "confidence" => r.confidence,
+        "t_multiplier" => r.t_multiplier,
+    }))
 }
 
 /// Window integration over a uniform trace fed in chunks; bounded memory.
@@ -566,20 +567,13 @@ impl PyStreamingIntegrator {
         model: &str,
         saturation_w: Option<f64>,
     ) -> PyResult<Self> {
-        let model = parse_model(model)?;
-        let starts = as_f64("starts", starts)?;
-        let ends = as_f64("ends", ends)?;
-        let clock = ClockMap::new(offset_s, drift_ppm);
-        let inner = energy::StreamingIntegrator::new(
-            sample_rate_hz,
-            t0,
-            starts.slice(),
-            ends.slice(),
-            clock,
-            model,
-            saturation_w,
-        )
-        .map_err(CoreError::from)?;
+        let r = Reading::parse(offset_s, drift_ppm, model, saturation_w)?;
+        let windows = Windows::read(starts, ends)?;
+        let (s, e) = windows.bounds();
+        let fs = sample_rate_hz;
+        let inner =
+            energy::StreamingIntegrator::new(fs, t0, s, e, r.clock, r.model, r.saturation_w)
+                .map_err(CoreError::from)?;
         Ok(PyStreamingIntegrator { inner })
     }
 
@@ -587,8 +581,7 @@ impl PyStreamingIntegrator {
     fn feed(&mut self, py: Python<'_>, chunk: &Bound<'_, PyAny>) -> PyResult<()> {
         let chunk = as_power(chunk)?;
         let inner = &mut self.inner;
-        let done = with_power!(chunk, |p| compute(py, || inner.feed(p)));
-        Ok(done.map_err(CoreError::from)?)
+        with_power!(chunk, |p| compute(py, || inner.feed(p)))
     }
 
     /// Samples received so far.
@@ -600,7 +593,7 @@ impl PyStreamingIntegrator {
     /// Finishes the trace and returns the same columns as `integrate_windows`.
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let inner = &mut self.inner;
-        let stats = compute(py, || inner.finish()).map_err(CoreError::from)?;
+        let stats = compute(py, || inner.finish())?;
         stats_to_dict(py, &stats)
     }
 }
