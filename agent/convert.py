@@ -11,6 +11,7 @@ from agent.results import (
     DeviceFacts,
     LayerTable,
     MeasureSettings,
+    PairRecord,
     Progress,
     WholeModelRecord,
 )
@@ -77,6 +78,7 @@ def settings_to_proto(model_sha256: str, s: MeasureSettings) -> pb.RunBenchmarkR
         warmup_iterations=s.warmup_iterations, min_layer_duration_s=s.min_layer_duration_s,
         min_iterations=s.min_iterations, idle_duration_s=s.idle_duration_s, seed=s.seed,
         min_duration_s=s.min_duration_s, use_xnnpack=s.use_xnnpack, delegate_path=s.delegate_path,
+        pairs=s.pairs,
     )
 
 
@@ -94,6 +96,7 @@ def settings_from_proto(r: pb.RunBenchmarkRequest) -> MeasureSettings:
         min_duration_s=r.min_duration_s or d.min_duration_s,
         use_xnnpack=r.use_xnnpack,
         delegate_path=r.delegate_path,
+        pairs=r.pairs,
     )
 
 
@@ -125,6 +128,27 @@ def layers_from_proto(m: pb.LayerColumns) -> LayerTable:
     columns.update({k: list(getattr(m, k)) for k in _LAYER_STRINGS})
     columns["flags"] = [tuple(f.split(";")) if f else () for f in m.flags]
     return LayerTable(columns)
+
+
+_PAIR_NUMBERS = ("first_index", "second_index", "iterations", "latency_s", "energy_j",
+                 "mean_power_w")
+
+
+def pairs_to_proto(pairs: tuple[PairRecord, ...]) -> pb.PairColumns:
+    msg = pb.PairColumns(**{k: [getattr(p, k) for p in pairs] for k in _PAIR_NUMBERS},
+                         ops=[p.ops for p in pairs])
+    msg.flags.extend(";".join(p.flags) for p in pairs)
+    msg.true_energy_j.extend(float("nan") if p.true_energy_j is None else p.true_energy_j
+                             for p in pairs)
+    return msg
+
+
+def pairs_from_proto(m: pb.PairColumns) -> tuple[PairRecord, ...]:
+    return tuple(
+        PairRecord(**{k: getattr(m, k)[i] for k in _PAIR_NUMBERS}, ops=m.ops[i],
+                   flags=tuple(m.flags[i].split(";")) if m.flags[i] else (),
+                   true_energy_j=None if np.isnan(m.true_energy_j[i]) else m.true_energy_j[i])
+        for i in range(len(m.first_index)))
 
 
 _WHOLE_FIELDS = ("iterations", "window_start_s", "window_end_s", "latency_mean_s",
@@ -169,6 +193,8 @@ def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
         layers=layers_to_proto(r.layers), flags=list(r.flags),
         conditions_before=r.conditions_before, conditions_after=r.conditions_after,
     )
+    if r.pairs:
+        msg.pairs.CopyFrom(pairs_to_proto(r.pairs))
     if r.true_clock_offset_s is not None:
         msg.true_clock_offset_s = r.true_clock_offset_s
     if r.whole is not None:
@@ -191,4 +217,5 @@ def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
         whole=whole_from_proto(m.whole) if m.HasField("whole") else None,
         conditions_before=dict(m.conditions_before), conditions_after=dict(m.conditions_after),
         trace=trace_from_proto(m.trace) if m.HasField("trace") else None,
+        pairs=pairs_from_proto(m.pairs),
     )

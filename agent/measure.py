@@ -4,10 +4,14 @@ A run, on the agent's clock (``layers`` mode; ``whole`` mode has one window for 
 looped for ``min_duration_s``, with every call's latency kept for percentiles):
 
     idle baseline | sync pattern (coded busy/idle) | quiet gap | layer 0 window | layer 1 ...
+    | (with ``pairs``) pair 0+1 window | pair 1+2 ... | whole model (the additivity check)
 
 Each layer's single-op sub-model is looped alone, fed exactly the inputs it sees inside the
 real model, until its window lasts ``min_layer_duration_s`` and holds ``min_iterations`` calls,
 so a window spans many meter samples even when one call is far shorter than a sample period.
+With ``pairs``, each adjacent pair where the second layer reads the first's output is looped
+the same way as one two-op sub-model: against the two layers alone it shows which pairs the
+runtime fuses (nn-Meter's rule, ``agent.results.check_pairs``).
 The sync pattern gives the meter-to-agent clock offset (``joulefarm.align_offset``); the idle
 segment gives the baseline; ``joulefarm.integrate_windows`` integrates every window.
 """
@@ -26,7 +30,7 @@ import numpy as np
 
 import joulefarm
 from agent.meters.base import AnyTrace, Meter
-from agent.models.chain import LayerChain, WholeModel
+from agent.models.chain import LayerChain, LayerPairs, WholeModel
 from agent.models.parse import LayerInfo, read_layers
 from agent.profiler import ProfiledModel, ProfileRun, ProfilerUnavailable, open_profiled_model
 from agent.results import (
@@ -34,6 +38,7 @@ from agent.results import (
     DecimatedTrace,
     LayerRecord,
     MeasureSettings,
+    PairRecord,
     Progress,
     WholeModelRecord,
 )
@@ -84,6 +89,17 @@ class LayerWindow:
 
 
 @dataclass(frozen=True)
+class PairWindow:
+    """When a pair of layers (chain positions ``first``, ``second``) ran as one sub-model."""
+
+    first: int
+    second: int
+    start_s: float
+    end_s: float
+    iterations: int
+
+
+@dataclass(frozen=True)
 class WholeWindow:
     """The whole model's timed loop: its window and every call's latency."""
 
@@ -108,6 +124,7 @@ class RawRun:
     started_unix_s: float
     finished_unix_s: float
     whole: WholeWindow | None = None
+    pair_windows: tuple[PairWindow, ...] = ()
 
 
 def _spin_until(deadline: float) -> None:
@@ -148,46 +165,68 @@ def additivity_duration_s(settings: MeasureSettings) -> float:
     return max(ADDITIVITY_WINDOWS * settings.min_layer_duration_s, ADDITIVITY_MIN_S)
 
 
+def _loop_window(invoke: Callable[[], None], macs: int, bytes_moved: int, meter: Meter,
+                 settings: MeasureSettings) -> tuple[float, float, int]:
+    """Warm up, then loop ``invoke`` for ``min_layer_duration_s`` and ``min_iterations`` calls;
+    the meter is told what ran. Returns the window (agent clock) and the call count."""
+    for _ in range(settings.warmup_iterations):
+        invoke()
+    count = 0
+    start = time.perf_counter()
+    deadline = start + settings.min_layer_duration_s
+    # The hot loop: a bare invoke and a clock read per call.
+    while True:
+        invoke()
+        count += 1
+        now = time.perf_counter()
+        if count >= settings.min_iterations and now >= deadline:
+            break
+    meter.note_activity("layer", start, now, macs=macs * count, bytes_moved=bytes_moved * count)
+    return start, now, count
+
+
 def record_layers(
     chain: LayerChain,
     meter: Meter,
     settings: MeasureSettings,
     progress: ProgressFn | None = None,
     whole_model: WholeModel | None = None,
+    pairs: LayerPairs | None = None,
 ) -> RawRun:
     """Run the idle baseline, the sync pattern and every layer while ``meter`` records; then,
-    given ``whole_model``, the unsplit model (the additivity check)."""
-    chain.feed(chain.random_inputs(settings.seed))
+    given ``pairs``, every pair of layers; given ``whole_model``, the unsplit model (the
+    additivity check)."""
+    values = chain.tensor_values(chain.random_inputs(settings.seed))  # feeds every layer
+    if pairs is not None:
+        pairs.feed(values)
     n = len(chain.layers)
+    total = n + (len(pairs) if pairs is not None else 0)
     started_unix = time.time()
     idle_window, busy_starts, busy_ends = _prelude(meter, settings)
 
     windows = []
     for i in range(n):
         if progress:
-            progress(Progress("layers", i, n, f"layer {i} {chain.layers[i].op}"))
-        invoke = chain.invokers[i]  # the interpreter's bound invoke: no lookup per call
-        for _ in range(settings.warmup_iterations):
-            invoke()
-        count = 0
-        start = time.perf_counter()
-        deadline = start + settings.min_layer_duration_s
-        # The hot loop: a bare invoke and a clock read per call.
-        while True:
-            invoke()
-            count += 1
-            now = time.perf_counter()
-            if count >= settings.min_iterations and now >= deadline:
-                break
-        end = now
-        meter.note_activity("layer", start, end, macs=chain.layers[i].macs * count,
-                            bytes_moved=_layer_bytes(chain, i) * count)
+            progress(Progress("layers", i, total, f"layer {i} {chain.layers[i].op}"))
+        # The interpreter's bound invoke: no lookup per call.
+        start, end, count = _loop_window(chain.invokers[i], chain.layers[i].macs,
+                                         _layer_bytes(chain, i), meter, settings)
         windows.append(LayerWindow(i, start, end, count))
+    pair_windows = []
+    pair_invokers = pairs.invokers if pairs is not None else []
+    for k, (a, b) in enumerate(pairs.positions if pairs is not None else ()):
+        if progress:
+            progress(Progress("layers", n + k, total,
+                              f"pair {a}+{b} {chain.layers[a].op}+{chain.layers[b].op}"))
+        start, end, count = _loop_window(
+            pair_invokers[k], chain.layers[a].macs + chain.layers[b].macs,
+            _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings)
+        pair_windows.append(PairWindow(a, b, start, end, count))
     whole = None
     if whole_model is not None:
         # The unsplit model in the same trace: the additivity check (sum of layers vs whole).
         if progress:
-            progress(Progress("layers", n, n, "whole model, for the additivity check"))
+            progress(Progress("layers", total, total, "whole model, for the additivity check"))
         whole_model.set_inputs(chain.random_inputs(settings.seed))
         for _ in range(settings.warmup_iterations):
             whole_model.interpreter.invoke()
@@ -197,9 +236,9 @@ def record_layers(
                            meter, additivity_duration_s(settings), settings.min_iterations)
     trace = _tail_and_stop(meter)
     if progress:
-        progress(Progress("layers", n, n, "integrating"))
+        progress(Progress("layers", total, total, "integrating"))
     return RawRun(trace, idle_window, busy_starts, busy_ends, tuple(windows),
-                  started_unix, time.time(), whole=whole)
+                  started_unix, time.time(), whole=whole, pair_windows=tuple(pair_windows))
 
 
 def _prelude(meter: Meter, settings: MeasureSettings
@@ -350,7 +389,8 @@ def _truth(meter: Meter) -> Callable[[float, float], float] | None:
 
 def _result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
             runtime: tuple[str, str], fit: Alignment, layers: tuple[LayerRecord, ...] = (),
-            whole: WholeModelRecord | None = None) -> BenchmarkResult:
+            whole: WholeModelRecord | None = None, pairs: tuple[PairRecord, ...] = ()
+            ) -> BenchmarkResult:
     return BenchmarkResult(
         model_sha256=model_sha256,
         mode=settings.mode,
@@ -369,6 +409,7 @@ def _result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: 
         if meter.description.simulated else None,
         whole=whole,
         trace=decimate_trace(raw.trace),
+        pairs=pairs,
     )
 
 
@@ -413,7 +454,29 @@ def integrate_run(
     if raw.whole is not None:
         whole = whole_record(raw, fit, meter, settings, additivity_duration_s(settings))
     return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers),
-                   whole=whole)
+                   whole=whole, pairs=pair_records(raw, chain, fit, meter))
+
+
+def pair_records(raw: RawRun, chain: LayerChain, fit: Alignment, meter: Meter
+                 ) -> tuple[PairRecord, ...]:
+    """Energy and latency per call of every pair window."""
+    if not raw.pair_windows:
+        return ()
+    starts = np.array([w.start_s for w in raw.pair_windows], dtype=np.float64)
+    ends = np.array([w.end_s for w in raw.pair_windows], dtype=np.float64)
+    stats = integrate(raw, fit.offset_s, starts, ends)
+    truth = _truth(meter)
+    records = []
+    for k, w in enumerate(raw.pair_windows):
+        a, b = chain.layers[w.first], chain.layers[w.second]
+        records.append(PairRecord(
+            first_index=a.index, second_index=b.index, ops=f"{a.op}+{b.op}",
+            iterations=w.iterations, latency_s=(w.end_s - w.start_s) / w.iterations,
+            energy_j=float(stats["energy_j"][k]) / w.iterations,
+            mean_power_w=float(stats["mean_power_w"][k]),
+            flags=tuple(joulefarm.flag_names(int(stats["flags"][k]))),
+            true_energy_j=truth(w.start_s, w.end_s) / w.iterations if truth else None))
+    return tuple(records)
 
 
 def whole_record(raw: RawRun, fit: Alignment, meter: Meter, settings: MeasureSettings,
@@ -468,8 +531,10 @@ def measure_layers(
     if progress:
         progress(Progress("prepare", 0, 1, "splitting the model into layers"))
     chain = LayerChain(model_bytes, **runtime_options(settings))
+    # Loaded before the meter starts, like the layers: only invokes run inside the trace.
+    pairs = LayerPairs(chain) if settings.pairs else None
     whole_model = WholeModel(model_bytes, **runtime_options(settings))
-    raw = record_layers(chain, meter, settings, progress, whole_model)
+    raw = record_layers(chain, meter, settings, progress, whole_model, pairs)
     return integrate_run(raw, chain, meter, settings, model_sha256, runtime)
 
 

@@ -157,6 +157,53 @@ class WholeModelRecord:
 
 
 @dataclass(frozen=True)
+class PairRecord:
+    """Two adjacent layers, the second reading the first's output, looped as one sub-model
+    (layers mode with ``pairs``): against the two layers alone it shows whether the runtime
+    fuses them. Energies are joules per call (idle included); times are seconds."""
+
+    first_index: int
+    """Node index of the first layer (as ``LayerRecord.index``)."""
+    second_index: int
+    ops: str
+    """"FIRST_OP+SECOND_OP"."""
+    iterations: int
+    latency_s: float
+    energy_j: float
+    mean_power_w: float
+    flags: tuple[str, ...] = ()
+    true_energy_j: float | None = None
+    """The simulator's exact energy per call; None for real meters."""
+
+
+FUSED_SAVING_SHARE = 0.5
+"""nn-Meter's rule: two ops run fused when the pair saves more than this share of the shorter
+op's latency, lat(a) + lat(b) - lat(ab) > 0.5 * min(lat(a), lat(b))."""
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """A pair against its two layers measured alone (see ``check_pairs``)."""
+
+    pair: PairRecord
+    sum_latency_s: float
+    """lat(a) + lat(b), the two layers alone."""
+    latency_saved_s: float
+    """lat(a) + lat(b) - lat(ab)."""
+    fused: bool
+    """nn-Meter's verdict (``FUSED_SAVING_SHARE``)."""
+    sum_energy_j: float
+    energy_ratio: float
+    """(E(a) + E(b)) / E(ab): above 1 when the pair costs less than its parts."""
+
+
+def is_fused(latency_a_s: float, latency_b_s: float, latency_ab_s: float) -> bool:
+    """nn-Meter's fusion rule on per-call latencies."""
+    saved = latency_a_s + latency_b_s - latency_ab_s
+    return bool(saved > FUSED_SAVING_SHARE * min(latency_a_s, latency_b_s))
+
+
+@dataclass(frozen=True)
 class DecimatedTrace:
     """A run's power trace reduced to min/max/mean per bucket (watts), for plots and audits.
 
@@ -195,10 +242,31 @@ class BenchmarkResult:
     conditions_before: dict[str, float] = field(default_factory=dict)
     conditions_after: dict[str, float] = field(default_factory=dict)
     trace: DecimatedTrace | None = None
+    # Layers mode with ``MeasureSettings.pairs``: adjacent data-dependent pairs of layers.
+    pairs: tuple[PairRecord, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, LayerTable):
             object.__setattr__(self, "layers", LayerTable.from_records(self.layers))
+        object.__setattr__(self, "pairs", tuple(self.pairs))
+
+
+def check_pairs(result: BenchmarkResult) -> tuple[PairCheck, ...]:
+    """Every pair of ``result`` against its two layers alone: latency saved, nn-Meter's fused
+    verdict, energy ratio. Pairs whose layers the result lacks are left out."""
+    by_index = {x.index: x for x in result.layers}
+    checks = []
+    for p in result.pairs:
+        a, b = by_index.get(p.first_index), by_index.get(p.second_index)
+        if a is None or b is None:
+            continue
+        sum_energy = a.energy_j + b.energy_j
+        checks.append(PairCheck(
+            pair=p, sum_latency_s=a.latency_s + b.latency_s,
+            latency_saved_s=a.latency_s + b.latency_s - p.latency_s,
+            fused=is_fused(a.latency_s, b.latency_s, p.latency_s), sum_energy_j=sum_energy,
+            energy_ratio=sum_energy / p.energy_j if p.energy_j else float("nan")))
+    return tuple(checks)
 
 
 @dataclass(frozen=True)
@@ -225,4 +293,7 @@ class MeasureSettings:
     # Runtime: the default XNNPACK delegate, and an external delegate library by path.
     use_xnnpack: bool = False
     delegate_path: str = ""
+    # Layers mode: also loop each adjacent data-dependent pair of layers as one sub-model, to
+    # see which pairs the runtime fuses (ignored by the other modes).
+    pairs: bool = False
     extra: dict[str, str] = field(default_factory=dict)

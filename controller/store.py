@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agent.models.parse import LayerInfo
-from agent.results import BenchmarkResult, DeviceFacts
+from agent.results import BenchmarkResult, DeviceFacts, PairRecord
 from controller.errors import JoulefarmError
 
 DEFAULT_DB_ENV = "JOULEFARM_DB"
@@ -201,6 +201,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         -- (run_id, layer_index) is unique: checked before insert rather than by an index,
         -- which would cost a third of the ingest rate.
     );
+    -- Layers mode with pairs: each adjacent pair of layers, the second reading the first's
+    -- output, looped as one sub-model. Indices are node indices, as layer_measurements'.
+    CREATE TABLE pair_measurements (
+        run_id VARCHAR NOT NULL,
+        first_index INTEGER NOT NULL,
+        second_index INTEGER NOT NULL,
+        ops VARCHAR NOT NULL,             -- "FIRST_OP+SECOND_OP"
+        latency_s DOUBLE,                 -- per call
+        energy_j DOUBLE,                  -- per call, idle included
+        mean_power_w DOUBLE,
+        iterations INTEGER,
+        flags VARCHAR[],
+        true_energy_j DOUBLE,
+        meter_kind VARCHAR NOT NULL,
+        simulated BOOLEAN NOT NULL,
+        PRIMARY KEY (run_id, first_index, second_index)
+    );
     -- Layers mode also loops the unsplit model: how far the sum of the parts is from the whole.
     CREATE VIEW additivity AS
     SELECT r.run_id, r.sweep_id, r.device_name, r.model_name, r.mode,
@@ -218,6 +235,24 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
            CASE WHEN l.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
            r.run_id
     FROM layer_measurements l JOIN runs r USING (run_id);
+    -- Each measured pair against its two layers alone. fused is nn-Meter's rule:
+    -- lat(a) + lat(b) - lat(ab) > 0.5 * min(lat(a), lat(b)) (agent.results.FUSED_SAVING_SHARE).
+    CREATE VIEW layer_pairs AS
+    SELECT r.sweep_id, r.device_name, r.model_name, p.first_index, p.second_index, p.ops,
+           a.latency_s AS first_latency_s, b.latency_s AS second_latency_s,
+           a.latency_s + b.latency_s AS sum_latency_s, p.latency_s AS pair_latency_s,
+           a.latency_s + b.latency_s - p.latency_s AS latency_saved_s,
+           a.latency_s + b.latency_s - p.latency_s > 0.5 * least(a.latency_s, b.latency_s)
+               AS fused,
+           a.energy_j + b.energy_j AS sum_energy_j, p.energy_j AS pair_energy_j,
+           (a.energy_j + b.energy_j) / p.energy_j AS energy_ratio,
+           p.true_energy_j AS pair_true_energy_j, p.iterations, p.flags, p.meter_kind,
+           p.simulated,
+           CASE WHEN p.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
+           r.run_id
+    FROM pair_measurements p JOIN runs r USING (run_id)
+    JOIN layer_measurements a ON a.run_id = p.run_id AND a.layer_index = p.first_index
+    JOIN layer_measurements b ON b.run_id = p.run_id AND b.layer_index = p.second_index;
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -234,6 +269,25 @@ _LAYER_SCHEMA = pa.schema([
 ])
 
 
+_PAIR_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("first_index", pa.int32()), ("second_index", pa.int32()),
+    ("ops", pa.string()), ("latency_s", pa.float64()), ("energy_j", pa.float64()),
+    ("mean_power_w", pa.float64()), ("iterations", pa.int32()),
+    ("flags", pa.list_(pa.string())), ("true_energy_j", pa.float64()),
+    ("meter_kind", pa.string()), ("simulated", pa.bool_()),
+])
+
+
+def _pair_table(run_id: str, pairs: Sequence[PairRecord], meter_kind: str,
+                simulated: bool) -> pa.Table:
+    """The pair_measurements rows of one run (pairs are few: built row by row)."""
+    n = len(pairs)
+    columns: dict[str, list[Any]] = {"run_id": [run_id] * n, "meter_kind": [meter_kind] * n,
+                                     "simulated": [simulated] * n}
+    for name in _PAIR_SCHEMA.names:
+        if name not in columns:  # None (no ground truth) becomes NULL
+            columns[name] = [getattr(p, name) for p in pairs]
+    return pa.Table.from_pydict(columns, schema=_PAIR_SCHEMA)
 
 
 def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
@@ -434,7 +488,8 @@ class ResultStore:
 
     def store_run(self, *, job_id: str, sweep_id: str, device: DeviceFacts, model_name: str,
                   result: BenchmarkResult) -> str:
-        """Store one run and its layers, and mark its job done, in a single transaction."""
+        """Store one run, its layers and its layer pairs, and mark its job done, in a single
+        transaction."""
         run_id = new_id("run")
         m = result.meter
         layers = result.layers
@@ -443,6 +498,11 @@ class ResultStore:
             raise StoreError(f"job {job_id}: the result lists a layer more than once; "
                              "nothing was stored")
         table = _layer_table(run_id, layers.columns, m.kind, m.simulated)
+        pair_keys = [(p.first_index, p.second_index) for p in result.pairs]
+        if len(set(pair_keys)) != len(pair_keys):
+            raise StoreError(f"job {job_id}: the result lists a layer pair more than once; "
+                             "nothing was stored")
+        pairs = _pair_table(run_id, result.pairs, m.kind, m.simulated)
         w = result.whole
         if result.mode == "whole" and w is not None:
             latency, energy = w.latency_mean_s, w.energy_j
@@ -454,7 +514,7 @@ class ResultStore:
         trace_rel = self._write_trace(run_id, result)
         try:
             self._insert_run(run_id, job_id, sweep_id, device, model_name, result, table,
-                             latency, energy, trace_rel)
+                             pairs, latency, energy, trace_rel)
         except BaseException:
             if trace_rel:
                 (self.path.parent / trace_rel).unlink(missing_ok=True)
@@ -483,8 +543,9 @@ class ResultStore:
         return str(rel)
 
     def _insert_run(self, run_id: str, job_id: str, sweep_id: str, device: DeviceFacts,
-                    model_name: str, result: BenchmarkResult, table: pa.Table, latency: float,
-                    energy: float, trace_rel: str | None) -> None:
+                    model_name: str, result: BenchmarkResult, table: pa.Table,
+                    pairs: pa.Table, latency: float, energy: float, trace_rel: str | None
+                    ) -> None:
         m = result.meter
         w = result.whole
         with self._transaction() as cur:
@@ -492,6 +553,10 @@ class ResultStore:
             cur.register("incoming_layers", table)
             cur.execute("INSERT INTO layer_measurements SELECT * FROM incoming_layers")
             cur.unregister("incoming_layers")
+            if pairs.num_rows:
+                cur.register("incoming_pairs", pairs)
+                cur.execute("INSERT INTO pair_measurements SELECT * FROM incoming_pairs")
+                cur.unregister("incoming_pairs")
             try:
                 cur.execute(
                     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "

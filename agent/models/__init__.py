@@ -2,8 +2,9 @@
 
 - ``build_model`` / ``RECIPES``: float32 models from layer specs with seeded random weights.
 - ``read_layers``: per-layer features (shapes, MACs, bytes) from the flatbuffer alone.
-- ``split_model``: one single-layer sub-model per node.
-- ``LayerChain`` / ``WholeModel``: run the split chain or the whole model in the runtime.
+- ``split_model``: one single-layer sub-model per node; ``pair_model``: two data-dependent nodes.
+- ``LayerChain`` / ``WholeModel``: run the split chain or the whole model in the runtime;
+  ``LayerPairs``: a chain's adjacent data-dependent pairs, each in its own interpreter.
 """
 
 from agent.models.builder import (
@@ -23,7 +24,7 @@ from agent.models.builder import (
     Softmax,
     build_model,
 )
-from agent.models.chain import LayerChain, WholeModel, random_array
+from agent.models.chain import LayerChain, LayerPairs, WholeModel, random_array
 from agent.models.errors import ModelError
 from agent.models.parse import (
     LayerInfo,
@@ -32,7 +33,7 @@ from agent.models.parse import (
     model_summary,
     read_layers,
 )
-from agent.models.split import LayerModel, split_model
+from agent.models.split import LayerModel, pair_model, split_model
 
 __all__ = [
     "RECIPES",
@@ -46,6 +47,7 @@ __all__ = [
     "LayerChain",
     "LayerInfo",
     "LayerModel",
+    "LayerPairs",
     "LayerSpec",
     "MaxPool2D",
     "Mean",
@@ -58,6 +60,7 @@ __all__ = [
     "layer_from_dict",
     "layer_to_dict",
     "model_summary",
+    "pair_model",
     "random_array",
     "read_layers",
     "split_model",

@@ -3,7 +3,8 @@
 ``LayerChain`` is what the agent times: ``feed`` pushes one inference through the chain, which
 leaves every layer's interpreter holding exactly the inputs that layer sees in the real model;
 then ``invoke_layer(i)`` re-runs layer ``i`` alone on them, as often as the measurement needs,
-with nothing but ``interpreter.invoke()`` in the loop.
+with nothing but ``interpreter.invoke()`` in the loop. ``LayerPairs`` does the same for
+adjacent data-dependent pairs of layers, each pair in one interpreter (the fusion check).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from agent.models.errors import ModelError
 from agent.models.flatbuffer import NUMPY_DTYPES, shape_of
 from agent.models.graph import load_graph
 from agent.models.parse import LayerInfo, read_layers
-from agent.models.split import LayerModel, split_model
+from agent.models.split import LayerModel, pair_model, split_model
 
 TensorSpec = tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]
 """(shape, dtype, (scale, zero point) or None) of a model input."""
@@ -66,6 +67,27 @@ def _set_input(interpreter: Any, index: int, array: np.ndarray) -> bool:
         return False
     interpreter.resize_tensor_input(index, list(array.shape), strict=False)
     return True
+
+
+def _load_inputs(interpreter: Any, indices: Sequence[int], arrays: Sequence[np.ndarray],
+                 what: str) -> None:
+    """Set an interpreter's inputs, resizing (and reallocating) first where shapes differ."""
+    resized = [_set_input(interpreter, i, a) for i, a in zip(indices, arrays, strict=True)]
+    if any(resized):
+        _allocate(interpreter, what)
+    for index, array in zip(indices, arrays, strict=True):
+        interpreter.set_tensor(index, array)
+
+
+def _io_indices(interpreter: Any, model: LayerModel) -> tuple[list[int], list[int]]:
+    """The interpreter's input and output tensor indices, checked against the split."""
+    ins = [d["index"] for d in interpreter.get_input_details()]
+    outs = [d["index"] for d in interpreter.get_output_details()]
+    if len(ins) != len(model.input_tensors) or len(outs) != len(model.output_tensors):
+        raise ModelError(f"node {'+'.join(map(str, model.nodes))} ({model.op}): the runtime "
+                         f"reports {len(ins)} inputs/{len(outs)} outputs, the split "
+                         f"{len(model.input_tensors)}/{len(model.output_tensors)}")
+    return ins, outs
 
 
 def _allocate(interpreter: Any, what: str) -> None:
@@ -127,7 +149,12 @@ class LayerChain:
                  use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
         graph = load_graph(model_bytes)
         tensors = graph.subgraph.tensors
-        self._model_bytes = bytes(model_bytes)
+        self.model_bytes = bytes(model_bytes)
+        """The model the chain was split from."""
+        self.runtime_options: dict[str, Any] = {
+            "num_threads": num_threads, "use_xnnpack": use_xnnpack,
+            "delegate_path": delegate_path}
+        """How every interpreter of the chain is configured (``LayerPairs`` uses the same)."""
         self._model_inputs = [int(t) for t in graph.subgraph.inputs or []]
         self._model_outputs = [int(t) for t in graph.subgraph.outputs or []]
         self.input_specs: list[TensorSpec] = []
@@ -149,18 +176,12 @@ class LayerChain:
         self.layers: list[LayerInfo] = [by_index[m.index] for m in self.layer_models]
         """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
         bytes) reflect the shapes seen at run time if they differ from the file's."""
-        self.interpreters = [
-            runtime.load_interpreter(m.model_bytes, num_threads=num_threads,
-                                     use_xnnpack=use_xnnpack, delegate_path=delegate_path)
-            for m in self.layer_models
-        ]
-        self._in = [[d["index"] for d in it.get_input_details()] for it in self.interpreters]
-        self._out = [[d["index"] for d in it.get_output_details()] for it in self.interpreters]
-        for m, ins, outs in zip(self.layer_models, self._in, self._out, strict=True):
-            if len(ins) != len(m.input_tensors) or len(outs) != len(m.output_tensors):
-                raise ModelError(f"node {m.index} ({m.op}): the runtime reports "
-                                 f"{len(ins)} inputs/{len(outs)} outputs, the split "
-                                 f"{len(m.input_tensors)}/{len(m.output_tensors)}")
+        self.interpreters = [runtime.load_interpreter(m.model_bytes, **self.runtime_options)
+                             for m in self.layer_models]
+        io = [_io_indices(it, m) for it, m in zip(self.interpreters, self.layer_models,
+                                                  strict=True)]
+        self._in = [ins for ins, _ in io]
+        self._out = [outs for _, outs in io]
         self.invokers: list[Callable[[], None]] = [it.invoke for it in self.interpreters]
         """Bound ``invoke`` of each layer's interpreter: the hot loop calls these."""
 
@@ -189,17 +210,19 @@ class LayerChain:
         )
         for m, it, ins, outs in zip(self.layer_models, self.interpreters, self._in, self._out,
                                     strict=True):
-            arrays = [values[t] for t in m.input_tensors]
-            resized = [_set_input(it, i, a) for i, a in zip(ins, arrays, strict=True)]
-            if any(resized):
-                _allocate(it, f"node {m.index} ({m.op})")
-            for index, array in zip(ins, arrays, strict=True):
-                it.set_tensor(index, array)
+            _load_inputs(it, ins, [values[t] for t in m.input_tensors], f"node {m.index} ({m.op})")
             it.invoke()
             for index, t in zip(outs, m.output_tensors, strict=True):
                 values[t] = it.get_tensor(index)
         self._refresh_layers(values)
         return values
+
+    def adjacent_pairs(self) -> list[tuple[int, int]]:
+        """Chain positions ``(i, i + 1)`` where layer ``i + 1`` reads an output of layer ``i``:
+        the pairs a runtime could fuse."""
+        models = self.layer_models
+        return [(i, i + 1) for i in range(len(models) - 1)
+                if set(models[i].output_tensors) & set(models[i + 1].input_tensors)]
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The model outputs for ``inputs``, computed layer by layer (same as ``feed``)."""
@@ -213,7 +236,42 @@ class LayerChain:
         observed = {t: tuple(a.shape) for t, a in values.items()}
         changed = {t: s for t, s in observed.items() if self._static_shapes.get(t) != s}
         if changed:
-            by_index = {info.index: info for info in read_layers(self._model_bytes,
+            by_index = {info.index: info for info in read_layers(self.model_bytes,
                                                                   shapes=observed)}
             self.layers = [by_index[m.index] for m in self.layer_models]
             self._static_shapes.update(changed)
+
+
+class LayerPairs:
+    """One interpreter per adjacent data-dependent pair of a chain's layers (``pair_model``),
+    configured like the chain's. ``feed(chain.tensor_values(inputs))`` gives every pair the
+    inputs it sees in the real model; ``invokers[k]`` then re-runs pair ``k`` alone."""
+
+    def __init__(self, chain: LayerChain) -> None:
+        self.positions: list[tuple[int, int]] = chain.adjacent_pairs()
+        """Chain positions of the two layers of each pair."""
+        self.pair_models: list[LayerModel] = [
+            pair_model(chain.model_bytes, chain.layer_models[a].index, chain.layer_models[b].index)
+            for a, b in self.positions]
+        self.interpreters = [runtime.load_interpreter(m.model_bytes, **chain.runtime_options)
+                             for m in self.pair_models]
+        io = [_io_indices(it, m) for it, m in zip(self.interpreters, self.pair_models,
+                                                  strict=True)]
+        self._in = [ins for ins, _ in io]
+        self._out = [outs for _, outs in io]
+        self.invokers: list[Callable[[], None]] = [it.invoke for it in self.interpreters]
+        """Bound ``invoke`` of each pair's interpreter: the hot loop calls these."""
+
+    def __len__(self) -> int:
+        return len(self.pair_models)
+
+    def feed(self, values: dict[int, np.ndarray]) -> None:
+        """Set every pair's inputs from the tensor values of one chain run
+        (``LayerChain.tensor_values``)."""
+        for m, it, ins in zip(self.pair_models, self.interpreters, self._in, strict=True):
+            _load_inputs(it, ins, [values[t] for t in m.input_tensors], f"pair {m.op}")
+
+    def outputs(self, k: int) -> dict[int, np.ndarray]:
+        """Pair ``k``'s outputs after its last invoke, by original tensor index."""
+        it, m = self.interpreters[k], self.pair_models[k]
+        return {t: it.get_tensor(i) for t, i in zip(m.output_tensors, self._out[k], strict=True)}

@@ -1,7 +1,8 @@
 """Cut a model into single-layer sub-models that any runtime can load and loop on its own.
 
-Each sub-model holds one node: its constant inputs are copied in (16-byte aligned), its other
-inputs become the sub-model's inputs and its outputs the sub-model's outputs, with the
+Each sub-model holds one node (``split_model``), or two data-dependent nodes (``pair_model``,
+to see whether a runtime fuses them): its constant inputs are copied in (16-byte aligned), its
+other inputs become the sub-model's inputs and its outputs the sub-model's outputs, with the
 original tensor types, shapes, shape signatures and quantisation. Weight-preparing nodes
 (``DEQUANTIZE``/``DENSIFY`` of constants) travel inside the sub-model of the node that uses
 their output, where the runtime runs them once at the first invocation, as in the whole model.
@@ -20,16 +21,23 @@ from agent.models.schema import tfl
 
 @dataclass(frozen=True)
 class LayerModel:
-    """A single-layer sub-model of node ``index``."""
+    """A sub-model of node ``index`` alone, or of the nodes ``nodes`` (a pair: ``index`` is the
+    first, ``op`` reads "A+B")."""
 
     index: int
-    """Node index in the original model."""
+    """Node index in the original model (the first node of a pair)."""
     op: str
     model_bytes: bytes = field(repr=False)
     input_tensors: tuple[int, ...]
     """Original tensor indices of the non-constant inputs, in the sub-model's input order."""
     output_tensors: tuple[int, ...]
     """Original tensor indices of the outputs, in the sub-model's output order."""
+    nodes: tuple[int, ...] = ()
+    """Node indices of the layers it holds, in execution order (``(index,)`` for one layer)."""
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            object.__setattr__(self, "nodes", (self.index,))
 
 
 def split_model(model_bytes: bytes) -> list[LayerModel]:
@@ -39,7 +47,41 @@ def split_model(model_bytes: bytes) -> list[LayerModel]:
     stateful ops).
     """
     graph = load_graph(model_bytes)
-    return [_sub_model(graph, n) for n in range(len(graph.ops)) if n not in graph.weight_prep]
+    return [_sub_model(graph, (n,)) for n in range(len(graph.ops)) if n not in graph.weight_prep]
+
+
+def pair_model(model_bytes: bytes, first: int, second: int) -> LayerModel:
+    """One sub-model holding nodes ``first`` and ``second``, where ``second`` consumes an
+    output of ``first``: what a runtime that fuses the two ops would run.
+
+    Its inputs are the non-constant tensors the two nodes take from outside the pair (the
+    tensor passed from ``first`` to ``second`` stays inside). Its outputs are ``second``'s
+    outputs, then those outputs of ``first`` that the original model also uses outside the pair
+    (another consumer, or a model output): there the real model must materialise them too, and
+    a fusing runtime (XNNPACK) cannot elide them, so neither may the pair. An intermediate
+    only ``second`` reads stays internal, free to be fused away as in the model.
+
+    Raises ``ModelError`` when a node does not exist, is a folded weight-preparing node, or
+    when ``second`` reads no output of ``first``.
+    """
+    graph = load_graph(model_bytes)
+    for n in (first, second):
+        if not 0 <= n < len(graph.ops):
+            raise ModelError(f"node {n} does not exist (the model has {len(graph.ops)} nodes)")
+        if n in graph.weight_prep:
+            raise ModelError(f"node {n} ({graph.ops[n]}) only prepares weights; it is folded "
+                             "into its consumer and cannot be one of a pair")
+    operators = graph.subgraph.operators
+    passed = set(operators[first].outputs or []) & set(operators[second].inputs or [])
+    if first == second or not passed:
+        raise ModelError(f"node {second} ({graph.ops[second]}) reads no output of node {first} "
+                         f"({graph.ops[first]}): not a data-dependent pair")
+    used_outside = {int(t) for t in graph.subgraph.outputs or []}
+    for n, operator in enumerate(operators):
+        if n not in (first, second):
+            used_outside.update(int(t) for t in operator.inputs or [] if t >= 0)
+    kept = tuple(int(t) for t in operators[first].outputs or [] if t in used_outside)
+    return _sub_model(graph, (first, second), kept)
 
 
 class _SubModel:
@@ -115,27 +157,35 @@ class _SubModel:
         return self.code_index[index]
 
 
-def _sub_model(graph: Graph, n: int) -> LayerModel:
+def _sub_model(graph: Graph, nodes: tuple[int, ...], extra_outputs: tuple[int, ...] = ()
+               ) -> LayerModel:
+    """The sub-model of ``nodes`` (in execution order): the last node's outputs, then
+    ``extra_outputs`` (original indices of tensors the earlier nodes write), are its outputs."""
     sub = _SubModel(graph)
-    outputs = sub.node(n)
-    original_outputs = tuple(int(t) for t in graph.subgraph.operators[n].outputs or [])
+    for n in nodes:
+        sub.node(n)
+    last = graph.subgraph.operators[nodes[-1]]
+    original_outputs = tuple(int(t) for t in last.outputs or []) + extra_outputs
+    names = "+".join(graph.ops[n] for n in nodes)
 
     subgraph = tfl.SubGraphT()
     subgraph.tensors = sub.tensors
     subgraph.inputs = [sub.mapped[t] for t in sub.inputs]
-    subgraph.outputs = outputs
+    subgraph.outputs = [sub.mapped[t] for t in original_outputs]
     subgraph.operators = sub.operators
-    subgraph.name = f"node_{n}"
+    subgraph.name = "node_" + "_".join(str(n) for n in nodes)
     model = tfl.ModelT()
     model.version = graph.model.version or 3
-    model.description = f"joulefarm split: node {n} ({graph.ops[n]})"
+    model.description = (f"joulefarm split: node{'s' if len(nodes) > 1 else ''} "
+                         f"{'+'.join(str(n) for n in nodes)} ({names})")
     model.operatorCodes = sub.codes
     model.subgraphs = [subgraph]
     model.buffers = sub.buffers
     return LayerModel(
-        index=n,
-        op=graph.ops[n],
+        index=nodes[0],
+        op=names,
         model_bytes=pack_model(model),
         input_tensors=tuple(int(t) for t in sub.inputs),
         output_tensors=original_outputs,
+        nodes=nodes,
     )

@@ -11,9 +11,9 @@ from agent.measure import measure
 from agent.meters.base import MeterError, open_meter
 from agent.models.errors import ModelError
 from agent.profiler import ProfilerUnavailable
-from agent.results import BenchmarkResult, MeasureSettings
+from agent.results import BenchmarkResult, MeasureSettings, check_pairs
 from agent.runtime import runtime_info
-from controller.cli.console import OutputFormat, console, print_rows
+from controller.cli.console import OutputFormat, console, print_rows, print_sections
 from controller.cli.model_cmd import ModelArgument, ModelFileError, read_model_file
 from controller.errors import JoulefarmError
 
@@ -35,6 +35,9 @@ JsonOption = typer.Option(False, "--json", help="Shorthand for --format json.")
 XnnpackOption = typer.Option(False, "--xnnpack/--no-xnnpack",
                              help="Use TFLite's default XNNPACK delegate (fuses ops).")
 DelegateOption = typer.Option(None, "--delegate", help="External delegate library (.so).")
+PairsOption = typer.Option(False, "--pairs", help="Layers mode: also loop each adjacent pair of "
+                           "layers (the second reading the first's output) as one sub-model and "
+                           "print which pairs the runtime fuses (nn-Meter's rule).")
 
 
 class BenchError(JoulefarmError):
@@ -71,6 +74,25 @@ def _whole_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]
     return columns, [row]
 
 
+def _pair_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
+    columns = ["first", "second", "ops", "iterations", "sum_latency_us", "pair_latency_us",
+               "latency_saved_us", "fused", "sum_energy_uj", "pair_energy_uj", "energy_ratio",
+               "mean_power_w", "flags"]
+    if result.meter.simulated:
+        columns.insert(11, "sim_truth_uj")
+    rows = []
+    for c in check_pairs(result):
+        p = c.pair
+        row: list[object] = [p.first_index, p.second_index, p.ops, p.iterations,
+                             c.sum_latency_s * 1e6, p.latency_s * 1e6, c.latency_saved_s * 1e6,
+                             c.fused, c.sum_energy_j * 1e6, p.energy_j * 1e6, c.energy_ratio,
+                             p.mean_power_w, list(p.flags)]
+        if result.meter.simulated:
+            row.insert(11, (p.true_energy_j or 0.0) * 1e6)
+        rows.append(row)
+    return columns, rows
+
+
 def bench(
     model: Path = ModelArgument,
     mode: str = ModeOption,
@@ -84,10 +106,13 @@ def bench(
     as_json: bool = JsonOption,
     xnnpack: bool = XnnpackOption,
     delegate: Path | None = DelegateOption,
+    pairs: bool = PairsOption,
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
     if mode not in MODES:
         raise BenchError(f"--mode: unknown mode {mode!r} (known: {', '.join(MODES)})")
+    if pairs and mode != "layers":
+        raise BenchError(f"--pairs needs --mode layers (got --mode {mode})")
     content = read_model_file(model)
     try:
         power_meter = open_meter(meter, profile=profile, sample_rate_hz=sample_rate_hz)
@@ -95,7 +120,7 @@ def bench(
         raise BenchError(f"--meter {meter}: {e}") from e
     settings = MeasureSettings(mode=mode, num_threads=threads, min_duration_s=min_duration_s,
                                min_layer_duration_s=min_layer_duration_s, use_xnnpack=xnnpack,
-                               delegate_path=str(delegate) if delegate else "")
+                               delegate_path=str(delegate) if delegate else "", pairs=pairs)
     sha = hashlib.sha256(content).hexdigest()
     try:
         with console.status(f"measuring {model.name} ({mode})"):
@@ -105,16 +130,27 @@ def bench(
     except ProfilerUnavailable as e:
         raise BenchError(f"--mode insitu: {e}") from e
     fmt = OutputFormat.json if as_json else fmt
-    columns, rows = _whole_rows(result) if mode == "whole" else _layer_rows(result)
-    # Every row says where its energy comes from, in every format.
     source = "simulated" if result.meter.simulated else "measured"
-    columns.append("energy_source")
-    for row in rows:
-        row.append(source)
-    print_rows(columns, rows, fmt, title=(
-        f"{model.name}: {mode}, meter {result.meter.kind}"
-        f"{':' + result.meter.profile if result.meter.profile else ''} ({source.upper()}), "
-        f"{result.runtime_name} {result.runtime_version}, idle {result.idle_power_w:.3f} W"))
+    meter_text = (f"meter {result.meter.kind}"
+                  f"{':' + result.meter.profile if result.meter.profile else ''} "
+                  f"({source.upper()})")
+    sections = [("layers", *(_whole_rows(result) if mode == "whole" else _layer_rows(result)),
+                 f"{model.name}: {mode}, {meter_text}, {result.runtime_name} "
+                 f"{result.runtime_version}, idle {result.idle_power_w:.3f} W")]
+    if pairs:
+        sections.append(("pairs", *_pair_rows(result),
+                         f"{model.name}: layer pairs, {meter_text}; fused: lat(a) + lat(b) - "
+                         "lat(ab) > 0.5 min(lat(a), lat(b))"))
+    for _, columns, rows, _ in sections:
+        # Every row says where its energy comes from, in every format.
+        columns.append("energy_source")
+        for row in rows:
+            row.append(source)
+    if pairs:  # JSON: {"layers": [...], "pairs": [...]}
+        print_sections(sections, fmt)
+    else:      # one result set, as always (JSON: a list)
+        _, columns, rows, title = sections[0]
+        print_rows(columns, rows, fmt, title=title)
     if result.flags:
         console.print(f"run flags: {', '.join(result.flags)}")
 

@@ -72,6 +72,21 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: Ou
         console.print(table)
 
 
+def print_sections(sections: Sequence[tuple[str, Sequence[str], Sequence[Sequence[object]],
+                                           str | None]], fmt: OutputFormat) -> None:
+    """Several result sets (name, columns, rows, title): tables one after another, CSV blocks
+    separated by a blank line, or one JSON object mapping each name to its list of objects."""
+    if fmt is OutputFormat.json:
+        data = {name: [{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows]
+                for name, columns, rows, _ in sections}
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    for k, (_, columns, rows, title) in enumerate(sections):
+        if k and fmt is OutputFormat.csv:
+            sys.stdout.write("\n")
+        print_rows(columns, rows, fmt, title=title)
+
+
 class DeviceProgress:
     """One row per device (state, current step, done/total), live on a terminal, plain
     lines otherwise (CI logs, pipes)."""

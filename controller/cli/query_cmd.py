@@ -12,9 +12,10 @@ from controller.store import query_readonly
 
 EXAMPLES = """
 Tables: devices, sweeps, models, model_layers, jobs, runs, layer_measurements,
-whole_measurements; views layer_energy (one row per measured layer) and additivity (sum of
-layers vs the whole model). Every measurement row says its meter_kind and whether it is
-simulated.
+whole_measurements, pair_measurements; views layer_energy (one row per measured layer),
+additivity (sum of layers vs the whole model) and layer_pairs (each pair of layers measured
+with --pairs / pairs = true vs its two layers alone, with nn-Meter's fused verdict). Every
+measurement row says its meter_kind and whether it is simulated.
 
 Examples:
 

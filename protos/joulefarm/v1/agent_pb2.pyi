@@ -101,7 +101,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., already_cached: _Optional[bool] = ...) -> None: ...
 
 class RunBenchmarkRequest(_message.Message):
-    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s", "use_xnnpack", "delegate_path")
+    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s", "use_xnnpack", "delegate_path", "pairs")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class RunBenchmarkRequest(_message.Message):
     MIN_DURATION_S_FIELD_NUMBER: _ClassVar[int]
     USE_XNNPACK_FIELD_NUMBER: _ClassVar[int]
     DELEGATE_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     num_threads: int
@@ -124,7 +125,8 @@ class RunBenchmarkRequest(_message.Message):
     min_duration_s: float
     use_xnnpack: bool
     delegate_path: str
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ..., use_xnnpack: _Optional[bool] = ..., delegate_path: _Optional[str] = ...) -> None: ...
+    pairs: bool
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ..., use_xnnpack: _Optional[bool] = ..., delegate_path: _Optional[str] = ..., pairs: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "done", "total", "message")
@@ -180,6 +182,28 @@ class LayerColumns(_message.Message):
     true_energy_j: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, index: _Optional[_Iterable[int]] = ..., op: _Optional[_Iterable[str]] = ..., macs: _Optional[_Iterable[int]] = ..., param_bytes: _Optional[_Iterable[int]] = ..., act_in_bytes: _Optional[_Iterable[int]] = ..., act_out_bytes: _Optional[_Iterable[int]] = ..., input_shapes: _Optional[_Iterable[str]] = ..., output_shapes: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., window_start_s: _Optional[_Iterable[float]] = ..., window_end_s: _Optional[_Iterable[float]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., active_energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., samples: _Optional[_Iterable[int]] = ..., coverage: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class PairColumns(_message.Message):
+    __slots__ = ("first_index", "second_index", "ops", "iterations", "latency_s", "energy_j", "mean_power_w", "flags", "true_energy_j")
+    FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SECOND_INDEX_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    MEAN_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    first_index: _containers.RepeatedScalarFieldContainer[int]
+    second_index: _containers.RepeatedScalarFieldContainer[int]
+    ops: _containers.RepeatedScalarFieldContainer[str]
+    iterations: _containers.RepeatedScalarFieldContainer[int]
+    latency_s: _containers.RepeatedScalarFieldContainer[float]
+    energy_j: _containers.RepeatedScalarFieldContainer[float]
+    mean_power_w: _containers.RepeatedScalarFieldContainer[float]
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    true_energy_j: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, first_index: _Optional[_Iterable[int]] = ..., second_index: _Optional[_Iterable[int]] = ..., ops: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class WholeModelResult(_message.Message):
     __slots__ = ("iterations", "window_start_s", "window_end_s", "latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -231,7 +255,7 @@ class DecimatedTrace(_message.Message):
     def __init__(self, clock: _Optional[str] = ..., t0_s: _Optional[float] = ..., bucket_s: _Optional[float] = ..., min_w: _Optional[_Iterable[float]] = ..., max_w: _Optional[_Iterable[float]] = ..., mean_w: _Optional[_Iterable[float]] = ..., raw_samples: _Optional[int] = ...) -> None: ...
 
 class BenchmarkResult(_message.Message):
-    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after", "trace")
+    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after", "trace", "pairs")
     class ConditionsBeforeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +288,7 @@ class BenchmarkResult(_message.Message):
     CONDITIONS_BEFORE_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_AFTER_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     meter: MeterInfo
@@ -282,7 +307,8 @@ class BenchmarkResult(_message.Message):
     conditions_before: _containers.ScalarMap[str, float]
     conditions_after: _containers.ScalarMap[str, float]
     trace: DecimatedTrace
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Union[LayerColumns, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ...) -> None: ...
+    pairs: PairColumns
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Union[LayerColumns, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ..., pairs: _Optional[_Union[PairColumns, _Mapping]] = ...) -> None: ...
 
 class RunBenchmarkResponse(_message.Message):
     __slots__ = ("progress", "result")
