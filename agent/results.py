@@ -195,6 +195,15 @@ class PairCheck:
     sum_energy_j: float
     energy_ratio: float
     """(E(a) + E(b)) / E(ab): above 1 when the pair costs less than its parts."""
+    beyond_call_overhead: bool = True
+    """The saving exceeds ``CALL_OVERHEAD_FACTOR`` x the run's cheapest layer call. Splitting
+    adds one interpreter call per layer; for ops of a microsecond or two that call alone can
+    pass nn-Meter's rule, so a "fused" pair that fails this saved a call, not work."""
+
+
+# A saving up to this many times the run's cheapest layer call (about one interpreter call)
+# is call overhead, not fusion.
+CALL_OVERHEAD_FACTOR = 2.0
 
 
 def is_fused(latency_a_s: float, latency_b_s: float, latency_ab_s: float) -> bool:
@@ -255,6 +264,7 @@ def check_pairs(result: BenchmarkResult) -> tuple[PairCheck, ...]:
     """Every pair of ``result`` against its two layers alone: latency saved, nn-Meter's fused
     verdict, energy ratio. Pairs whose layers the result lacks are left out."""
     by_index = {x.index: x for x in result.layers}
+    call_s = min((x.latency_s for x in result.layers), default=0.0)
     checks = []
     for p in result.pairs:
         a, b = by_index.get(p.first_index), by_index.get(p.second_index)
@@ -265,7 +275,9 @@ def check_pairs(result: BenchmarkResult) -> tuple[PairCheck, ...]:
             pair=p, sum_latency_s=a.latency_s + b.latency_s,
             latency_saved_s=a.latency_s + b.latency_s - p.latency_s,
             fused=is_fused(a.latency_s, b.latency_s, p.latency_s), sum_energy_j=sum_energy,
-            energy_ratio=sum_energy / p.energy_j if p.energy_j else float("nan")))
+            energy_ratio=sum_energy / p.energy_j if p.energy_j else float("nan"),
+            beyond_call_overhead=(a.latency_s + b.latency_s - p.latency_s
+                                  > CALL_OVERHEAD_FACTOR * call_s)))
     return tuple(checks)
 
 

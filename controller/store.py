@@ -244,6 +244,11 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
            a.latency_s + b.latency_s - p.latency_s AS latency_saved_s,
            a.latency_s + b.latency_s - p.latency_s > 0.5 * least(a.latency_s, b.latency_s)
                AS fused,
+           -- Splitting adds one interpreter call per layer: a saving within about one call
+           -- (twice the run's cheapest layer) is call overhead, not fusion.
+           a.latency_s + b.latency_s - p.latency_s > 2.0 * (
+               SELECT min(m.latency_s) FROM layer_measurements m WHERE m.run_id = p.run_id)
+               AS beyond_call_overhead,
            a.energy_j + b.energy_j AS sum_energy_j, p.energy_j AS pair_energy_j,
            (a.energy_j + b.energy_j) / p.energy_j AS energy_ratio,
            p.true_energy_j AS pair_true_energy_j, p.iterations, p.flags, p.meter_kind,

@@ -281,3 +281,22 @@ def test_bench_prints_the_pair_table(tmp_path: Path) -> None:
     assert "fused" in table.stdout
     whole = run_cli("bench", str(model), "--pairs", "--mode", "whole", timeout=60)
     assert whole.returncode == 2 and "--pairs needs --mode layers" in whole.stderr
+
+
+def test_a_saving_of_about_one_call_is_not_counted_as_fusion(tmp_path: Path) -> None:
+    from tests.test_store import facts, new_sweep
+
+    # Cheapest layer call 1 ms: saving 0.8 ms passes nn-Meter's rule but is within two calls;
+    # a pair of layers 1 and 2 (1 ms + 2 ms) run together in 0.5 ms saves 2.5 ms: beyond.
+    within, beyond = _pair(0, 1, 1.2e-3, 2.5e-3), _pair(1, 2, 0.5e-3, 3e-3)
+    checks = check_pairs(_result((within, beyond)))
+    assert [(c.fused, c.beyond_call_overhead) for c in checks] == [(True, False), (True, True)]
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db) as store:
+        sweep = new_sweep(store)
+        job = store.add_job(sweep, "dev", "m", "a" * 64)
+        store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
+                        result=_result((within, beyond)))
+    _, rows = query_readonly(db, "SELECT first_index, fused, beyond_call_overhead "
+                                 "FROM layer_pairs ORDER BY 1")
+    assert rows == [(0, True, False), (1, True, True)]

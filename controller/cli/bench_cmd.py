@@ -76,19 +76,21 @@ def _whole_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]
 
 def _pair_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
     columns = ["first", "second", "ops", "iterations", "sum_latency_us", "pair_latency_us",
-               "latency_saved_us", "fused", "sum_energy_uj", "pair_energy_uj", "energy_ratio",
+               "latency_saved_us", "fused", "beyond_call_overhead",
+               "sum_energy_uj", "pair_energy_uj", "energy_ratio",
                "mean_power_w", "flags"]
     if result.meter.simulated:
-        columns.insert(11, "sim_truth_uj")
+        columns.insert(12, "sim_truth_uj")
     rows = []
     for c in check_pairs(result):
         p = c.pair
         row: list[object] = [p.first_index, p.second_index, p.ops, p.iterations,
                              c.sum_latency_s * 1e6, p.latency_s * 1e6, c.latency_saved_s * 1e6,
-                             c.fused, c.sum_energy_j * 1e6, p.energy_j * 1e6, c.energy_ratio,
+                             c.fused, c.beyond_call_overhead,
+                             c.sum_energy_j * 1e6, p.energy_j * 1e6, c.energy_ratio,
                              p.mean_power_w, list(p.flags)]
         if result.meter.simulated:
-            row.insert(11, (p.true_energy_j or 0.0) * 1e6)
+            row.insert(12, (p.true_energy_j or 0.0) * 1e6)
         rows.append(row)
     return columns, rows
 
