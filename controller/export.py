@@ -17,6 +17,8 @@ EXPORTS = {
                  FROM layer_measurements l JOIN runs r USING (run_id)""",
     "whole": """SELECT r.sweep_id, r.device_name, r.model_name, w.* EXCLUDE (run_id), r.run_id
                 FROM whole_measurements w JOIN runs r USING (run_id)""",
+    "pairs": """SELECT sweep_id, device_name, model_name, * EXCLUDE (sweep_id, device_name,
+                       model_name) FROM layer_pairs""",
     "runs": "SELECT * FROM runs",
 }
 

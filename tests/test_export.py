@@ -23,7 +23,7 @@ def test_export_partitions_by_sweep_and_device_and_replaces_cleanly(tmp_path: Pa
     out = tmp_path / "out"
     for _ in range(2):  # a second export replaces the first, no duplicates
         counts = export_parquet(db, out)
-    assert counts == {"layers": 4, "whole": 0, "runs": 2}
+    assert counts == {"layers": 4, "whole": 0, "pairs": 0, "runs": 2}
     parts = sorted(p.relative_to(out).parts[:3] for p in out.glob("layers/*/*/*.parquet"))
     assert [p[2].split("=")[0] for p in parts] == ["device_name", "device_name"]
     df = pl.read_parquet(out / "layers" / "**" / "*.parquet", hive_partitioning=True)

@@ -10,7 +10,7 @@ from controller.cli.console import console
 from controller.cli.options import DbOption, db_path
 from controller.export import export_parquet
 
-OutOption = typer.Option(..., "--out", help="Folder to write (layers/, whole/, runs/).")
+OutOption = typer.Option(..., "--out", help="Folder to write (layers/, whole/, pairs/, runs/).")
 SweepOption = typer.Option(None, "--sweep", help="Only this sweep (default: all).")
 
 
