@@ -6,6 +6,8 @@ import numpy as np
 
 from agent.meters.base import MeterDescription
 from agent.results import (
+    LAYER_NUMERIC,
+    LAYER_TEXT,
     BenchmarkResult,
     DecimatedTrace,
     DeviceFacts,
@@ -109,23 +111,17 @@ def progress_from_proto(p: pb.Progress) -> Progress:
     return Progress(stage=p.stage, done=p.done, total=p.total, message=p.message)
 
 
-_LAYER_NUMBERS = ("index", "macs", "param_bytes", "act_in_bytes", "act_out_bytes",
-                  "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j",
-                  "active_energy_j", "mean_power_w", "samples", "coverage", "true_energy_j")
-_LAYER_STRINGS = ("op", "input_shapes", "output_shapes")
-
-
 def layers_to_proto(table: LayerTable) -> pb.LayerColumns:
     c = table.columns
-    msg = pb.LayerColumns(**{k: c[k].tolist() for k in _LAYER_NUMBERS},
-                          **{k: c[k] for k in _LAYER_STRINGS})
+    msg = pb.LayerColumns(**{k: c[k].tolist() for k in LAYER_NUMERIC},
+                          **{k: c[k] for k in LAYER_TEXT})
     msg.flags.extend(";".join(f) for f in c["flags"])
     return msg
 
 
 def layers_from_proto(m: pb.LayerColumns) -> LayerTable:
-    columns: dict[str, object] = {k: np.asarray(getattr(m, k)) for k in _LAYER_NUMBERS}
-    columns.update({k: list(getattr(m, k)) for k in _LAYER_STRINGS})
+    columns: dict[str, object] = {k: np.asarray(getattr(m, k)) for k in LAYER_NUMERIC}
+    columns.update({k: list(getattr(m, k)) for k in LAYER_TEXT})
     columns["flags"] = [tuple(f.split(";")) if f else () for f in m.flags]
     return LayerTable(columns)
 

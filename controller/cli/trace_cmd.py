@@ -108,7 +108,7 @@ def import_cmd(
     rail: str = RailOpt,
     tz_offset_s: float = TzOpt,
     date_order: DateOrder = DateOrderOpt,
-) -> int:
+) -> None:
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
     trace = import_trace(file, fmt.value, options)
@@ -119,7 +119,6 @@ def import_cmd(
     _print_notes(trace)
     console.print(f"{target}: {trace.meta['source_format']}, {_summary_line(trace)}",
                   markup=False, soft_wrap=True)
-    return 0
 
 
 @app.command("energy", help="Energy of each window of a windows CSV (start_s,end_s on the "
@@ -149,7 +148,7 @@ def energy_cmd(
     rail: str = RailOpt,
     tz_offset_s: float = TzOpt,
     date_order: DateOrder = DateOrderOpt,
-) -> int:
+) -> None:
     windows = read_windows(windows_file)
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
@@ -166,13 +165,12 @@ def energy_cmd(
     if out is None:
         write_windows_energy(windows, result, sys.stdout)
         sys.stdout.flush()
-        return 0
+        return
     with open(out, "w", encoding="utf-8", newline="") as f:
         write_windows_energy(windows, result, f)
     flagged = int((result["flags"] != 0).sum())
     console.print(f"{out}: {len(windows.rows)} windows, {flagged} flagged", markup=False,
                   soft_wrap=True)
-    return 0
 
 
 def _json_safe(value: Any) -> Any:
@@ -198,7 +196,7 @@ def info_cmd(
     rail: str = RailOpt,
     tz_offset_s: float = TzOpt,
     date_order: DateOrder = DateOrderOpt,
-) -> int:
+) -> None:
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
     trace = load_trace(trace_file, fmt.value, options)
@@ -206,9 +204,8 @@ def info_cmd(
     if as_json:
         doc = {"file": str(trace_file), "metadata": trace.meta, "summary": summary}
         sys.stdout.write(json.dumps(_json_safe(doc), indent=2) + "\n")
-        return 0
+        return
     rows = [(key, value if isinstance(value, str) else json.dumps(_json_safe(value)))
             for key, value in trace.meta.items()]
     rows += [(f"summary.{key}", value) for key, value in summary.items()]
     print_rows(["key", "value"], rows, OutputFormat.table, title=str(trace_file))
-    return 0
