@@ -103,11 +103,15 @@ SSH_KEYS = (
     "service",
     "system_site_packages",
     "tunnel",
+    "litert_lib",
+    "litert_version",
+    "build_on_device",
 )
 DEFAULT_SSH_PORT = 22
 # How `joulefarm provision` keeps the agent running: a systemd user unit where systemd runs,
-# otherwise a shell supervisor loop with a pid file; "auto" picks by probing the device.
-SERVICE_KINDS = ("auto", "systemd", "supervised")
+# a runit service where Termux's termux-services runs, otherwise a shell supervisor loop with a
+# pid file; "auto" picks by probing the device.
+SERVICE_KINDS = ("auto", "systemd", "runit", "supervised")
 DEFAULT_AGENT_PREFIX = ".joulefarm"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -192,6 +196,15 @@ class SshConfig:
     system_site_packages: bool = False
     # Reach the agent through an SSH port forward: the agent then binds loopback only.
     tunnel: bool = False
+    # A standalone LiteRT runtime library (libLiteRt.so) for devices without a Python TFLite
+    # wheel (Android/Termux, 32-bit ARM): a file on the controller, or an https:// URL the
+    # device downloads. Termux devices get Google's prebuilt one by default.
+    litert_lib: str | None = None
+    # The library's version label, stored with every result (taken from Google's URL if unset).
+    litert_version: str | None = None
+    # Build the agent's Rust core on the device from the source distribution (needs Rust and
+    # maturin there) instead of installing a wheel built here; automatic when no wheel fits.
+    build_on_device: bool = False
 
 
 @dataclass(frozen=True)
@@ -584,6 +597,12 @@ class _Validator:
             self.error(at + ("service",), _unknown_choice("service", service, SERVICE_KINDS))
         site = self.get(raw, at, "system_site_packages", "boolean", required=False)
         tunnel = self.get(raw, at, "tunnel", "boolean", required=False)
+        litert_lib = self.get_optional_path(raw, at, "litert_lib")
+        if isinstance(litert_lib, str) and "://" in litert_lib and not litert_lib.startswith(
+                "https://"):
+            self.error(at + ("litert_lib",), "must be a file path or an https:// URL")
+        litert_version = self.get_optional_path(raw, at, "litert_version")
+        build_on_device = self.get(raw, at, "build_on_device", "boolean", required=False)
         return SshConfig(
             user=user,
             port=port if isinstance(port, int) else DEFAULT_SSH_PORT,
@@ -595,6 +614,9 @@ class _Validator:
             service=service if isinstance(service, str) else "auto",
             system_site_packages=site is True,
             tunnel=tunnel is True,
+            litert_lib=litert_lib if isinstance(litert_lib, str) else None,
+            litert_version=litert_version if isinstance(litert_version, str) else None,
+            build_on_device=build_on_device is True,
         )
 
 

@@ -102,8 +102,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+def start_sshd(directory: Path, extra_config: str = "") -> Iterator[SshServer]:
+    """Run an sshd with throwaway keys in `directory` until the generator is closed; skips the
+    test when sshd is missing or will not start. `extra_config` is appended to sshd_config."""
     if not SSHD.exists():
         pytest.skip(f"{SSHD} is missing: install openssh-server (apt-get install -y "
                     "openssh-server) to run the SSH provisioning tests")
@@ -117,7 +118,6 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]
         except OSError as exc:
             pytest.skip(f"cannot create {privsep} that sshd needs: {exc.strerror}")
 
-    directory = tmp_path_factory.mktemp("sshd")
     host_key = keygen(directory / "ssh_host_ed25519_key")
     client_key = keygen(directory / "client_key")
     encrypted_key = keygen(directory / "encrypted_key", PASSPHRASE)
@@ -128,7 +128,8 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]
     for _attempt in range(3):  # a free port can be taken between the probe and the bind
         port = free_port()
         config = directory / "sshd_config"
-        config.write_text(_CONFIG.format(port=port, host_key=host_key, dir=directory))
+        config.write_text(_CONFIG.format(port=port, host_key=host_key, dir=directory)
+                          + extra_config)
         log = open(directory / "sshd.log", "wb")  # noqa: SIM115 (sshd writes it until stopped)
         process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -145,3 +146,8 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]
     finally:
         _stop(process)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    yield from start_sshd(tmp_path_factory.mktemp("sshd"))

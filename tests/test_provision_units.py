@@ -19,8 +19,12 @@ from controller.provision.provisioner import check_provisionable
 from controller.provision.redact import MASK, Redactor
 from controller.provision.requirements import UnsupportedDeviceError, agent_requirements
 from controller.provision.service import (
-    _STOP,
+    _RUNIT_FINISH,
+    _RUNIT_RUN,
     _SUPERVISOR,
+    Host,
+    LiteRtLibrary,
+    _stop_text,
     choose_service,
     run_script,
     unit_text,
@@ -97,7 +101,11 @@ def test_new_ssh_keys_and_their_defaults() -> None:
 
 @pytest.mark.parametrize(("line", "message"), [
     ('service = "launchd"', "15: device[0].ssh.service: unknown service 'launchd'; expected "
-                            "one of: auto, systemd, supervised"),
+                            "one of: auto, systemd, runit, supervised"),
+    ('litert_lib = "ftp://x/libLiteRt.so"', "15: device[0].ssh.litert_lib: must be a file "
+                                            "path or an https:// URL"),
+    ('build_on_device = "yes"', "15: device[0].ssh.build_on_device: expected a boolean (true "
+                                "or false), got string 'yes'"),
     ("tunnel = 1", "15: device[0].ssh.tunnel: expected a boolean (true or false), got integer 1"),
     ('system_site_packages = "yes"', "15: device[0].ssh.system_site_packages: expected a "
                                      "boolean (true or false), got string 'yes'"),
@@ -318,18 +326,45 @@ def test_run_script_passes_the_token_as_a_file_and_quotes_paths() -> None:
 def test_service_choice() -> None:
     assert choose_service("auto", True, "pi") == "systemd"
     assert choose_service("auto", False, "pi") == "supervised"
+    assert choose_service("auto", False, "phone", runit_available=True) == "runit"
     assert choose_service("supervised", True, "pi") == "supervised"
     with pytest.raises(ProvisionError, match="no user systemd instance"):
         choose_service("systemd", False, "pi")
+    with pytest.raises(ProvisionError, match="termux-services"):
+        choose_service("runit", False, "pi")
 
 
 def test_scripts_are_valid_sh(tmp_path: Path) -> None:
     layout = RemoteLayout(str(tmp_path))
-    for text in (_SUPERVISOR, _STOP.format(unit="joulefarm-agent-pi.service"),
-                 run_script(device(), layout)):
+    termux = Host("/data/data/com.termux/files/usr/bin/sh",
+                  "/data/data/com.termux/files/usr/var/service")
+    texts = [_SUPERVISOR, _stop_text(device(), Host()).decode(),
+             _stop_text(device(), termux).decode(), run_script(device(), layout),
+             _RUNIT_RUN.format(name="pi", run="/x/run-agent.sh", log="/x/agent.log"),
+             _RUNIT_FINISH.format(log="/x/agent.log")]
+    for text in texts:
         script = tmp_path / "s.sh"
         script.write_text(text)
         subprocess.run(["sh", "-n", str(script)], check=True)
+
+
+def test_scripts_name_the_devices_shell() -> None:
+    """Android has no /bin/sh: every script Termux runs starts with $PREFIX/bin/sh."""
+    shell = "/data/data/com.termux/files/usr/bin/sh"
+    host = Host(shell, "/data/data/com.termux/files/usr/var/service")
+    layout = RemoteLayout("/data/data/com.termux/files/home/.joulefarm")
+    assert run_script(device(), layout, shell).startswith(f"#!{shell}\n")
+    assert _stop_text(device(), host).startswith(f"#!{shell}\n".encode())
+    stop = _stop_text(device(), host).decode()
+    assert "service=/data/data/com.termux/files/usr/var/service/joulefarm-agent-" in stop
+    assert run_script(device(), layout).startswith("#!/bin/sh\n")
+
+
+def test_run_script_for_the_litert_c_runtime() -> None:
+    layout = RemoteLayout("/p")
+    text = run_script(device(), layout, litert=LiteRtLibrary("/p/lib/libLiteRt.so", "2.3.1"))
+    assert "--runtime litert-c --litert-lib /p/lib/libLiteRt.so --litert-version 2.3.1" in text
+    assert "--runtime" not in run_script(device(), layout)
 
 
 def test_stop_script_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
@@ -337,7 +372,7 @@ def test_stop_script_leaves_a_reused_pid_alone(tmp_path: Path) -> None:
     bystander = subprocess.Popen(["sleep", "30"])
     try:
         (tmp_path / "agent.pid").write_text(str(bystander.pid))
-        (tmp_path / "stop-agent.sh").write_text(_STOP.format(unit="joulefarm-agent-x.service"))
+        (tmp_path / "stop-agent.sh").write_bytes(_stop_text(device(name="x"), Host()))
         subprocess.run(["sh", str(tmp_path / "stop-agent.sh")], check=True, timeout=30,
                        env={**os.environ, "HOME": str(tmp_path)})
         assert bystander.poll() is None

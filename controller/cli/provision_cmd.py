@@ -22,9 +22,11 @@ from controller.registry import Device, load_registry
 HELP = (
     "Install the agent on devices over SSH: build the joulefarm wheel (cached), install it in "
     "its own virtual environment on the device, copy the device's token over SFTP, start the "
-    "agent as a systemd user unit or under a supervisor, and check health and facts over "
-    "gRPC. Host keys are checked against known_hosts; an encrypted ssh.key is unlocked from "
-    "$JOULEFARM_SSH_PASSPHRASE or a prompt."
+    "agent as a systemd user unit, a runit service (Termux) or under a supervisor, and check "
+    "health and facts over gRPC. Android phones are reached through Termux's sshd: the agent "
+    "gets Termux's numpy and grpcio (pkg), is built on the phone, and runs models with "
+    "Google's prebuilt libLiteRt.so (ssh.litert_lib). Host keys are checked against "
+    "known_hosts; an encrypted ssh.key is unlocked from $JOULEFARM_SSH_PASSPHRASE or a prompt."
 )
 
 NamesArgument = typer.Argument(None, metavar="NAME...",
@@ -38,6 +40,11 @@ TrustOption = typer.Option(
 WheelOption = typer.Option(
     None, "--wheel", help="Install this joulefarm wheel instead of building one (e.g. one "
     "built for the device's architecture).", show_default=False)
+BuildOnDeviceOption = typer.Option(
+    False, "--build-on-device",
+    help="Build the agent's Rust core on each device from the source distribution (needs Rust "
+         "and maturin there) instead of installing a wheel built here. Automatic on Termux "
+         "when no wheel fits.")
 PrefixOption = typer.Option(
     None, "--prefix", help="Install directory on the device, overriding ssh.prefix "
     "(relative paths start at the login's home).", show_default=False)
@@ -70,6 +77,7 @@ def provision(
     trust_new_host: bool = TrustOption,
     wheel: Path | None = WheelOption,
     prefix: str | None = PrefixOption,
+    build_on_device: bool = BuildOnDeviceOption,
 ) -> None:
     # Imported here: paramiko and friends cost every other command's start-up otherwise.
     from controller.provision.provisioner import (
@@ -87,7 +95,8 @@ def provision(
     def say(line: str) -> None:
         console.print(redactor.scrub(line), markup=False, soft_wrap=True)
 
-    options = ProvisionOptions(trust_new_host=trust_new_host, wheel=wheel, prefix=prefix)
+    options = ProvisionOptions(trust_new_host=trust_new_host, wheel=wheel, prefix=prefix,
+                               build_on_device=build_on_device)
     wheel_source = WheelSource(wheel, report=lambda m: say(f"[wheel] {m}"))
     done: list[ProvisionResult] = []
     failed: dict[str, ProvisionError] = {}

@@ -12,11 +12,14 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.provision.errors import ProvisionError
+from controller.provision import termux
+from controller.provision.errors import ProvisionError, ProvisionInputError
 from controller.provision.requirements import HEAVY_MODULES
 from controller.provision.ssh import SshSession
 
 PIP = "-m pip install --disable-pip-version-check --no-input --quiet"
+# A phone compiling the Rust core or pkg fetching Rust can take a long while.
+BUILD_ON_DEVICE_TIMEOUT_S = 3600.0
 
 _PROBE = """\
 import json, platform, sys
@@ -42,11 +45,18 @@ class DeviceProbe:
     system: str
     glibc: tuple[int, int] | None  # None: musl (Alpine, Termux's bionic) or unknown
     systemd_user: bool  # a user systemd instance answers
+    termux: termux.TermuxEnv | None = None  # an Android device reached through Termux's sshd
+    shell: str = "/bin/sh"  # what scripts' #! lines name (Android has no /bin/sh)
 
     def summary(self) -> str:
         libc = f"glibc {self.glibc[0]}.{self.glibc[1]}" if self.glibc else "non-glibc"
-        return (f"{self.system} {self.machine}, Python {'.'.join(map(str, self.python))}, "
-                f"{libc}, systemd user instance: {'yes' if self.systemd_user else 'no'}")
+        where = ""
+        if self.termux is not None:
+            api = f", API {self.termux.android_api}" if self.termux.android_api else ""
+            where = f"Android{api} (Termux {self.termux.version}), "
+        return (f"{where}{self.system} {self.machine}, Python "
+                f"{'.'.join(map(str, self.python))}, {libc}, systemd user instance: "
+                f"{'yes' if self.systemd_user else 'no'}")
 
 
 def probe_device(session: SshSession, python: str) -> DeviceProbe:
@@ -70,7 +80,11 @@ def probe_device(session: SshSession, python: str) -> DeviceProbe:
     if info["libc"] == "glibc":
         parts = info["libc_version"].split(".")
         glibc = (int(parts[0]), int(parts[1]))
-    return DeviceProbe(tuple(info["python"]), info["machine"], info["system"], glibc, systemd)
+    env = termux.parse_probe(session.run(termux.PROBE_COMMAND, what="looking for Termux",
+                                         check=False).output)
+    shell = env.shell if env is not None else "/bin/sh"
+    return DeviceProbe(tuple(info["python"]), info["machine"], info["system"], glibc, systemd,
+                       env, shell)
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,10 @@ class RemoteLayout:
     def log(self) -> str:
         return self.path("agent.log")
 
+    @property
+    def litert_lib(self) -> str:
+        return self.path("lib/libLiteRt.so")
+
 
 def ensure_venv(session: SshSession, layout: RemoteLayout, python: str,
                 probe: DeviceProbe, system_site_packages: bool) -> bool:
@@ -138,8 +156,7 @@ def install_wheel(session: SshSession, layout: RemoteLayout, wheel: Path) -> Non
     remote = layout.path(f"wheels/{wheel.name}")
     session.mkdir_private(layout.path("wheels"))
     session.put(wheel, remote)
-    session.run(f"{shlex.quote(layout.python)} {PIP} --no-deps --force-reinstall "
-                f"{shlex.quote(remote)}", what="installing the joulefarm wheel")
+    install_remote_wheel(session, layout, remote)
 
 
 def install_requirements(session: SshSession, layout: RemoteLayout,
@@ -167,3 +184,77 @@ def check_agent_imports(session: SshSession, layout: RemoteLayout) -> None:
 def write_token(session: SshSession, layout: RemoteLayout, token: str) -> None:
     """Over SFTP into a 0600 file in the 0700 prefix — never on a command line."""
     session.write_file(layout.token, (token + "\n").encode(), 0o600)
+
+
+def install_system_packages(session: SshSession, packages: tuple[str, ...]) -> None:
+    """Termux packages (numpy and grpcio built for bionic, Rust): ``pkg`` is the only source."""
+    session.run(termux.install_packages_command(packages), what="installing Termux packages",
+                timeout_s=BUILD_ON_DEVICE_TIMEOUT_S)
+
+
+def install_litert_lib(session: SshSession, layout: RemoteLayout, source: str,
+                       machine: str) -> None:
+    """Put a standalone ``libLiteRt.so`` at ``layout.litert_lib``: copied from the controller,
+    or downloaded by the device from an https URL; its architecture is checked either way,
+    because a wrong one only shows later as an agent that cannot start."""
+    target = layout.litert_lib
+    partial = target + ".part"
+    session.mkdir_private(posixpath.dirname(target))
+    if source.startswith("https://"):
+        q = shlex.quote
+        session.run(
+            f"if command -v curl >/dev/null 2>&1; then curl -fsSL --retry 3 -o {q(partial)} "
+            f"{q(source)}; else wget -q -O {q(partial)} {q(source)}; fi",
+            what=f"downloading {source}", timeout_s=BUILD_ON_DEVICE_TIMEOUT_S)
+        with session.sftp.open(partial, "rb") as remote:
+            header = remote.read(20)
+        problem = termux.elf_machine_problem(header, machine)
+        if problem:
+            raise ProvisionError(f"{session.endpoint.label}: {source}: {problem}")
+    else:
+        local = Path(source).expanduser()
+        if not local.is_file():
+            raise ProvisionInputError(f"ssh.litert_lib {source}: no such file on this machine")
+        with local.open("rb") as file:
+            problem = termux.elf_machine_problem(file.read(20), machine)
+        if problem:
+            raise ProvisionInputError(f"ssh.litert_lib {source}: {problem}")
+        session.put(local, partial)
+    session.sftp.posix_rename(partial, target)
+
+
+def build_on_device(session: SshSession, layout: RemoteLayout, sdist: Path) -> str:
+    """Build the agent wheel on the device from the source distribution; returns its path.
+
+    The Cargo target directory stays under the prefix, so provisioning again after a change
+    recompiles only what changed (a phone takes minutes for a cold build).
+    """
+    q = shlex.quote
+    remote = layout.path(f"wheels/{sdist.name}")
+    session.mkdir_private(layout.path("wheels"))
+    session.put(sdist, remote)
+    check = session.run("command -v maturin && command -v cargo", what="looking for maturin",
+                        check=False)
+    if check.exit_status != 0:
+        raise ProvisionError(
+            f"{session.endpoint.label}: building the agent on the device needs maturin and "
+            "Rust there (Termux: `pkg install rust maturin`; elsewhere: rustup and "
+            "`pip install maturin`)")
+    src, out = layout.path("build/src"), layout.path("build/wheels")
+    session.run(
+        f"rm -rf {q(src)} {q(out)} && mkdir -p {q(src)} {q(out)} && "
+        f"tar -xzf {q(remote)} -C {q(src)} --strip-components=1 && cd {q(src)} && "
+        f"CARGO_TARGET_DIR={q(layout.path('build/target'))} maturin build --release "
+        f"--interpreter {q(layout.python)} --out {q(out)}",
+        what="building the agent on the device (maturin, Rust release build)",
+        timeout_s=BUILD_ON_DEVICE_TIMEOUT_S)
+    listed = session.run(f"ls {q(out)}", what="finding the built wheel").output.split()
+    wheels = sorted(name for name in listed if name.endswith(".whl"))
+    if not wheels:
+        raise ProvisionError(f"{session.endpoint.label}: maturin built no wheel in {out}")
+    return posixpath.join(out, wheels[-1])
+
+
+def install_remote_wheel(session: SshSession, layout: RemoteLayout, remote: str) -> None:
+    session.run(f"{shlex.quote(layout.python)} {PIP} --no-deps --force-reinstall "
+                f"{shlex.quote(remote)}", what="installing the joulefarm wheel")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.results import DeviceFacts
-from controller.provision import install, service
+from controller.provision import install, service, termux
 from controller.provision.errors import ProvisionError, ProvisionInputError, WheelError
 from controller.provision.redact import Redactor
 from controller.provision.requirements import UnsupportedDeviceError, agent_requirements
@@ -26,7 +26,7 @@ from controller.provision.ssh import (
 )
 from controller.provision.tokens import ensure_local_token
 from controller.provision.verify import verify
-from controller.provision.wheel import build_wheel, mismatch_plan, wheel_problem
+from controller.provision.wheel import build_sdist, build_wheel, mismatch_plan, wheel_problem
 from controller.registry import Device
 
 Report = Callable[[str], None]
@@ -41,6 +41,8 @@ class ProvisionOptions:
     prefix: str | None = None
     start_timeout_s: float = service.START_TIMEOUT_S
     passphrase_source: Callable[[Path], str | None] = passphrase_from_env_or_tty
+    # Build the Rust core on every device (as ssh.build_on_device does for one).
+    build_on_device: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,27 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
                  passphrase_source=options.passphrase_source, redactor=redactor) as session:
         probe = install.probe_device(session, ssh.python)
         report(f"device: {probe.summary()}")
+        env = probe.termux
+        litert_source = ssh.litert_lib
+        if litert_source is None and env is not None:
+            litert_source = termux.default_litert_url(probe.machine, android=True)
         try:
-            requirements = agent_requirements(probe.python[:2], probe.machine)
+            requirements = agent_requirements(probe.python[:2], probe.machine,
+                                              python_runtime=litert_source is None)
         except UnsupportedDeviceError as exc:
             raise ProvisionError(f"{device.name}: {exc}") from None
-        problem = wheel_problem(wheel.path, probe.python[:2], probe.machine, probe.glibc)
-        if problem:
-            raise WheelError(mismatch_plan(device.name, wheel.path, problem))
-        kind = service.choose_service(ssh.service, probe.systemd_user, device.name)
+        build_here = options.build_on_device or ssh.build_on_device
+        if not build_here:
+            problem = wheel_problem(wheel.path, probe.python[:2], probe.machine, probe.glibc)
+            if problem and env is None:
+                raise WheelError(mismatch_plan(device.name, wheel.path, problem))
+            if problem:
+                report(f"the wheel does not fit ({problem}): building the agent on the device")
+                build_here = True
+        sdist = build_sdist(on_event=report) if build_here else None
+        kind = service.choose_service(ssh.service, probe.systemd_user, device.name,
+                                      runit_available=env is not None and env.has_runit)
+        host = service.Host(probe.shell, env.svdir if env is not None else None)
 
         token = ensure_local_token(Path(device.token_file).expanduser(), report)
         redactor.add(token)
@@ -125,36 +140,67 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
         session.mkdir_private(layout.prefix)
 
         report(f"stopping any agent installed before in {layout.prefix}")
-        service.stop_agent(session, device, layout)
-        if install.ensure_venv(session, layout, ssh.python, probe, ssh.system_site_packages):
+        service.stop_agent(session, device, layout, host)
+        if env is not None:
+            packages = termux.PACKAGES + (termux.BUILD_PACKAGES if sdist else ())
+            report(f"installing Termux packages: {' '.join(packages)}")
+            install.install_system_packages(session, packages)
+        # Termux's numpy and grpcio come from pkg: the venv must see them.
+        site = ssh.system_site_packages or env is not None
+        if install.ensure_venv(session, layout, ssh.python, probe, site):
             report(f"created the virtual environment {layout.venv}")
-        report(f"installing {wheel.path.name} (--no-deps)")
-        install.install_wheel(session, layout, wheel.path)
+        if sdist is not None:
+            report(f"building the agent on the device from {sdist.name} (Rust release build; "
+                   "minutes on a phone)")
+            built = install.build_on_device(session, layout, sdist)
+            report(f"installing {built.rsplit('/', 1)[-1]} (--no-deps)")
+            install.install_remote_wheel(session, layout, built)
+        else:
+            report(f"installing {wheel.path.name} (--no-deps)")
+            install.install_wheel(session, layout, wheel.path)
         report(f"installing the agent's requirements: {' '.join(requirements)}")
         install.install_requirements(session, layout, requirements)
         install.check_agent_imports(session, layout)
+        litert = None
+        if litert_source is not None:
+            report(f"installing the LiteRT runtime library from {litert_source}")
+            install.install_litert_lib(session, layout, litert_source, probe.machine)
+            litert = service.LiteRtLibrary(
+                layout.litert_lib, termux.litert_version_label(litert_source, ssh.litert_version))
         install.write_token(session, layout, token)
-        service.write_scripts(session, device, layout)
+        service.write_scripts(session, device, layout, host, litert)
+        if env is not None:
+            for note in termux.warnings_for(env):
+                report(f"warning: {note}")
+            if env.has_wake_lock:
+                session.run("termux-wake-lock", what="taking a wake lock", check=False)
+                report("took a Termux wake lock (release it with termux-wake-unlock)")
 
         report(f"starting the agent ({kind})")
-        running = service.start_agent(session, device, layout, kind, options.start_timeout_s)
+        running = service.start_agent(session, device, layout, kind, options.start_timeout_s,
+                                      host)
         if running.warning:
             report(f"warning: {running.warning}")
         facts, reached = verify(session, device, token)
-        _write_manifest(session, layout, device, wheel.path, kind, requirements)
+        _write_manifest(session, layout, device, sdist or wheel.path, running.kind,
+                        requirements, litert)
     report(f"healthy {reached}: {facts.device_name} ({facts.machine}, {facts.os}, Python "
            f"{facts.python_version}, {facts.runtime_name} {facts.runtime_version}, agent "
            f"{facts.agent_version}, pid {running.pid})")
-    return ProvisionResult(device.name, layout.prefix, kind, running.pid, reached, facts)
+    return ProvisionResult(device.name, layout.prefix, running.kind, running.pid, reached, facts)
+
 
 
 def _write_manifest(session: SshSession, layout: install.RemoteLayout, device: Device,
-                    wheel: Path, kind: str, requirements: tuple[str, ...]) -> None:
+                    wheel: Path, kind: str, requirements: tuple[str, ...],
+                    litert: service.LiteRtLibrary | None) -> None:
     """What was installed, for whoever looks at the device later (no secrets in it)."""
     manifest = {
         "device": device.name,
         "wheel": wheel.name,
         "requirements": list(requirements),
+        "runtime": ({"kind": "litert-c", "library": litert.path, "version": litert.version}
+                    if litert else {"kind": "python"}),
         "service": kind,
         "port": device.port,
         "provisioned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -52,6 +52,13 @@ def runtime_requirements(python: tuple[int, int], machine: str) -> tuple[str, ..
     return ("tflite-runtime>=2.14", "numpy<2")
 
 
-def agent_requirements(python: tuple[int, int], machine: str) -> tuple[str, ...]:
-    """Everything `pip install` gets on the device, after the wheel with ``--no-deps``."""
+def agent_requirements(python: tuple[int, int], machine: str, *,
+                       python_runtime: bool = True) -> tuple[str, ...]:
+    """Everything `pip install` gets on the device, after the wheel with ``--no-deps``.
+
+    ``python_runtime=False``: the agent runs models through a standalone ``libLiteRt.so``
+    (the LiteRT C API), so no TFLite wheel is needed, nor one for the device to exist.
+    """
+    if not python_runtime:
+        return AGENT_REQUIREMENTS
     return AGENT_REQUIREMENTS + runtime_requirements(python, machine)

@@ -7,9 +7,9 @@ the wheel, which a git revision alone would not (uncommitted edits).
 
 A wheel built here only fits devices with this machine's architecture and Python version (the
 extension is not abi3). For any other device the check below stops with a plan: build a
-matching wheel (on the device, or cross-compile with ``maturin build --target ... --zig``) and
-pass it with ``--wheel``, or build the sdist (``maturin sdist``) on the device, which needs a
-Rust toolchain there.
+matching wheel (cross-compile with ``maturin build --target ... --zig``) and pass it with
+``--wheel``, or let provisioning build the source distribution on the device
+(``ssh.build_on_device``, automatic on Termux), which needs Rust and maturin there.
 """
 
 from __future__ import annotations
@@ -88,46 +88,68 @@ def _build_command(root: Path, out: Path) -> list[str]:
             str(root)]
 
 
+def _sdist_command(root: Path, out: Path) -> list[str]:
+    if shutil.which("maturin"):
+        return ["maturin", "sdist", "--out", str(out), "--manifest-path",
+                str(root / "rust_core/python/Cargo.toml")]
+    return [sys.executable, "-m", "build", "--sdist", "--outdir", str(out), str(root)]
+
+
 def build_wheel(root: Path = SOURCE_ROOT, *, cache: Path | None = None,
                 on_event: Callable[[str], None] = lambda _: None) -> Path:
     """The joulefarm wheel for the current sources, from the cache or freshly built."""
+    return _cached_build(root, cache or cache_dir(), "joulefarm-*.whl", _build_command,
+                         "the agent wheel (compiles the Rust core", on_event)
+
+
+def build_sdist(root: Path = SOURCE_ROOT, *, cache: Path | None = None,
+                on_event: Callable[[str], None] = lambda _: None) -> Path:
+    """The joulefarm source distribution for the current sources (for devices that build the
+    Rust core themselves), from the cache or freshly made."""
+    return _cached_build(root, cache or cache_dir().with_name("sdists"), "joulefarm-*.tar.gz",
+                         _sdist_command, "the agent source distribution (no compiling", on_event)
+
+
+def _cached_build(root: Path, cache: Path, pattern: str,
+                  command_for: Callable[[Path, Path], list[str]], what: str,
+                  on_event: Callable[[str], None]) -> Path:
     if not (root / "pyproject.toml").is_file() or not (root / "rust_core").is_dir():
         raise ProvisionInputError(
             f"no joulefarm source tree at {root} to build the agent from; pass a wheel with "
             "--wheel PATH")
-    cache = cache or cache_dir()
     key = source_hash(root)
     slot = cache / key
-    cached = sorted(slot.glob("joulefarm-*.whl")) if slot.is_dir() else []
+    cached = sorted(slot.glob(pattern)) if slot.is_dir() else []
+    name = what.split(" (")[0]
     if cached:
-        on_event(f"agent wheel (cached): {cached[0]}")
+        on_event(f"{name.removeprefix('the ')} (cached): {cached[0]}")
         return cached[0]
-    on_event(f"building the agent wheel (compiles the Rust core; cached under {slot})")
+    on_event(f"building {what}; cached under {slot})")
     cache.mkdir(parents=True, exist_ok=True)
     # Build beside the slot and rename it into place: a concurrent build, or one that was
-    # interrupted, never leaves a half-written wheel where the cache is read.
+    # interrupted, never leaves a half-written file where the cache is read.
     with tempfile.TemporaryDirectory(dir=cache, prefix=f".{key}-") as tmp:
         out = Path(tmp) / "out"
-        command = _build_command(root, out)
+        command = command_for(root, out)
         try:
             done = subprocess.run(command, cwd=root, capture_output=True, text=True,
                                   timeout=BUILD_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise WheelError(f"building the agent wheel failed: {exc}") from None
-        wheels = sorted(out.glob("joulefarm-*.whl"))
-        if done.returncode != 0 or not wheels:
+            raise WheelError(f"building {name} failed: {exc}") from None
+        built = sorted(out.glob(pattern))
+        if done.returncode != 0 or not built:
             tail = (done.stdout + done.stderr)[-3000:]
-            raise WheelError(f"building the agent wheel failed ({' '.join(command[:2])}, exit "
+            raise WheelError(f"building {name} failed ({' '.join(command[:2])}, exit "
                              f"{done.returncode}):\n{tail}")
         try:
             out.rename(slot)
         except OSError:
-            if not any(slot.glob("joulefarm-*.whl")):  # not a concurrent build that won
+            if not any(slot.glob(pattern)):  # not a concurrent build that won
                 raise
-    wheel = sorted(slot.glob("joulefarm-*.whl"))[0]
-    on_event(f"built {wheel}")
+    result = sorted(slot.glob(pattern))[0]
+    on_event(f"built {result}")
     _prune(cache, keep=slot)
-    return wheel
+    return result
 
 
 def _prune(cache: Path, keep: Path) -> None:
@@ -200,8 +222,8 @@ def _platform_problem(platform: str, machine: str, glibc: tuple[int, int] | None
 
 def mismatch_plan(device: str, wheel: Path, problem: str) -> str:
     return (
-        f"{device}: the agent wheel {wheel.name} does not fit: {problem}. Build a wheel for the "
-        "device — on the device itself (`pip wheel --no-deps .` in a checkout; needs a Rust "
-        "toolchain), or here with `maturin build --release --target <arch>-unknown-linux-gnu "
-        "--zig -i python3.X` — and pass it with --wheel PATH."
+        f"{device}: the agent wheel {wheel.name} does not fit: {problem}. Either build it on "
+        "the device (set `build_on_device = true` in its [device.ssh]; needs Rust and maturin "
+        "there), or build a wheel for it here with `maturin build --release --target "
+        "<arch>-unknown-linux-gnu --zig -i python3.X` and pass it with --wheel PATH."
     )
