@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -321,6 +322,26 @@ def test_run_script_passes_the_token_as_a_file_and_quotes_paths() -> None:
     unit = unit_text(device(), layout)
     assert "ExecStart=/bin/sh -c 'exec \"$$0\" >>\"$$1\" 2>&1' \"/home/pi/my agents/run-" in unit
     assert "Restart=always" in unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is missing (apt-get install systemd)")
+def test_systemd_parses_the_unit_cleanly(tmp_path: Path) -> None:
+    """No systemd runs here (a container), but its own parser checks the unit we install:
+    every directive known and well-formed, ExecStart's program present."""
+    layout = RemoteLayout(str(tmp_path / "my agents"))
+
+    def verify(text: str) -> str:
+        unit = tmp_path / "joulefarm-agent-pi.service"
+        unit.write_text(text)
+        done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                              text=True, timeout=60)
+        return (done.stdout + done.stderr).strip()
+
+    text = unit_text(device(), layout)
+    assert verify(text) == ""
+    # The check can fail: a wrong value is reported.
+    assert "restart specifier" in verify(text.replace("Restart=always", "Restart=sometimes"))
 
 
 def test_service_choice() -> None:
