@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from agent.runtime import BACKEND_CHOICES, LITERT_LIB_URL, configure_runtime, runtime_info
 from agent.server import DEFAULT_MAX_MODEL_BYTES, AgentConfig, serve
 
 PLATFORMS = ("android", "raspberry-pi", "jetson", "linux", "sim")
@@ -44,12 +45,25 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     s.add_argument("--exit-with-parent", type=int, metavar="PID",
                    help="stop when process PID exits (local agents started by a controller)")
+    s.add_argument("--runtime", choices=BACKEND_CHOICES, default="auto",
+                   help="TFLite runtime: auto (a Python runtime, or litert-c when --litert-lib "
+                        "is given), ai-edge-litert, tflite-runtime, or litert-c (a standalone "
+                        "libLiteRt.so through the LiteRT C API)")
+    s.add_argument("--litert-lib", type=Path, metavar="PATH",
+                   help=f"standalone libLiteRt.so for the litert-c runtime ({LITERT_LIB_URL})")
+    s.add_argument("--litert-version", metavar="LABEL",
+                   help="version label of --litert-lib, reported with its sha256")
     s.add_argument("--log-level", default="INFO")
     ns = parser.parse_args(argv)
 
     logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = _read_secret(ns.token_file, "token")
+    try:
+        configure_runtime(ns.runtime, ns.litert_lib, ns.litert_version)
+        runtime_info()  # load it now: a bad --litert-lib is one line here, not a traceback later
+    except (ImportError, ValueError, OSError) as e:
+        sys.exit(f"error: {' '.join(str(e).split())}")
     tls = None
     if ns.tls_cert or ns.tls_key:
         if not (ns.tls_cert and ns.tls_key):

@@ -1,8 +1,10 @@
-"""ctypes bindings to the LiteRT C API in ai-edge-litert's ``libLiteRt.so``: just enough to run
-a model as a ``LiteRtCompiledModel`` with LiteRT's built-in profiler switched on.
+"""ctypes bindings to the LiteRT C API in ``libLiteRt.so`` (the one inside ai-edge-litert's
+wheel, or a standalone build): just enough to run a model as a ``LiteRtCompiledModel``, with
+LiteRT's built-in profiler switched on or off.
 
 Why the C API: neither Python ``Interpreter`` exposes a profiler, but the compiled model does
 (``LiteRtCompiledModelGetProfiler``), and it records one begin/duration pair per TFLite node.
+And where no Python runtime exists (Android), it runs models at all (``agent.capi_interpreter``).
 Its handles are private to ``libLiteRt.so``; they must never be mixed with the Python bindings,
 which carry their own copy of the runtime.
 
@@ -24,6 +26,15 @@ disassembling the exported functions, the rest by running them):
   ``LiteRtStartProfiler`` clears the buffer.
 - XNNPACK reports its own operators through ``AddEvent``: a duration, no start time (0), the
   XNNPACK operator index in ``event_metadata1``, nothing that names a TFLite node.
+- Signature tensor names are the tensors' names (not the SignatureDef keys), in subgraph order.
+- ``LiteRtCompiledModelResizeInputTensorNonStrict`` changes static dimensions too. After a
+  resize, ``LiteRtGetCompiledModelOutputTensorLayouts(..., update_allocation=true)`` reports the
+  new output shapes (``LiteRtLayout`` is 68 bytes), and the buffer requirements follow.
+- An output that a kernel turns into a dynamic tensor (RESHAPE to a shape computed at run time)
+  is never written to its bound buffer: the first run succeeds and leaves the buffer as it was,
+  every later run fails ("Failed to set custom allocation for output tensor").
+- A bound output buffer smaller than the output makes the run fail ("Custom allocation is too
+  small"), it is not overrun.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,12 +132,39 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
 _OPTIONAL_SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "LiteRtCompiledModelResizeInputTensor": (_STATUS, [_P, _SIZE, _SIZE,
                                                        ctypes.POINTER(ctypes.c_int), _SIZE]),
+    "LiteRtCompiledModelResizeInputTensorNonStrict": (_STATUS, [_P, _SIZE, _SIZE,
+                                                                ctypes.POINTER(ctypes.c_int),
+                                                                _SIZE]),
     "LiteRtGetCompiledModelOutputTensorLayouts": (_STATUS, [_P, _SIZE, _SIZE, _P,
                                                             ctypes.c_bool]),
 }
 
 # The opaque-options payload destructor: Python owns the payload, so there is nothing to free.
 _NO_OP_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _payload: None)
+# ``LiteRtLayout``: the rank word, int32 dims[8], uint32 strides[8] (68 bytes in 2.3.0).
+_LAYOUT_BYTES = 68
+
+
+def _closed_run(*_args: object) -> int:
+    """Stands in for ``LiteRtRunCompiledModel`` once a model is closed: a bound ``run`` that
+    outlives it fails with a status instead of touching freed runtime objects."""
+    return 3  # kLiteRtStatusErrorRuntimeFailure
+
+
+def match_slots(runtime_names: Sequence[str], model_names: Sequence[str],
+                aliases: Mapping[str, int] | None = None) -> list[int]:
+    """For each runtime tensor (signature slot, by name), the position in ``model_names`` of the
+    model tensor it is: by tensor name, else by signature key (``aliases``: key -> position),
+    else by position when the names do not identify them one to one. ``ValueError`` when the
+    counts differ."""
+    if len(runtime_names) != len(model_names):
+        raise ValueError(f"the runtime sees {len(runtime_names)} tensors where the model "
+                         f"declares {len(model_names)}")
+    by_name = {**(aliases or {}), **{n: i for i, n in enumerate(model_names)}}
+    order = [by_name.get(n, -1) for n in runtime_names]
+    if sorted(order) == list(range(len(model_names))):
+        return order
+    return list(range(len(model_names)))
 
 
 class LiteRtUnavailable(RuntimeError):
@@ -213,6 +251,12 @@ def _environment(lib: ctypes.CDLL) -> ctypes.c_void_p:
     return _ENVIRONMENTS[key]
 
 
+def _dims(raw: bytes) -> tuple[int, ...]:
+    """The dimensions of a ``LiteRtLayout`` (the bytes from its rank word on)."""
+    rank = min(int.from_bytes(raw[0:4], "little") & 0x7F, 8)
+    return tuple(int(d) for d in np.frombuffer(raw[4:4 + 4 * rank], "<i4"))
+
+
 def _static_shape(shapes: list[tuple[str, Sequence[int]]], name: str, index: int,
                   count: int) -> tuple[int, ...] | None:
     for known, shape in shapes:
@@ -223,13 +267,15 @@ def _static_shape(shapes: list[tuple[str, Sequence[int]]], name: str, index: int
     return None
 
 
-def _pin_dims(tensor_type: ctypes.Array, shape: tuple[int, ...]) -> bool | None:
+def _pin_dims(tensor_type: ctypes.Array, shape: tuple[int, ...],
+              strict: bool = True) -> bool | None:
     """Replace dynamic (-1) dimensions of a ``LiteRtRankedTensorType`` by ``shape``: True if it
     did, False if there was nothing to pin, None if it cannot.
 
     Layout (2.3.0): int32 element type, then ``LiteRtLayout``: a 32-bit word whose low 7 bits
     are the rank, int32 dims[8], uint32 strides[8]. The guess is checked before writing: the
-    rank must match and every dimension must already equal ``shape`` or be -1.
+    rank must match and every dimension must already equal ``shape`` or be -1 (with
+    ``strict=False``, any dimension may change, as TFLite's non-strict resize allows).
     """
     raw = tensor_type.raw[:40]
     rank = int.from_bytes(raw[4:8], "little") & 0x7F
@@ -238,18 +284,18 @@ def _pin_dims(tensor_type: ctypes.Array, shape: tuple[int, ...]) -> bool | None:
         return None
     current = dims[:rank]
     if rank != len(shape):
-        return False if (current >= 0).all() else None
+        return False if strict and (current >= 0).all() else None
     wanted = np.asarray(shape, "<i4")
     if (current == wanted).all():
         return False
-    if not ((current == -1) | (current == wanted)).all() or (wanted < 1).any():
+    if (wanted < 1).any() or (strict and not ((current == -1) | (current == wanted)).all()):
         return None
     ctypes.memmove(ctypes.addressof(tensor_type) + 8, wanted.tobytes(), 4 * rank)
     return True
 
 
 class CompiledModel:
-    """One model compiled for the CPU with LiteRT's profiler on; host-memory tensor buffers.
+    """One model compiled for the CPU (LiteRT's profiler on or off); host-memory tensor buffers.
 
     ``run`` is the hot path: one C call with arguments prepared once. Close it (or use it as a
     context manager) to release the runtime objects; the environment is shared and kept.
@@ -258,21 +304,35 @@ class CompiledModel:
     def __init__(self, lib: ctypes.CDLL, model_bytes: bytes, *, num_threads: int = 1,
                  use_xnnpack: bool = False, profile: bool = True,
                  input_shapes: Sequence[tuple[str, Sequence[int]]] = (),
-                 output_shapes: Sequence[tuple[str, Sequence[int]]] = ()) -> None:
+                 output_shapes: Sequence[tuple[str, Sequence[int]]] = (),
+                 strict_shapes: bool = True) -> None:
         """``input_shapes``/``output_shapes``: (tensor name, static shape) of the model's inputs
-        and outputs, used to pin dynamic (-1) dimensions; matched by name, else by position."""
+        and outputs, used to pin dynamic (-1) dimensions; matched by name, else by position.
+        With ``strict_shapes=False`` an input shape may also change static dimensions (TFLite's
+        non-strict resize); outputs without a given shape then take the shapes the runtime
+        computes. ``input_shapes``/``output_shapes`` attributes hold the shapes bound."""
         self._lib = lib
-        self._shapes = {"Input": list(input_shapes), "Output": list(output_shapes)}
+        self._options = (num_threads, use_xnnpack, profile, strict_shapes)
         self._handles: list[tuple[str, ctypes.c_void_p]] = []  # destroyed in reverse order
         self._keep: list[object] = []  # payloads the runtime points into
+        self.rebuild(model_bytes, input_shapes, output_shapes)
+
+    def rebuild(self, model_bytes: bytes,
+                input_shapes: Sequence[tuple[str, Sequence[int]]] = (),
+                output_shapes: Sequence[tuple[str, Sequence[int]]] = ()) -> None:
+        """Close, then compile ``model_bytes`` again with these shapes and the same options.
+        Bound ``run`` methods stay valid (the hot loop holds them)."""
+        self.close()
+        self._shapes = {"Input": list(input_shapes), "Output": list(output_shapes)}
+        self._layouts: list[tuple[int, ...]] | None = None
         try:
-            self._build(model_bytes, num_threads, use_xnnpack, profile)
+            self._build(model_bytes, *self._options)
         except BaseException:
             self.close()
             raise
 
     def _build(self, model_bytes: bytes, num_threads: int, use_xnnpack: bool,
-               profile: bool) -> None:
+               profile: bool, strict_shapes: bool) -> None:
         lib = self._lib
         env = _environment(lib)
         data = ctypes.create_string_buffer(bytes(model_bytes), len(model_bytes))
@@ -304,21 +364,32 @@ class CompiledModel:
             raise LiteRtCallError("LiteRtGetNumModelSignatures", 6, "model has no signature")
         _check(lib, "LiteRtGetModelSignature", self._model, 0, ctypes.byref(signature))
         self._resized = False
-        self.input_names, self._inputs = self._buffers(env, signature, "Input")
-        if self._resized and hasattr(lib, "LiteRtGetCompiledModelOutputTensorLayouts"):
-            # Propagate the new input shapes to the outputs and allocate them.
+        self._strict = strict_shapes
+        self.input_names, self._inputs, self.input_shapes = self._buffers(env, signature,
+                                                                          "Input")
+        if ((self._resized or not strict_shapes)
+                and hasattr(lib, "LiteRtGetCompiledModelOutputTensorLayouts")):
+            # Propagate the new input shapes to the outputs and allocate them. The runtime
+            # reports the outputs' shapes as of that allocation: outputs that kernels make
+            # dynamic (a RESHAPE to a computed shape) keep the model file's shape.
             outputs = ctypes.c_size_t()
             _check(lib, "LiteRtGetNumSignatureOutputs", signature, ctypes.byref(outputs))
             layouts = ctypes.create_string_buffer(_TENSOR_TYPE_BYTES * max(outputs.value, 1))
             _check(lib, "LiteRtGetCompiledModelOutputTensorLayouts", self._compiled, 0,
                    outputs.value, layouts, True)
-        self.output_names, self._outputs = self._buffers(env, signature, "Output")
+            self._layouts = [_dims(layouts.raw[i * _LAYOUT_BYTES:(i + 1) * _LAYOUT_BYTES])
+                             for i in range(outputs.value)]
+        self.output_names, self._outputs, self.output_shapes = self._buffers(env, signature,
+                                                                             "Output")
         in_array = (ctypes.c_void_p * len(self._inputs))(*[b for b, _, _ in self._inputs])
         out_array = (ctypes.c_void_p * len(self._outputs))(*[b for b, _, _ in self._outputs])
         self._keep += [in_array, out_array]
-        self._run = lib.LiteRtRunCompiledModel
-        self._run_args = (self._compiled, 0, len(self._inputs), in_array, len(self._outputs),
-                          out_array)
+        # The hot path: a function object of its own without argtypes, called with arguments
+        # converted once; with argtypes ctypes converts all six on every call (~0.5 us on x86).
+        self._run = lib["LiteRtRunCompiledModel"]
+        self._run.restype = _STATUS
+        self._run_args = (self._compiled, _SIZE(0), _SIZE(len(self._inputs)), in_array,
+                          _SIZE(len(self._outputs)), out_array)
 
     def _create(self, create: str, destroy: str, *args: object) -> ctypes.c_void_p:
         handle = ctypes.c_void_p()
@@ -337,11 +408,12 @@ class CompiledModel:
         _check(self._lib, "LiteRtAddOpaqueOptions", options, opaque)
 
     def _buffers(self, env: ctypes.c_void_p, signature: ctypes.c_void_p, kind: str
-                 ) -> tuple[list[str], list[tuple[ctypes.c_void_p, int, int]]]:
+                 ) -> tuple[list[str], list[tuple[ctypes.c_void_p, int, int]],
+                            list[tuple[int, ...]]]:
         lib = self._lib
         count = ctypes.c_size_t()
         _check(lib, f"LiteRtGetNumSignature{kind}s", signature, ctypes.byref(count))
-        names, buffers = [], []
+        names, buffers, shapes = [], [], []
         for i in range(count.value):
             tensor = ctypes.c_void_p()
             _check(lib, f"LiteRtGetSignature{kind}TensorByIndex", signature, i,
@@ -353,19 +425,21 @@ class CompiledModel:
             _check(lib, "LiteRtGetRankedTensorType", tensor, tensor_type,
                    context=f"{kind.lower()} {i} must have a ranked type")
             shape = _static_shape(self._shapes[kind], names[-1], i, count.value)
-            pinned = False if shape is None else _pin_dims(tensor_type, shape)
+            if shape is None and kind == "Output" and self._layouts is not None:
+                shape = self._layouts[i]
+            pinned = False if shape is None else _pin_dims(tensor_type, shape, self._strict)
             if pinned is None:
                 raise LiteRtCallError("LiteRtGetRankedTensorType", 5,
                                       f"{kind.lower()} {i} ({names[-1]!r}): cannot pin its "
                                       f"dimensions to {list(shape or ())}")
             if pinned and kind == "Input":
                 # A dynamic input: size it, so that the runtime allocates every tensor.
-                if not hasattr(lib, "LiteRtCompiledModelResizeInputTensor"):
-                    raise LiteRtCallError("LiteRtCompiledModelResizeInputTensor", 5,
-                                          "dynamic input dimensions need it")
+                resize = ("LiteRtCompiledModelResizeInputTensor" if self._strict
+                          else "LiteRtCompiledModelResizeInputTensorNonStrict")
+                if not hasattr(lib, resize):
+                    raise LiteRtCallError(resize, 5, "resizing inputs needs it")
                 dims = (ctypes.c_int * len(shape))(*shape)
-                _check(lib, "LiteRtCompiledModelResizeInputTensor", self._compiled, 0, i, dims,
-                       len(shape))
+                _check(lib, resize, self._compiled, 0, i, dims, len(shape))
                 self._resized = True
             requirements = ctypes.c_void_p()  # owned by the compiled model
             _check(lib, f"LiteRtGetCompiledModel{kind}BufferRequirements", self._compiled, 0, i,
@@ -379,7 +453,8 @@ class CompiledModel:
             _check(lib, "LiteRtGetTensorBufferHostMemory", buffer, ctypes.byref(host),
                    context=f"{kind.lower()} {i} is not in host memory")
             buffers.append((buffer, int(host.value or 0), int(size.value)))
-        return names, buffers
+            shapes.append(_dims(tensor_type.raw[4:4 + _LAYOUT_BYTES]))
+        return names, buffers, shapes
 
     def write_input(self, index: int, array: np.ndarray) -> None:
         """Copy ``array`` into input ``index`` (signature order)."""
@@ -434,6 +509,9 @@ class CompiledModel:
         return ctypes.string_at(address).decode("utf-8", "replace")
 
     def close(self) -> None:
+        # Nothing may reach the freed objects afterwards: run fails, buffers are forgotten.
+        self._run, self._run_args = _closed_run, ()
+        self._inputs, self._outputs = [], []
         while self._handles:
             destroy, handle = self._handles.pop()
             if handle.value:

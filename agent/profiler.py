@@ -3,10 +3,12 @@ the agent clock (``time.perf_counter()`` seconds), for every inference.
 
 Two backends, tried in this order, neither compiles anything:
 
-- ``"litert-capi"``: ai-edge-litert's C API (``agent.litert_capi``), a compiled model with the
-  runtime's own profiler. Timestamps are ``CLOCK_MONOTONIC`` in whole microseconds, the clock
-  ``perf_counter`` reads on Linux; the offset between the two is measured, not assumed, and
-  every event is checked to lie inside the ``perf_counter`` bracket of its inference.
+- ``"litert-capi"``: the LiteRT C API (``agent.litert_capi``) of ai-edge-litert's
+  ``libLiteRt.so``, or of the standalone one ``agent.runtime`` is configured with, a compiled
+  model with the runtime's own profiler. Timestamps are ``CLOCK_MONOTONIC`` in whole
+  microseconds, the clock ``perf_counter`` reads on Linux; the offset between the two is
+  measured, not assumed, and every event is checked to lie inside the ``perf_counter`` bracket
+  of its inference.
 - ``"tflite-runtime-hook"``: a ctypes ``tflite::Profiler`` attached to a tflite-runtime
   interpreter (``agent.tflite_hook``); needs numpy < 2. Its callbacks read ``perf_counter``.
 
@@ -39,7 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent import litert_capi
+from agent import litert_capi, runtime
 from agent.models.chain import random_array
 from agent.models.errors import ModelError
 from agent.models.flatbuffer import NUMPY_DTYPES, decode_name, op_name, shape_of, unpack_model
@@ -235,16 +237,24 @@ def _random_inputs(facts: _ModelFacts, seed: int) -> list[np.ndarray]:
 
 
 def _match(names: Sequence[str], specs: Sequence[_TensorSpec]) -> list[int]:
-    """For each runtime tensor (by name), the index of the model tensor it is; positional when
-    the names do not identify them one to one."""
-    by_name = {s.name: i for i, s in enumerate(specs)}
-    order = [by_name.get(n, -1) for n in names]
-    if len(names) == len(specs) and sorted(order) == list(range(len(specs))):
-        return order
-    if len(names) != len(specs):
-        raise ProfilerUnavailable(f"the runtime sees {len(names)} tensors where the model "
-                                  f"declares {len(specs)}")
-    return list(range(len(specs)))
+    """For each runtime tensor (by name), the index of the model tensor it is
+    (``litert_capi.match_slots``)."""
+    try:
+        return litert_capi.match_slots(names, [s.name for s in specs])
+    except ValueError as exc:
+        raise ProfilerUnavailable(str(exc)) from exc
+
+
+def _litert_source() -> tuple[Path | None, str | None, str]:
+    """(library, version, runtime label) for the litert-capi backend: the standalone
+    ``libLiteRt.so`` the runtime was configured with (``agent.runtime.configure_runtime``),
+    else the one in the ai-edge-litert wheel (library None)."""
+    path = runtime.configured_litert_lib()
+    if path is None:
+        version = litert_capi.litert_version()
+        return None, version, f"ai-edge-litert {version} (LiteRT C API)"
+    name, version = runtime.runtime_info()  # raises ImportError if the file will not load
+    return path, version, f"{name} {version} (LiteRT C API, {path})"
 
 
 def _monotonic_offset(clock_id: int) -> float:
@@ -266,8 +276,8 @@ class _LiteRtSession:
 
     def __init__(self, model_bytes: bytes, facts: _ModelFacts, inputs: list[np.ndarray], *,
                  num_threads: int, use_xnnpack: bool) -> None:
-        lib = litert_capi.load_library()
-        self.runtime = f"ai-edge-litert {litert_capi.litert_version()} (LiteRT C API)"
+        path, _, self.runtime = _litert_source()
+        lib = litert_capi.load_library(path)
         self._facts = facts
         self._model = litert_capi.CompiledModel(
             lib, model_bytes, num_threads=num_threads, use_xnnpack=use_xnnpack, profile=True,
@@ -432,8 +442,9 @@ def _hook_version() -> str | None:
 
 def _needs_probe(backend: str) -> tuple[bool, str | None]:
     if backend == "litert-capi":
-        version = litert_capi.litert_version()
-        return version not in litert_capi.VERIFIED_VERSIONS, version
+        path, version, _ = _litert_source()
+        # A standalone library is probed whatever its label says: the label is not checked.
+        return path is not None or version not in litert_capi.VERIFIED_VERSIONS, version
     version = _hook_version()
     return version not in HOOK_VERIFIED_VERSIONS, version
 
@@ -445,9 +456,14 @@ def _probe_in_child(backend: str, version: str | None) -> None:
     if key not in _PROBED:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(_REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        code = f"import agent.profiler as p; p._probe({backend!r})"
+        path = runtime.configured_litert_lib()
+        if backend == "litert-capi" and path is not None:  # the child probes the same library
+            code = (f"import agent.runtime as r; r.configure_runtime({runtime.LITERT_C!r}, "
+                    f"{str(path)!r}); {code}")
         try:
             done = subprocess.run(
-                [sys.executable, "-c", f"import agent.profiler as p; p._probe({backend!r})"],
+                [sys.executable, "-c", code],
                 cwd=_REPO, env=env, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
             _PROBED[key] = f"probe process failed: {exc}"

@@ -1,24 +1,59 @@
-"""The TFLite flatbuffer schema, imported from the runtime wheel that ships it.
+"""The TFLite flatbuffer schema, loaded from the runtime wheel that ships it.
 
 ai-edge-litert carries ``schema_py_generated.py`` (the schema compiled with the object API, which
-we need to rewrite models). We import it rather than vendor a copy so there is one schema in play.
+we need to rewrite models). We load it rather than vendor a copy so there is one schema in play.
+A device without that wheel (Android, which runs the LiteRT C library) gets the controller's
+copy of the file from provisioning, named by ``$JOULEFARM_TFLITE_SCHEMA``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+from pathlib import Path
 from types import ModuleType
+
+_MODULE_NAME = "agent.models._tflite_schema"
+SCHEMA_ENV = "JOULEFARM_TFLITE_SCHEMA"
+
+
+def schema_file() -> Path | None:
+    """Where ``schema_py_generated.py`` is: ``$JOULEFARM_TFLITE_SCHEMA``, else inside the
+    installed ai-edge-litert package (found without importing it), else None."""
+    given = os.environ.get(SCHEMA_ENV)
+    if given:
+        return Path(given)
+    spec = importlib.util.find_spec("ai_edge_litert")
+    for folder in list(spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "schema_py_generated.py"
+        if path.is_file():
+            return path
+    return None
 
 
 def _load() -> ModuleType:
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    # By file, not ``import ai_edge_litert.schema_py_generated``: importing the package runs its
+    # __init__, which dlopens the wheel's libLiteRt.so into the global symbol scope. The
+    # litert-c runtime (agent.runtime) loads a standalone libLiteRt.so and must not get a second
+    # copy behind it; find_spec of a top-level name locates the package without importing it.
+    path = schema_file()
+    file_spec = (importlib.util.spec_from_file_location(_MODULE_NAME, path)
+                 if path is not None and path.is_file() else None)
+    if path is None or file_spec is None or file_spec.loader is None:
+        where = f"{SCHEMA_ENV}={path} is not a file; " if path is not None else ""
         raise ImportError(
-            "agent.models needs the TFLite flatbuffer schema from the ai-edge-litert wheel "
-            "(ai_edge_litert.schema_py_generated) and the flatbuffers package; "
-            "install them with: pip install ai-edge-litert flatbuffers"
-        ) from exc
-    return schema_py_generated
+            f"agent.models needs the TFLite flatbuffer schema: {where}install ai-edge-litert "
+            "(it ships ai_edge_litert/schema_py_generated.py) and flatbuffers, or point "
+            f"{SCHEMA_ENV} at a copy of that file")
+    module = importlib.util.module_from_spec(file_spec)
+    sys.modules[_MODULE_NAME] = module
+    try:
+        file_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_MODULE_NAME]
+        raise
+    return module
 
 
 tfl: ModuleType = _load()

@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.models.schema import SCHEMA_ENV, schema_file
 from controller.provision import termux
 from controller.provision.errors import ProvisionError, ProvisionInputError
 from controller.provision.requirements import HEAVY_MODULES
@@ -123,6 +124,10 @@ class RemoteLayout:
     def litert_lib(self) -> str:
         return self.path("lib/libLiteRt.so")
 
+    @property
+    def schema(self) -> str:
+        return self.path("lib/schema_py_generated.py")
+
 
 def ensure_venv(session: SshSession, layout: RemoteLayout, python: str,
                 probe: DeviceProbe, system_site_packages: bool) -> bool:
@@ -166,11 +171,14 @@ def install_requirements(session: SshSession, layout: RemoteLayout,
                 what="installing the agent's requirements")
 
 
-def check_agent_imports(session: SshSession, layout: RemoteLayout) -> None:
-    """Import the agent in its venv: it must come from there and pull in nothing heavy."""
+def check_agent_imports(session: SshSession, layout: RemoteLayout,
+                        schema: str | None = None) -> None:
+    """Import the agent in its venv, as ``run-agent.sh`` will (with the schema module it is
+    given): it must come from there and pull in nothing heavy."""
     code = _IMPORT_CHECK.format(heavy=HEAVY_MODULES)
-    result = session.run(f"cd {shlex.quote(layout.prefix)} && {shlex.quote(layout.python)} -c "
-                         f"{shlex.quote(code)}", what="importing the agent")
+    env = f"{SCHEMA_ENV}={shlex.quote(schema)} " if schema else ""
+    result = session.run(f"cd {shlex.quote(layout.prefix)} && {env}{shlex.quote(layout.python)} "
+                         f"-c {shlex.quote(code)}", what="importing the agent")
     info = json.loads(result.output.strip().splitlines()[-1])
     if not info["agent"].startswith(layout.venv + "/"):
         raise ProvisionError(f"{session.endpoint.label}: the agent imported from "
@@ -221,6 +229,17 @@ def install_litert_lib(session: SshSession, layout: RemoteLayout, source: str,
             raise ProvisionInputError(f"ssh.litert_lib {source}: {problem}")
         session.put(local, partial)
     session.sftp.posix_rename(partial, target)
+
+
+def install_schema(session: SshSession, layout: RemoteLayout) -> None:
+    """The controller's TFLite schema module (pure Python, from its ai-edge-litert wheel) for
+    an agent without that wheel: splitting models needs it."""
+    local = schema_file()
+    if local is None or not local.is_file():
+        raise ProvisionError("this controller has no TFLite schema module to give the device: "
+                             "pip install ai-edge-litert here")
+    session.mkdir_private(posixpath.dirname(layout.schema))
+    session.put(local, layout.schema)
 
 
 def build_on_device(session: SshSession, layout: RemoteLayout, sdist: Path) -> str:

@@ -160,13 +160,15 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
             install.install_wheel(session, layout, wheel.path)
         report(f"installing the agent's requirements: {' '.join(requirements)}")
         install.install_requirements(session, layout, requirements)
-        install.check_agent_imports(session, layout)
         litert = None
         if litert_source is not None:
             report(f"installing the LiteRT runtime library from {litert_source}")
             install.install_litert_lib(session, layout, litert_source, probe.machine)
+            install.install_schema(session, layout)
             litert = service.LiteRtLibrary(
-                layout.litert_lib, termux.litert_version_label(litert_source, ssh.litert_version))
+                layout.litert_lib, termux.litert_version_label(litert_source, ssh.litert_version),
+                layout.schema)
+        install.check_agent_imports(session, layout, schema=litert.schema if litert else None)
         install.write_token(session, layout, token)
         service.write_scripts(session, device, layout, host, litert)
         if env is not None:

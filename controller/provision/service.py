@@ -15,6 +15,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from agent.models.schema import SCHEMA_ENV
 from controller.provision.errors import ProvisionError
 from controller.provision.install import RemoteLayout
 from controller.provision.ssh import SshSession
@@ -151,10 +152,12 @@ def bind_host(device: Device) -> str:
 
 @dataclass(frozen=True)
 class LiteRtLibrary:
-    """A standalone LiteRT runtime the agent runs models with (``--runtime litert-c``)."""
+    """A standalone LiteRT runtime the agent runs models with (``--runtime litert-c``), and
+    the TFLite schema module that otherwise comes with the ai-edge-litert wheel."""
 
     path: str
     version: str
+    schema: str | None = None
 
 
 def run_script(device: Device, layout: RemoteLayout, shell: str = "/bin/sh",
@@ -176,11 +179,15 @@ def run_script(device: Device, layout: RemoteLayout, shell: str = "/bin/sh",
     if litert is not None:
         args += ["--runtime", "litert-c", "--litert-lib", litert.path,
                  "--litert-version", litert.version]
+    schema = ""
+    if litert is not None and litert.schema:
+        schema = f"export {SCHEMA_ENV}={shlex.quote(litert.schema)}\n"
     return (
         f"#!{shell}\n"
         "# Starts the joulefarm agent (written by `joulefarm provision`; edits are overwritten).\n"
         "# The working directory matters: `python -m` puts it first on sys.path.\n"
         f"cd {shlex.quote(layout.prefix)} || exit 1\n"
+        f"{schema}"
         f"exec {' '.join(shlex.quote(a) for a in args)}\n"
     )
 

@@ -21,6 +21,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from agent.runtime import LITERT_LIB_URL
 from controller.provision.errors import ProvisionError
 
 # Termux packages the agent needs; `rust` and `maturin` only when the Rust core is built there.
@@ -30,7 +31,6 @@ BUILD_PACKAGES = ("rust", "maturin")
 # Google's prebuilt LiteRT runtime (https://ai.google.dev/edge/litert/next/cpp_sdk). 2.3.x has
 # the C API layout agent/litert_capi.py was checked against.
 LITERT_VERSION = "2.3.1"
-LITERT_URL = "https://storage.googleapis.com/litert/binaries/{version}/{platform}/libLiteRt.so"
 _LITERT_URL_VERSION_RE = re.compile(r"/litert/binaries/([0-9][0-9A-Za-z.+-]*)/")
 # `uname -m` on Android -> the platform directory of Google's binaries.
 _ANDROID_PLATFORMS = {"aarch64": "android_arm64", "armv7l": "android_arm32",
@@ -96,7 +96,7 @@ def default_litert_url(machine: str, android: bool) -> str:
         raise ProvisionError(
             f"Google publishes no prebuilt libLiteRt.so for {'Android' if android else 'Linux'} "
             f"on {machine}; set ssh.litert_lib to a library built for it")
-    return LITERT_URL.format(version=LITERT_VERSION, platform=platform)
+    return LITERT_LIB_URL.replace("<version>", LITERT_VERSION).replace("<platform>", platform)
 
 
 def litert_version_label(source: str, given: str | None) -> str:
