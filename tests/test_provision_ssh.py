@@ -242,3 +242,40 @@ def test_agent_tunnel_yields_a_loopback_target(known_hosts: Path, echo_server: i
         with socket.create_connection((host, int(port)), timeout=10) as conn:
             conn.sendall(b"abc")
             assert conn.recv(3) == b"ABC"
+
+
+@pytest.fixture
+def ssh_agent(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real ssh-agent of our own (never the user's), with no keys yet."""
+    if subprocess.run(["which", "ssh-agent"], capture_output=True).returncode != 0:
+        pytest.skip("ssh-agent is missing (openssh-client)")
+    sock = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            threading.Event().wait(0.05)
+        yield {"SSH_AUTH_SOCK": str(sock)}
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_keys_from_ssh_agent(tmp_path: Path, known_hosts: Path, ssh_agent: dict[str, str],
+                             monkeypatch: pytest.MonkeyPatch,
+                             sshd_server: SshServer) -> None:  # noqa: F811
+    # No ssh.key, and a home without ~/.ssh keys: only the agent can authenticate.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent["SSH_AUTH_SOCK"])
+    base = make_device(sshd_server, known_hosts)
+    assert base.ssh is not None
+    device = replace(base, ssh=replace(base.ssh, key=None))
+    with pytest.raises(SshAuthError, match=r"no key to offer: ssh-agent holds none \(ssh-add"):
+        connect(device)
+    subprocess.run(["ssh-add", "-q", str(sshd_server.client_key)], check=True, timeout=30,
+                   env={"SSH_AUTH_SOCK": ssh_agent["SSH_AUTH_SOCK"], "PATH": "/usr/bin:/bin"},
+                   capture_output=True)
+    with connect(device) as session:
+        assert session.run("echo ok", what="echo").output == "ok\n"

@@ -162,7 +162,17 @@ def _open_client(endpoint: SshEndpoint, pkey: paramiko.PKey | None, *, trust_new
                else "ssh-agent and ~/.ssh/id_* keys")
         raise SshAuthError(f"{endpoint.label}: authentication failed (tried {how}); "
                            "is the public key in the device's ~/.ssh/authorized_keys?") from None
-    except (OSError, paramiko.SSHException, EOFError) as exc:
+    except paramiko.SSHException as exc:
+        client.close()
+        # paramiko's words when it had no key at all to offer.
+        if pkey is None and "No authentication methods available" in str(exc):
+            raise SshAuthError(
+                f"{endpoint.label}: no key to offer: ssh-agent holds none (ssh-add KEY) and "
+                "there is no ~/.ssh/id_* file; or set ssh.key in the device's [device.ssh]"
+            ) from None
+        raise SshConnectError(f"cannot connect to {endpoint.label}: "
+                              f"{str(exc) or type(exc).__name__}") from None
+    except (OSError, EOFError) as exc:
         client.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SshConnectError(f"cannot connect to {endpoint.label}: "
