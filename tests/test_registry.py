@@ -385,7 +385,8 @@ def test_unknown_ssh_key(tmp_path: Path) -> None:
     text = device(HOST) + '\n[device.ssh]\nuser = "pi"\nidentity = "~/.ssh/x"\n'
     assert error_of(tmp_path, text) == (
         "15: device[0].ssh.identity: unknown key 'identity'; valid keys: user, port, key, "
-        "jump, known_hosts, python, prefix, service, system_site_packages, tunnel"
+        "jump, known_hosts, python, prefix, service, system_site_packages, tunnel, litert_lib, "
+        "litert_version, build_on_device"
     )
 
 
