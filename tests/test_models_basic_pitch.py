@@ -87,6 +87,15 @@ def test_split_chain_matches_whole_model(nmp):
     # Every layer can be re-run alone on what the chain left it.
     for i in (0, len(chain) // 2, len(chain) - 1):
         chain.invoke_layer(i)
+    # Another batch size computes other reshape targets: the chain rebuilds the layers whose
+    # computed shapes it had frozen, and still matches the whole model.
+    batch = [np.concatenate([inputs[0], inputs[0][:, ::-1]], axis=0)]
+    whole.set_inputs(batch)
+    whole.invoke()
+    got = chain.run(batch)
+    assert [g.shape[0] for g in got] == [2, 2, 2]
+    for a, b in zip(got, whole.outputs(), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_bench_layers_runs_on_the_published_model(nmp, tmp_path):

@@ -291,6 +291,18 @@ def test_basic_pitch_layers_match_and_dynamic_outputs_are_refused(nmp: bytes,
         compared += 1
     assert set(refused) == {"RESHAPE"} and len(refused) < 10
     assert compared == len(chain) - len(refused) > 200
+    # A chain freezes those computed shapes at its first feed (the values this inference
+    # computes), so on litert-c every layer runs, and gives the Python runtime's numbers.
+    capi = LayerChain(nmp)
+    assert sum(it is None for it in capi.interpreters) == len(refused)
+    with pytest.raises(ModelError, match="call feed"):
+        capi.invoke_layer([it is None for it in capi.interpreters].index(True))
+    capi_values = capi.tensor_values(chain.random_inputs(0))
+    assert capi_values.keys() == values.keys()
+    for t, value in values.items():
+        assert np.array_equal(capi_values[t], value), f"tensor {t}"
+    for i in range(len(capi)):
+        capi.invoke_layer(i)
 
 
 CHILD = """

@@ -21,7 +21,13 @@ from agent.models.errors import ModelError
 from agent.models.flatbuffer import NUMPY_DTYPES, shape_of
 from agent.models.graph import load_graph
 from agent.models.parse import LayerInfo, read_layers
-from agent.models.split import LayerModel, pair_model, split_model
+from agent.models.split import (
+    LayerModel,
+    computed_shape_operands,
+    freeze_inputs,
+    pair_model,
+    split_model,
+)
 
 TensorSpec = tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]
 """(shape, dtype, (scale, zero point) or None) of a model input."""
@@ -105,6 +111,56 @@ def _input_shape(interpreter: Any, index: int) -> tuple[int, ...]:
     raise KeyError(index)
 
 
+class _SubModels:
+    """The interpreters of a list of sub-models. A sub-model whose output shape depends on an
+    input computed at run time (``computed_shape_operands``) gets its interpreter only when the
+    values are known (``prepare``): those inputs are then frozen to the values the real model
+    computed, so that its outputs are static, as every runtime can bind them (the LiteRT C API
+    cannot bind dynamic outputs), and rebuilt if a later inference computes other values."""
+
+    def __init__(self, model_bytes: bytes, models: list[LayerModel],
+                 options: dict[str, Any]) -> None:
+        self._source = model_bytes
+        self._options = options
+        self.originals = list(models)
+        self.models = list(models)
+        self._deferred = [computed_shape_operands(model_bytes, m) for m in models]
+        self._frozen: list[dict[int, np.ndarray]] = [{} for _ in models]
+        self.interpreters: list[Any] = [None] * len(models)
+        self.inputs: list[list[int]] = [[] for _ in models]
+        self.outputs: list[list[int]] = [[] for _ in models]
+        self.invokers: list[Callable[[], None]] = [_not_fed] * len(models)
+        for k, model in enumerate(models):
+            if not self._deferred[k]:
+                self._load(k, model)
+
+    def _load(self, k: int, model: LayerModel,
+              input_shapes: list[tuple[int, ...]] | None = None) -> None:
+        interpreter = runtime.load_interpreter(model.model_bytes, input_shapes=input_shapes,
+                                               **self._options)
+        self.models[k] = model
+        self.interpreters[k] = interpreter
+        self.inputs[k], self.outputs[k] = _io_indices(interpreter, model)
+        self.invokers[k] = interpreter.invoke
+
+    def prepare(self, k: int, values: dict[int, np.ndarray]) -> None:
+        """Make sure sub-model ``k`` has an interpreter fit for this inference's ``values``."""
+        wanted = {t: values[t] for t in self._deferred[k] if values[t].size}
+        frozen = self._frozen[k]
+        if self.interpreters[k] is not None and wanted.keys() == frozen.keys() and all(
+                np.array_equal(wanted[t], frozen[t]) for t in wanted):
+            return
+        self._frozen[k] = wanted
+        model = freeze_inputs(self._source, self.originals[k], wanted)
+        # Sized as this inference's inputs: the file's shapes may not fit the frozen values.
+        self._load(k, model, [values[t].shape for t in model.input_tensors])
+
+
+def _not_fed() -> None:
+    raise ModelError("this layer's sub-model is built on the first feed (its output shape is "
+                     "computed at run time): call feed() first")
+
+
 class WholeModel:
     """The unsplit model in one interpreter: the reference the chain is checked against."""
 
@@ -176,13 +232,11 @@ class LayerChain:
         self.layers: list[LayerInfo] = [by_index[m.index] for m in self.layer_models]
         """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
         bytes) reflect the shapes seen at run time if they differ from the file's."""
-        self.interpreters = [runtime.load_interpreter(m.model_bytes, **self.runtime_options)
-                             for m in self.layer_models]
-        io = [_io_indices(it, m) for it, m in zip(self.interpreters, self.layer_models,
-                                                  strict=True)]
-        self._in = [ins for ins, _ in io]
-        self._out = [outs for _, outs in io]
-        self.invokers: list[Callable[[], None]] = [it.invoke for it in self.interpreters]
+        self._subs = _SubModels(self.model_bytes, self.layer_models, self.runtime_options)
+        self.interpreters = self._subs.interpreters
+        """Each layer's interpreter (built at the first ``feed`` for a layer whose output shape
+        is computed at run time)."""
+        self.invokers: list[Callable[[], None]] = self._subs.invokers
         """Bound ``invoke`` of each layer's interpreter: the hot loop calls these."""
 
     def __len__(self) -> int:
@@ -208,11 +262,14 @@ class LayerChain:
         values: dict[int, np.ndarray] = dict(
             zip(self._model_inputs, _as_inputs(inputs, self.input_specs), strict=True)
         )
-        for m, it, ins, outs in zip(self.layer_models, self.interpreters, self._in, self._out,
-                                    strict=True):
-            _load_inputs(it, ins, [values[t] for t in m.input_tensors], f"node {m.index} ({m.op})")
+        subs = self._subs
+        for k in range(len(subs.models)):
+            subs.prepare(k, values)
+            m, it = subs.models[k], subs.interpreters[k]
+            _load_inputs(it, subs.inputs[k], [values[t] for t in m.input_tensors],
+                         f"node {m.index} ({m.op})")
             it.invoke()
-            for index, t in zip(outs, m.output_tensors, strict=True):
+            for index, t in zip(subs.outputs[k], m.output_tensors, strict=True):
                 values[t] = it.get_tensor(index)
         self._refresh_layers(values)
         return values
@@ -250,16 +307,12 @@ class LayerPairs:
     def __init__(self, chain: LayerChain) -> None:
         self.positions: list[tuple[int, int]] = chain.adjacent_pairs()
         """Chain positions of the two layers of each pair."""
-        self.pair_models: list[LayerModel] = [
+        self._subs = _SubModels(chain.model_bytes, [
             pair_model(chain.model_bytes, chain.layer_models[a].index, chain.layer_models[b].index)
-            for a, b in self.positions]
-        self.interpreters = [runtime.load_interpreter(m.model_bytes, **chain.runtime_options)
-                             for m in self.pair_models]
-        io = [_io_indices(it, m) for it, m in zip(self.interpreters, self.pair_models,
-                                                  strict=True)]
-        self._in = [ins for ins, _ in io]
-        self._out = [outs for _, outs in io]
-        self.invokers: list[Callable[[], None]] = [it.invoke for it in self.interpreters]
+            for a, b in self.positions], chain.runtime_options)
+        self.pair_models: list[LayerModel] = self._subs.models
+        self.interpreters = self._subs.interpreters
+        self.invokers: list[Callable[[], None]] = self._subs.invokers
         """Bound ``invoke`` of each pair's interpreter: the hot loop calls these."""
 
     def __len__(self) -> int:
@@ -268,10 +321,15 @@ class LayerPairs:
     def feed(self, values: dict[int, np.ndarray]) -> None:
         """Set every pair's inputs from the tensor values of one chain run
         (``LayerChain.tensor_values``)."""
-        for m, it, ins in zip(self.pair_models, self.interpreters, self._in, strict=True):
-            _load_inputs(it, ins, [values[t] for t in m.input_tensors], f"pair {m.op}")
+        subs = self._subs
+        for k in range(len(subs.models)):
+            subs.prepare(k, values)
+            m = subs.models[k]
+            _load_inputs(subs.interpreters[k], subs.inputs[k],
+                         [values[t] for t in m.input_tensors], f"pair {m.op}")
 
     def outputs(self, k: int) -> dict[int, np.ndarray]:
         """Pair ``k``'s outputs after its last invoke, by original tensor index."""
         it, m = self.interpreters[k], self.pair_models[k]
-        return {t: it.get_tensor(i) for t, i in zip(m.output_tensors, self._out[k], strict=True)}
+        return {t: it.get_tensor(i)
+                for t, i in zip(m.output_tensors, self._subs.outputs[k], strict=True)}

@@ -11,7 +11,10 @@ their output, where the runtime runs them once at the first invocation, as in th
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from agent.models.errors import ModelError
 from agent.models.flatbuffer import make_buffer, pack_model
@@ -84,11 +87,51 @@ def pair_model(model_bytes: bytes, first: int, second: int) -> LayerModel:
     return _sub_model(graph, (first, second), kept)
 
 
+# Operands that set an op's output shape. When one is computed at run time (a Keras model with
+# a dynamic batch reshapes to SHAPE -> STRIDED_SLICE -> PACK), the op's output is a dynamic
+# tensor: the Python runtimes allocate it at every invoke, but the LiteRT C API cannot bind it
+# to an output buffer at all.
+SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
+    "RESHAPE": (1,), "BROADCAST_TO": (1,), "EXPAND_DIMS": (1,), "TILE": (1,),
+    "RESIZE_BILINEAR": (1,), "RESIZE_NEAREST_NEIGHBOR": (1,), "PAD": (1,), "PADV2": (1,),
+    "MIRROR_PAD": (1,), "FILL": (0,), "SLICE": (1, 2), "STRIDED_SLICE": (1, 2, 3),
+}
+
+
+def computed_shape_operands(model_bytes: bytes, layer: LayerModel) -> tuple[int, ...]:
+    """Original indices of the layer's inputs that set an output shape and are computed at run
+    time (not constants): freezing them (``freeze_inputs``) makes its outputs static."""
+    graph = load_graph(model_bytes)
+    found: list[int] = []
+    for n in layer.nodes:
+        operands = graph.subgraph.operators[n].inputs or []
+        for position in SHAPE_OPERANDS.get(graph.ops[n], ()):
+            if position < len(operands):
+                t = int(operands[position])
+                if t >= 0 and t in layer.input_tensors and t not in found:
+                    found.append(t)
+    return tuple(found)
+
+
+def freeze_inputs(model_bytes: bytes, layer: LayerModel,
+                  values: Mapping[int, np.ndarray]) -> LayerModel:
+    """``layer`` rebuilt with the inputs in ``values`` (original tensor index -> the value the
+    real model computed for it) made constants: e.g. a reshape's computed target shape, fixed
+    at what this inference gives. The work the op does is the same; its output becomes static."""
+    graph = load_graph(model_bytes)
+    unknown = set(values) - set(layer.input_tensors)
+    if unknown:
+        raise ModelError(f"node {layer.index} ({layer.op}) has no inputs {sorted(unknown)}")
+    last_outputs = len(graph.subgraph.operators[layer.nodes[-1]].outputs or [])
+    return _sub_model(graph, layer.nodes, layer.output_tensors[last_outputs:], values)
+
+
 class _SubModel:
     """Builds one sub-model, copying tensors on first use."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, frozen: Mapping[int, np.ndarray] | None = None) -> None:
         self.graph = graph
+        self.frozen = dict(frozen or {})
         self.tensors: list[tfl.TensorT] = []
         self.buffers: list[tfl.BufferT] = [make_buffer()]
         self.operators: list[tfl.OperatorT] = []
@@ -118,6 +161,12 @@ class _SubModel:
                 raise ModelError(f"tensor {t} keeps its data outside the flatbuffer; such "
                                  "models cannot be split")
             self.buffers.append(make_buffer(source.data.tobytes()))
+        elif t in self.frozen:
+            value = np.ascontiguousarray(self.frozen[t])
+            tensor.shape = list(value.shape)
+            tensor.shapeSignature = None
+            tensor.buffer = len(self.buffers)
+            self.buffers.append(make_buffer(value.tobytes()))
         else:
             self.inputs.append(t)
         self.tensors.append(tensor)
@@ -157,11 +206,12 @@ class _SubModel:
         return self.code_index[index]
 
 
-def _sub_model(graph: Graph, nodes: tuple[int, ...], extra_outputs: tuple[int, ...] = ()
-               ) -> LayerModel:
+def _sub_model(graph: Graph, nodes: tuple[int, ...], extra_outputs: tuple[int, ...] = (),
+               frozen: Mapping[int, np.ndarray] | None = None) -> LayerModel:
     """The sub-model of ``nodes`` (in execution order): the last node's outputs, then
-    ``extra_outputs`` (original indices of tensors the earlier nodes write), are its outputs."""
-    sub = _SubModel(graph)
+    ``extra_outputs`` (original indices of tensors the earlier nodes write), are its outputs;
+    inputs in ``frozen`` become constants holding the given values."""
+    sub = _SubModel(graph, frozen)
     for n in nodes:
         sub.node(n)
     last = graph.subgraph.operators[nodes[-1]]
