@@ -32,6 +32,7 @@ from controller.provision.errors import ProvisionError
 from controller.provision.verify import check_agent
 from controller.registry import Device, load_registry
 from tests.sshd import PASSPHRASE, SshServer, free_port, start_sshd
+from tests.test_provision_e2e import _is_zombie
 
 _MAIN = "from controller.cli.app import main; main()\n"
 TERMUX_VERSION = "0.118.3"
@@ -333,9 +334,3 @@ def test_runit_restarts_a_killed_agent_and_stop_keeps_it_down(phone: Phone,
     assert "created the virtual environment" not in again.stdout
     assert phone.runit_pid() is not None and not (phone.service / "down").exists()
 
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
