@@ -8,10 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from agent.runtime import BACKEND_CHOICES, LITERT_LIB_URL, configure_runtime, runtime_info
+from agent.runtimes.backend import BACKEND_CHOICES, configure_runtime, runtime_info
 from agent.server import DEFAULT_MAX_MODEL_BYTES, AgentConfig, serve
-
-PLATFORMS = ("android", "raspberry-pi", "jetson", "linux", "sim")
+from joulefarm.enums import LITERT_LIB_URL, Platform
 
 
 def _read_secret(path: Path, what: str) -> str:
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve benchmarks over gRPC until SIGTERM")
     s.add_argument("--name", required=True, help="device name, as in devices.toml")
-    s.add_argument("--platform", choices=PLATFORMS, default="linux")
+    s.add_argument("--platform", choices=Platform.values(), default="linux")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     s.add_argument("--token-file", type=Path, required=True,

@@ -7,20 +7,12 @@ import json
 import os
 import platform
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 
 from agent.meters.base import MeterDescription
-from agent.results import DeviceFacts
 from agent.system import read_cpu_freqs, read_thermal_zones
-
-
-def package_version() -> str:
-    """The installed joulefarm version (agent and controller ship together)."""
-    try:
-        return metadata.version("joulefarm")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+from joulefarm.results import DeviceFacts
+from joulefarm.version import package_version
 
 
 def _read(path: str) -> str:

@@ -11,7 +11,7 @@ real model, until its window lasts ``min_layer_duration_s`` and holds ``min_iter
 so a window spans many meter samples even when one call is far shorter than a sample period.
 With ``pairs``, each adjacent pair where the second layer reads the first's output is looped
 the same way as one two-op sub-model: against the two layers alone it shows which pairs the
-runtime fuses (nn-Meter's rule, ``agent.results.check_pairs``).
+runtime fuses (nn-Meter's rule, ``joulefarm.results.check_pairs``).
 The sync pattern gives the meter-to-agent clock offset (``joulefarm.align_offset``); the idle
 segment gives the baseline; ``joulefarm.integrate_windows`` integrates every window.
 """
@@ -30,10 +30,15 @@ import numpy as np
 
 import joulefarm
 from agent.meters.base import AnyTrace, Meter
-from agent.models.chain import LayerChain, LayerPairs, WholeModel
-from agent.models.parse import LayerInfo, read_layers
-from agent.profiler import ProfiledModel, ProfileRun, ProfilerUnavailable, open_profiled_model
-from agent.results import (
+from agent.runtimes.chain import LayerChain, LayerPairs, WholeModel
+from agent.runtimes.profiler import (
+    ProfiledModel,
+    ProfileRun,
+    ProfilerUnavailable,
+    open_profiled_model,
+)
+from agent.system import compare_conditions, read_conditions
+from joulefarm.results import (
     BenchmarkResult,
     DecimatedTrace,
     LayerRecord,
@@ -42,7 +47,7 @@ from agent.results import (
     Progress,
     WholeModelRecord,
 )
-from agent.system import compare_conditions, read_conditions
+from joulefarm.tflite.parse import LayerInfo, read_layers
 
 # Busy/idle durations (ms) of the sync pattern: an irregular code, so that its
 # autocorrelation has one clear peak and the offset cannot lock onto a wrong period.

@@ -27,16 +27,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import joulefarm
-from agent import convert
 from agent.facts import collect_facts
 from agent.measure import measure
-from agent.meters.base import Meter, MeterError, open_meter
+from agent.meters.base import Meter, open_meter
 from agent.meters.factory import discover_meters
-from agent.models.errors import ModelError
-from agent.models.parse import read_layers
-from agent.profiler import ProfilerUnavailable
-from agent.results import DeviceFacts, MeasureSettings, Progress
-from agent.runtime import runtime_info
+from agent.runtimes.backend import runtime_info
+from joulefarm import wire
+from joulefarm.errors import JoulefarmError, ModelError
+from joulefarm.results import DeviceFacts, MeasureSettings, Progress
+from joulefarm.tflite.parse import read_layers
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -154,7 +153,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     def GetDeviceFacts(self, request: pb.GetDeviceFactsRequest,
                        context: grpc.ServicerContext) -> pb.GetDeviceFactsResponse:
-        return pb.GetDeviceFactsResponse(facts=convert.facts_to_proto(self.facts))
+        return pb.GetDeviceFactsResponse(facts=wire.facts_to_proto(self.facts))
 
     def UploadModel(self, request: pb.UploadModelRequest,
                     context: grpc.ServicerContext) -> pb.UploadModelResponse:
@@ -175,7 +174,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def RunBenchmark(self, request: pb.RunBenchmarkRequest,
                      context: grpc.ServicerContext) -> Iterator[pb.RunBenchmarkResponse]:
         try:
-            settings = convert.settings_from_proto(request)
+            settings = wire.settings_from_proto(request)
             content = self.cache.get(request.model_sha256)
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
@@ -196,14 +195,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         def progress(p: Progress) -> None:
             if not context.is_active():
                 raise _Cancelled()
-            events.put(convert.progress_to_proto(p))
+            events.put(wire.progress_to_proto(p))
 
         def work() -> None:
             try:
                 self._runs += 1
                 meter = self._open_meter(seed=settings.seed * 1000 + self._runs)
                 result = measure(content, sha, meter, settings, self.runtime, progress)
-                events.put(convert.result_to_proto(result))
+                events.put(wire.result_to_proto(result))
             except BaseException as e:  # handed to the gRPC thread, which reports it
                 events.put(e)
             finally:
@@ -216,19 +215,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             try:
                 event = events.get(timeout=HEARTBEAT_INTERVAL_S)
             except queue.Empty:
-                yield convert.progress_to_proto(Progress("heartbeat", 0, 0))
+                yield wire.progress_to_proto(Progress("heartbeat", 0, 0))
                 continue
             if event is None:
                 break
             if isinstance(event, _Cancelled):
                 log.info("benchmark of %s cancelled by the caller", sha[:12])
                 return
-            if isinstance(event, ModelError):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(event))
-            if isinstance(event, ProfilerUnavailable):
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"insitu: {event}")
-            if isinstance(event, MeterError):
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"meter: {event}")
+            if isinstance(event, JoulefarmError):  # each error class names its status
+                context.abort(getattr(grpc.StatusCode, event.grpc_status), str(event))
             if isinstance(event, BaseException):
                 log.exception("benchmark failed", exc_info=event)
                 context.abort(grpc.StatusCode.INTERNAL, f"benchmark failed: {event!r}")

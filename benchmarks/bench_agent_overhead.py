@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.local import build_recipe
 from agent.measure import RECORDING_SWITCH_INTERVAL_S
 from agent.meters import open_meter
-from agent.models.builder import RECIPES
-from agent.models.chain import WholeModel
+from agent.runtimes.chain import WholeModel
 
 
 def make_ina219(root: Path) -> None:
@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate-hz", type=float, default=500.0)
     ns = parser.parse_args()
-    model = WholeModel(RECIPES[ns.model](0))
+    model = WholeModel(build_recipe(ns.model, 0))
     model.set_inputs(model.random_inputs(0))
     latencies(model, 0.5)  # warm-up
     sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)  # as while recording

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import grpc
 
-from agent import convert
 from agent.meters.base import MeterDescription
-from agent.results import BenchmarkResult, DeviceFacts, LayerRecord
 from agent.server import TokenAuthInterceptor
-from controller.registry import parse_registry
+from controller.config.registry import parse_registry
+from controller.config.suite import load_suite
+from controller.farm.sweep import Endpoint, run_sweep
+from controller.farm.timing import Timing
 from controller.store import ResultStore
-from controller.suite import load_suite
-from controller.sweep import Endpoint, run_sweep
-from controller.timing import Timing
+from joulefarm import wire
+from joulefarm.results import BenchmarkResult, DeviceFacts, LayerRecord
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -66,14 +66,14 @@ class LightAgent(agent_pb2_grpc.AgentServiceServicer):
             meters=(METER,), fingerprint=hashlib.sha256(name.encode()).hexdigest())
 
     def GetDeviceFacts(self, request, context):  # noqa: N802 (gRPC method name)
-        return pb.GetDeviceFactsResponse(facts=convert.facts_to_proto(self.facts))
+        return pb.GetDeviceFactsResponse(facts=wire.facts_to_proto(self.facts))
 
     def UploadModel(self, request, context):  # noqa: N802
         sha = hashlib.sha256(request.content).hexdigest()
         return pb.UploadModelResponse(sha256=sha, size_bytes=len(request.content))
 
     def RunBenchmark(self, request, context):  # noqa: N802
-        yield convert.result_to_proto(synthetic_result(request.model_sha256, self.n_layers))
+        yield wire.result_to_proto(synthetic_result(request.model_sha256, self.n_layers))
 
 
 def serve_agents(n: int, n_layers: int, ports: mp.Queue, stop: mp.Event) -> None:

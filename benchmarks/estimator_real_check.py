@@ -41,16 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.measure import measure  # noqa: E402
 from agent.meters.base import open_meter  # noqa: E402
-from agent.models import read_layers  # noqa: E402
-from agent.models.sweep import WEIGHTED_KINDS, sample_chains, sample_configs  # noqa: E402
-from agent.results import MeasureSettings  # noqa: E402
-from agent.runtime import runtime_info  # noqa: E402
+from agent.runtimes.backend import runtime_info  # noqa: E402
 from controller.estimators.collect import ModelToMeasure, measure_into_store  # noqa: E402
 from controller.estimators.dataset import load_dataset  # noqa: E402
 from controller.estimators.export import fit_and_export  # noqa: E402
 from controller.estimators.features import from_layer_info  # noqa: E402
 from controller.estimators.metrics import scores  # noqa: E402
 from controller.estimators.predict import Estimator  # noqa: E402
+from joulefarm.results import MeasureSettings  # noqa: E402
+from joulefarm.tflite import read_layers  # noqa: E402
+from joulefarm.tflite.sweep import WEIGHTED_KINDS, sample_chains, sample_configs  # noqa: E402
 from tests.test_models_basic_pitch import MEMBER, SHA256, WHEEL  # noqa: E402
 
 DEVICE = "this-host"

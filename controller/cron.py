@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.errors import JoulefarmError
+from joulefarm.errors import InputError
 
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
@@ -22,7 +22,7 @@ FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}
 SEARCH_LIMIT = timedelta(days=366 * 29)
 
 
-class CronError(JoulefarmError):
+class CronError(InputError):
     """A cron expression that cannot be parsed; the message names the field."""
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agent.models.parse import LayerInfo
-from agent.results import BenchmarkResult, DeviceFacts, PairRecord
-from controller.errors import JoulefarmError
+from joulefarm.errors import JoulefarmError
+from joulefarm.results import BenchmarkResult, DeviceFacts, PairRecord
+from joulefarm.tflite.parse import LayerInfo
 
 DEFAULT_DB_ENV = "JOULEFARM_DB"
 DEFAULT_DB_NAME = "joulefarm.duckdb"
@@ -236,7 +236,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
            r.run_id
     FROM layer_measurements l JOIN runs r USING (run_id);
     -- Each measured pair against its two layers alone. fused is nn-Meter's rule:
-    -- lat(a) + lat(b) - lat(ab) > 0.5 * min(lat(a), lat(b)) (agent.results.FUSED_SAVING_SHARE).
+    -- lat(a) + lat(b) - lat(ab) > 0.5 * min(lat(a), lat(b)) (joulefarm.results.FUSED_SAVING_SHARE).
     CREATE VIEW layer_pairs AS
     SELECT r.sweep_id, r.device_name, r.model_name, p.first_index, p.second_index, p.ops,
            a.latency_s AS first_latency_s, b.latency_s AS second_latency_s,

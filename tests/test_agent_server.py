@@ -12,10 +12,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.models.builder import RECIPES
-from agent.results import MeasureSettings, Progress
+from agent.local import build_recipe
 from agent.server import AgentConfig, build_server
-from controller.client import AgentCallError, AgentClient
+from controller.farm.client import AgentCallError, AgentClient
+from joulefarm.results import MeasureSettings, Progress
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -62,7 +62,7 @@ def test_facts_describe_the_device_and_its_simulated_meter(agent: str) -> None:
 
 
 def test_upload_is_content_addressed_and_validated(agent: str) -> None:
-    model = RECIPES["mlp"](0)
+    model = build_recipe("mlp", 0)
     with grpc.insecure_channel(agent) as channel:
         stub = agent_pb2_grpc.AgentServiceStub(channel)
         md = (("authorization", f"Bearer {TOKEN}"),)
@@ -84,7 +84,7 @@ def test_upload_is_content_addressed_and_validated(agent: str) -> None:
 
 
 def test_benchmark_streams_progress_then_a_result(agent: str) -> None:
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     seen: list[Progress] = []
     with AgentClient("test-agent", agent, TOKEN) as client:
         sha = client.upload("tiny_cnn", model)
@@ -104,7 +104,7 @@ def test_unknown_model_and_deadline_errors_leave_the_agent_serving(agent: str) -
         with pytest.raises(AgentCallError) as err:
             client.run_benchmark("ab" * 32, FAST, timeout_s=10)
         assert err.value.code == grpc.StatusCode.NOT_FOUND
-        sha = client.upload("res_block", RECIPES["res_block"](0))
+        sha = client.upload("res_block", build_recipe("res_block", 0))
         slow = MeasureSettings(min_layer_duration_s=0.2, idle_duration_s=0.06)
         with pytest.raises(AgentCallError) as err:
             client.run_benchmark(sha, slow, timeout_s=0.3)

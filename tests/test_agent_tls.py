@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.server import AgentConfig, build_server
-from controller.client import AgentCallError, AgentClient
+from controller.farm.client import AgentCallError, AgentClient
 
 
 def self_signed() -> tuple[bytes, bytes]:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.models.builder import RECIPES
-from agent.models.parse import read_layers
+from agent.local import build_recipe
+from joulefarm.tflite.parse import read_layers
 from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny_cnn.tflite"
-    path.write_bytes(RECIPES["tiny_cnn"](0))
+    path.write_bytes(build_recipe("tiny_cnn", 0))
     return path
 
 

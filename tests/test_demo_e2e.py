@@ -7,9 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from agent.models.builder import RECIPES
-from agent.models.parse import read_layers
-from controller.suite import load_suite
+from agent.local import build_recipe
+from controller.config.suite import load_suite
+from joulefarm.tflite.parse import read_layers
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_demo_stores_every_device_model_and_layer(demo_db: tuple[Path, str]) -> None:
     db, _ = demo_db
     suite = load_suite(REPO / "benchmarks/demo.toml")
-    expected_layers = {m.name: len(read_layers(RECIPES[m.recipe](m.seed))) for m in suite.models}
+    expected_layers = {m.name: len(read_layers(build_recipe(m.recipe, m.seed))) for m in suite.models}
     con = duckdb.connect(str(db), read_only=True)
     devices = {r[0] for r in con.execute("SELECT name FROM devices").fetchall()}
     assert devices == {"host", "rpi4-sim", "orin-nano-sim"}
@@ -152,7 +152,7 @@ def test_model_features_are_stored_once_per_model(demo_db: tuple[Path, str]) -> 
     suite = load_suite(REPO / "benchmarks/demo.toml")
     con = duckdb.connect(str(db), read_only=True)
     for spec in suite.models:
-        content = RECIPES[spec.recipe](spec.seed)
+        content = build_recipe(spec.recipe, spec.seed)
         expected = read_layers(content)
         rows = con.execute(
             "SELECT l.layer_index, l.op, l.macs FROM model_layers l JOIN models m "

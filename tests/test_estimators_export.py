@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.models import RECIPES, read_layers
+from agent.local import build_recipe
 from controller.cli import fit_cmd, predict_cmd
 from controller.estimators.errors import EstimatorError
 from controller.estimators.export import fit_and_export
@@ -22,6 +22,7 @@ from controller.estimators.manifest import MANIFEST_NAME, read_manifest
 from controller.estimators.models import predict_layers, predict_whole
 from controller.estimators.predict import Estimator
 from controller.estimators.synthetic import DEVICES, build_synthetic_db
+from joulefarm.tflite import read_layers
 
 REPO = Path(__file__).resolve().parent.parent
 FORBIDDEN = {"sklearn", "duckdb", "scipy", "skl2onnx", "onnx", "joblib", "polars", "pyarrow"}
@@ -40,7 +41,7 @@ def fitted(db, tmp_path_factory):
 
 
 def _model_layers(name: str):
-    content = RECIPES[name](0)
+    content = build_recipe(name, 0)
     return content, [from_layer_info(x) for x in read_layers(content)]
 
 
@@ -129,7 +130,7 @@ def test_predict_needs_no_scikit_learn_or_duckdb():
             if name.startswith("controller.estimators."):
                 todo.append(name)
     assert {"controller.estimators.features", "controller.estimators.combine"} <= seen
-    # And at run time, nothing pulls them in indirectly (agent.models, controller.errors...).
+    # And at run time, nothing pulls them in indirectly (joulefarm.tflite, joulefarm.errors...).
     code = ("import sys, controller.estimators.predict, controller.cli.predict_cmd; "
             f"bad = sorted(m for m in {sorted(FORBIDDEN)!r} if m in sys.modules); "
             "print(','.join(bad))")
@@ -168,7 +169,7 @@ def test_cli_fit_and_predict(db, tmp_path):
         "gp", "trees", "cross_hw")
 
     model = tmp_path / "tiny.tflite"
-    model.write_bytes(RECIPES["tiny_cnn"](0))
+    model.write_bytes(build_recipe("tiny_cnn", 0))
     result = runner.invoke(_cli(), ["predict", str(model), "--device", "syn-pi5",
                                     "--estimator", str(out), "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from agent.local import build_recipe
 from agent.measure import _shape_text
-from agent.models import RECIPES, read_layers
-from agent.models.sweep import sample_configs
 from controller.estimators.features import (
     LAYER_FEATURES,
     DeviceInfo,
@@ -26,10 +25,12 @@ from controller.estimators.features import (
     shape_text,
 )
 from controller.estimators.metrics import scores, spearman
+from joulefarm.tflite import read_layers
+from joulefarm.tflite.sweep import sample_configs
 
 
 def _layers():
-    models = [RECIPES[n](0) for n in ("tiny_cnn", "mlp", "res_block", "concat_pad")]
+    models = [build_recipe(n, 0) for n in ("tiny_cnn", "mlp", "res_block", "concat_pad")]
     models += [c.build() for c in sample_configs(30, seed=5, profile="broad")]
     return [layer for m in models for layer in read_layers(m)]
 
@@ -63,7 +64,7 @@ def test_kernel_area_recovered_from_macs():
 
 
 def test_vector_values():
-    conv = next(x for x in read_layers(RECIPES["tiny_cnn"](0)) if x.op == "CONV_2D")
+    conv = next(x for x in read_layers(build_recipe("tiny_cnn", 0)) if x.op == "CONV_2D")
     v = dict(zip([n for n, _, _ in LAYER_FEATURES], layer_vector(from_layer_info(conv)),
                  strict=True))
     assert v["log_macs"] == pytest.approx(math.log1p(conv.macs))

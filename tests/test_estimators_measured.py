@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-from agent.models import RECIPES
-from agent.models.sweep import reference_models, sample_chains, sample_configs
+from agent.local import build_recipe
 from controller.estimators.collect import ModelToMeasure, measure_into_store
 from controller.estimators.dataset import load_dataset
 from controller.estimators.export import fit_and_export
 from controller.estimators.manifest import read_manifest
 from controller.estimators.predict import Estimator
+from joulefarm.tflite.sweep import reference_models, sample_chains, sample_configs
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +41,8 @@ def test_measured_database_fits_and_predicts(measured_db, tmp_path):
     assert manifest["energy_source"] == "simulated"
     assert {r.estimator for r in result.metrics} >= {"trees", "flops", "const_power"}
     estimator = Estimator(result.directory)
-    host = estimator.predict(RECIPES["tiny_cnn"](0), "sim-host")
-    rpi = estimator.predict(RECIPES["tiny_cnn"](0), "sim-rpi4")
+    host = estimator.predict(build_recipe("tiny_cnn", 0), "sim-host")
+    rpi = estimator.predict(build_recipe("tiny_cnn", 0), "sim-rpi4")
     for prediction in (host, rpi):
         total, std = prediction.totals["gp"]
         assert math.isfinite(total) and total > 0 and std is not None and std >= 0

@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
-from agent.models import WholeModel, read_layers
-from agent.models.sweep import (
+from agent.runtimes.chain import WholeModel
+from joulefarm.tflite import read_layers
+from joulefarm.tflite.sweep import (
     KINDS,
     SweepConfig,
     generate_sweep,

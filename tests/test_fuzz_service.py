@@ -13,13 +13,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent.models.builder import RECIPES
-from agent.models.errors import ModelError
-from agent.models.parse import read_layers
-from agent.results import MeasureSettings
-from controller.client import AgentCallError, AgentClient
-from controller.localfarm import LocalFarm
-from controller.registry import parse_registry
+from agent.local import build_recipe
+from controller.config.registry import parse_registry
+from controller.farm.client import AgentCallError, AgentClient
+from controller.farm.localfarm import LocalFarm
+from joulefarm.errors import ModelError
+from joulefarm.results import MeasureSettings
+from joulefarm.tflite.parse import read_layers
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 def test_mutated_models_never_crash_the_parser() -> None:
     rng = random.Random(1)
-    seeds = [RECIPES[name](0) for name in ("tiny_cnn", "res_block", "concat_pad")]
+    seeds = [build_recipe(name, 0) for name in ("tiny_cnn", "res_block", "concat_pad")]
     for _ in range(600):
         with contextlib.suppress(ModelError):  # a clear refusal is fine; anything else fails
             read_layers(mutate(rng.choice(seeds), rng))
@@ -60,7 +60,7 @@ def test_mutated_models_never_crash_or_hang_the_agent(tmp_path: Path) -> None:
                               'address = "127.0.0.1"\nlocal = true\n[device.meter]\n'
                               'kind = "sim"\nprofile = "rpi4"\n', "fuzz.toml")
     rng = random.Random(2)
-    seeds = [RECIPES[name](0) for name in ("tiny_cnn", "concat_pad")]
+    seeds = [build_recipe(name, 0) for name in ("tiny_cnn", "concat_pad")]
     outcomes = {"refused": 0, "benchmarked": 0, "failed_cleanly": 0}
     with LocalFarm(tmp_path) as farm:
         agent = farm.start(registry.get("fuzz"))

@@ -7,17 +7,17 @@ import hashlib
 
 import pytest
 
+from agent.local import build_recipe
 from agent.measure import measure
 from agent.meters.sim import SimMeter
-from agent.models.builder import RECIPES
-from agent.profiler import ProfilerUnavailable, open_profiled_model
-from agent.results import MeasureSettings
-from agent.runtime import runtime_info
+from agent.runtimes.backend import runtime_info
+from agent.runtimes.profiler import ProfilerUnavailable, open_profiled_model
+from joulefarm.results import MeasureSettings
 
 
 def _profiler_works() -> bool:
     try:
-        with open_profiled_model(RECIPES["mlp"](0)):
+        with open_profiled_model(build_recipe("mlp", 0)):
             return True
     except ProfilerUnavailable:
         return False
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not _profiler_works(), reason="no per-op profile
 
 
 def test_insitu_energy_per_op_against_the_simulator() -> None:
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     settings = MeasureSettings(mode="insitu", min_duration_s=0.3, idle_duration_s=0.1)
     result = measure(model, hashlib.sha256(model).hexdigest(), SimMeter("rpi4", seed=5),
                      settings, runtime_info())

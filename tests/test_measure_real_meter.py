@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.local import build_recipe
 from agent.measure import measure
 from agent.meters import open_meter
-from agent.models.builder import RECIPES
-from agent.results import MeasureSettings
-from agent.runtime import runtime_info
+from agent.runtimes.backend import runtime_info
+from joulefarm.results import MeasureSettings
 from tests.test_meters_rpi import ina_hwmon
 
 POWER_W = 3.634
@@ -25,7 +25,7 @@ POWER_W = 3.634
 
 def test_layers_and_whole_on_a_polled_ina219(tmp_path: Path) -> None:
     ina_hwmon(tmp_path, 2, "ina219", "1-0040", mv=5104, ma=712, uw=int(POWER_W * 1e6))
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     sha = hashlib.sha256(model).hexdigest()
     settings = MeasureSettings(min_layer_duration_s=0.03, idle_duration_s=0.1)
     meter = open_meter("ina2xx", sample_rate_hz=500, root=tmp_path)
@@ -49,7 +49,7 @@ def test_layers_and_whole_on_a_polled_ina219(tmp_path: Path) -> None:
 
 def test_a_sensor_that_vanishes_is_flagged_not_averaged(tmp_path: Path) -> None:
     hwmon = ina_hwmon(tmp_path, 2, "ina219", "1-0040", mv=5104, ma=712, uw=3_000_000)
-    model = RECIPES["mlp"](0)
+    model = build_recipe("mlp", 0)
     meter = open_meter("ina2xx", sample_rate_hz=500, root=tmp_path)
     settings = MeasureSettings(min_layer_duration_s=0.05, idle_duration_s=0.1)
 

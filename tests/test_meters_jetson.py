@@ -13,7 +13,7 @@ from agent.meters.base import MeterError
 from agent.meters.jetson_hwmon import JetsonHwmonMeter, discover
 from agent.meters.jetson_iio import JetsonIioMeter
 from agent.meters.jetson_iio import discover as discover_iio
-from agent.meters.rails import choose_total_rail, input_rail
+from joulefarm.traces.rails import choose_total_rail, input_rail
 
 
 def _files(d: Path, files: dict[str, str]) -> None:

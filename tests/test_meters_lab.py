@@ -30,10 +30,10 @@ from agent.meters import joulescope as js_mod
 from agent.meters import monsoon as monsoon_mod
 from agent.meters import otii as otii_mod
 from agent.meters.base import MeterError, MeterParseError
-from agent.meters.factory import KIND_OPTIONS, discover_meters, open_meter
+from agent.meters.factory import discover_meters, open_meter
 from agent.meters.joulescope import JoulescopeMeter
 from agent.meters.lab import LabTrace
-from agent.meters.monsoon import MonsoonMeter, read_monsoon_csv
+from agent.meters.monsoon import MonsoonMeter
 from agent.meters.otii import OtiiMeter
 from agent.meters.replay import (
     FLAG_REPLAY_SHORT,
@@ -42,7 +42,9 @@ from agent.meters.replay import (
     replay_points,
     replay_uniform,
 )
-from agent.meters.traces import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED, Trace
+from joulefarm.enums import METER_OPTIONS
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED, Trace
+from joulefarm.traces.monsoon import read_monsoon_csv
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meters"
 MONSOON_CSV = FIXTURES / "monsoon_hvpm_main_synthetic.csv"
@@ -178,8 +180,8 @@ def _plain_floats(path: Path, out: Path) -> Path:
 
 
 def test_replay_a_parquet_trace_from_joulefarm_trace_import(tmp_path: Path) -> None:
-    from controller.traces import import_trace
-    from controller.traces.parquet import write_trace
+    from joulefarm.traces import import_trace
+    from joulefarm.traces.parquet import write_trace
 
     # (joulefarm trace import reads the numpy < 2 spelling only, hence the conversion.)
     trace = import_trace(_plain_floats(MONSOON_CSV, tmp_path / "m.csv"))
@@ -1052,7 +1054,7 @@ def test_otii_missing_server_or_device(otii_server: Any) -> None:
 
 def test_factory_opens_lab_kinds_with_their_options(tmp_path: Path, otii_server: Any) -> None:
     for kind in ("replay", "joulescope", "monsoon", "otii"):
-        assert kind in KIND_OPTIONS
+        assert kind in METER_OPTIONS
     (tmp_path / "captures").mkdir()
     np.savez(tmp_path / "captures" / "run.npz", power_w=np.ones(100), sample_rate_hz=100.0)
     meter = open_meter("replay", options={"path": "/captures/run.npz", "offset_s": 0.5},

@@ -7,7 +7,7 @@ import pytest
 
 import joulefarm
 from agent.meters.polled import unwrap_counter
-from agent.meters.traces import CounterTrace, TimestampedTrace, Trace
+from joulefarm.traces.model import CounterTrace, TimestampedTrace, Trace
 
 
 def test_every_trace_exposes_clock_flags_duration_and_timestamped_form() -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.models import LayerChain, WholeModel, model_summary, read_layers, split_model
-from agent.models.flatbuffer import unpack_model
+from agent.runtimes.chain import LayerChain, WholeModel
+from joulefarm.tflite import model_summary, read_layers, split_model
+from joulefarm.tflite.flatbuffer import unpack_model
 
 WHEEL = "basic-pitch==0.4.0"
 MEMBER = "basic_pitch/saved_models/icassp_2022/nmp.tflite"

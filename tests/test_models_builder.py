@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.models import (
+from agent.local import build_recipe
+from agent.runtimes.backend import load_interpreter, runtime_info
+from agent.runtimes.chain import WholeModel
+from joulefarm.tflite import (
     RECIPES,
     Add,
     Conv2D,
@@ -13,11 +16,9 @@ from agent.models import (
     Flatten,
     FullyConnected,
     MaxPool2D,
-    WholeModel,
     build_model,
 )
-from agent.models.flatbuffer import NUMPY_DTYPES, buffer_data_offsets, unpack_model
-from agent.runtime import load_interpreter, runtime_info
+from joulefarm.tflite.flatbuffer import buffer_data_offsets, numpy_dtype, unpack_model
 
 
 def constants(model_bytes: bytes) -> dict[int, np.ndarray]:
@@ -27,7 +28,7 @@ def constants(model_bytes: bytes) -> dict[int, np.ndarray]:
     for t, tensor in enumerate(model.subgraphs[0].tensors):
         data = model.buffers[tensor.buffer].data
         if data is not None and len(data):
-            dtype = NUMPY_DTYPES[tensor.type]
+            dtype = numpy_dtype(tensor.type)
             out[t] = np.frombuffer(data.tobytes(), dtype).reshape(tuple(tensor.shape))
     return out
 
@@ -74,7 +75,7 @@ def test_runtime_is_found():
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipes_load_and_run(recipe):
-    model = RECIPES[recipe](0)
+    model = build_recipe(recipe, 0)
     whole = WholeModel(model)
     whole.set_inputs(whole.random_inputs(0))
     whole.invoke()
@@ -95,7 +96,7 @@ def test_recipes_load_and_run(recipe):
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipes_are_seeded_and_aligned(recipe):
-    a, b, c = RECIPES[recipe](0), RECIPES[recipe](0), RECIPES[recipe](1)
+    a, b, c = build_recipe(recipe, 0), build_recipe(recipe, 0), build_recipe(recipe, 1)
     assert a == b
     assert a != c
     assert a[4:8] == b"TFL3"

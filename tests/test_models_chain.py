@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.models import (
+from agent.local import build_recipe
+from agent.runtimes.chain import LayerChain, WholeModel
+from joulefarm.tflite import (
     RECIPES,
     Conv2D,
     FullyConnected,
-    LayerChain,
     Reshape,
-    WholeModel,
     build_model,
     read_layers,
     split_model,
 )
-from agent.models.flatbuffer import buffer_data_offsets, unpack_model
-from agent.models.variants import float16_weights
+from joulefarm.tflite.flatbuffer import buffer_data_offsets, unpack_model
+from joulefarm.tflite.variants import float16_weights
 
 
 def whole_outputs(model_bytes: bytes, inputs: list[np.ndarray], **kwargs) -> list[np.ndarray]:
@@ -29,7 +29,7 @@ def whole_outputs(model_bytes: bytes, inputs: list[np.ndarray], **kwargs) -> lis
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_chain_equals_whole_model_bit_exactly(recipe):
-    model = RECIPES[recipe](0)
+    model = build_recipe(recipe, 0)
     chain = LayerChain(model)
     for seed in (0, 1):
         inputs = chain.random_inputs(seed)
@@ -43,7 +43,7 @@ def test_chain_equals_whole_model_bit_exactly(recipe):
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_chain_with_xnnpack_is_close(recipe):
-    model = RECIPES[recipe](0)
+    model = build_recipe(recipe, 0)
     chain = LayerChain(model, use_xnnpack=True)
     inputs = chain.random_inputs(2)
     (expected,) = whole_outputs(model, inputs)
@@ -56,7 +56,7 @@ def test_chain_with_xnnpack_is_close(recipe):
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_split_sub_models(recipe):
-    model = RECIPES[recipe](0)
+    model = build_recipe(recipe, 0)
     parts = split_model(model)
     graph = unpack_model(model).subgraphs[0]
     assert [p.index for p in parts] == list(range(len(graph.operators)))
@@ -73,14 +73,14 @@ def test_split_sub_models(recipe):
 
 def test_residual_input_order():
     """ADD reads two earlier tensors: the sub-model keeps the node's input order."""
-    model = RECIPES["res_block"](0)
+    model = build_recipe("res_block", 0)
     add = next(p for p in split_model(model) if p.op == "ADD")
     graph = unpack_model(model).subgraphs[0]
     assert add.input_tensors == tuple(graph.operators[add.index].inputs)
 
 
 def test_feed_then_invoke_layer_repeats_the_layer():
-    model = RECIPES["res_block"](0)
+    model = build_recipe("res_block", 0)
     chain = LayerChain(model)
     outputs = chain.feed(chain.random_inputs(3))
     layer_outputs = []
@@ -98,14 +98,14 @@ def test_feed_then_invoke_layer_repeats_the_layer():
 
 
 def test_layers_line_up_with_chain():
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     chain = LayerChain(model)
     assert chain.layers == read_layers(model)
     assert len(chain) == len(chain.layers) == len(chain.interpreters) == len(chain.invokers)
 
 
 def test_fp16_weights_are_folded_into_their_layers():
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     half = float16_weights(model)
     all_nodes = read_layers(half, include_weight_prep=True)
     layers = read_layers(half)
@@ -142,7 +142,7 @@ def test_batch_resize_through_the_chain():
 
 
 def test_wrong_inputs_are_rejected():
-    chain = LayerChain(RECIPES["mlp"](0))
+    chain = LayerChain(build_recipe("mlp", 0))
     with pytest.raises(ValueError, match="model has 1 inputs, got 2"):
         chain.run(chain.random_inputs(0) * 2)
     with pytest.raises(ValueError, match="input 0 must be float32, got float64"):
@@ -150,7 +150,7 @@ def test_wrong_inputs_are_rejected():
 
 
 def test_impossible_resize_is_model_error():
-    from agent.models import ModelError
+    from joulefarm.tflite import ModelError
 
     model = build_model((1, 6, 6, 2), [Conv2D(4), Reshape((1, 144))])  # fixed batch of 1
     with pytest.raises(ModelError, match=r"node 1 \(RESHAPE\): the runtime could not allocate"):

@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from agent.models import (
+from agent.local import build_recipe
+from agent.runtimes.backend import load_interpreter
+from joulefarm.tflite import (
     RECIPES,
     AveragePool2D,
     Conv2D,
@@ -23,9 +25,8 @@ from agent.models import (
     model_summary,
     read_layers,
 )
-from agent.models.flatbuffer import pack_model, unpack_model
-from agent.models.schema import tfl
-from agent.runtime import load_interpreter
+from joulefarm.tflite.flatbuffer import pack_model, unpack_model
+from joulefarm.tflite.schema import tfl
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_shape_overrides_change_features(small_cnn):
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_layers_differ_in_cost(recipe):
-    macs = [layer.macs for layer in read_layers(RECIPES[recipe](0))]
+    macs = [layer.macs for layer in read_layers(build_recipe(recipe, 0))]
     assert max(macs) > 20 * min(m for m in macs if m > 0)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.models import RECIPES, ModelError, WholeModel, build_model, read_layers
-from agent.models.builder import DepthwiseConv2D, Softmax
-from agent.models.flatbuffer import buffer_data_offsets, unpack_model
-from agent.models.schema import tfl
-from agent.models.variants import float16_weights, quantize_int8
+from agent.local import build_recipe
+from agent.runtimes.chain import WholeModel, calibration_ranges
+from joulefarm.tflite import ModelError, build_model, read_layers
+from joulefarm.tflite.builder import DepthwiseConv2D, Softmax
+from joulefarm.tflite.flatbuffer import buffer_data_offsets, unpack_model
+from joulefarm.tflite.schema import tfl
+from joulefarm.tflite.variants import float16_weights, quantize_int8
 
 
 def run(model: bytes, x: np.ndarray) -> np.ndarray:
@@ -21,8 +23,8 @@ def run(model: bytes, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("recipe", ["tiny_cnn", "mlp", "res_block", "concat_pad"])
 def test_int8_tracks_the_float_model(recipe):
-    float_model = RECIPES[recipe](0)
-    int8_model = quantize_int8(float_model)
+    float_model = build_recipe(recipe, 0)
+    int8_model = quantize_int8(float_model, calibration_ranges(float_model))
     whole = WholeModel(int8_model)
     detail = whole.interpreter.get_input_details()[0]
     scale, zero_point = detail["quantization"]
@@ -37,8 +39,9 @@ def test_int8_tracks_the_float_model(recipe):
 
 
 def test_int8_features():
-    float_layers = read_layers(RECIPES["tiny_cnn"](0))
-    int8_model = quantize_int8(RECIPES["tiny_cnn"](0))
+    float_layers = read_layers(build_recipe("tiny_cnn", 0))
+    float_model = build_recipe("tiny_cnn", 0)
+    int8_model = quantize_int8(float_model, calibration_ranges(float_model))
     layers = read_layers(int8_model)
     assert all(layer.dtype == "int8" for layer in layers)
     assert [layer.macs for layer in layers] == [layer.macs for layer in float_layers]
@@ -53,23 +56,25 @@ def test_int8_features():
 
 
 def test_int8_is_deterministic():
-    model = RECIPES["res_block"](0)
-    assert quantize_int8(model) == quantize_int8(model)
-    assert quantize_int8(model) != quantize_int8(model, calibration_seed=1)
+    model = build_recipe("res_block", 0)
+    assert quantize_int8(model, calibration_ranges(model)) == quantize_int8(
+        model, calibration_ranges(model))
+    assert quantize_int8(model, calibration_ranges(model)) != quantize_int8(
+        model, calibration_ranges(model, seed=1))
 
 
 def test_int8_rejects_unknown_ops():
     model = unpack_model(build_model((1, 4, 4, 2), [DepthwiseConv2D(), Softmax()]))
     code = model.operatorCodes[model.subgraphs[0].operators[1].opcodeIndex]
     code.builtinCode = code.deprecatedBuiltinCode = tfl.BuiltinOperator.LOGISTIC
-    from agent.models.flatbuffer import pack_model
+    from joulefarm.tflite.flatbuffer import pack_model
 
     with pytest.raises(ModelError, match=r"node 1 \(LOGISTIC\): quantize_int8 supports only"):
-        quantize_int8(pack_model(model))
+        quantize_int8(pack_model(model), {})
 
 
 def test_float16_weights_close_to_float():
-    model = RECIPES["res_block"](0)
+    model = build_recipe("res_block", 0)
     half = float16_weights(model)
     x = np.random.default_rng(6).standard_normal((1, 32, 32, 16)).astype(np.float32)
     np.testing.assert_allclose(run(half, x), run(model, x), atol=2e-3)

@@ -11,13 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import convert
+from agent.local import build_recipe
 from agent.measure import measure
 from agent.meters.base import MeterDescription
 from agent.meters.sim import SimMeter
-from agent.models import RECIPES, LayerChain, LayerPairs, ModelError, pair_model, read_layers
-from agent.models.variants import float16_weights
-from agent.results import (
+from agent.runtimes.backend import load_interpreter, runtime_info
+from agent.runtimes.chain import LayerChain, LayerPairs
+from agent.server import AgentConfig, build_server
+from controller.config.registry import Device, MeterConfig
+from controller.config.suite import load_suite
+from controller.farm.sweep import Endpoint, job_configs, run_sweep
+from controller.store import ResultStore, StoreError, query_readonly
+from joulefarm import wire
+from joulefarm.results import (
     BenchmarkResult,
     LayerRecord,
     MeasureSettings,
@@ -25,12 +31,8 @@ from agent.results import (
     check_pairs,
     is_fused,
 )
-from agent.runtime import load_interpreter, runtime_info
-from agent.server import AgentConfig, build_server
-from controller.registry import Device, MeterConfig
-from controller.store import ResultStore, StoreError, query_readonly
-from controller.suite import load_suite
-from controller.sweep import Endpoint, job_configs, run_sweep
+from joulefarm.tflite import RECIPES, ModelError, pair_model, read_layers
+from joulefarm.tflite.variants import float16_weights
 from tests.conftest import run_cli
 
 FAST = MeasureSettings(min_layer_duration_s=0.004, min_iterations=2, idle_duration_s=0.06,
@@ -53,7 +55,7 @@ def run_pair(model: bytes, first: int, second: int, values: dict[int, np.ndarray
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_pair_equals_its_two_layers_in_sequence_bit_exactly(recipe: str) -> None:
-    model = RECIPES[recipe](0)
+    model = build_recipe(recipe, 0)
     chain = LayerChain(model)
     # The chain runs every single-op sub-model in sequence: its tensor values are the truth.
     values = chain.tensor_values(chain.random_inputs(1))
@@ -69,7 +71,7 @@ def test_pair_equals_its_two_layers_in_sequence_bit_exactly(recipe: str) -> None
 
 
 def test_pair_io_and_what_stays_inside() -> None:
-    model = RECIPES["res_block"](0)
+    model = build_recipe("res_block", 0)
     layers = read_layers(model)
     chain = LayerChain(model)
     stem, conv1 = chain.layer_models[0], chain.layer_models[1]
@@ -88,7 +90,7 @@ def test_pair_io_and_what_stays_inside() -> None:
 
 
 def test_weight_prep_is_folded_into_the_pair() -> None:
-    half = float16_weights(RECIPES["tiny_cnn"](0))
+    half = float16_weights(build_recipe("tiny_cnn", 0))
     chain = LayerChain(half)
     pairs = LayerPairs(chain)
     values = chain.tensor_values(chain.random_inputs(0))
@@ -104,7 +106,7 @@ def test_weight_prep_is_folded_into_the_pair() -> None:
 
 
 def test_independent_or_misordered_pairs_are_refused() -> None:
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     with pytest.raises(ModelError, match="node 2 .* reads no output of node 0"):
         pair_model(model, 0, 2)  # not adjacent: conv 2 reads the depthwise conv, not conv 0
     with pytest.raises(ModelError, match="reads no output"):
@@ -123,7 +125,7 @@ def test_nn_meter_rule() -> None:
 
 @pytest.fixture(scope="module")
 def measured() -> BenchmarkResult:
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     return measure(model, hashlib.sha256(model).hexdigest(), SimMeter("host", seed=2), FAST,
                    runtime_info())
 
@@ -149,20 +151,20 @@ def test_measure_times_every_adjacent_pair_close_to_the_truth(measured: Benchmar
 
 
 def test_pairs_cross_the_wire(measured: BenchmarkResult) -> None:
-    back = convert.result_from_proto(convert.result_to_proto(measured).result)
+    back = wire.result_from_proto(wire.result_to_proto(measured).result)
     assert back.pairs == measured.pairs
     real = PairRecord(first_index=3, second_index=4, ops="A+B", iterations=7, latency_s=1e-4,
                       energy_j=2e-4, mean_power_w=2.0, flags=("partial_coverage",))
-    msg = convert.pairs_to_proto((real,))
-    assert convert.pairs_from_proto(msg) == (real,)  # no truth stays None
-    request = convert.settings_to_proto("a" * 64, FAST)
-    assert convert.settings_from_proto(request).pairs is True
-    assert convert.settings_from_proto(convert.settings_to_proto("a", MeasureSettings())
+    msg = wire.pairs_to_proto((real,))
+    assert wire.pairs_from_proto(msg) == (real,)  # no truth stays None
+    request = wire.settings_to_proto("a" * 64, FAST)
+    assert wire.settings_from_proto(request).pairs is True
+    assert wire.settings_from_proto(wire.settings_to_proto("a", MeasureSettings())
                                        ).pairs is False
 
 
 def test_without_pairs_no_pair_is_timed() -> None:
-    model = RECIPES["mlp"](0)
+    model = build_recipe("mlp", 0)
     settings = MeasureSettings(min_layer_duration_s=0.002, min_iterations=2,
                                idle_duration_s=0.06, warmup_iterations=1)
     result = measure(model, "b" * 64, SimMeter("host", seed=1), settings, runtime_info())
@@ -264,7 +266,7 @@ def test_suite_pairs_go_through_a_sweep(tmp_path: Path, agent: str) -> None:
 
 def test_bench_prints_the_pair_table(tmp_path: Path) -> None:
     model = tmp_path / "mlp.tflite"
-    model.write_bytes(RECIPES["mlp"](0))
+    model.write_bytes(build_recipe("mlp", 0))
     proc = run_cli("bench", str(model), "--pairs", "--min-layer-duration-s", "0.003", "--json",
                    timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""In-situ per-operator timing (agent.profiler): events per node, on the agent clock.
+"""In-situ per-operator timing (agent.runtimes.profiler): events per node, on the agent clock.
 
 The LiteRT C API backend runs here (ai-edge-litert, numpy 2). The tflite-runtime hook needs
 numpy < 2: its test runs in a separate interpreter named by ``JOULEFARM_TFLITE_RUNTIME_PYTHON``
@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import litert_capi, profiler
-from agent.models import RECIPES, WholeModel, read_layers
-from agent.profiler import (
+from agent.local import build_recipe
+from agent.runtimes import litert_capi, profiler
+from agent.runtimes.chain import WholeModel
+from agent.runtimes.profiler import (
     BRACKET_TOLERANCE_S,
     ProfilerUnavailable,
     open_profiled_model,
     profile_inferences,
 )
+from joulefarm.tflite import read_layers
 
 REPO = Path(__file__).resolve().parent.parent
 ITERATIONS = 6
@@ -40,7 +42,7 @@ needs_litert = pytest.mark.skipif(not HAVE_LITERT, reason="ai-edge-litert's libL
 
 @pytest.fixture(scope="module", params=["tiny_cnn", "mlp"])
 def recipe(request: pytest.FixtureRequest) -> tuple[str, bytes]:
-    return request.param, RECIPES[request.param](0)
+    return request.param, build_recipe(request.param, 0)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,7 @@ def test_outputs_match_the_python_interpreter(recipe: tuple[str, bytes]) -> None
 
 @needs_litert
 def test_runs_longer_than_the_event_buffer_are_read_in_chunks() -> None:
-    model_bytes = RECIPES["tiny_cnn"](0)
+    model_bytes = build_recipe("tiny_cnn", 0)
     with open_profiled_model(model_bytes, backend="litert-capi") as model:
         model.warmup(2)
         model._chunk = 3  # noqa: SLF001 - force several buffer refills in a short run
@@ -148,7 +150,7 @@ def test_runs_longer_than_the_event_buffer_are_read_in_chunks() -> None:
 
 @needs_litert
 def test_min_duration_extends_the_run() -> None:
-    with open_profiled_model(RECIPES["mlp"](0), backend="litert-capi") as model:
+    with open_profiled_model(build_recipe("mlp", 0), backend="litert-capi") as model:
         run = model.run(1, min_duration_s=0.03)
     assert run.inference_ends_s[-1] - run.inference_starts_s[0] >= 0.03
     assert run.iterations > 1
@@ -156,7 +158,7 @@ def test_min_duration_extends_the_run() -> None:
 
 @needs_litert
 def test_xnnpack_events_are_marked_unmapped_and_reconstructed() -> None:
-    model_bytes = RECIPES["tiny_cnn"](0)
+    model_bytes = build_recipe("tiny_cnn", 0)
     run = profile_inferences(model_bytes, iterations=4, use_xnnpack=True, backend="litert-capi",
                              measure_overhead=False)
     assert len(run) > 0 and run.use_xnnpack
@@ -172,7 +174,7 @@ def test_xnnpack_events_are_marked_unmapped_and_reconstructed() -> None:
 
 @needs_litert
 def test_overhead_is_measured() -> None:
-    run = profile_inferences(RECIPES["tiny_cnn"](0), iterations=3, backend="litert-capi")
+    run = profile_inferences(build_recipe("tiny_cnn", 0), iterations=3, backend="litert-capi")
     o = run.overhead
     assert o.ops_per_inference == 8
     assert o.per_inference_s is not None and np.isfinite(o.per_inference_s)
@@ -182,7 +184,7 @@ def test_overhead_is_measured() -> None:
 
 @needs_litert
 def test_a_clock_that_does_not_match_perf_counter_is_refused() -> None:
-    with open_profiled_model(RECIPES["mlp"](0), backend="litert-capi") as model:
+    with open_profiled_model(build_recipe("mlp", 0), backend="litert-capi") as model:
         model._session.clock_offset_s += 0.5  # type: ignore[attr-defined]  # noqa: SLF001
         with pytest.raises(ProfilerUnavailable, match="outside their inference"):
             model.warmup(1)
@@ -190,7 +192,7 @@ def test_a_clock_that_does_not_match_perf_counter_is_refused() -> None:
 
 @needs_litert
 def test_events_with_an_unexpected_layout_are_refused() -> None:
-    with open_profiled_model(RECIPES["mlp"](0), backend="litert-capi") as model:
+    with open_profiled_model(build_recipe("mlp", 0), backend="litert-capi") as model:
         session = model._session  # noqa: SLF001
         session.start()
         session.invoke()
@@ -203,7 +205,7 @@ def test_events_with_an_unexpected_layout_are_refused() -> None:
 
 @needs_litert
 def test_runtime_failure_mid_run_becomes_unavailable() -> None:
-    with open_profiled_model(RECIPES["mlp"](0), backend="litert-capi") as model:
+    with open_profiled_model(build_recipe("mlp", 0), backend="litert-capi") as model:
         model.warmup(1)
 
         def broken() -> None:
@@ -222,7 +224,7 @@ def test_no_backend_raises_unavailable_with_every_reason(monkeypatch: pytest.Mon
     monkeypatch.setattr(litert_capi, "library_path", missing)
     monkeypatch.setattr(profiler, "_hook_version", lambda: None)
     with pytest.raises(ProfilerUnavailable) as info:
-        profile_inferences(RECIPES["mlp"](0), iterations=1)
+        profile_inferences(build_recipe("mlp", 0), iterations=1)
     message = str(info.value)
     assert "no per-operator profiler works here" in message
     assert "litert-capi: ai-edge-litert ships no libLiteRt.so" in message
@@ -241,7 +243,7 @@ def test_a_library_without_the_c_api_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_backend_name() -> None:
     with pytest.raises(ValueError, match="unknown profiler backend"):
-        profile_inferences(RECIPES["mlp"](0), iterations=1, backend="perf")
+        profile_inferences(build_recipe("mlp", 0), iterations=1, backend="perf")
 
 
 @needs_litert
@@ -249,7 +251,7 @@ def test_unverified_versions_are_probed_in_a_child_process(monkeypatch: pytest.M
                                                            ) -> None:
     monkeypatch.setattr(litert_capi, "VERIFIED_VERSIONS", frozenset())
     monkeypatch.setattr(profiler, "_PROBED", {})
-    run = profile_inferences(RECIPES["mlp"](0), iterations=2, backend="litert-capi",
+    run = profile_inferences(build_recipe("mlp", 0), iterations=2, backend="litert-capi",
                              measure_overhead=False)
     assert len(run) == 8
     probed = profiler._PROBED  # noqa: SLF001
@@ -267,7 +269,7 @@ def test_a_crashing_probe_makes_the_backend_unavailable(monkeypatch: pytest.Monk
     monkeypatch.setattr(profiler.subprocess, "run", crashed)
     with pytest.raises(ProfilerUnavailable,
                        match=r"probe of litert-capi \(9\.9\.9\) exited with -11"):
-        profile_inferences(RECIPES["mlp"](0), iterations=1)
+        profile_inferences(build_recipe("mlp", 0), iterations=1)
 
 
 def test_iteration_assignment_tolerates_truncated_timestamps() -> None:
@@ -296,8 +298,8 @@ def _hook_python() -> str | None:
 
 _HOOK_SCRIPT = """
 import json, numpy as np
-from agent.models import RECIPES, read_layers
-from agent.profiler import profile_inferences
+from joulefarm.tflite import RECIPES, read_layers
+from agent.runtimes.profiler import profile_inferences
 out = {}
 for name in ("tiny_cnn", "mlp"):
     mb = RECIPES[name](0)

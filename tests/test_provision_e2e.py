@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from controller.config.registry import Device, load_registry
 from controller.provision.errors import ProvisionError, UnknownHostKeyError
 from controller.provision.provisioner import ProvisionOptions, WheelSource, provision_device
 from controller.provision.ssh import connect
 from controller.provision.verify import check_agent, check_agent_via_tunnel
 from controller.provision.wheel import build_wheel
-from controller.registry import Device, load_registry
 from tests.sshd import PASSPHRASE, SshServer, free_port, sshd_server  # noqa: F401
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
@@ -268,7 +268,7 @@ def test_a_sweep_reaches_a_tunnelled_device(farm: Farm, first_run: object,
     """A `tunnel = true` device is benchmarked through an SSH port forward."""
     import duckdb
 
-    from controller.runner import run_suite
+    from controller.farm.runner import run_suite
 
     monkeypatch.setenv("JOULEFARM_SSH_PASSPHRASE", PASSPHRASE)
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)

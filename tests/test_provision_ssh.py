@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.config.registry import Device, MeterConfig, SshConfig
 from controller.provision import (
     ChangedHostKeyError,
     ProvisionInputError,
@@ -23,7 +24,6 @@ from controller.provision import (
 from controller.provision.errors import RemoteCommandError
 from controller.provision.ssh import PASSPHRASE_ENV, connect, passphrase_from_env_or_tty
 from controller.provision.tunnel import agent_tunnel, open_forward
-from controller.registry import Device, MeterConfig, SshConfig
 from tests.sshd import (  # noqa: F401 (sshd_server is a fixture)
     PASSPHRASE,
     SshServer,

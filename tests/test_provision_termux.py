@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import litert_capi
+from agent.runtimes import litert_capi
+from controller.config.registry import Device, load_registry
 from controller.provision import termux
 from controller.provision.errors import ProvisionError
 from controller.provision.verify import check_agent
-from controller.registry import Device, load_registry
 from tests.sshd import PASSPHRASE, SshServer, free_port, start_sshd
 from tests.test_provision_e2e import _is_zombie
 
@@ -90,13 +90,13 @@ def test_android_warnings() -> None:
 def test_the_schema_module_can_come_from_a_file_alone(tmp_path: Path) -> None:
     """A phone has no ai-edge-litert wheel: provisioning copies the controller's schema module
     and names it in $JOULEFARM_TFLITE_SCHEMA, which wins over any installed wheel."""
-    from agent.models.schema import SCHEMA_ENV, schema_file
+    from joulefarm.tflite.schema import SCHEMA_ENV, schema_file
 
     source = schema_file()
     assert source is not None
     copy = tmp_path / "schema_py_generated.py"
     shutil.copy(source, copy)
-    code = ("import sys, agent.models.schema as s; print(s.tfl.__file__); "
+    code = ("import sys, joulefarm.tflite.schema as s; print(s.tfl.__file__); "
             "print(any(m.startswith('ai_edge_litert') for m in sys.modules))")
     env = {**os.environ, SCHEMA_ENV: str(copy)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -291,7 +291,7 @@ def test_a_layer_sweep_runs_on_the_phone(phone: Phone, provisioned: object,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import duckdb
 
-    from controller.runner import run_suite
+    from controller.farm.runner import run_suite
 
     monkeypatch.setenv("JOULEFARM_SSH_PASSPHRASE", PASSPHRASE)
     suite = phone.root / "suite.toml"

@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from controller.config.registry import (
+    Device,
+    MeterConfig,
+    Registry,
+    RegistryError,
+    SshConfig,
+    parse_jump,
+    parse_registry,
+)
 from controller.provision import ProvisionInputError
 from controller.provision.errors import ProvisionError
 from controller.provision.install import RemoteLayout
@@ -32,28 +41,10 @@ from controller.provision.service import (
 )
 from controller.provision.tokens import ensure_local_token
 from controller.provision.wheel import WheelTags, build_wheel, source_hash, wheel_problem
-from controller.registry import (
-    Device,
-    MeterConfig,
-    Registry,
-    RegistryError,
-    SshConfig,
-    parse_jump,
-    parse_registry,
-)
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Mirrors app.py (until it registers the command and its input errors, this does).
-_MAIN = (
-    "from controller.cli import app, provision_cmd\n"
-    "from controller.provision import ProvisionInputError\n"
-    "if not any(c.name == 'provision' for c in app.app.registered_commands):\n"
-    "    provision_cmd.register(app.app)\n"
-    "if ProvisionInputError not in app.INPUT_ERRORS:\n"
-    "    app.INPUT_ERRORS = (*app.INPUT_ERRORS, ProvisionInputError)\n"
-    "app.main()\n"
-)
+_MAIN = "from controller.cli.app import main\nmain()\n"
 
 REMOTE = """\
 schema_version = 1

@@ -1,4 +1,4 @@
-"""Tests of controller.registry: devices.toml into dataclasses, and errors with exact places."""
+"""Tests of controller.config.registry: devices.toml into dataclasses, and errors with exact places."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from textwrap import dedent
 
 import pytest
 
-from controller.errors import JoulefarmError
-from controller.registry import (
+from controller.config.registry import (
     Device,
     MeterConfig,
     Registry,
@@ -24,6 +23,7 @@ from controller.registry import (
     load_registry,
     parse_registry,
 )
+from joulefarm.errors import JoulefarmError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ description = "Pi 5 on the bench"
 [device.meter]
 kind = "ina3221"
 sample_rate_hz = 1000
-options = { bus = 1, address = 0x40, channels = [1, 2] }
+options = { total_rail = "VDD_IN" }
 
 [device.ssh]
 user = "pi"
@@ -120,7 +120,7 @@ def test_valid_file_round_trips_into_dataclasses(tmp_path: Path) -> None:
                 meter=MeterConfig(
                     kind="ina3221",
                     sample_rate_hz=1000.0,
-                    options={"bus": 1, "address": 0x40, "channels": [1, 2]},
+                    options={"total_rail": "VDD_IN"},
                 ),
                 port=50051,
                 tags=("demo", "arm"),
@@ -139,7 +139,7 @@ def test_valid_file_round_trips_into_dataclasses(tmp_path: Path) -> None:
     assert isinstance(pi.meter.sample_rate_hz, float)
     assert hash(pi)  # frozen and hashable even with an options table
     with pytest.raises(TypeError):
-        pi.meter.options["bus"] = 2  # type: ignore[index]
+        pi.meter.options["total_rail"] = "sum"  # type: ignore[index]
     assert parse_registry(path.read_text(), path) == registry
 
 
@@ -601,7 +601,10 @@ def test_unknown_meter_kind_lists_valid_ones(tmp_path: Path) -> None:
 
 def test_unknown_sim_profile_lists_valid_ones(tmp_path: Path) -> None:
     text = device(HOST, meter='kind = "sim"\nprofile = "rpi3"')
-    assert load_registry(write(tmp_path, text)).devices[0].meter.profile == "rpi3"
+    assert error_of(tmp_path, text) == (  # by default, the profiles the simulator has
+        "11: device[0].meter.profile: unknown sim profile 'rpi3' (did you mean 'rpi4'?); "
+        "expected one of: host, jetson-orin-nano, rpi4"
+    )
     assert error_of(tmp_path, text, sim_profiles=("rpi4", "jetson-orin")) == (
         "11: device[0].meter.profile: unknown sim profile 'rpi3' (did you mean 'rpi4'?); "
         "expected one of: jetson-orin, rpi4"
@@ -657,7 +660,7 @@ def test_line_indexer_is_not_fooled_by_strings_and_comments(tmp_path: Path) -> N
         "  1]]\r\n"  # 11
         '"address" = "10.0.0.1"\r\n'  # 12
         "local = true\r\n"  # 13
-        "meter = { kind = 'sim', profile = 'p', options = { a = [1, {b = 2}] } }\r\n"  # 14
+        "meter = { kind = 'replay', options = { path = [1, {b = 2}] } }\r\n"  # 14
         "[device.ssh]\r\n"  # 15
         "user = 'x'\r\n"  # 16
         "key = '''k'''''\r\n"  # 17: a closing run of 5 quotes
@@ -698,3 +701,12 @@ def test_line_index_finds_every_key_on_a_line_that_writes_it(text: str) -> None:
         if isinstance(key, str):
             line = lines[index.line_of(path) - 1]
             assert re.search(rf"(^|[\[{{,\s.]){re.escape(key)}\s*[=.\]]", line), (path, line)
+
+
+def test_unknown_meter_option_is_named_with_its_line(tmp_path: Path) -> None:
+    text = device('name = "j"\nplatform = "jetson"\naddress = "10.0.0.2"\nport = 1',
+                  meter='kind = "tegrastats"\n[device.meter.options]\ninterval_ms = 100\n'
+                        'totl_rail = "VDD_IN"')
+    message = error_of(tmp_path, text)
+    assert message.startswith("12: device[0].meter.options.totl_rail: meter kind 'tegrastats' "
+                              "takes no option 'totl_rail' (did you mean 'total_rail'?)"), message

@@ -21,20 +21,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent import litert_capi, runtime
-from agent.capi_interpreter import CApiInterpreter
-from agent.models import (
-    RECIPES,
-    FullyConnected,
-    LayerChain,
-    WholeModel,
-    build_model,
-    read_layers,
-    split_model,
-)
-from agent.models.errors import ModelError
-from agent.results import MeasureSettings
-from controller.client import AgentClient
+from agent.local import build_recipe
+from agent.runtimes import backend as runtime
+from agent.runtimes import litert_capi
+from agent.runtimes.capi_interpreter import CApiInterpreter
+from agent.runtimes.chain import LayerChain, WholeModel
+from controller.farm.client import AgentClient
+from joulefarm.errors import ModelError
+from joulefarm.results import MeasureSettings
+from joulefarm.tflite import RECIPES, FullyConnected, build_model, read_layers, split_model
 from tests import test_models_basic_pitch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +92,7 @@ def _same_details(python: list[dict], capi: list[dict]) -> None:
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_capi_interpreter_matches_the_python_interpreter(recipe: str, lib_copy: Path) -> None:
-    model = RECIPES[recipe](0)  # int8 recipes calibrate in the default runtime
+    model = build_recipe(recipe, 0)  # int8 recipes calibrate in the default runtime
     python = runtime.load_interpreter(model)
     inputs = [_random(python.get_input_details(), seed) for seed in (0, 1)]
     expected = [_run(python, x) for x in inputs]
@@ -119,7 +114,7 @@ def test_capi_interpreter_matches_the_python_interpreter(recipe: str, lib_copy: 
 
 
 def test_xnnpack_and_threads_reach_the_c_api(lib_copy: Path) -> None:
-    model = RECIPES["tiny_cnn"](0)
+    model = build_recipe("tiny_cnn", 0)
     python = runtime.load_interpreter(model, use_xnnpack=True, num_threads=2)
     x = _random(python.get_input_details(), 3)
     (want,) = _run(python, x)
@@ -130,7 +125,7 @@ def test_xnnpack_and_threads_reach_the_c_api(lib_copy: Path) -> None:
 
 @pytest.mark.parametrize("recipe", ["res_block", "concat_pad", "tiny_cnn_int8"])
 def test_layer_chain_reproduces_the_whole_model(recipe: str, lib_copy: Path) -> None:
-    model = RECIPES[recipe](0)
+    model = build_recipe(recipe, 0)
     whole = WholeModel(model)  # the Python runtime: the reference
     inputs = whole.random_inputs(5)
     whole.set_inputs(inputs)
@@ -152,7 +147,7 @@ def test_layer_chain_reproduces_the_whole_model(recipe: str, lib_copy: Path) -> 
 
 def test_resizing_inputs_recompiles_and_keeps_bound_invokers(lib_copy: Path) -> None:
     fc = build_model((1, 16), [FullyConnected(4)])
-    model = RECIPES["tiny_cnn"](0)  # Flatten keeps the batch free: batch 3 runs
+    model = build_recipe("tiny_cnn", 0)  # Flatten keeps the batch free: batch 3 runs
     batch = np.random.default_rng(7).standard_normal((3, 64, 64, 3)).astype(np.float32)
     reference = WholeModel(model)
     reference.set_inputs([batch])
@@ -187,7 +182,7 @@ def test_resizing_inputs_recompiles_and_keeps_bound_invokers(lib_copy: Path) -> 
 
 
 def test_misuse_is_a_clear_model_error(lib_copy: Path) -> None:
-    model = RECIPES["mlp"](0)
+    model = build_recipe("mlp", 0)
     runtime.configure_runtime("litert-c", lib_copy)
     it = runtime.load_interpreter(model)
     (detail,) = it.get_input_details()
@@ -230,7 +225,7 @@ def test_bad_configurations_name_the_path_or_option(tmp_path: Path) -> None:
     junk.write_bytes(b"not a shared object")
     runtime.configure_runtime("litert-c", junk)
     with pytest.raises(ImportError, match=f"--litert-lib {junk}: not a usable LiteRT C API"):
-        runtime.load_interpreter(RECIPES["mlp"](0))
+        runtime.load_interpreter(build_recipe("mlp", 0))
     with pytest.raises(ValueError, match=r"unknown runtime 'tflite' \(known: auto, "
                                          r"ai-edge-litert, tflite-runtime, litert-c\)"):
         runtime.configure_runtime("tflite")
@@ -258,7 +253,7 @@ def test_external_delegates_need_a_python_runtime(lib_copy: Path, tmp_path: Path
     delegate = tmp_path / "libvendor_delegate.so"
     with pytest.raises(ModelError, match=f"external delegates need a Python runtime.*"
                                          f"cannot load {delegate}"):
-        runtime.load_interpreter(RECIPES["mlp"](0), delegate_path=str(delegate))
+        runtime.load_interpreter(build_recipe("mlp", 0), delegate_path=str(delegate))
 
 
 @pytest.mark.slow
@@ -307,10 +302,11 @@ def test_basic_pitch_layers_match_and_dynamic_outputs_are_refused(nmp: bytes,
 
 CHILD = """
 import json, sys
-from agent import runtime
+from agent.runtimes import backend as runtime
 runtime.configure_runtime("litert-c", sys.argv[1], "child")
-from agent.models import RECIPES, LayerChain
-from agent.profiler import profile_inferences
+from agent.runtimes.chain import LayerChain
+from joulefarm.tflite import RECIPES
+from agent.runtimes.profiler import profile_inferences
 model = RECIPES["res_block"](0)
 chain = LayerChain(model)
 (out,) = chain.run(chain.random_inputs(4))
@@ -324,7 +320,7 @@ print(json.dumps({
 
 
 def test_a_process_on_litert_c_never_imports_ai_edge_litert(lib_copy: Path) -> None:
-    model = RECIPES["res_block"](0)
+    model = build_recipe("res_block", 0)
     whole = WholeModel(model)
     whole.set_inputs(whole.random_inputs(4))
     whole.invoke()
@@ -365,7 +361,7 @@ def test_agent_serves_benchmarks_on_litert_c(lib_copy: Path, tmp_path: Path) -> 
         line = process.stdout.readline()
         assert line, (tmp_path / "agent.log").read_text()[-3000:]
         port = json.loads(line)["port"]
-        model = RECIPES["tiny_cnn"](0)
+        model = build_recipe("tiny_cnn", 0)
         fast = MeasureSettings(min_layer_duration_s=0.005, min_iterations=2,
                                idle_duration_s=0.06, min_duration_s=0.1)
         with AgentClient("capi", f"127.0.0.1:{port}", TOKEN) as client:

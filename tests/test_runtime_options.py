@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from agent.local import build_recipe
 from agent.measure import measure
 from agent.meters.sim import SimMeter
-from agent.models.builder import RECIPES
-from agent.models.errors import ModelError
-from agent.results import MeasureSettings
-from agent.runtime import load_interpreter, runtime_info
-from controller.suite import SuiteError, load_suite
-from controller.sweep import job_configs
+from agent.runtimes.backend import load_interpreter, runtime_info
+from controller.config.suite import SuiteError, load_suite
+from controller.farm.sweep import job_configs
+from joulefarm.errors import ModelError
+from joulefarm.results import MeasureSettings
 
 
 def test_xnnpack_whole_model_runs_and_matches_truth() -> None:
-    model = RECIPES["mlp"](0)
+    model = build_recipe("mlp", 0)
     settings = MeasureSettings(mode="whole", min_duration_s=0.1, idle_duration_s=0.1,
                                use_xnnpack=True)
     result = measure(model, hashlib.sha256(model).hexdigest(), SimMeter("host", seed=1),
@@ -29,7 +29,7 @@ def test_xnnpack_whole_model_runs_and_matches_truth() -> None:
 
 
 def test_a_missing_or_broken_delegate_is_a_clear_error(tmp_path: Path) -> None:
-    model = RECIPES["mlp"](0)
+    model = build_recipe("mlp", 0)
     with pytest.raises(ModelError, match="delegate library .*nope.so does not exist"):
         load_interpreter(model, delegate_path=str(tmp_path / "nope.so"))
     junk = tmp_path / "junk.so"
@@ -66,7 +66,7 @@ def test_repetitions_become_separate_jobs_with_their_own_seed(tmp_path: Path) ->
 
 
 def test_a_generated_layer_sweep_expands_into_models(tmp_path: Path) -> None:
-    from agent.models.parse import read_layers
+    from joulefarm.tflite.parse import read_layers
 
     path = tmp_path / "s.toml"
     path.write_text('schema_version = 1\nname = "x"\n[[model]]\nname = "convs"\n'

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from agent.meters import MeterError, open_meter
-from agent.meters.profiles import PROFILES, get_profile
 from agent.meters.sim import SimMeter
+from joulefarm.sim_profiles import PROFILES, get_profile
 
 
 def _run(meter: SimMeter, activities: list[tuple[str, float, dict]]) -> None:

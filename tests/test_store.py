@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from agent.meters.base import MeterDescription
-from agent.results import BenchmarkResult, DeviceFacts, LayerRecord
 from controller.store import (
     SCHEMA_VERSION,
     DuplicateRunError,
@@ -15,6 +14,7 @@ from controller.store import (
     StoreError,
     query_readonly,
 )
+from joulefarm.results import BenchmarkResult, DeviceFacts, LayerRecord
 
 SIM = MeterDescription(kind="sim", simulated=True, sample_rate_hz=10_000.0, profile="rpi4")
 
@@ -120,7 +120,7 @@ def test_trace_file_is_written_and_removed_with_a_failed_run(tmp_path: Path) -> 
 
     import numpy as np
 
-    from agent.results import DecimatedTrace
+    from joulefarm.results import DecimatedTrace
 
     trace = DecimatedTrace(clock="meter", t0_s=1.0, bucket_s=0.01,
                            min_w=np.ones(5, np.float32), max_w=np.full(5, 3, np.float32),

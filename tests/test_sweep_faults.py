@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from agent.models.builder import RECIPES
-from agent.models.parse import read_layers
-from controller.runner import resume, run_suite
-from controller.timing import Timing
+from agent.local import build_recipe
+from controller.farm.runner import resume, run_suite
+from controller.farm.timing import Timing
+from joulefarm.tflite.parse import read_layers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ SUITE = SUITES / "fast.toml"
 DEVICES = SUITES / "devices_two.toml"
 FAST = Timing(heartbeat_timeout_s=2.0, retries=4, backoff_base_s=0.2, backoff_max_s=1.0,
               health_patience_s=30.0, health_poll_s=0.2)
-LAYERS = {name: len(read_layers(RECIPES[name](0))) for name in ("mlp", "tiny_cnn")}
+LAYERS = {name: len(read_layers(build_recipe(name, 0))) for name in ("mlp", "tiny_cnn")}
 
 
 def agent_pid(device: str) -> int:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.traces import read_trace_parquet
-from controller.traces.errors import TraceInputError
-from controller.traces.windows import read_windows
+from joulefarm.errors import TraceInputError
+from joulefarm.traces import read_trace_parquet
+from joulefarm.traces.windows import read_windows
 from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "traces"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.traces import ImportOptions, detect_format, import_trace
-from controller.traces.errors import TraceFormatError, TraceInputError
+from joulefarm.errors import TraceFormatError, TraceInputError
+from joulefarm.traces import ImportOptions, detect_format, import_trace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "traces"
 
@@ -331,7 +331,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_monsoon_csv_written_under_numpy2_imports(tmp_path) -> None:
     # The monsoon package writes cells as numpy reprs when numpy >= 2 is installed.
-    from controller.traces import import_trace
+    from joulefarm.traces import import_trace
 
     path = tmp_path / "hvpm.csv"
     rows = ["Time(ms),Main(mA),Main Voltage(V)"]

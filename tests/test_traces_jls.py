@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.traces import detect_format, import_trace, summarize
-from controller.traces.errors import TraceFormatError
+from joulefarm.errors import TraceFormatError
+from joulefarm.traces import detect_format, import_trace, summarize
 
 pyjls = pytest.importorskip("pyjls", reason="pyjls (Joulescope JLS reader) is not installed")
 

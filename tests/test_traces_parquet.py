@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import joulefarm
-from controller.traces import import_trace, load_trace, read_trace_parquet, window_energy
-from controller.traces import write_trace as write_parquet
-from controller.traces.errors import TraceFormatError, TraceInputError
-from controller.traces.windows import read_windows
+from joulefarm.errors import TraceFormatError, TraceInputError
+from joulefarm.traces import import_trace, load_trace, read_trace_parquet, window_energy
+from joulefarm.traces import write_trace as write_parquet
+from joulefarm.traces.windows import read_windows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "traces"
 
@@ -81,7 +81,7 @@ def test_window_energy_uniform_known_answers() -> None:
 
 def test_window_energy_timestamped_hold_and_gap() -> None:
     # Non-uniform points held until the next one; the 5 s hole is a gap (> 3x median interval).
-    from controller.traces.model import Trace
+    from joulefarm.traces.imported import Trace
 
     t = np.array([0.0, 1.0, 2.0, 2.5, 7.5, 8.5])
     p = np.array([1.0, 2.0, 4.0, 4.0, 8.0, 8.0])

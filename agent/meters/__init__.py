@@ -7,7 +7,7 @@ types in ``traces`` (uniform on the meter clock, timestamped or counter on the a
 
 from agent.meters.base import Meter, MeterDescription, MeterError, MeterParseError, open_meter
 from agent.meters.factory import discover_meters
-from agent.meters.traces import AnyTrace, CounterTrace, TimestampedTrace, Trace
+from joulefarm.traces.model import AnyTrace, CounterTrace, TimestampedTrace, Trace
 
 __all__ = [
     "AnyTrace",

@@ -23,7 +23,7 @@ import numpy as np
 from agent.meters.base import MeterDescription, MeterError
 from agent.meters.polled import PolledRailMeter
 from agent.meters.sysfs import read_int, read_optional_text, sort_numeric
-from agent.meters.traces import FLAG_CHARGING, TimestampedTrace
+from joulefarm.traces.model import FLAG_CHARGING, TimestampedTrace
 
 KIND = "android-battery"
 SUPPLY_DIR = "sys/class/power_supply"

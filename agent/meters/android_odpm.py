@@ -35,7 +35,7 @@ from agent.meters.base import MeterDescription, MeterError, MeterParseError
 from agent.meters.polled import SampledMeter, counter_trace
 from agent.meters.sampler import PollingSampler, Samples
 from agent.meters.sysfs import read_text, sort_numeric
-from agent.meters.traces import CounterTrace
+from joulefarm.traces.model import CounterTrace
 
 KIND = "android-odpm"
 IIO_DIR = "sys/bus/iio/devices"

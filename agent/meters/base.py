@@ -4,45 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The trace types live in traces.py; ``Trace`` is re-exported here for existing imports.
-from agent.meters.traces import AnyTrace, CounterTrace, TimestampedTrace, Trace
+from joulefarm.errors import MeterError, MeterParseError
+from joulefarm.results import MeterDescription
+from joulefarm.traces.model import AnyTrace, CounterTrace, TimestampedTrace, Trace
 
 __all__ = [
     "AnyTrace", "CounterTrace", "Meter", "MeterDescription", "MeterError", "MeterParseError",
     "TimestampedTrace", "Trace", "open_meter",
 ]
-
-
-class MeterError(RuntimeError):
-    """A meter could not be opened, vanished, or was used out of order."""
-
-
-class MeterParseError(MeterError):
-    """A sensor file, command output or log line did not have the expected format.
-
-    ``str(err)`` names the source, the line number (1-based, 0 when not line-oriented) and
-    the offending text.
-    """
-
-    def __init__(self, source: str, line_no: int, line: str, problem: str) -> None:
-        self.source, self.line_no, self.line, self.problem = source, line_no, line, problem
-        where = f"{source}: line {line_no}" if line_no else source
-        super().__init__(f"{where}: {problem}: {line!r}")
-
-
-@dataclass(frozen=True)
-class MeterDescription:
-    """What produced a trace. ``simulated`` is True whenever power comes from a model."""
-
-    kind: str
-    simulated: bool
-    sample_rate_hz: float
-    profile: str = ""
-    description: str = ""
 
 
 class Meter(ABC):

@@ -1,7 +1,7 @@
 """Open a meter by kind, and find which meters exist on this machine.
 
-Kinds match ``controller.registry.METER_KINDS``; ``options`` is the device's
-``[device.meter.options]`` table. Every path is taken under ``root`` so tests can stand a
+Kinds are ``joulefarm.enums.MeterKind``; ``options`` is the device's ``[device.meter.options]``
+table, whose keys ``joulefarm.enums.METER_OPTIONS`` lists per kind. Every path is taken under ``root`` so tests can stand a
 temporary directory in for ``/``.
 """
 
@@ -10,36 +10,150 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from agent.meters.base import Meter, MeterDescription, MeterError
+from joulefarm.enums import METER_OPTIONS, MeterKind
 
-# Kinds with no driver yet, and what they would need (all registry kinds have one now).
-EXTERNAL_KINDS: dict[str, str] = {}
 
-# Option names each kind accepts (anything else is a mistake worth reporting).
-KIND_OPTIONS: dict[str, frozenset[str]] = {
-    "sim": frozenset(),
-    "rapl": frozenset({"domains"}),
-    "ina3221": frozenset({"total_rail"}),
-    "ina3221-iio": frozenset({"total_rail"}),
-    "ina2xx": frozenset({"sensor", "mode"}),
-    "rpi5-pmic": frozenset(),
-    "tegrastats": frozenset({"interval_ms", "total_rail", "command"}),
-    "android-battery": frozenset({"current_unit", "voltage_unit", "discharge_sign"}),
-    "android-odpm": frozenset({"source", "rails"}),
-    "replay": frozenset({"path", "offset_s", "format"}),
-    "joulescope": frozenset({"serial", "gpi", "config"}),
-    "monsoon": frozenset({"serial", "channel", "vout"}),
-    "otii": frozenset({"host", "port", "device", "channel", "gpi", "keep_recording",
-                       "licensing"}),
+@dataclass(frozen=True)
+class _Open:
+    """What ``open_meter`` was asked for, handed to the kind's opener."""
+
+    options: dict[str, Any]
+    rate: float | None
+    root: Path
+    profile: str
+    seed: int
+
+
+Opener = Callable[[_Open], Meter]
+
+
+def _sim(a: _Open) -> Meter:
+    from agent.meters.sim import SimMeter
+
+    return SimMeter(a.profile or "host", sample_rate_hz=a.rate, seed=a.seed)
+
+
+def _rapl(a: _Open) -> Meter:
+    from agent.meters.rapl import RaplMeter
+
+    return RaplMeter(root=a.root, sample_rate_hz=a.rate, domain_names=a.options.get("domains"))
+
+
+def _ina3221(a: _Open) -> Meter:
+    from agent.meters.jetson_hwmon import JetsonHwmonMeter
+
+    return JetsonHwmonMeter(root=a.root, sample_rate_hz=a.rate,
+                            total_rail=a.options.get("total_rail"))
+
+
+def _ina3221_iio(a: _Open) -> Meter:
+    from agent.meters.jetson_iio import JetsonIioMeter
+
+    return JetsonIioMeter(root=a.root, sample_rate_hz=a.rate,
+                          total_rail=a.options.get("total_rail"))
+
+
+def _ina2xx(a: _Open) -> Meter:
+    from agent.meters.ina2xx import Ina2xxMeter
+
+    return Ina2xxMeter(root=a.root, sample_rate_hz=a.rate, sensor=a.options.get("sensor"),
+                       mode=a.options.get("mode", "power"))
+
+
+def _rpi5_pmic(a: _Open) -> Meter:
+    from agent.meters.rpi5_pmic import Rpi5PmicMeter
+
+    return Rpi5PmicMeter(sample_rate_hz=a.rate)
+
+
+def _tegrastats(a: _Open) -> Meter:
+    from agent.meters.tegrastats import COMMAND, DEFAULT_INTERVAL_MS, TegrastatsMeter
+
+    interval = a.options.get("interval_ms") or (
+        round(1000 / a.rate) if a.rate else DEFAULT_INTERVAL_MS)
+    command = a.options.get("command", COMMAND)
+    return TegrastatsMeter(interval_ms=int(interval), total_rail=a.options.get("total_rail"),
+                           command=[command] if isinstance(command, str) else command)
+
+
+def _android_battery(a: _Open) -> Meter:
+    from agent.meters.android_battery import AndroidBatteryMeter
+
+    return AndroidBatteryMeter(root=a.root, sample_rate_hz=a.rate,
+                               current_unit=a.options.get("current_unit"),
+                               voltage_unit=a.options.get("voltage_unit"),
+                               discharge_sign=a.options.get("discharge_sign"))
+
+
+def _android_odpm(a: _Open) -> Meter:
+    from agent.meters.android_odpm import open_odpm
+
+    return open_odpm(root=a.root, source=a.options.get("source", "auto"), sample_rate_hz=a.rate,
+                     rails=a.options.get("rails"))
+
+
+def _under_root(root: Path, path: str | Path) -> Path:
+    p = Path(path)
+    return root / p.relative_to("/") if p.is_absolute() else p
+
+
+def _replay(a: _Open) -> Meter:
+    from agent.meters.replay import ReplayMeter
+
+    if "path" not in a.options:
+        raise MeterError("meter kind 'replay' needs option 'path' (a recording: .npz, "
+                         ".csv with t_s,power_w, .parquet, .jls or a Monsoon CSV)")
+    return ReplayMeter(_under_root(a.root, a.options["path"]),
+                       offset_s=float(a.options.get("offset_s", 0.0)),
+                       fmt=a.options.get("format", "auto"), sample_rate_hz=a.rate)
+
+
+def _serial(options: dict[str, Any]) -> str | None:
+    return None if options.get("serial") is None else str(options["serial"])
+
+
+def _joulescope(a: _Open) -> Meter:
+    from agent.meters.joulescope import JoulescopeMeter
+
+    return JoulescopeMeter(serial=_serial(a.options), sample_rate_hz=a.rate,
+                           gpi=bool(a.options.get("gpi", True)),
+                           config=a.options.get("config", "auto"))
+
+
+def _monsoon(a: _Open) -> Meter:
+    from agent.meters.monsoon import MonsoonMeter
+
+    return MonsoonMeter(serial=_serial(a.options), channel=a.options.get("channel", "main"),
+                        vout=a.options.get("vout"), sample_rate_hz=a.rate)
+
+
+def _otii(a: _Open) -> Meter:
+    from agent.meters.otii import DEFAULT_HOST, DEFAULT_PORT, OtiiMeter
+
+    return OtiiMeter(host=a.options.get("host", DEFAULT_HOST),
+                     port=int(a.options.get("port", DEFAULT_PORT)),
+                     device=a.options.get("device"), sample_rate_hz=a.rate,
+                     channel=a.options.get("channel", "mp"), gpi=a.options.get("gpi", ()),
+                     keep_recording=bool(a.options.get("keep_recording", False)),
+                     licensing=a.options.get("licensing", "auto"))
+
+
+# Each driver module (and its vendor library, if any) is imported only when its meter is opened.
+_OPENERS: dict[MeterKind, Opener] = {
+    MeterKind.SIM: _sim, MeterKind.REPLAY: _replay, MeterKind.RAPL: _rapl,
+    MeterKind.INA3221: _ina3221, MeterKind.INA3221_IIO: _ina3221_iio, MeterKind.INA2XX: _ina2xx,
+    MeterKind.RPI5_PMIC: _rpi5_pmic, MeterKind.TEGRASTATS: _tegrastats,
+    MeterKind.ANDROID_BATTERY: _android_battery, MeterKind.ANDROID_ODPM: _android_odpm,
+    MeterKind.JOULESCOPE: _joulescope, MeterKind.MONSOON: _monsoon, MeterKind.OTII: _otii,
 }
-
-
-def implemented_kinds() -> tuple[str, ...]:
-    return tuple(KIND_OPTIONS)
+if set(_OPENERS) != set(MeterKind):  # a new kind without a driver fails at import, not at use
+    raise ImportError(f"no meter driver for {sorted(set(MeterKind) - set(_OPENERS))}")
 
 
 def open_meter(
@@ -53,100 +167,15 @@ def open_meter(
 ) -> Meter:
     """Open the meter named by a device's ``meter.kind``; MeterError says why one cannot be."""
     opts = dict(options or {})
-    if kind in EXTERNAL_KINDS:
-        raise MeterError(f"meter kind {kind!r} has no driver yet: it needs the "
-                         f"{EXTERNAL_KINDS[kind]} driver, an optional extra that is not "
-                         "implemented yet")
-    if kind not in KIND_OPTIONS:
+    if kind not in MeterKind.values():
         raise MeterError(f"meter kind {kind!r} has no driver in this agent "
-                         f"(available: {', '.join(implemented_kinds())})")
-    unknown = sorted(set(opts) - KIND_OPTIONS[kind])
+                         f"(available: {', '.join(MeterKind.values())})")
+    accepted = METER_OPTIONS[MeterKind(kind)]
+    unknown = sorted(set(opts) - accepted)
     if unknown:
         raise MeterError(f"meter kind {kind!r} does not take option(s) {', '.join(unknown)} "
-                         f"(accepts: {', '.join(sorted(KIND_OPTIONS[kind])) or 'none'})")
-    rate = sample_rate_hz
-    if kind == "sim":
-        from agent.meters.sim import SimMeter
-
-        return SimMeter(profile or "host", sample_rate_hz=rate, seed=seed)
-    if kind == "rapl":
-        from agent.meters.rapl import RaplMeter
-
-        return RaplMeter(root=root, sample_rate_hz=rate, domain_names=opts.get("domains"))
-    if kind == "ina3221":
-        from agent.meters.jetson_hwmon import JetsonHwmonMeter
-
-        return JetsonHwmonMeter(root=root, sample_rate_hz=rate, total_rail=opts.get("total_rail"))
-    if kind == "ina3221-iio":
-        from agent.meters.jetson_iio import JetsonIioMeter
-
-        return JetsonIioMeter(root=root, sample_rate_hz=rate, total_rail=opts.get("total_rail"))
-    if kind == "ina2xx":
-        from agent.meters.ina2xx import Ina2xxMeter
-
-        return Ina2xxMeter(root=root, sample_rate_hz=rate, sensor=opts.get("sensor"),
-                           mode=opts.get("mode", "power"))
-    if kind == "rpi5-pmic":
-        from agent.meters.rpi5_pmic import Rpi5PmicMeter
-
-        return Rpi5PmicMeter(sample_rate_hz=rate)
-    if kind == "tegrastats":
-        from agent.meters.tegrastats import COMMAND, DEFAULT_INTERVAL_MS, TegrastatsMeter
-
-        interval = opts.get("interval_ms") or (round(1000 / rate) if rate else DEFAULT_INTERVAL_MS)
-        command = opts.get("command", COMMAND)
-        return TegrastatsMeter(interval_ms=int(interval), total_rail=opts.get("total_rail"),
-                               command=[command] if isinstance(command, str) else command)
-    if kind == "android-battery":
-        from agent.meters.android_battery import AndroidBatteryMeter
-
-        return AndroidBatteryMeter(root=root, sample_rate_hz=rate,
-                                   current_unit=opts.get("current_unit"),
-                                   voltage_unit=opts.get("voltage_unit"),
-                                   discharge_sign=opts.get("discharge_sign"))
-    if kind in ("replay", "joulescope", "monsoon", "otii"):
-        return _open_lab_meter(kind, opts, rate, root)
-    from agent.meters.android_odpm import open_odpm  # the last kind: android-odpm
-
-    return open_odpm(root=root, source=opts.get("source", "auto"), sample_rate_hz=rate,
-                     rails=opts.get("rails"))
-
-
-def _under_root(root: Path, path: str | Path) -> Path:
-    p = Path(path)
-    return root / p.relative_to("/") if p.is_absolute() else p
-
-
-def _open_lab_meter(kind: str, opts: dict[str, Any], rate: float | None, root: Path) -> Meter:
-    """The lab instruments and the replay meter (each imports its vendor library, if any, only
-    when opened)."""
-    serial = None if opts.get("serial") is None else str(opts["serial"])
-    if kind == "replay":
-        from agent.meters.replay import ReplayMeter
-
-        if "path" not in opts:
-            raise MeterError("meter kind 'replay' needs option 'path' (a recording: .npz, "
-                             ".csv with t_s,power_w, .parquet, .jls or a Monsoon CSV)")
-        return ReplayMeter(_under_root(root, opts["path"]),
-                           offset_s=float(opts.get("offset_s", 0.0)),
-                           fmt=opts.get("format", "auto"), sample_rate_hz=rate)
-    if kind == "joulescope":
-        from agent.meters.joulescope import JoulescopeMeter
-
-        return JoulescopeMeter(serial=serial, sample_rate_hz=rate,
-                               gpi=bool(opts.get("gpi", True)), config=opts.get("config", "auto"))
-    if kind == "monsoon":
-        from agent.meters.monsoon import MonsoonMeter
-
-        return MonsoonMeter(serial=serial, channel=opts.get("channel", "main"),
-                            vout=opts.get("vout"), sample_rate_hz=rate)
-    from agent.meters.otii import DEFAULT_HOST, DEFAULT_PORT, OtiiMeter
-
-    return OtiiMeter(host=opts.get("host", DEFAULT_HOST), port=int(opts.get("port", DEFAULT_PORT)),
-                     device=opts.get("device"), sample_rate_hz=rate,
-                     channel=opts.get("channel", "mp"), gpi=opts.get("gpi", ()),
-                     keep_recording=bool(opts.get("keep_recording", False)),
-                     licensing=opts.get("licensing", "auto"))
+                         f"(accepts: {', '.join(sorted(accepted)) or 'none'})")
+    return _OPENERS[MeterKind(kind)](_Open(opts, sample_rate_hz, root, profile, seed))
 
 
 def _found(kind: str, rate_hz: float, description: str) -> MeterDescription:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from agent.meters.base import MeterDescription, MeterError
 from agent.meters.polled import PolledRailMeter
-from agent.meters.rails import choose_total_rail, total_description
 from agent.meters.sysfs import read_int, read_optional_text, sort_numeric
+from joulefarm.traces.rails import choose_total_rail, total_description
 
 KIND = "ina3221-iio"
 DRIVER_DIR = "sys/bus/i2c/drivers/ina3221x"

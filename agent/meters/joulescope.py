@@ -33,7 +33,7 @@ import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError
 from agent.meters.lab import ArrivalAnchor, LabTrace, SampleChunks, import_vendor, wait_until
-from agent.meters.traces import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
 
 KIND = "joulescope"
 # 100 kS/s resolves 10 us, far below a layer window, at 400 kB/s of float32; both models

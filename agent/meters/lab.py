@@ -24,7 +24,7 @@ from types import ModuleType
 import numpy as np
 
 from agent.meters.base import MeterError
-from agent.meters.traces import Trace
+from joulefarm.traces.model import Trace
 
 __all__ = ["ArrivalAnchor", "LabTrace", "SampleChunks", "import_vendor", "wait_until"]
 

@@ -35,24 +35,20 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from agent.meters.base import Meter, MeterDescription, MeterError, MeterParseError
+from agent.meters.base import Meter, MeterDescription, MeterError
 from agent.meters.lab import LabTrace, import_vendor, wait_until
-from agent.meters.traces import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from joulefarm.traces.monsoon import CHANNELS, MONSOON_RATE_HZ, MonsoonCsv, read_monsoon_csv
 
 KIND = "monsoon"
-MONSOON_RATE_HZ = 5000.0
 USB_VENDOR_ID = 0x2AB9  # Monsoon Solutions (HVPM and LVPM share the product id)
 USB_PRODUCT_ID = 0x0001
-TIME_COLUMN = "Time(ms)"
-# Output channel -> (current column in mA, voltage column in V), as the engine names them.
-CHANNELS = {"main": ("Main(mA)", "Main Voltage(V)"), "usb": ("USB(mA)", "USB Voltage(V)")}
 
 # The engine calibrates before it records (up to 20,000 samples, 4 s) after USB set-up.
 START_TIMEOUT_S = 15.0
@@ -60,100 +56,6 @@ START_TIMEOUT_S = 15.0
 STOP_MARGIN_S = 0.05
 # After the stop trigger, the engine ends within one USB read (its timeout is 1 s).
 JOIN_TIMEOUT_S = 10.0
-
-
-# -- the CSV ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class MonsoonCsv:
-    """One channel of a Monsoon CSV. ``stamps_s`` is the ``Time(ms)`` column (seconds since
-    the engine started, one stamp per USB packet)."""
-
-    stamps_s: np.ndarray
-    current_a: np.ndarray
-    voltage_v: np.ndarray
-    channel: str
-
-    @property
-    def power_w(self) -> np.ndarray:
-        return self.current_a * self.voltage_v
-
-    def t0_by_arrival(self, rate_hz: float = MONSOON_RATE_HZ) -> float:
-        """Start of sample 0 on the stamps' time base: the tightest ``stamp - (i + 1)/fs``."""
-        i = np.arange(1, len(self.stamps_s) + 1, dtype=np.float64)
-        return float(np.min(self.stamps_s - i / rate_hz))
-
-    def stamp_mismatch(self, rate_hz: float = MONSOON_RATE_HZ) -> str | None:
-        """Why the fixed-rate time base is wrong (dropped samples), or None. Stamps come per
-        packet, so the two spans agree to a packet or so, plus the host's lateness."""
-        n = len(self.stamps_s)
-        if n < 2:
-            return None
-        packet_span = float(self.stamps_s[-1] - self.stamps_s[0])
-        rebuilt_span = (n - 1) / rate_hz
-        if abs(packet_span - rebuilt_span) <= max(0.05 * rebuilt_span, 0.1):
-            return None
-        return (f"packet stamps span {packet_span:.3f} s but {n} samples at {rate_hz:g} Hz span "
-                f"{rebuilt_span:.3f} s: samples were dropped")
-
-
-def looks_like_monsoon_header(line: str) -> bool:
-    names = {c.strip() for c in line.split(",")}
-    return TIME_COLUMN in names and bool(names & {"Main(mA)", "USB(mA)", "Aux(mA)"})
-
-
-def monsoon_number(cell: str) -> float:
-    # numpy >= 2 repr: "np.float64(0.25)"; older numpy and Python floats: "0.25".
-    cell = cell.strip()
-    if cell.endswith(")") and "(" in cell:
-        cell = cell[cell.index("(") + 1:-1]
-    return float(cell)
-
-
-def read_monsoon_csv(path: Path, channel: str | None = None) -> MonsoonCsv:
-    """Parse a CSV written by ``sampleEngine.enableCSVOutput``. ``channel`` is ``main`` or
-    ``usb``; None takes Main, else USB. A last line without its newline (the engine was
-    still writing) is ignored."""
-    source = str(path)
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] != "":
-        lines = lines[:-1]  # incomplete: the writer had not finished it
-    if not lines or not lines[0].strip():
-        raise MeterParseError(source, 1, lines[0] if lines else "", "empty Monsoon CSV")
-    header = lines[0].rstrip("\r")
-    names = [c.strip() for c in header.split(",")]
-    if names and names[-1] == "":
-        names = names[:-1]  # every line ends with a comma
-    if not looks_like_monsoon_header(header):
-        raise MeterParseError(source, 1, header,
-                              f"not a Monsoon CSV header (needs {TIME_COLUMN!r} and a current "
-                              "column such as 'Main(mA)')")
-    wanted = [channel] if channel else ["main", "usb"]
-    chosen = next((c for c in wanted if c in CHANNELS
-                   and all(col in names for col in CHANNELS[c])), None)
-    if chosen is None:
-        raise MeterParseError(source, 1, header,
-                              f"no {'/'.join(wanted)} channel with both current and voltage")
-    cols = [names.index(TIME_COLUMN), *(names.index(c) for c in CHANNELS[chosen])]
-    rows: list[tuple[float, float, float]] = []
-    for line_no, line in enumerate(lines[1:], start=2):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        cells = line.split(",")
-        if cells and cells[-1].strip() == "":
-            cells = cells[:-1]
-        if len(cells) != len(names):
-            raise MeterParseError(source, line_no, line,
-                                  f"{len(cells)} cells for {len(names)} columns")
-        try:
-            rows.append((monsoon_number(cells[cols[0]]), monsoon_number(cells[cols[1]]),
-                         monsoon_number(cells[cols[2]])))
-        except ValueError:
-            raise MeterParseError(source, line_no, line, "not a number") from None
-    data = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-    return MonsoonCsv(data[:, 0].copy(), data[:, 1] / 1000.0, data[:, 2].copy(), chosen)
 
 
 def _has_data_row(path: Path) -> bool:

@@ -46,7 +46,7 @@ import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError
 from agent.meters.lab import LabTrace, SampleChunks, wait_until
-from agent.meters.traces import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
 
 KIND = "otii"
 DEFAULT_HOST = "127.0.0.1"

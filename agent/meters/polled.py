@@ -14,7 +14,7 @@ import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError
 from agent.meters.sampler import PollingSampler, Samples
-from agent.meters.traces import CounterTrace, TimestampedTrace
+from joulefarm.traces.model import CounterTrace, TimestampedTrace
 
 
 class SampledMeter(Meter):

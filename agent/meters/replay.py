@@ -39,7 +39,7 @@ import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError, MeterParseError
 from agent.meters.lab import LabTrace
-from agent.meters.traces import AnyTrace, TimestampedTrace
+from joulefarm.traces.model import AnyTrace, TimestampedTrace
 
 KIND = "replay"
 FORMATS = ("auto", "npz", "csv", "parquet", "jls", "monsoon")
@@ -281,7 +281,7 @@ def _load_jls(path: Path) -> Recording:
 
 
 def _load_monsoon(path: Path) -> Recording:
-    from agent.meters.monsoon import MONSOON_RATE_HZ, read_monsoon_csv
+    from joulefarm.traces.monsoon import MONSOON_RATE_HZ, read_monsoon_csv
 
     csv = read_monsoon_csv(path)
     if len(csv.stamps_s) == 0:
@@ -304,7 +304,7 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if suffix == ".jls" or head.startswith(b"jlsfmt\r\n"):
         return "jls"
-    from agent.meters.monsoon import looks_like_monsoon_header
+    from joulefarm.traces.monsoon import looks_like_monsoon_header
 
     first = head.decode("utf-8", errors="replace").split("\n", 1)[0]
     return "monsoon" if looks_like_monsoon_header(first) else "csv"

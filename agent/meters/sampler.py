@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.meters.base import MeterError
-from agent.meters.traces import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
 
 # An interval between two stamps longer than this many periods counts as a gap.
 DEFAULT_GAP_FACTOR = 3.0

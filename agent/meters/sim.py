@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError, Trace
-from agent.meters.profiles import PowerProfile, get_profile
+from joulefarm.sim_profiles import PowerProfile, get_profile
 
 # Each run gets a clock offset drawn in +/- this range, so alignment is always exercised.
 MAX_SIM_CLOCK_OFFSET_S = 0.02

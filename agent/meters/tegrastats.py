@@ -25,9 +25,9 @@ import numpy as np
 
 from agent.meters.base import MeterDescription, MeterError, MeterParseError
 from agent.meters.polled import SampledMeter, split_rails
-from agent.meters.rails import choose_total_rail, total_description
 from agent.meters.sampler import LineSampler
-from agent.meters.traces import FLAG_LINES_BUFFERED, TimestampedTrace
+from joulefarm.traces.model import FLAG_LINES_BUFFERED, TimestampedTrace
+from joulefarm.traces.rails import choose_total_rail, total_description
 
 KIND = "tegrastats"
 COMMAND = "tegrastats"

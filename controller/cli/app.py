@@ -24,19 +24,8 @@ from controller.cli import (
     sweep_cmd,
     trace_cmd,
 )
-from controller.cli.bench_cmd import BenchError
 from controller.cli.console import err_console
-from controller.cli.model_cmd import ModelFileError
-from controller.cron import CronError
-from controller.errors import JoulefarmError
-from controller.estimators.errors import EstimatorError
-from controller.provision import ProvisionInputError
-from controller.registry import RegistryError, UnknownDeviceError, UnknownTagError
-from controller.suite import SuiteError
-from controller.traces.errors import TraceInputError
-
-INPUT_ERRORS = (RegistryError, SuiteError, UnknownDeviceError, UnknownTagError, ModelFileError,
-                BenchError, TraceInputError, CronError, ProvisionInputError, EstimatorError)
+from joulefarm.errors import JoulefarmError
 
 app = typer.Typer(
     name="joulefarm",
@@ -82,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         if _state["debug"]:
             raise
         err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
-        code = 2 if isinstance(e, INPUT_ERRORS) else 1
+        code = e.exit_code
     except Exception as e:
         if _state["debug"]:
             raise

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import typer
 
-from agent.measure import measure
-from agent.meters.base import MeterError, open_meter
-from agent.models.errors import ModelError
-from agent.profiler import ProfilerUnavailable
-from agent.results import BenchmarkResult, MeasureSettings, check_pairs
-from agent.runtime import runtime_info
 from controller.cli.console import OutputFormat, console, print_rows, print_sections
-from controller.cli.model_cmd import ModelArgument, ModelFileError, read_model_file
-from controller.errors import JoulefarmError
-
-MODES = ("layers", "whole", "insitu")
+from controller.cli.model_cmd import ModelArgument, read_model_file
+from joulefarm.enums import Mode
+from joulefarm.errors import InputError, MeterError, ModelError
+from joulefarm.results import BenchmarkResult, MeasureSettings, check_pairs
 
 ModeOption = typer.Option("layers", "--mode", help="layers: each layer looped alone; "
                           "whole: the whole model looped (latency percentiles); insitu: the "
@@ -38,10 +32,6 @@ DelegateOption = typer.Option(None, "--delegate", help="External delegate librar
 PairsOption = typer.Option(False, "--pairs", help="Layers mode: also loop each adjacent pair of "
                            "layers (the second reading the first's output) as one sub-model and "
                            "print which pairs the runtime fuses (nn-Meter's rule).")
-
-
-class BenchError(JoulefarmError):
-    """The benchmark could not run (bad mode, meter or model)."""
 
 
 def _layer_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
@@ -111,15 +101,17 @@ def bench(
     pairs: bool = PairsOption,
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
-    if mode not in MODES:
-        raise BenchError(f"--mode: unknown mode {mode!r} (known: {', '.join(MODES)})")
-    if pairs and mode != "layers":
-        raise BenchError(f"--pairs needs --mode layers (got --mode {mode})")
+    from agent.local import measure, open_meter, runtime_info  # the agent, in-process
+
+    if mode not in Mode.values():
+        raise InputError(f"--mode: unknown mode {mode!r} (known: {', '.join(Mode.values())})")
+    if pairs and mode != Mode.LAYERS:
+        raise InputError(f"--pairs needs --mode layers (got --mode {mode})")
     content = read_model_file(model)
     try:
         power_meter = open_meter(meter, profile=profile, sample_rate_hz=sample_rate_hz)
     except (MeterError, ValueError) as e:
-        raise BenchError(f"--meter {meter}: {e}") from e
+        raise MeterError(f"--meter {meter}: {e}") from e
     settings = MeasureSettings(mode=mode, num_threads=threads, min_duration_s=min_duration_s,
                                min_layer_duration_s=min_layer_duration_s, use_xnnpack=xnnpack,
                                delegate_path=str(delegate) if delegate else "", pairs=pairs)
@@ -128,9 +120,7 @@ def bench(
         with console.status(f"measuring {model.name} ({mode})"):
             result = measure(content, sha, power_meter, settings, runtime_info())
     except ModelError as e:
-        raise ModelFileError(f"{model}: {e}") from e
-    except ProfilerUnavailable as e:
-        raise BenchError(f"--mode insitu: {e}") from e
+        raise ModelError(f"{model}: {e}") from e
     fmt = OutputFormat.json if as_json else fmt
     source = "simulated" if result.meter.simulated else "measured"
     meter_text = (f"meter {result.meter.kind}"

@@ -9,7 +9,7 @@ import typer
 from controller.cli.console import DeviceProgress, OutputFormat, console, err_console, print_rows
 from controller.cli.options import DbOption, DevicesOption, db_path
 from controller.demo import DEMO_SUITE, DEVICES_FILE, resolve_default
-from controller.runner import RunReport, load_inputs, run_suite
+from controller.farm.runner import RunReport, load_inputs, run_suite
 from controller.store import query_readonly
 
 SuiteOption = typer.Option(None, "--suite", help="Suite file (default: benchmarks/demo.toml).",

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import typer
 
-from agent.meters.profiles import PROFILES
-from controller.checks import check_devices
 from controller.cli.console import OutputFormat, console, print_rows
 from controller.cli.options import DevicesOption, FormatOption
+from controller.config.registry import load_registry
+from controller.config.registry_edit import add_device, device_entry
 from controller.demo import DEVICES_FILE, resolve_default
-from controller.registry import load_registry
-from controller.registry_edit import add_device, device_entry
+from controller.farm.checks import check_devices
 
 app = typer.Typer(help="List, check, validate and add the devices of a registry.",
                   no_args_is_help=True)
@@ -22,7 +21,7 @@ NamesArgument = typer.Argument(None, help="Devices to check (default: all).", sh
 @app.command("list", help="List the devices of the registry.")
 def list_devices(devices: Path | None = DevicesOption, fmt: OutputFormat = FormatOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
-    registry = load_registry(path, sim_profiles=tuple(PROFILES))
+    registry = load_registry(path)
     rows = [
         (d.name, d.platform, d.address, d.port or "auto", "yes" if d.local else "no",
          d.meter.kind + (f" ({d.meter.profile}, simulated)" if d.meter.kind == "sim" else ""),
@@ -36,7 +35,7 @@ def list_devices(devices: Path | None = DevicesOption, fmt: OutputFormat = Forma
 @app.command("validate", help="Check the registry file and report the first error, if any.")
 def validate(devices: Path | None = DevicesOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
-    registry = load_registry(path, sim_profiles=tuple(PROFILES))
+    registry = load_registry(path)
     console.print(f"{path}: {len(registry)} devices, valid")
 
 
@@ -46,7 +45,7 @@ def validate(devices: Path | None = DevicesOption) -> None:
 def check(names: list[str] | None = NamesArgument, devices: Path | None = DevicesOption,
           fmt: OutputFormat = FormatOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
-    registry = load_registry(path, sim_profiles=tuple(PROFILES))
+    registry = load_registry(path)
     chosen = registry.select(names=names or None)
     results = check_devices(chosen)
     columns = ["device", "target", "reachable", "authenticated", "healthy", "fingerprint",
@@ -81,5 +80,5 @@ def add(
                          tags=tag or [], meter_kind=meter, profile=profile,
                          sample_rate_hz=sample_rate_hz, token_file=token_file,
                          ssh_user=ssh_user, ssh_port=ssh_port, ssh_key=ssh_key)
-    registry = add_device(path, entry, sim_profiles=tuple(PROFILES))
+    registry = add_device(path, entry)
     console.print(f"{path}: added {name!r} ({len(registry)} devices)")

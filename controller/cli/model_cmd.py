@@ -6,26 +6,21 @@ from pathlib import Path
 
 import typer
 
-from agent.models.errors import ModelError
-from agent.models.parse import layer_to_dict, read_layers
 from controller.cli.console import OutputFormat, print_rows
 from controller.cli.options import FormatOption
-from controller.errors import JoulefarmError
+from joulefarm.errors import ModelError
+from joulefarm.tflite.parse import layer_to_dict, read_layers
 
 ModelArgument = typer.Argument(..., help="A .tflite file.", show_default=False)
 
 app = typer.Typer(help="Inspect .tflite models.", no_args_is_help=True)
 
 
-class ModelFileError(JoulefarmError):
-    """A model file is missing or not a usable .tflite model."""
-
-
 def read_model_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
-        raise ModelFileError(f"{path}: cannot read: {e.strerror}") from e
+        raise ModelError(f"{path}: cannot read: {e.strerror}") from e
 
 
 def _shapes(shapes: list[list[int]]) -> str:
@@ -39,7 +34,7 @@ def layers(model: Path = ModelArgument,
     try:
         infos = read_layers(read_model_file(model))
     except ModelError as e:
-        raise ModelFileError(f"{model}: {e}") from e
+        raise ModelError(f"{model}: {e}") from e
     dicts = [layer_to_dict(x) for x in infos]
     if fmt is OutputFormat.json:
         columns = list(dicts[0]) if dicts else []

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import typer
 
-from agent.models.errors import ModelError
 from controller.cli.console import OutputFormat, console, print_rows
-from controller.cli.model_cmd import ModelArgument, ModelFileError, read_model_file
+from controller.cli.model_cmd import ModelArgument, read_model_file
 from controller.cli.options import FormatOption
+from joulefarm.errors import ModelError
 
 DeviceOption = typer.Option(..., "--device", help="Device to predict for (one the estimator "
                             "was fitted on).", show_default=False)
@@ -38,7 +38,7 @@ def predict(
     try:
         result = est.predict(content, device)
     except ModelError as e:
-        raise ModelFileError(f"{model}: {e}") from e
+        raise ModelError(f"{model}: {e}") from e
     source = est.manifest.get("energy_source", "n/a")
     layer_scale, layer_unit = _LAYER_SCALE[result.unit]
     total_scale, total_unit = _TOTAL_SCALE[result.unit]

@@ -12,12 +12,11 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from agent.meters.profiles import PROFILES
 from controller.cli.console import OutputFormat, console, err_console, print_rows
 from controller.cli.options import DevicesOption
+from controller.config.registry import Device, load_registry
 from controller.demo import DEVICES_FILE, resolve_default
 from controller.provision.errors import ProvisionError, ProvisionInputError
-from controller.registry import Device, load_registry
 
 HELP = (
     "Install the agent on devices over SSH: build the joulefarm wheel (cached), install it in "
@@ -54,7 +53,7 @@ def select_devices(path: Path, names: list[str] | None, all_devices: bool) -> li
     """The devices to provision, each checked for what provisioning needs (input errors)."""
     from controller.provision.provisioner import check_provisionable
 
-    registry = load_registry(path, sim_profiles=tuple(PROFILES))
+    registry = load_registry(path)
     if all_devices and names:
         raise ProvisionInputError("give device names or --all, not both")
     if all_devices:

@@ -10,11 +10,11 @@ import typer
 
 from controller.cli.console import console
 from controller.cli.options import DbOption, DevicesOption, db_path
+from controller.config.suite import SuiteError
 from controller.cron import Cron
 from controller.demo import DEVICES_FILE, resolve_default
-from controller.runner import load_inputs
+from controller.farm.runner import load_inputs
 from controller.schedule import Scheduler, crontab_line, sweep_command, systemd_units
-from controller.suite import SuiteError
 
 SuiteArgument = typer.Argument(..., help="Suite file; its [schedule] cron is used unless "
                                "--cron is given.", show_default=False)

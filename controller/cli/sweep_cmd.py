@@ -10,7 +10,7 @@ from controller.cli.console import DeviceProgress, OutputFormat, console, print_
 from controller.cli.demo_cmd import print_summary
 from controller.cli.options import DbOption, DevicesOption, FormatOption, db_path
 from controller.demo import DEVICES_FILE, resolve_default
-from controller.runner import load_inputs, resume, run_suite
+from controller.farm.runner import load_inputs, resume, run_suite
 from controller.store import query_readonly
 
 app = typer.Typer(help="Run suites on the farm; see and resume sweeps.", no_args_is_help=True)

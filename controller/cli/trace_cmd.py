@@ -12,7 +12,8 @@ from typing import Any
 import typer
 
 from controller.cli.console import OutputFormat, console, err_console, print_rows
-from controller.traces import (
+from joulefarm.errors import TraceInputError
+from joulefarm.traces import (
     ImportOptions,
     Trace,
     import_trace,
@@ -21,8 +22,7 @@ from controller.traces import (
     window_energy,
     write_trace,
 )
-from controller.traces.errors import TraceInputError
-from controller.traces.windows import read_windows, write_windows_energy
+from joulefarm.traces.windows import read_windows, write_windows_energy
 
 app = typer.Typer(help="Import power traces from meter logs and compute window energies.",
                   no_args_is_help=True)

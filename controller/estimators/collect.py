@@ -1,7 +1,7 @@
 """Measure models in-process on this machine and store them like a farm run would.
 
 For training data without a farm: each model runs through the agent's own pipeline
-(``agent.measure.measure``, the real TFLite runtime on this CPU) with a simulated meter, and
+(``agent.local.measure``, the real TFLite runtime on this CPU) with a simulated meter, and
 the result goes through ``ResultStore.store_run``. Latency is this host's real latency; energy
 comes from the simulated meter's device profile and is stored as simulated.
 """
@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import joulefarm
-from agent.facts import collect_facts
-from agent.measure import measure
-from agent.meters.base import open_meter
-from agent.models.parse import read_layers
-from agent.results import DeviceFacts, MeasureSettings
-from agent.runtime import runtime_info
+from agent.local import collect_facts, measure, open_meter, runtime_info
 from controller.store import ResultStore
+from joulefarm.results import DeviceFacts, MeasureSettings
+from joulefarm.tflite.parse import read_layers
 
 QUICK_LAYERS = MeasureSettings(mode="layers", min_layer_duration_s=0.005, min_iterations=3,
                                idle_duration_s=0.05, warmup_iterations=2)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.models.parse import LayerInfo
+from joulefarm.tflite.parse import LayerInfo
 
 Shape = tuple[int, ...]
 
@@ -27,7 +27,7 @@ ops unseen in training)."""
 
 LAYER_FEATURES: tuple[tuple[str, str, str], ...] = (
     ("log_macs", "ln(MAC)", "ln(1 + multiply-accumulates per inference; element count for "
-                            "elementwise ops, as agent.models.parse defines)"),
+                            "elementwise ops, as joulefarm.tflite.parse defines)"),
     ("log_param_bytes", "ln(byte)", "ln(1 + bytes of constant inputs)"),
     ("log_act_in_bytes", "ln(byte)", "ln(1 + bytes of activation inputs)"),
     ("log_act_out_bytes", "ln(byte)", "ln(1 + bytes of outputs)"),
@@ -124,7 +124,7 @@ def _hwc(shape: Shape) -> tuple[int, int, int, int]:
 
 
 def kernel_area(desc: LayerDesc) -> float:
-    """kh * kw recovered from MACs (see the MAC definitions in agent.models.parse)."""
+    """kh * kw recovered from MACs (see the MAC definitions in joulefarm.tflite.parse)."""
     if not desc.output_shapes or not desc.input_shapes:
         return 1.0
     out_elems = max(math.prod(desc.output_shapes[0]) if desc.output_shapes[0] else 1, 1)

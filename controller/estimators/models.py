@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.models.sweep import reference_names
 from controller.estimators.combine import Correction, whole_totals
 from controller.estimators.dataset import Dataset, LayerSample
 from controller.estimators.errors import EstimatorError
@@ -41,6 +40,7 @@ from controller.estimators.features import (
     layer_matrix,
 )
 from controller.estimators.regressors import GPModel, TreeModel, fit_gp, fit_trees
+from joulefarm.tflite.sweep import reference_names
 
 MIN_OP_SAMPLES = 8
 """An op type needs this many layers on a device for a model of its own."""

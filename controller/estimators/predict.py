@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from agent.models.parse import read_layers
 from controller.estimators.combine import Correction, whole_totals
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import (
@@ -26,6 +25,7 @@ from controller.estimators.features import (
     layer_matrix,
 )
 from controller.estimators.manifest import read_manifest
+from joulefarm.tflite.parse import read_layers
 
 PREFERENCE: tuple[str, ...] = ("gp", "trees", "cross_hw", "flops")
 """Which estimator's total to headline when the manifest names none."""

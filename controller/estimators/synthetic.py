@@ -18,12 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.meters.base import MeterDescription
-from agent.models.parse import LayerInfo, read_layers
-from agent.models.sweep import reference_models, sample_chains, sample_configs
-from agent.results import BenchmarkResult, DeviceFacts, LayerRecord, WholeModelRecord
 from controller.estimators.features import shape_text
 from controller.store import ResultStore
+from joulefarm.results import (
+    BenchmarkResult,
+    DeviceFacts,
+    LayerRecord,
+    MeterDescription,
+    WholeModelRecord,
+)
+from joulefarm.tflite.parse import LayerInfo, read_layers
+from joulefarm.tflite.sweep import reference_models, sample_chains, sample_configs
 
 # Compute efficiency per op (share of the device's peak MAC rate) and elementwise ops'
 # efficiency: what makes per-op models necessary.

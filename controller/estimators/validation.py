@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.models.parse import read_layers
-from agent.models.sweep import reference_models, reference_names
 from controller.estimators.dataset import Dataset, LayerSample, WholeSample, model_family
 from controller.estimators.features import device_vector, embedding
 from controller.estimators.metrics import METRIC_COLUMNS, Scores, scores
@@ -36,6 +34,8 @@ from controller.estimators.models import (
     predict_whole,
     reference_values,
 )
+from joulefarm.tflite.parse import read_layers
+from joulefarm.tflite.sweep import reference_models, reference_names
 
 SCHEMES: tuple[str, ...] = ("grouped", "family", "device")
 LEVELS: tuple[str, ...] = ("layer", "model")

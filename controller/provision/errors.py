@@ -6,7 +6,7 @@ only, and the CLI scrubs known secrets from everything it prints as a second lin
 
 from __future__ import annotations
 
-from controller.errors import JoulefarmError
+from joulefarm.errors import JoulefarmError
 
 
 class ProvisionError(JoulefarmError):
@@ -15,6 +15,8 @@ class ProvisionError(JoulefarmError):
 
 class ProvisionInputError(ProvisionError):
     """The devices file or the command line cannot be provisioned from; nothing ran."""
+
+    exit_code = 2
 
 
 class SshConnectError(ProvisionError):

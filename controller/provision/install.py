@@ -12,11 +12,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.models.schema import SCHEMA_ENV, schema_file
 from controller.provision import termux
 from controller.provision.errors import ProvisionError, ProvisionInputError
 from controller.provision.requirements import HEAVY_MODULES
 from controller.provision.ssh import SshSession
+from joulefarm.tflite.schema import SCHEMA_ENV, schema_file
 
 PIP = "-m pip install --disable-pip-version-check --no-input --quiet"
 # A phone compiling the Rust core or pkg fetching Rust can take a long while.

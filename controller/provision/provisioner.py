@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.results import DeviceFacts
+from controller.config.registry import Device
 from controller.provision import install, service, termux
 from controller.provision.errors import ProvisionError, ProvisionInputError, WheelError
 from controller.provision.redact import Redactor
@@ -27,7 +27,7 @@ from controller.provision.ssh import (
 from controller.provision.tokens import ensure_local_token
 from controller.provision.verify import verify
 from controller.provision.wheel import build_sdist, build_wheel, mismatch_plan, wheel_problem
-from controller.registry import Device
+from joulefarm.results import DeviceFacts
 
 Report = Callable[[str], None]
 

@@ -15,11 +15,11 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from agent.models.schema import SCHEMA_ENV
+from controller.config.registry import Device
 from controller.provision.errors import ProvisionError
 from controller.provision.install import RemoteLayout
 from controller.provision.ssh import SshSession
-from controller.registry import Device
+from joulefarm.tflite.schema import SCHEMA_ENV
 
 START_TIMEOUT_S = 60.0
 POLL_S = 0.25

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import paramiko
 
+from controller.config.registry import Device, parse_jump
 from controller.provision.errors import (
     ChangedHostKeyError,
     ProvisionError,
@@ -38,7 +39,6 @@ from controller.provision.hostkeys import (
     load_known_hosts,
 )
 from controller.provision.redact import Redactor
-from controller.registry import Device, parse_jump
 
 PASSPHRASE_ENV = "JOULEFARM_SSH_PASSPHRASE"
 CONNECT_TIMEOUT_S = 15.0

@@ -21,8 +21,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from agent.runtime import LITERT_LIB_URL
 from controller.provision.errors import ProvisionError
+from joulefarm.enums import LITERT_LIB_URL
 
 # Termux packages the agent needs; `rust` and `maturin` only when the Rust core is built there.
 PACKAGES = ("python", "python-numpy", "python-grpcio")

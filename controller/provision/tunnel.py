@@ -17,8 +17,8 @@ from typing import Any
 
 import paramiko
 
+from controller.config.registry import Device
 from controller.provision.errors import SshConnectError
-from controller.registry import Device
 
 POLL_S = 0.2  # how often idle threads look at the stop flag
 CHUNK = 65536

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 
-from agent.results import DeviceFacts
-from controller.client import AgentCallError, AgentClient
+from controller.config.registry import Device
+from controller.farm.client import AgentCallError, AgentClient
 from controller.provision.errors import ProvisionError
 from controller.provision.ssh import SshSession
 from controller.provision.tunnel import open_forward
-from controller.registry import Device
+from joulefarm.results import DeviceFacts
 
 HEALTHY_TIMEOUT_S = 30.0
 

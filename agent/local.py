@@ -1,0 +1,30 @@
+"""The agent's pipeline in-process: everything the controller uses of the agent on its own
+machine (``joulefarm bench``, estimator collection, int8 recipes). The controller imports the
+agent through this module only, so what it relies on is listed in one place.
+"""
+
+from __future__ import annotations
+
+from agent.facts import collect_facts
+from agent.measure import measure
+from agent.meters.base import Meter, open_meter
+from agent.runtimes.backend import runtime_info
+from agent.runtimes.chain import calibration_ranges
+from joulefarm.tflite.builder import RECIPES
+
+
+def build_recipe(name: str, seed: int = 0) -> bytes:
+    """The bytes of recipe ``name`` (``joulefarm.tflite.RECIPES``); int8 recipes are calibrated
+    in this machine's TFLite runtime."""
+    return RECIPES[name](seed, calibrate=calibration_ranges)
+
+
+__all__ = [
+    "Meter",
+    "build_recipe",
+    "calibration_ranges",
+    "collect_facts",
+    "measure",
+    "open_meter",
+    "runtime_info",
+]

@@ -1,0 +1,1 @@
+"""TFLite runtimes: the interpreter backends, the layer chain, the in-situ profiler."""

@@ -1,0 +1,350 @@
+"""Run a model as a chain of single-layer interpreters, or whole, with the same inputs.
+
+``LayerChain`` is what the agent times: ``feed`` pushes one inference through the chain, which
+leaves every layer's interpreter holding exactly the inputs that layer sees in the real model;
+then ``invoke_layer(i)`` re-runs layer ``i`` alone on them, as often as the measurement needs,
+with nothing but ``interpreter.invoke()`` in the loop. ``LayerPairs`` does the same for
+adjacent data-dependent pairs of layers, each pair in one interpreter (the fusion check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+# A module import, not a name: agent.runtimes.backend imports joulefarm.errors, so either package
+# may be imported first while the other is half-initialised.
+import agent.runtimes.backend as runtime
+from joulefarm.errors import ModelError
+from joulefarm.tflite.flatbuffer import numpy_dtype, shape_of
+from joulefarm.tflite.graph import load_graph
+from joulefarm.tflite.parse import LayerInfo, read_layers
+from joulefarm.tflite.split import (
+    LayerModel,
+    computed_shape_operands,
+    freeze_inputs,
+    pair_model,
+    split_model,
+)
+
+TensorSpec = tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]
+"""(shape, dtype, (scale, zero point) or None) of a model input."""
+
+
+def random_array(shape: Sequence[int], dtype: np.dtype | type, rng: np.random.Generator,
+                 quantization: tuple[float, int] | None = None) -> np.ndarray:
+    """A random array: standard normal floats; for quantised integer tensors (``quantization``
+    = (scale, zero point), scale > 0) standard normal values quantised with those parameters,
+    so that they look like the float data the model was calibrated on; other integers small and
+    non-negative (they are usually indices or sizes), bools fair coin flips."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if quantization is not None and quantization[0] > 0:
+            scale, zero_point = quantization
+            values = np.round(rng.standard_normal(shape) / scale) + zero_point
+            return np.clip(values, info.min, info.max).astype(dtype)
+        return rng.integers(0, 9, shape, endpoint=True).astype(dtype)
+    raise ModelError(f"cannot make random inputs of dtype {dtype}")
+
+
+def _as_inputs(inputs: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    if len(inputs) != len(specs):
+        raise ValueError(f"model has {len(specs)} inputs, got {len(inputs)}")
+    arrays = []
+    for i, (array, (_, dtype, _)) in enumerate(zip(inputs, specs, strict=True)):
+        array = np.asarray(array)
+        if array.dtype != dtype:
+            raise ValueError(f"input {i} must be {dtype}, got {array.dtype}")
+        arrays.append(np.ascontiguousarray(array))
+    return arrays
+
+
+def _set_input(interpreter: Any, index: int, array: np.ndarray) -> bool:
+    """Resize input ``index`` if ``array`` has another shape; True if it did (then allocate)."""
+    if _input_shape(interpreter, index) == array.shape:
+        return False
+    interpreter.resize_tensor_input(index, list(array.shape), strict=False)
+    return True
+
+
+def _load_inputs(interpreter: Any, indices: Sequence[int], arrays: Sequence[np.ndarray],
+                 what: str) -> None:
+    """Set an interpreter's inputs, resizing (and reallocating) first where shapes differ."""
+    resized = [_set_input(interpreter, i, a) for i, a in zip(indices, arrays, strict=True)]
+    if any(resized):
+        _allocate(interpreter, what)
+    for index, array in zip(indices, arrays, strict=True):
+        interpreter.set_tensor(index, array)
+
+
+def _io_indices(interpreter: Any, model: LayerModel) -> tuple[list[int], list[int]]:
+    """The interpreter's input and output tensor indices, checked against the split."""
+    ins = [d["index"] for d in interpreter.get_input_details()]
+    outs = [d["index"] for d in interpreter.get_output_details()]
+    if len(ins) != len(model.input_tensors) or len(outs) != len(model.output_tensors):
+        raise ModelError(f"node {'+'.join(map(str, model.nodes))} ({model.op}): the runtime "
+                         f"reports {len(ins)} inputs/{len(outs)} outputs, the split "
+                         f"{len(model.input_tensors)}/{len(model.output_tensors)}")
+    return ins, outs
+
+
+def _allocate(interpreter: Any, what: str) -> None:
+    try:
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{what}: the runtime could not allocate tensors for the new input "
+                         f"shapes: {' '.join(str(exc).split())}") from exc
+
+
+def _input_shape(interpreter: Any, index: int) -> tuple[int, ...]:
+    for detail in interpreter.get_input_details():
+        if detail["index"] == index:
+            return tuple(int(d) for d in detail["shape"])
+    raise KeyError(index)
+
+
+class _SubModels:
+    """The interpreters of a list of sub-models. A sub-model whose output shape depends on an
+    input computed at run time (``computed_shape_operands``) gets its interpreter only when the
+    values are known (``prepare``): those inputs are then frozen to the values the real model
+    computed, so that its outputs are static, as every runtime can bind them (the LiteRT C API
+    cannot bind dynamic outputs), and rebuilt if a later inference computes other values."""
+
+    def __init__(self, model_bytes: bytes, models: list[LayerModel],
+                 options: dict[str, Any]) -> None:
+        self._source = model_bytes
+        self._options = options
+        self.originals = list(models)
+        self.models = list(models)
+        self._deferred = [computed_shape_operands(model_bytes, m) for m in models]
+        self._frozen: list[dict[int, np.ndarray]] = [{} for _ in models]
+        self.interpreters: list[Any] = [None] * len(models)
+        self.inputs: list[list[int]] = [[] for _ in models]
+        self.outputs: list[list[int]] = [[] for _ in models]
+        self.invokers: list[Callable[[], None]] = [_not_fed] * len(models)
+        for k, model in enumerate(models):
+            if not self._deferred[k]:
+                self._load(k, model)
+
+    def _load(self, k: int, model: LayerModel,
+              input_shapes: list[tuple[int, ...]] | None = None) -> None:
+        interpreter = runtime.load_interpreter(model.model_bytes, input_shapes=input_shapes,
+                                               **self._options)
+        self.models[k] = model
+        self.interpreters[k] = interpreter
+        self.inputs[k], self.outputs[k] = _io_indices(interpreter, model)
+        self.invokers[k] = interpreter.invoke
+
+    def prepare(self, k: int, values: dict[int, np.ndarray]) -> None:
+        """Make sure sub-model ``k`` has an interpreter fit for this inference's ``values``."""
+        wanted = {t: values[t] for t in self._deferred[k] if values[t].size}
+        frozen = self._frozen[k]
+        if self.interpreters[k] is not None and wanted.keys() == frozen.keys() and all(
+                np.array_equal(wanted[t], frozen[t]) for t in wanted):
+            return
+        self._frozen[k] = wanted
+        model = freeze_inputs(self._source, self.originals[k], wanted)
+        # Sized as this inference's inputs: the file's shapes may not fit the frozen values.
+        self._load(k, model, [values[t].shape for t in model.input_tensors])
+
+
+def _not_fed() -> None:
+    raise ModelError("this layer's sub-model is built on the first feed (its output shape is "
+                     "computed at run time): call feed() first")
+
+
+class WholeModel:
+    """The unsplit model in one interpreter: the reference the chain is checked against."""
+
+    def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
+                 use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
+        self.interpreter = runtime.load_interpreter(model_bytes, num_threads=num_threads,
+                                                    use_xnnpack=use_xnnpack,
+                                                    delegate_path=delegate_path)
+        self._inputs = [d["index"] for d in self.interpreter.get_input_details()]
+        self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
+        self.input_specs: list[TensorSpec] = [
+            (tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
+             tuple(d["quantization"]) if d["quantization"][0] else None)
+            for d in self.interpreter.get_input_details()
+        ]
+        """(shape, dtype, quantisation) of each model input."""
+        self.invoke: Callable[[], None] = self.interpreter.invoke
+        """Run one inference on the inputs set last (the bare bound ``invoke``)."""
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [random_array(shape, dtype, rng, q) for shape, dtype, q in self.input_specs]
+
+    def set_inputs(self, inputs: Sequence[np.ndarray]) -> None:
+        arrays = _as_inputs(inputs, self.input_specs)
+        resized = [_set_input(self.interpreter, i, a)
+                   for i, a in zip(self._inputs, arrays, strict=True)]
+        if any(resized):
+            _allocate(self.interpreter, "whole model")
+        for index, array in zip(self._inputs, arrays, strict=True):
+            self.interpreter.set_tensor(index, array)
+
+    def outputs(self) -> list[np.ndarray]:
+        """Copies of the model outputs after the last ``invoke``."""
+        return [self.interpreter.get_tensor(i) for i in self._outputs]
+
+
+class LayerChain:
+    """One interpreter per layer sub-model, chained to compute the whole model."""
+
+    def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
+                 use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
+        graph = load_graph(model_bytes)
+        tensors = graph.subgraph.tensors
+        self.model_bytes = bytes(model_bytes)
+        """The model the chain was split from."""
+        self.runtime_options: dict[str, Any] = {
+            "num_threads": num_threads, "use_xnnpack": use_xnnpack,
+            "delegate_path": delegate_path}
+        """How every interpreter of the chain is configured (``LayerPairs`` uses the same)."""
+        self._model_inputs = [int(t) for t in graph.subgraph.inputs or []]
+        self._model_outputs = [int(t) for t in graph.subgraph.outputs or []]
+        self.input_specs: list[TensorSpec] = []
+        """(shape, dtype, quantisation) of each model input."""
+        for t in self._model_inputs:
+            dtype = numpy_dtype(tensors[t].type)
+            if dtype is None:
+                raise ModelError(f"model input {t} has an unsupported type ({tensors[t].type})")
+            q = tensors[t].quantization
+            quant = None
+            if q is not None and q.scale is not None and len(q.scale) == 1 and q.scale[0] > 0:
+                zero_point = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
+                quant = (float(q.scale[0]), zero_point)
+            self.input_specs.append((tuple(shape_of(tensors[t])), dtype, quant))
+        self._static_shapes = {t: tuple(shape_of(tensor)) for t, tensor in enumerate(tensors)}
+
+        self.layer_models: list[LayerModel] = split_model(model_bytes)
+        by_index = {layer.index: layer for layer in read_layers(model_bytes)}
+        self.layers: list[LayerInfo] = [by_index[m.index] for m in self.layer_models]
+        """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
+        bytes) reflect the shapes seen at run time if they differ from the file's."""
+        self._subs = _SubModels(self.model_bytes, self.layer_models, self.runtime_options)
+        self.interpreters = self._subs.interpreters
+        """Each layer's interpreter (built at the first ``feed`` for a layer whose output shape
+        is computed at run time)."""
+        self.invokers: list[Callable[[], None]] = self._subs.invokers
+        """Bound ``invoke`` of each layer's interpreter: the hot loop calls these."""
+
+    def __len__(self) -> int:
+        return len(self.layer_models)
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        """Seeded random arrays for the model inputs (see ``random_array``)."""
+        rng = np.random.default_rng(seed)
+        return [random_array(shape, dtype, rng, q) for shape, dtype, q in self.input_specs]
+
+    def feed(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the chain once on ``inputs``; returns the model outputs.
+
+        Afterwards every layer's interpreter holds the inputs it saw, so ``invoke_layer(i)``
+        repeats layer ``i`` exactly as it ran inside the model.
+        """
+        values = self.tensor_values(inputs)
+        return [values[t] for t in self._model_outputs]
+
+    def tensor_values(self, inputs: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
+        """Run the chain once (as ``feed``) and return every non-constant tensor's value, by
+        original tensor index (for calibration and debugging)."""
+        values: dict[int, np.ndarray] = dict(
+            zip(self._model_inputs, _as_inputs(inputs, self.input_specs), strict=True)
+        )
+        subs = self._subs
+        for k in range(len(subs.models)):
+            subs.prepare(k, values)
+            m, it = subs.models[k], subs.interpreters[k]
+            _load_inputs(it, subs.inputs[k], [values[t] for t in m.input_tensors],
+                         f"node {m.index} ({m.op})")
+            it.invoke()
+            for index, t in zip(subs.outputs[k], m.output_tensors, strict=True):
+                values[t] = it.get_tensor(index)
+        self._refresh_layers(values)
+        return values
+
+    def adjacent_pairs(self) -> list[tuple[int, int]]:
+        """Chain positions ``(i, i + 1)`` where layer ``i + 1`` reads an output of layer ``i``:
+        the pairs a runtime could fuse."""
+        models = self.layer_models
+        return [(i, i + 1) for i in range(len(models) - 1)
+                if set(models[i].output_tensors) & set(models[i + 1].input_tensors)]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The model outputs for ``inputs``, computed layer by layer (same as ``feed``)."""
+        return self.feed(inputs)
+
+    def invoke_layer(self, i: int) -> None:
+        """Re-run layer ``i`` (chain position) on the inputs the last ``feed`` gave it."""
+        self.invokers[i]()
+
+    def _refresh_layers(self, values: dict[int, np.ndarray]) -> None:
+        observed = {t: tuple(a.shape) for t, a in values.items()}
+        changed = {t: s for t, s in observed.items() if self._static_shapes.get(t) != s}
+        if changed:
+            by_index = {info.index: info for info in read_layers(self.model_bytes,
+                                                                  shapes=observed)}
+            self.layers = [by_index[m.index] for m in self.layer_models]
+            self._static_shapes.update(changed)
+
+
+class LayerPairs:
+    """One interpreter per adjacent data-dependent pair of a chain's layers (``pair_model``),
+    configured like the chain's. ``feed(chain.tensor_values(inputs))`` gives every pair the
+    inputs it sees in the real model; ``invokers[k]`` then re-runs pair ``k`` alone."""
+
+    def __init__(self, chain: LayerChain) -> None:
+        self.positions: list[tuple[int, int]] = chain.adjacent_pairs()
+        """Chain positions of the two layers of each pair."""
+        self._subs = _SubModels(chain.model_bytes, [
+            pair_model(chain.model_bytes, chain.layer_models[a].index, chain.layer_models[b].index)
+            for a, b in self.positions], chain.runtime_options)
+        self.pair_models: list[LayerModel] = self._subs.models
+        self.interpreters = self._subs.interpreters
+        self.invokers: list[Callable[[], None]] = self._subs.invokers
+        """Bound ``invoke`` of each pair's interpreter: the hot loop calls these."""
+
+    def __len__(self) -> int:
+        return len(self.pair_models)
+
+    def feed(self, values: dict[int, np.ndarray]) -> None:
+        """Set every pair's inputs from the tensor values of one chain run
+        (``LayerChain.tensor_values``)."""
+        subs = self._subs
+        for k in range(len(subs.models)):
+            subs.prepare(k, values)
+            m = subs.models[k]
+            _load_inputs(subs.interpreters[k], subs.inputs[k],
+                         [values[t] for t in m.input_tensors], f"pair {m.op}")
+
+    def outputs(self, k: int) -> dict[int, np.ndarray]:
+        """Pair ``k``'s outputs after its last invoke, by original tensor index."""
+        it, m = self.interpreters[k], self.pair_models[k]
+        return {t: it.get_tensor(i)
+                for t, i in zip(m.output_tensors, self._subs.outputs[k], strict=True)}
+
+
+def calibration_ranges(model_bytes: bytes, seed: int = 0, samples: int = 4
+                       ) -> dict[int, tuple[float, float]]:
+    """(low, high) of every float32 activation tensor over ``samples`` runs of the model on
+    seeded random inputs (seeds ``seed`` .. ``seed + samples - 1``): what
+    ``joulefarm.tflite.variants.quantize_int8`` calibrates with."""
+    chain = LayerChain(model_bytes)
+    ranges: dict[int, tuple[float, float]] = {}
+    for k in range(samples):
+        for t, value in chain.tensor_values(chain.random_inputs(seed + k)).items():
+            if value.dtype == np.float32:
+                low, high = ranges.get(t, (np.inf, -np.inf))
+                ranges[t] = (min(low, float(value.min())), max(high, float(value.max())))
+    return ranges

@@ -1,0 +1,1 @@
+"""The farm's configuration files: the device registry and benchmark suites."""

@@ -1,0 +1,1 @@
+"""Talking to the farm: agent client, local agents, sweeps and their runner."""

@@ -1,0 +1,320 @@
+"""Plain dataclasses for what an agent reports. Protobuf stays at the edge (``joulefarm.wire``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, overload
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MeterDescription:
+    """What produced a trace. ``simulated`` is True whenever power comes from a model."""
+
+    kind: str
+    simulated: bool
+    sample_rate_hz: float
+    profile: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What a device is. ``fingerprint`` hashes everything but the device's name."""
+
+    device_name: str
+    platform: str
+    machine: str
+    cpu_model: str
+    cpu_count: int
+    memory_bytes: int
+    os: str
+    kernel: str
+    python_version: str
+    runtime_name: str
+    runtime_version: str
+    agent_version: str
+    rust_core_profile: str
+    meters: tuple[MeterDescription, ...]
+    fingerprint: str
+    cpu_max_khz: int = 0
+    governors: tuple[str, ...] = ()
+    thermal_zones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One layer's measurement. Energies are joules per call; times are seconds."""
+
+    index: int
+    op: str
+    macs: int
+    param_bytes: int
+    act_in_bytes: int
+    act_out_bytes: int
+    input_shapes: str
+    output_shapes: str
+    iterations: int
+    window_start_s: float
+    window_end_s: float
+    latency_s: float
+    energy_j: float
+    active_energy_j: float
+    mean_power_w: float
+    samples: int
+    coverage: float
+    flags: tuple[str, ...] = ()
+    # Only a simulated meter knows the truth; None for real meters.
+    true_energy_j: float | None = None
+
+
+# Column name -> numpy dtype of LayerTable's numeric columns (the rest are strings).
+LAYER_NUMERIC = {
+    "index": np.int64, "macs": np.int64, "param_bytes": np.int64, "act_in_bytes": np.int64,
+    "act_out_bytes": np.int64, "iterations": np.int64, "window_start_s": np.float64,
+    "window_end_s": np.float64, "latency_s": np.float64, "energy_j": np.float64,
+    "active_energy_j": np.float64, "mean_power_w": np.float64, "samples": np.int64,
+    "coverage": np.float64, "true_energy_j": np.float64,
+}
+LAYER_TEXT = ("op", "input_shapes", "output_shapes")
+LAYER_FIELDS = tuple(f.name for f in fields(LayerRecord))
+
+
+class LayerTable(Sequence[LayerRecord]):
+    """Per-layer results held by column: numpy arrays for numbers, lists for text, a list of
+    flag tuples. Models have up to thousands of layers and a sweep many runs; columns cross the
+    wire and land in DuckDB without one Python object per value. Iterating or indexing gives
+    ``LayerRecord`` rows. ``true_energy_j`` is NaN where no ground truth exists."""
+
+    def __init__(self, columns: Mapping[str, Any]) -> None:
+        n = len(columns["index"])
+        self.columns: dict[str, Any] = {}
+        for name in LAYER_FIELDS:
+            value = columns[name]
+            if name in LAYER_NUMERIC:
+                value = np.asarray(value, dtype=LAYER_NUMERIC[name])
+            elif name == "flags":
+                value = [tuple(f) for f in value]
+            else:
+                value = [str(v) for v in value]
+            if len(value) != n:
+                raise ValueError(f"layer column {name!r} has {len(value)} values, expected {n}")
+            self.columns[name] = value
+
+    @classmethod
+    def from_records(cls, records: Iterable[LayerRecord]) -> LayerTable:
+        rows = [tuple(getattr(r, name) for name in LAYER_FIELDS) for r in records]
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(LAYER_FIELDS)
+        columns = dict(zip(LAYER_FIELDS, values, strict=True))
+        columns["true_energy_j"] = [np.nan if v is None else v
+                                    for v in columns["true_energy_j"]]
+        return cls(columns)
+
+    def __len__(self) -> int:
+        return len(self.columns["index"])
+
+    @overload
+    def __getitem__(self, i: int) -> LayerRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[LayerRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> LayerRecord | Sequence[LayerRecord]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        values = {name: self.columns[name][i] for name in LAYER_FIELDS}
+        for name, dtype in LAYER_NUMERIC.items():
+            values[name] = (int if dtype is np.int64 else float)(values[name])
+        if np.isnan(values["true_energy_j"]):
+            values["true_energy_j"] = None
+        return LayerRecord(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LayerTable({len(self)} layers)"
+
+
+@dataclass(frozen=True)
+class WholeModelRecord:
+    """The whole model looped. Latencies in seconds; energies in joules per inference."""
+
+    iterations: int
+    window_start_s: float
+    window_end_s: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p90_s: float
+    latency_p99_s: float
+    energy_j: float
+    active_energy_j: float
+    mean_power_w: float
+    samples: int
+    coverage: float
+    flags: tuple[str, ...] = ()
+    true_energy_j: float | None = None
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """Two adjacent layers, the second reading the first's output, looped as one sub-model
+    (layers mode with ``pairs``): against the two layers alone it shows whether the runtime
+    fuses them. Energies are joules per call (idle included); times are seconds."""
+
+    first_index: int
+    """Node index of the first layer (as ``LayerRecord.index``)."""
+    second_index: int
+    ops: str
+    """"FIRST_OP+SECOND_OP"."""
+    iterations: int
+    latency_s: float
+    energy_j: float
+    mean_power_w: float
+    flags: tuple[str, ...] = ()
+    true_energy_j: float | None = None
+    """The simulator's exact energy per call; None for real meters."""
+
+
+FUSED_SAVING_SHARE = 0.5
+"""nn-Meter's rule: two ops run fused when the pair saves more than this share of the shorter
+op's latency, lat(a) + lat(b) - lat(ab) > 0.5 * min(lat(a), lat(b))."""
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """A pair against its two layers measured alone (see ``check_pairs``)."""
+
+    pair: PairRecord
+    sum_latency_s: float
+    """lat(a) + lat(b), the two layers alone."""
+    latency_saved_s: float
+    """lat(a) + lat(b) - lat(ab)."""
+    fused: bool
+    """nn-Meter's verdict (``FUSED_SAVING_SHARE``)."""
+    sum_energy_j: float
+    energy_ratio: float
+    """(E(a) + E(b)) / E(ab): above 1 when the pair costs less than its parts."""
+    beyond_call_overhead: bool = True
+    """The saving exceeds ``CALL_OVERHEAD_FACTOR`` x the run's cheapest layer call. Splitting
+    adds one interpreter call per layer; for ops of a microsecond or two that call alone can
+    pass nn-Meter's rule, so a "fused" pair that fails this saved a call, not work."""
+
+
+# A saving up to this many times the run's cheapest layer call (about one interpreter call)
+# is call overhead, not fusion.
+CALL_OVERHEAD_FACTOR = 2.0
+
+
+def is_fused(latency_a_s: float, latency_b_s: float, latency_ab_s: float) -> bool:
+    """nn-Meter's fusion rule on per-call latencies."""
+    saved = latency_a_s + latency_b_s - latency_ab_s
+    return bool(saved > FUSED_SAVING_SHARE * min(latency_a_s, latency_b_s))
+
+
+@dataclass(frozen=True)
+class DecimatedTrace:
+    """A run's power trace reduced to min/max/mean per bucket (watts), for plots and audits.
+
+    Bucket ``i`` covers ``[t0_s + i*bucket_s, t0_s + (i+1)*bucket_s)`` on ``clock`` ("meter":
+    agent time = meter time - clock_offset_s; "agent": the agent's perf_counter)."""
+
+    clock: str
+    t0_s: float
+    bucket_s: float
+    min_w: np.ndarray
+    max_w: np.ndarray
+    mean_w: np.ndarray
+    raw_samples: int
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One model measured on one device: layer by layer (``layers``) or whole (``whole``)."""
+
+    model_sha256: str
+    mode: str
+    meter: MeterDescription
+    runtime_name: str
+    runtime_version: str
+    num_threads: int
+    idle_power_w: float
+    clock_offset_s: float
+    alignment_correlation: float
+    started_unix_s: float
+    finished_unix_s: float
+    # Any sequence of LayerRecord given here is converted to a LayerTable.
+    layers: LayerTable
+    flags: tuple[str, ...] = ()
+    true_clock_offset_s: float | None = None
+    whole: WholeModelRecord | None = None
+    conditions_before: dict[str, float] = field(default_factory=dict)
+    conditions_after: dict[str, float] = field(default_factory=dict)
+    trace: DecimatedTrace | None = None
+    # Layers mode with ``MeasureSettings.pairs``: adjacent data-dependent pairs of layers.
+    pairs: tuple[PairRecord, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layers, LayerTable):
+            object.__setattr__(self, "layers", LayerTable.from_records(self.layers))
+        object.__setattr__(self, "pairs", tuple(self.pairs))
+
+
+def check_pairs(result: BenchmarkResult) -> tuple[PairCheck, ...]:
+    """Every pair of ``result`` against its two layers alone: latency saved, nn-Meter's fused
+    verdict, energy ratio. Pairs whose layers the result lacks are left out."""
+    by_index = {x.index: x for x in result.layers}
+    call_s = min((x.latency_s for x in result.layers), default=0.0)
+    checks = []
+    for p in result.pairs:
+        a, b = by_index.get(p.first_index), by_index.get(p.second_index)
+        if a is None or b is None:
+            continue
+        sum_energy = a.energy_j + b.energy_j
+        checks.append(PairCheck(
+            pair=p, sum_latency_s=a.latency_s + b.latency_s,
+            latency_saved_s=a.latency_s + b.latency_s - p.latency_s,
+            fused=is_fused(a.latency_s, b.latency_s, p.latency_s), sum_energy_j=sum_energy,
+            energy_ratio=sum_energy / p.energy_j if p.energy_j else float("nan"),
+            beyond_call_overhead=(a.latency_s + b.latency_s - p.latency_s
+                                  > CALL_OVERHEAD_FACTOR * call_s)))
+    return tuple(checks)
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How long and how often to run each layer (see agent.measure)."""
+
+    mode: str = "layers"
+    num_threads: int = 1
+    warmup_iterations: int = 3
+    min_layer_duration_s: float = 0.02
+    min_iterations: int = 5
+    idle_duration_s: float = 0.2
+    seed: int = 0
+    # Whole mode: the timed loop lasts at least this long.
+    min_duration_s: float = 1.0
+    # Runtime: the default XNNPACK delegate, and an external delegate library by path.
+    use_xnnpack: bool = False
+    delegate_path: str = ""
+    # Layers mode: also loop each adjacent data-dependent pair of layers as one sub-model, to
+    # see which pairs the runtime fuses (ignored by the other modes).
+    pairs: bool = False
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,253 @@
+"""Per-layer features of a TFLite model, read from the flatbuffer alone (no runtime).
+
+``read_layers`` gives one ``LayerInfo`` per node that runs on every inference: weight-preparing
+nodes (``DEQUANTIZE``/``DENSIFY`` of constants) are folded into their consumers, as the splitter
+does, so the list lines up with ``split_model`` and ``LayerChain.layers``.
+
+MACs (multiply-accumulates, per inference, batch included) are defined per op:
+
+- ``CONV_2D``: batch * out_h * out_w * cout * kh * kw * cin (cin per group for grouped conv)
+- ``DEPTHWISE_CONV_2D``: batch * out_h * out_w * cout * kh * kw
+- ``TRANSPOSE_CONV``: batch * in_h * in_w * cin * kh * kw * cout
+- ``CONV_3D``: output elements * kd * kh * kw * cin
+- ``FULLY_CONNECTED``: batch * out * in (batch = input elements / in)
+- ``BATCH_MATMUL``: output elements * the contracted dimension
+- pools (``MAX_POOL_2D``, ``AVERAGE_POOL_2D``, ``L2_POOL_2D``): output elements * kh * kw, the
+  count of input elements the windows visit (not a multiply, but the work that scales)
+- metadata-only ops (``RESHAPE``, ``SQUEEZE``, ``EXPAND_DIMS``, ``SHAPE``, ``RANK``): 0
+- every other op (``ADD``, ``SOFTMAX``, ``MEAN``, ``CONCATENATION``, ``PAD``, activations, ...):
+  an element count, the larger of the op's activation input and output element counts, so
+  elementwise ops count their output and reductions count their input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from joulefarm.tflite.flatbuffer import dtype_name, shape_of, tensor_nbytes
+from joulefarm.tflite.graph import Graph, load_graph
+from joulefarm.tflite.schema import activation_names, padding_names, tfl
+
+Shape = tuple[int, ...]
+
+_METADATA_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"})
+_POOL_OPS = frozenset({"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"})
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Static features of one layer (one TFLite node).
+
+    Shapes and dtype describe activations, i.e. non-constant tensors; weights appear only in
+    ``param_bytes`` (and ``kernel``). Byte counts are per inference.
+    """
+
+    index: int
+    """Node index in the model's subgraph."""
+    op: str
+    """Builtin op name, e.g. ``"CONV_2D"``."""
+    input_shapes: tuple[Shape, ...]
+    """Shapes of the non-constant inputs, in the node's input order."""
+    output_shapes: tuple[Shape, ...]
+    dtype: str
+    """Element type of the first non-constant input (of the first output if none), e.g.
+    ``"float32"``."""
+    kernel: tuple[int, int] | None
+    """(kh, kw) of convolutions and pools."""
+    stride: tuple[int, int] | None
+    """(sh, sw) of convolutions and pools."""
+    padding: str | None
+    """``"SAME"`` or ``"VALID"`` for ops that pad."""
+    activation: str | None
+    """Fused activation (``"NONE"``, ``"RELU"``, ``"RELU6"``, ...) of ops that have one."""
+    macs: int
+    """Multiply-accumulates (or element counts), defined per op in the module docstring."""
+    param_bytes: int
+    """Bytes of the constant inputs (weights, biases, shape/axis operands) as the kernel reads
+    them, i.e. after folded dequantization."""
+    act_in_bytes: int
+    """Bytes of the non-constant inputs (each distinct tensor once)."""
+    act_out_bytes: int
+    """Bytes of the outputs."""
+
+
+def layer_to_dict(layer: LayerInfo) -> dict[str, Any]:
+    """A JSON-ready dict of a ``LayerInfo`` (tuples become lists)."""
+    data = asdict(layer)
+    data["input_shapes"] = [list(s) for s in layer.input_shapes]
+    data["output_shapes"] = [list(s) for s in layer.output_shapes]
+    for key in ("kernel", "stride"):
+        data[key] = None if data[key] is None else list(data[key])
+    return data
+
+
+def layer_from_dict(data: Mapping[str, Any]) -> LayerInfo:
+    """Inverse of ``layer_to_dict``."""
+    fields = dict(data)
+    fields["input_shapes"] = tuple(tuple(s) for s in fields["input_shapes"])
+    fields["output_shapes"] = tuple(tuple(s) for s in fields["output_shapes"])
+    for key in ("kernel", "stride"):
+        fields[key] = None if fields[key] is None else tuple(fields[key])
+    return LayerInfo(**fields)
+
+
+def read_layers(model_bytes: bytes, *, shapes: Mapping[int, Shape] | None = None,
+                include_weight_prep: bool = False) -> list[LayerInfo]:
+    """One ``LayerInfo`` per node, in execution order.
+
+    ``shapes`` overrides the static shapes of some tensors (tensor index -> shape), e.g. with
+    shapes observed at run time in models with dynamic dimensions. Weight-preparing nodes are
+    left out unless ``include_weight_prep``. Raises ``ModelError`` for bad or unsupported models.
+    """
+    graph = load_graph(model_bytes)
+    return [
+        _layer_info(graph, n, shapes or {})
+        for n in range(len(graph.ops))
+        if include_weight_prep or n not in graph.weight_prep
+    ]
+
+
+def model_summary(model_bytes: bytes) -> dict[str, Any]:
+    """Whole-model totals: layer count, op histogram, MACs, bytes, input/output signatures."""
+    graph = load_graph(model_bytes)
+    layers = [_layer_info(graph, n, {}) for n in range(len(graph.ops))
+              if n not in graph.weight_prep]
+    ops: dict[str, int] = {}
+    for layer in layers:
+        ops[layer.op] = ops.get(layer.op, 0) + 1
+    tensors = graph.subgraph.tensors or []
+
+    def signature(indices: list[int]) -> list[dict[str, Any]]:
+        return [{"index": int(t), "shape": shape_of(tensors[t]),
+                 "dtype": dtype_name(tensors[t].type)} for t in indices]
+
+    return {
+        "layers": len(layers),
+        "ops": ops,
+        "macs": sum(layer.macs for layer in layers),
+        "param_bytes": sum(_tensor_bytes(graph, t, {}) for t in graph.constants
+                           if t not in _prep_inputs(graph)),
+        "inputs": signature(list(graph.subgraph.inputs or [])),
+        "outputs": signature(list(graph.subgraph.outputs or [])),
+        "weight_prep_nodes": sorted(graph.weight_prep),
+    }
+
+
+def _prep_inputs(graph: Graph) -> set[int]:
+    """Stored forms (fp16, sparse) of weights that folded nodes expand."""
+    ops = graph.subgraph.operators or []
+    return {t for n in graph.weight_prep for t in ops[n].inputs or [] if t >= 0}
+
+
+def _shape(graph: Graph, t: int, shapes: Mapping[int, Shape]) -> Shape:
+    if t in shapes:
+        return tuple(int(d) for d in shapes[t])
+    return tuple(shape_of(graph.subgraph.tensors[t]))
+
+
+def _tensor_bytes(graph: Graph, t: int, shapes: Mapping[int, Shape]) -> int:
+    tensor = graph.subgraph.tensors[t]
+    if tensor.sparsity is not None:  # stored compressed; the buffer length is the truth
+        buffer = graph.model.buffers[tensor.buffer]
+        return 0 if buffer.data is None else len(buffer.data)
+    return tensor_nbytes(tensor.type, _shape(graph, t, shapes))
+
+
+def _elements(shape: Shape) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def _layer_info(graph: Graph, n: int, shapes: Mapping[int, Shape]) -> LayerInfo:
+    operator = graph.subgraph.operators[n]
+    tensors = graph.subgraph.tensors
+    op = graph.ops[n]
+    inputs = [t for t in operator.inputs or [] if t >= 0]
+    outputs = list(operator.outputs or [])
+    act_inputs = [t for t in inputs if not graph.is_constant(t)]
+    const_inputs = [t for t in inputs if graph.is_constant(t)]
+    in_shapes = tuple(_shape(graph, t, shapes) for t in act_inputs)
+    out_shapes = tuple(_shape(graph, t, shapes) for t in outputs)
+    first = act_inputs[0] if act_inputs else (outputs[0] if outputs else None)
+    dtype = dtype_name(tensors[first].type) if first is not None else "none"
+
+    options = operator.builtinOptions
+    padding = getattr(options, "padding", None)
+    activation = getattr(options, "fusedActivationFunction", None)
+    stride = None
+    if hasattr(options, "strideH") and hasattr(options, "strideW"):
+        stride = (int(options.strideH), int(options.strideW))
+    kernel = None
+    if op in _POOL_OPS:
+        kernel = (int(options.filterHeight), int(options.filterWidth))
+    elif op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV") and len(operator.inputs) > 1:
+        weights = operator.inputs[1]
+        weight_shape = _shape(graph, weights, shapes)
+        if len(weight_shape) == 4:
+            kernel = (weight_shape[1], weight_shape[2])
+
+    return LayerInfo(
+        index=n,
+        op=op,
+        input_shapes=in_shapes,
+        output_shapes=out_shapes,
+        dtype=dtype,
+        kernel=kernel,
+        stride=stride,
+        padding=None if padding is None else padding_names().get(padding, str(padding)),
+        activation=None if activation is None else activation_names().get(activation,
+                                                                         str(activation)),
+        macs=_macs(graph, operator, op, in_shapes, out_shapes, shapes),
+        param_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(const_inputs)),
+        act_in_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(act_inputs)),
+        act_out_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(outputs)),
+    )
+
+
+def _macs(graph: Graph, operator: tfl.OperatorT, op: str, in_shapes: tuple[Shape, ...],
+          out_shapes: tuple[Shape, ...], shapes: Mapping[int, Shape]) -> int:
+    """Multiply-accumulates of one node; see the module docstring for the definitions."""
+    out = out_shapes[0] if out_shapes else ()
+    inputs = list(operator.inputs or [])
+
+    def weight_shape(position: int) -> Shape:
+        if position < len(inputs) and inputs[position] >= 0:
+            return _shape(graph, inputs[position], shapes)
+        return ()
+
+    if op == "CONV_2D":
+        w = weight_shape(1)  # [cout, kh, kw, cin]
+        if len(out) == 4 and len(w) == 4:
+            return _elements(out) * w[1] * w[2] * w[3]
+    elif op == "DEPTHWISE_CONV_2D":
+        w = weight_shape(1)  # [1, kh, kw, cout]
+        if len(out) == 4 and len(w) == 4:
+            return _elements(out) * w[1] * w[2]
+    elif op == "TRANSPOSE_CONV":
+        w = weight_shape(1)  # [cout, kh, kw, cin]; input 2 is the activation
+        x = weight_shape(2)
+        if len(x) == 4 and len(w) == 4:
+            return _elements(x) * w[0] * w[1] * w[2]
+    elif op == "CONV_3D":
+        w = weight_shape(1)  # [kd, kh, kw, cin, cout]
+        if len(w) == 5:
+            return _elements(out) * w[0] * w[1] * w[2] * w[3]
+    elif op == "FULLY_CONNECTED":
+        w = weight_shape(1)  # [out, in]
+        x = weight_shape(0)
+        if len(w) == 2 and w[1]:
+            return (_elements(x) // w[1]) * w[0] * w[1]
+    elif op == "BATCH_MATMUL":
+        x = weight_shape(0)
+        adj_x = bool(getattr(operator.builtinOptions, "adjX", False))
+        if len(x) >= 2:
+            return _elements(out) * (x[-2] if adj_x else x[-1])
+    elif op in _POOL_OPS:
+        options = operator.builtinOptions
+        return _elements(out) * int(options.filterHeight) * int(options.filterWidth)
+    elif op in _METADATA_OPS:
+        return 0
+    counts = [_elements(s) for s in (*in_shapes, *out_shapes)]
+    return max(counts, default=0)

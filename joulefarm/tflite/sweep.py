@@ -1,0 +1,416 @@
+"""Configuration sweeps: seeded single-layer models for fitting latency and energy estimators.
+
+nn-Meter and THOR measure each layer type as its own tiny model over a sample of realistic
+configurations (channels, kernel, stride, input size) and fit a regressor per type. This module
+draws those configurations: ``sample_configs`` returns ``SweepConfig`` objects (a layer spec list
+plus the input shape), ``generate_sweep`` adds their TFLite bytes. Everything is float32 and
+deterministic: the same arguments always give the same configurations and the same bytes.
+
+Two range profiles:
+
+- ``"mobile"``: square NHWC inputs and kernels, strides 1-2, channels of mobile CNNs
+  (MobileNet/ResNet/EfficientNet sizes, nn-Meter's ranges).
+- ``"broad"``: half of the draws from ``"mobile"``, half with rectangular inputs, non-square
+  and long (1 x k) kernels, per-axis strides up to the kernel size: the shapes of audio and
+  1-D models written as 2-D convolutions.
+
+``sample_chains`` draws small multi-layer CNNs (stem, depthwise-separable blocks, residual
+adds, pooling, a classifier), measured whole to learn how far a model's latency departs from the
+sum of its isolated layers. ``reference_models`` is the fixed set every device measures once so
+that an estimator can place it among the devices it knows (a HELP-style device embedding).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from joulefarm.tflite.builder import (
+    RECIPES,
+    Add,
+    AveragePool2D,
+    Concatenation,
+    Conv2D,
+    DepthwiseConv2D,
+    FullyConnected,
+    LayerSpec,
+    MaxPool2D,
+    Mean,
+    Pad,
+    Reshape,
+    Softmax,
+    _out_size,  # the builder's own SAME/VALID rule
+    build_model,
+)
+
+KINDS: tuple[str, ...] = (
+    "conv", "dwconv", "fc", "maxpool", "avgpool", "add", "concat", "mean", "softmax", "pad",
+)
+"""Layer kinds the sampler draws, each named after the layer it measures."""
+
+PROFILES: tuple[str, ...] = ("mobile", "broad")
+
+WEIGHTED_KINDS: tuple[str, ...] = (
+    "conv", "dwconv", "conv", "fc", "conv", "maxpool", "dwconv", "conv", "avgpool", "add",
+    "conv", "dwconv", "concat", "mean", "softmax", "pad",
+)
+"""Every kind, convolutions five times and depthwise three: in mobile CNNs they carry most of
+the latency and have the widest configuration space (pass as ``kinds``)."""
+
+# Mobile CNN sizes (nn-Meter samples HW in {1..224}, channels 3..2160, k in {1,3,5,7}).
+_HW = (7, 14, 28, 56, 112, 224)
+_CHANNELS = (3, 8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512,
+             576, 640, 960, 1024, 1280)
+_KERNELS = (1, 3, 5, 7)
+_ACTIVATIONS = ("RELU", "RELU6", "NONE")
+
+DEFAULT_MAX_MACS = 100_000_000
+"""Cap on one layer's multiply-accumulates: keeps a sweep measurable in minutes on a board."""
+DEFAULT_MAX_ELEMENTS = 2_000_000
+"""Cap on any activation tensor's element count (8 MB in float32)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One generated model: ``layers`` applied to an input of ``input_shape`` (float32).
+
+    ``kind`` is the layer kind it measures (one of ``KINDS``, or ``"chain"`` for a multi-layer
+    model); some kinds carry a cheap helper layer first (``add`` and ``concat`` need a second
+    operand, taken from a same-shape ``RESHAPE``).
+    """
+
+    kind: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerSpec, ...]
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        """A readable, unique name: kind, input shape and every layer's settings."""
+        shape = "x".join(str(d) for d in self.input_shape)
+        parts = " ".join(_describe(spec) for spec in self.layers)
+        return f"sweep:{self.kind} {shape} {parts} seed={self.seed}"
+
+    def build(self) -> bytes:
+        """The TFLite model (same bytes for the same config)."""
+        return build_model(self.input_shape, list(self.layers), seed=self.seed,
+                           name=f"sweep_{self.kind}")
+
+
+def _describe(spec: LayerSpec) -> str:
+    if isinstance(spec, Conv2D):
+        return (f"conv(co={spec.filters},k={spec.kernel[0]}x{spec.kernel[1]},"
+                f"s={spec.stride[0]}x{spec.stride[1]},{spec.padding},{spec.activation})")
+    if isinstance(spec, DepthwiseConv2D):
+        return (f"dwconv(k={spec.kernel[0]}x{spec.kernel[1]},s={spec.stride[0]}x{spec.stride[1]},"
+                f"{spec.padding},{spec.activation})")
+    if isinstance(spec, FullyConnected):
+        return f"fc(units={spec.units},{spec.activation})"
+    if isinstance(spec, MaxPool2D | AveragePool2D):
+        stride = spec.stride or spec.pool
+        kind = "maxpool" if isinstance(spec, MaxPool2D) else "avgpool"
+        return (f"{kind}(k={spec.pool[0]}x{spec.pool[1]},s={stride[0]}x{stride[1]},"
+                f"{spec.padding})")
+    if isinstance(spec, Add):
+        return f"add(src={spec.source},{spec.activation})"
+    if isinstance(spec, Concatenation):
+        return f"concat(src={spec.source},axis={spec.axis})"
+    if isinstance(spec, Reshape):
+        return "reshape" if spec.shape is None else f"reshape({'x'.join(map(str, spec.shape))})"
+    if isinstance(spec, Pad):
+        return f"pad({','.join(f'{a}:{b}' for a, b in spec.paddings)})"
+    if isinstance(spec, Mean):
+        return f"mean(axes={','.join(map(str, spec.axes))},keep={int(spec.keep_dims)})"
+    if isinstance(spec, Softmax):
+        return "softmax"
+    return type(spec).__name__.lower()
+
+
+# ------------------------------------------------------------------------------ drawing helpers
+
+
+def _pick(rng: np.random.Generator, values: Sequence) -> object:
+    return values[int(rng.integers(len(values)))]
+
+
+def _log_int(rng: np.random.Generator, low: int, high: int) -> int:
+    """An integer drawn log-uniformly in [low, high]: sizes matter by ratio, not difference."""
+    return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+
+
+def _spatial(rng: np.random.Generator, profile: str) -> tuple[int, int]:
+    if profile == "broad" and rng.random() < 0.5:
+        # Audio-like and 1-D shapes: one short axis (often 1), one long one.
+        h = 1 if rng.random() < 0.4 else _log_int(rng, 1, 256)
+        w = _log_int(rng, 8, 8192 if h == 1 else 512)
+        return (h, w) if rng.random() < 0.8 else (w, h)
+    hw = int(_pick(rng, _HW))
+    return hw, hw
+
+
+def _kernel(rng: np.random.Generator, profile: str, h: int, w: int) -> tuple[int, int]:
+    if profile == "broad" and rng.random() < 0.5:
+        kh = int(_pick(rng, (1, 1, 2, 3, 5, 7)))
+        long = rng.random() < 0.25
+        kw = int(_pick(rng, (16, 32, 64, 128, 256))) if long else int(_pick(rng, (1, 3, 5, 7, 9)))
+        return min(kh, h), min(kw, w)
+    k = int(_pick(rng, _KERNELS))
+    return min(k, h), min(k, w)
+
+
+def _stride(rng: np.random.Generator, profile: str, kernel: tuple[int, int]) -> tuple[int, int]:
+    if profile == "broad" and rng.random() < 0.4:
+        # Per-axis strides; framing layers use stride = kernel (non-overlapping windows).
+        def axis(k: int) -> int:
+            return k if k > 1 and rng.random() < 0.3 else int(_pick(rng, (1, 2, 3, 4)))
+        return axis(kernel[0]), axis(kernel[1])
+    s = int(_pick(rng, (1, 1, 2)))
+    return s, s
+
+
+def _padding(rng: np.random.Generator) -> str:
+    return "SAME" if rng.random() < 0.75 else "VALID"
+
+
+def _out_hw(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+            padding: str) -> tuple[int, int] | None:
+    """Output size, or None where VALID does not fit."""
+    try:
+        return (_out_size(h, kernel[0], stride[0], padding),
+                _out_size(w, kernel[1], stride[1], padding))
+    except ValueError:
+        return None
+
+
+def _draw(rng: np.random.Generator, kind: str, profile: str
+          ) -> tuple[tuple[int, ...], tuple[LayerSpec, ...], int]:
+    """One candidate (input shape, layers, MACs of the measured layer, max elements)."""
+    h, w = _spatial(rng, profile)
+    if kind == "conv":
+        cin = int(_pick(rng, _CHANNELS))
+        cout = int(_pick(rng, _CHANNELS[1:]))
+        if profile == "broad" and rng.random() < 0.25:
+            # Audio front ends and heads: one to four channels in or out.
+            if rng.random() < 0.5:
+                cin = int(_pick(rng, (1, 2, 4)))
+            else:
+                cout = int(_pick(rng, (1, 2, 4)))
+        kernel = _kernel(rng, profile, h, w)
+        stride = _stride(rng, profile, kernel)
+        padding = _padding(rng)
+        out = _out_hw(h, w, kernel, stride, padding)
+        if out is None:
+            return (), (), -1
+        spec = Conv2D(cout, kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
+        macs = out[0] * out[1] * cout * kernel[0] * kernel[1] * cin
+        return (1, h, w, cin), (spec,), macs
+    if kind == "dwconv":
+        c = int(_pick(rng, _CHANNELS[1:]))
+        kernel = _kernel(rng, profile, h, w)
+        if profile == "mobile" or kernel == (1, 1):
+            k = int(_pick(rng, (3, 5, 7)))
+            kernel = (min(k, h), min(k, w))
+        stride = _stride(rng, profile, kernel)
+        padding = _padding(rng)
+        out = _out_hw(h, w, kernel, stride, padding)
+        if out is None:
+            return (), (), -1
+        spec = DepthwiseConv2D(kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
+        return (1, h, w, c), (spec,), out[0] * out[1] * c * kernel[0] * kernel[1]
+    if kind == "fc":
+        batch = int(_pick(rng, (1, 1, 1, 2, 4, 8, 16, 32)))
+        features = _log_int(rng, 16, 4096)
+        units = _log_int(rng, 8, 4096)
+        spec = FullyConnected(units, str(_pick(rng, _ACTIVATIONS)))
+        return (batch, features), (spec,), batch * features * units
+    if kind in ("maxpool", "avgpool"):
+        c = int(_pick(rng, _CHANNELS[1:]))
+        if rng.random() < 0.15:  # global pooling
+            pool = (h, w)
+            stride = pool
+            padding = "VALID"
+        else:
+            k = int(_pick(rng, (2, 2, 3, 3, 5)))
+            pool = (min(k, h), min(k, w))
+            s = int(_pick(rng, (1, 2, 2)))
+            stride = (min(s, h), min(s, w))
+            padding = _padding(rng)
+        out = _out_hw(h, w, pool, stride, padding)
+        if out is None:
+            return (), (), -1
+        cls = MaxPool2D if kind == "maxpool" else AveragePool2D
+        return (1, h, w, c), (cls(pool, stride, padding),), out[0] * out[1] * c * pool[0] * pool[1]
+    if kind in ("add", "concat"):
+        c = int(_pick(rng, _CHANNELS[1:]))
+        shape = (1, h, w, c)
+        second: LayerSpec = (Add(0, str(_pick(rng, ("NONE", "RELU")))) if kind == "add"
+                             else Concatenation(0, -1))
+        # The second operand comes from a same-shape RESHAPE (a metadata op, near free).
+        return shape, (Reshape(shape), second), h * w * c * (2 if kind == "concat" else 1)
+    if kind == "mean":
+        c = int(_pick(rng, _CHANNELS[1:]))
+        return (1, h, w, c), (Mean((1, 2), keep_dims=bool(rng.random() < 0.5)),), h * w * c
+    if kind == "softmax":
+        batch = int(_pick(rng, (1, 1, 4, 16)))
+        n = _log_int(rng, 10, 20000)
+        return (batch, n), (Softmax(),), batch * n
+    if kind == "pad":
+        c = int(_pick(rng, _CHANNELS[1:]))
+        ph, pw = int(rng.integers(0, 4)), int(rng.integers(1, 4))
+        spec = Pad(((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        return (1, h, w, c), (spec,), (h + 2 * ph) * (w + 2 * pw) * c
+    raise ValueError(f"unknown sweep kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def _max_elements(shape: tuple[int, ...], layers: tuple[LayerSpec, ...]) -> int:
+    """A cheap upper bound on the largest activation: input or (for convs) the output."""
+    largest = math.prod(shape)
+    for spec in layers:
+        if isinstance(spec, Conv2D) and len(shape) == 4:
+            largest = max(largest, shape[1] * shape[2] * spec.filters)
+        if isinstance(spec, Concatenation):
+            largest = max(largest, 2 * math.prod(shape))
+        if isinstance(spec, FullyConnected):
+            largest = max(largest, shape[0] * spec.units, spec.units * shape[-1])
+    return largest
+
+
+def sample_configs(
+    n: int,
+    *,
+    seed: int = 0,
+    kinds: Sequence[str] = KINDS,
+    profile: str = "mobile",
+    max_macs: int = DEFAULT_MAX_MACS,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> list[SweepConfig]:
+    """``n`` distinct single-layer configurations, kinds taken in turn, drawn with ``seed``.
+
+    Draws that exceed ``max_macs`` or ``max_elements`` are redrawn (never clipped, so the
+    accepted ones keep the sampler's proportions). Raises ``ValueError`` for unknown kinds or
+    profiles.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown sweep profile {profile!r} (known: {', '.join(PROFILES)})")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown sweep kinds {unknown} (known: {', '.join(KINDS)})")
+    rng = np.random.default_rng(seed)
+    configs: list[SweepConfig] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(configs) < n:
+        attempts += 1
+        if attempts > 200 * max(n, 1):
+            raise ValueError(f"could not draw {n} distinct configurations within the caps "
+                             f"(max_macs={max_macs}, max_elements={max_elements})")
+        kind = kinds[len(configs) % len(kinds)]
+        shape, layers, macs = _draw(rng, kind, profile)
+        if macs < 0 or macs > max_macs or _max_elements(shape, layers) > max_elements:
+            continue
+        config = SweepConfig(kind, shape, layers, seed=len(configs))
+        key = config.name.rsplit(" seed=", 1)[0]
+        if key in seen:
+            continue
+        seen.add(key)
+        configs.append(config)
+    return configs
+
+
+def generate_sweep(n: int, *, seed: int = 0, kinds: Sequence[str] = KINDS,
+                   profile: str = "mobile", max_macs: int = DEFAULT_MAX_MACS
+                   ) -> list[tuple[SweepConfig, bytes]]:
+    """``sample_configs`` with each configuration's TFLite bytes."""
+    return [(c, c.build()) for c in sample_configs(n, seed=seed, kinds=kinds, profile=profile,
+                                                   max_macs=max_macs)]
+
+
+# ------------------------------------------------------------------------------ chains
+
+
+def _chain(rng: np.random.Generator, index: int, max_macs: int) -> SweepConfig | None:
+    hw = int(_pick(rng, (28, 56, 96, 112)))
+    c = int(_pick(rng, (8, 16, 24, 32)))
+    cin = int(_pick(rng, (1, 3)))
+    layers: list[LayerSpec] = [Conv2D(c, (3, 3), (2, 2))]
+    size = math.ceil(hw / 2)
+    macs = size * size * c * 9 * cin
+    for _ in range(int(rng.integers(1, 5))):
+        stride = int(_pick(rng, (1, 1, 2)))
+        cout = c * 2 if stride == 2 else c
+        start = len(layers) - 1
+        k = int(_pick(rng, (3, 5)))
+        layers.append(DepthwiseConv2D((k, k), (stride, stride)))
+        size = math.ceil(size / stride)
+        layers.append(Conv2D(cout, (1, 1), activation="NONE"))
+        macs += size * size * c * (k * k + cout)
+        if stride == 1 and cout == c and rng.random() < 0.6:
+            layers.append(Add(start, "RELU"))
+        c = cout
+    if rng.random() < 0.5 and size >= 2:
+        layers.append(MaxPool2D((2, 2)))
+        size //= 2
+    layers += [Mean((1, 2)), FullyConnected(int(_pick(rng, (10, 100, 1000)))), Softmax()]
+    if macs > max_macs:
+        return None
+    return SweepConfig("chain", (1, hw, hw, cin), tuple(layers), seed=index)
+
+
+def sample_chains(n: int, *, seed: int = 0, max_macs: int = DEFAULT_MAX_MACS
+                  ) -> list[SweepConfig]:
+    """``n`` small multi-layer CNNs (3-16 layers), deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    configs: list[SweepConfig] = []
+    while len(configs) < n:
+        config = _chain(rng, len(configs), max_macs)
+        if config is not None:
+            configs.append(config)
+    return configs
+
+
+# ------------------------------------------------------------------------------ reference set
+
+_REFERENCE_LAYERS: tuple[tuple[str, tuple[int, ...], tuple[LayerSpec, ...]], ...] = (
+    ("conv3x3_56x56x64", (1, 56, 56, 64), (Conv2D(64, (3, 3)),)),
+    ("conv1x1_28x28x128to256", (1, 28, 28, 128), (Conv2D(256, (1, 1)),)),
+    ("dwconv3x3_112x112x32", (1, 112, 112, 32), (DepthwiseConv2D((3, 3)),)),
+    ("fc_1x1024to1000", (1, 1024), (FullyConnected(1000),)),
+    ("maxpool2x2_56x56x64", (1, 56, 56, 64), (MaxPool2D((2, 2)),)),
+    ("add_56x56x64", (1, 56, 56, 64), (Reshape((1, 56, 56, 64)), Add(0))),
+)
+REFERENCE_RECIPES: tuple[str, ...] = ("tiny_cnn", "mlp", "res_block", "concat_pad")
+
+
+def reference_names() -> list[str]:
+    """Model names of the reference set, in embedding order (``ref:`` prefixed)."""
+    return ([f"ref:{r}" for r in REFERENCE_RECIPES]
+            + [f"ref:{name}" for name, _, _ in _REFERENCE_LAYERS])
+
+
+def reference_models() -> list[tuple[str, bytes]]:
+    """The fixed reference set (10 float32 models): the four float recipes and six single
+    layers of common types. Every device measures each once (``whole`` mode); the results
+    place the device among known ones. Never change a member: old embeddings would no longer
+    compare; add a new set instead."""
+    models = [(f"ref:{r}", RECIPES[r](0)) for r in REFERENCE_RECIPES]
+    for name, shape, layers in _REFERENCE_LAYERS:
+        models.append((f"ref:{name}", build_model(shape, list(layers), seed=0, name=name)))
+    return models
+
+
+__all__ = [
+    "DEFAULT_MAX_MACS",
+    "KINDS",
+    "PROFILES",
+    "REFERENCE_RECIPES",
+    "WEIGHTED_KINDS",
+    "SweepConfig",
+    "generate_sweep",
+    "reference_models",
+    "reference_names",
+    "sample_chains",
+    "sample_configs",
+]

@@ -1,0 +1,181 @@
+"""Monsoon HVPM/LVPM CSV, as written by the PyPI ``monsoon`` package's ``sampleEngine``.
+
+Header ``Time(ms),Main(mA),[USB(mA),][Aux(mA),]Main Voltage(V),[USB Voltage(V),]`` (every line
+ends with a comma). Despite its name the ``Time(ms)`` column holds *seconds* since sampling
+started, stamped once per USB packet (``time.time() - start`` for a whole packet of samples), so
+it repeats and jumps. The meter samples at a fixed 5 kHz, so time is rebuilt as
+``t0 + i / 5000`` with ``t0`` the first stamp; the stamps only serve as a sanity check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from joulefarm.errors import MeterParseError, TraceFormatError
+from joulefarm.traces.imported import Trace, build_trace
+from joulefarm.traces.table import CsvHeader, read_columns, read_header
+
+MONSOON_RATE_HZ = 5000.0
+TIME_COLUMN = "Time(ms)"
+# Output channel -> (current column in mA, voltage column in V), as the engine names them, in
+# order of preference: Main powers the device under test; USB is the passthrough channel, used
+# only when Main was disabled.
+CHANNELS = {"main": ("Main(mA)", "Main Voltage(V)"), "usb": ("USB(mA)", "USB Voltage(V)")}
+
+
+@dataclass(frozen=True)
+class MonsoonCsv:
+    """One channel of a Monsoon CSV. ``stamps_s`` is the ``Time(ms)`` column (seconds since
+    the engine started, one stamp per USB packet)."""
+
+    stamps_s: np.ndarray
+    current_a: np.ndarray
+    voltage_v: np.ndarray
+    channel: str
+
+    @property
+    def power_w(self) -> np.ndarray:
+        return self.current_a * self.voltage_v
+
+    def t0_by_arrival(self, rate_hz: float = MONSOON_RATE_HZ) -> float:
+        """Start of sample 0 on the stamps' time base: the tightest ``stamp - (i + 1)/fs``."""
+        i = np.arange(1, len(self.stamps_s) + 1, dtype=np.float64)
+        return float(np.min(self.stamps_s - i / rate_hz))
+
+    def stamp_mismatch(self, rate_hz: float = MONSOON_RATE_HZ) -> str | None:
+        """Why the fixed-rate time base is wrong (dropped samples), or None. Stamps come per
+        packet, so the two spans agree to a packet or so, plus the host's lateness."""
+        n = len(self.stamps_s)
+        if n < 2:
+            return None
+        packet_span = float(self.stamps_s[-1] - self.stamps_s[0])
+        rebuilt_span = (n - 1) / rate_hz
+        if abs(packet_span - rebuilt_span) <= max(0.05 * rebuilt_span, 0.1):
+            return None
+        return (f"packet stamps span {packet_span:.3f} s but {n} samples at {rate_hz:g} Hz span "
+                f"{rebuilt_span:.3f} s: samples were dropped")
+
+
+def looks_like_monsoon_header(line: str) -> bool:
+    names = {c.strip() for c in line.split(",")}
+    return TIME_COLUMN in names and bool(names & {"Main(mA)", "USB(mA)", "Aux(mA)"})
+
+
+def monsoon_number(cell: str) -> float:
+    # numpy >= 2 repr: "np.float64(0.25)"; older numpy and Python floats: "0.25".
+    cell = cell.strip()
+    if cell.endswith(")") and "(" in cell:
+        cell = cell[cell.index("(") + 1:-1]
+    return float(cell)
+
+
+def read_monsoon_csv(path: Path, channel: str | None = None) -> MonsoonCsv:
+    """Parse a CSV written by ``sampleEngine.enableCSVOutput``. ``channel`` is ``main`` or
+    ``usb``; None takes Main, else USB. A last line without its newline (the engine was
+    still writing) is ignored."""
+    source = str(path)
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] != "":
+        lines = lines[:-1]  # incomplete: the writer had not finished it
+    if not lines or not lines[0].strip():
+        raise MeterParseError(source, 1, lines[0] if lines else "", "empty Monsoon CSV")
+    header = lines[0].rstrip("\r")
+    names = [c.strip() for c in header.split(",")]
+    if names and names[-1] == "":
+        names = names[:-1]  # every line ends with a comma
+    if not looks_like_monsoon_header(header):
+        raise MeterParseError(source, 1, header,
+                              f"not a Monsoon CSV header (needs {TIME_COLUMN!r} and a current "
+                              "column such as 'Main(mA)')")
+    wanted = [channel] if channel else ["main", "usb"]
+    chosen = next((c for c in wanted if c in CHANNELS
+                   and all(col in names for col in CHANNELS[c])), None)
+    if chosen is None:
+        raise MeterParseError(source, 1, header,
+                              f"no {'/'.join(wanted)} channel with both current and voltage")
+    cols = [names.index(TIME_COLUMN), *(names.index(c) for c in CHANNELS[chosen])]
+    rows: list[tuple[float, float, float]] = []
+    for line_no, line in enumerate(lines[1:], start=2):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if cells and cells[-1].strip() == "":
+            cells = cells[:-1]
+        if len(cells) != len(names):
+            raise MeterParseError(source, line_no, line,
+                                  f"{len(cells)} cells for {len(names)} columns")
+        try:
+            rows.append((monsoon_number(cells[cols[0]]), monsoon_number(cells[cols[1]]),
+                         monsoon_number(cells[cols[2]])))
+        except ValueError:
+            raise MeterParseError(source, line_no, line, "not a number") from None
+    data = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    return MonsoonCsv(data[:, 0].copy(), data[:, 1] / 1000.0, data[:, 2].copy(), chosen)
+
+
+def looks_like_monsoon(header: CsvHeader) -> bool:
+    names = set(header.names)
+    return TIME_COLUMN in names and bool(names & {"Main(mA)", "USB(mA)", "Aux(mA)"})
+
+
+def read_monsoon_trace(path: Path, sample_rate_hz: float = MONSOON_RATE_HZ) -> Trace:
+    """Import a Monsoon CSV. ``sample_rate_hz`` is 5000 unless the capture was decimated
+    (``sampleEngine.startSampling(granularity=k)`` keeps one sample in k)."""
+    header = read_header(path)
+    names = header.names
+    if TIME_COLUMN not in names:
+        raise TraceFormatError(f"{path}:{header.line}: no '{TIME_COLUMN}' column in Monsoon "
+                               f"header {names}")
+    channel = next(((c, v) for c, v in CHANNELS.values() if c in names and v in names), None)
+    if channel is None:
+        raise TraceFormatError(
+            f"{path}:{header.line}: Monsoon header {names} has no channel with both current and "
+            "voltage (Main(mA) + Main Voltage(V), or USB(mA) + USB Voltage(V))")
+    current_name, voltage_name = channel
+    # The monsoon package writes numpy reprs ("np.float64(0.25)") under numpy >= 2.
+    plain_or_repr = (monsoon_number, "a number or np.float64(...)")
+    data = read_columns(path, header, {"stamp": names.index(TIME_COLUMN),
+                                       "current": names.index(current_name),
+                                       "voltage": names.index(voltage_name)},
+                        converters={k: plain_or_repr for k in ("stamp", "current", "voltage")})
+    stamps = data["stamp"]
+    n = len(stamps)
+    if n == 0:
+        raise TraceFormatError(f"{path}: no samples after the header")
+    t0 = float(stamps[0])
+    t = t0 + np.arange(n) / sample_rate_hz
+
+    notes = []
+    packet_span = float(stamps[-1] - stamps[0])
+    rebuilt_span = (n - 1) / sample_rate_hz
+    # Stamps come per packet, so the two spans agree to a packet or so; a large mismatch means
+    # dropped samples or a decimated capture, and the rebuilt time base is then wrong.
+    if abs(packet_span - rebuilt_span) > max(0.05 * rebuilt_span, 0.1):
+        notes.append(
+            f"packet stamps span {packet_span:.3f} s but {n} samples at {sample_rate_hz:g} Hz "
+            f"span {rebuilt_span:.3f} s: samples were dropped or the capture was decimated "
+            "(then pass the real rate with --sample-rate-hz)")
+    others = [c for c in ("Main(mA)", "USB(mA)", "Aux(mA)") if c in names and c != current_name]
+    if others:
+        notes.append(f"columns {others} not imported (power is {current_name} x {voltage_name})")
+
+    current_a = data["current"] / 1000.0
+    voltage_v = data["voltage"]
+    meta: dict[str, Any] = {
+        "meter": f"Monsoon power monitor, {current_name.split('(')[0]} channel",
+        "channel": current_name.split("(")[0],
+        "time_base": "seconds since the Monsoon sampleEngine started (first packet stamp)",
+        "time_rebuilt": f"t0 + i/{sample_rate_hz:g}: the '{TIME_COLUMN}' column holds per-USB-"
+                        "packet stamps in seconds, not per-sample milliseconds",
+        "packet_stamp_first_s": t0,
+        "packet_stamp_last_s": float(stamps[-1]),
+    }
+    return build_trace(path, "monsoon", t, current_a * voltage_v, meta,
+                       {"current_a": current_a, "voltage_v": voltage_v},
+                       rate_hz=sample_rate_hz, notes=notes)
