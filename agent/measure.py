@@ -48,6 +48,7 @@ from joulefarm.results import (
     WholeModelRecord,
 )
 from joulefarm.tflite.parse import LayerInfo, read_layers
+from joulefarm.traces.energy import window_energy
 
 # Busy/idle durations (ms) of the sync pattern: an irregular code, so that its
 # autocorrelation has one clear peak and the offset cannot lock onto a wrong period.
@@ -70,8 +71,6 @@ ADDITIVITY_WINDOWS = 5
 ADDITIVITY_MIN_S = 0.05
 # The decimated trace sent back with every result (min/max/mean per bucket).
 MAX_TRACE_BUCKETS = 4000
-# A polled sensor's read interval longer than this many periods is a gap.
-GAP_PERIODS = 3.0
 # Thread switch interval while recording: a polled meter samples in a Python thread, which
 # would otherwise get the GIL only every 5 ms while the main thread runs Python.
 RECORDING_SWITCH_INTERVAL_S = 5e-4
@@ -327,20 +326,11 @@ class Alignment:
 
 def integrate(raw: RawRun, offset_s: float, starts: np.ndarray, ends: np.ndarray
               ) -> dict[str, np.ndarray]:
-    """Per-window energy with rust_core, whatever the trace: a uniform trace on the meter's
-    clock is mapped through ``offset_s``; a polled or counter trace is already on the agent
-    clock and is integrated point by point (sample-and-hold)."""
-    trace = raw.trace
-    if trace.clock == "meter":
-        return joulefarm.integrate_windows(trace.power_w, trace.sample_rate_hz, starts, ends,
-                                           t0=trace.t0_s, offset_s=offset_s)
-    ts = trace.to_timestamped()
-    rate = getattr(ts, "target_rate_hz", None)
-    # A read interval longer than a few periods is a gap: flagged, not integrated across.
-    max_gap = GAP_PERIODS / rate if rate else None
-    columns, _quality = joulefarm.integrate_timestamped(ts.t_s, ts.power_w, starts, ends,
-                                                        model="hold", max_gap_s=max_gap)
-    return columns
+    """Per-window energy of the run's trace (``joulefarm.traces.window_energy``): a trace on the
+    meter's clock is mapped through ``offset_s``; a polled or counter trace is already on the
+    agent clock."""
+    offset = offset_s if raw.trace.clock == "meter" else 0.0
+    return window_energy(raw.trace, starts, ends, offset_s=offset)
 
 
 def align_and_baseline(raw: RawRun) -> Alignment:

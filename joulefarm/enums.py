@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-class _StrEnum(str, Enum):
+class _StrEnum(str, Enum):  # noqa: UP042 - enum.StrEnum is Python 3.11+
     """A string enum that prints as its value on every Python version."""
 
     def __str__(self) -> str:

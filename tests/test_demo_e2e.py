@@ -26,7 +26,8 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_demo_stores_every_device_model_and_layer(demo_db: tuple[Path, str]) -> None:
     db, _ = demo_db
     suite = load_suite(REPO / "benchmarks/demo.toml")
-    expected_layers = {m.name: len(read_layers(build_recipe(m.recipe, m.seed))) for m in suite.models}
+    expected_layers = {m.name: len(read_layers(build_recipe(m.recipe, m.seed)))
+                       for m in suite.models}
     con = duckdb.connect(str(db), read_only=True)
     devices = {r[0] for r in con.execute("SELECT name FROM devices").fetchall()}
     assert devices == {"host", "rpi4-sim", "orin-nano-sim"}

@@ -13,7 +13,7 @@ from agent.meters.base import MeterError
 from agent.meters.jetson_hwmon import JetsonHwmonMeter, discover
 from agent.meters.jetson_iio import JetsonIioMeter
 from agent.meters.jetson_iio import discover as discover_iio
-from joulefarm.traces.rails import choose_total_rail, input_rail
+from joulefarm.traces.rails import input_rail, total_rails
 
 
 def _files(d: Path, files: dict[str, str]) -> None:
@@ -64,7 +64,7 @@ def test_hwmon_number_is_discovered_and_nc_and_in7_skipped(agx_orin: Path) -> No
 def test_power_is_millivolts_times_milliamps_and_total_is_the_input_rail(orin_nano: Path) -> None:
     assert discover(orin_nano)[0].hwmon.name == "hwmon3"
     meter = open_meter("ina3221", root=orin_nano, sample_rate_hz=200)
-    assert isinstance(meter, JetsonHwmonMeter) and meter.total_rail == "VDD_IN"
+    assert isinstance(meter, JetsonHwmonMeter) and meter.total == ("VDD_IN",)
     assert "total = VDD_IN" in meter.description.description
     meter.start()
     time.sleep(0.03)
@@ -77,17 +77,20 @@ def test_power_is_millivolts_times_milliamps_and_total_is_the_input_rail(orin_na
 
 def test_boards_without_an_input_rail_report_the_sum(agx_orin: Path) -> None:
     meter = JetsonHwmonMeter(root=agx_orin, sample_rate_hz=200)
-    assert meter.total_rail is None  # VIN_SYS_5V0 is a part of the module, not its input
+    # VIN_SYS_5V0 is a part of the module, not its input; it feeds VDDQ_VDD2_1V8AO, which
+    # would otherwise count twice.
+    assert meter.total == ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0")
     meter.start()
     time.sleep(0.02)
     trace = meter.stop()
-    expected = 19.952 * 0.160 + 19.952 * 0.040 + 5.032 * 0.824 + 19.952 * 0.024
+    expected = 19.952 * 0.160 + 19.952 * 0.040 + 5.032 * 0.824
     np.testing.assert_allclose(trace.power_w, expected)
 
 
 def test_total_rail_override(orin_nano: Path) -> None:
-    assert JetsonHwmonMeter(root=orin_nano, total_rail="sum").total_rail is None
-    assert JetsonHwmonMeter(root=orin_nano, total_rail="VDD_SOC").total_rail == "VDD_SOC"
+    assert JetsonHwmonMeter(root=orin_nano, total_rail="sum").total == (
+        "VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC")
+    assert JetsonHwmonMeter(root=orin_nano, total_rail="VDD_SOC").total == ("VDD_SOC",)
     with pytest.raises(MeterError, match="not among the rails"):
         JetsonHwmonMeter(root=orin_nano, total_rail="VDD_GPU")
 
@@ -97,7 +100,10 @@ def test_input_rail_preference() -> None:
     assert input_rail(["POM_5V_GPU", "POM_5V_IN", "POM_5V_CPU"]) == "POM_5V_IN"
     assert input_rail(["VIN_MODULE", "VDD_CPU"]) == "VIN_MODULE"
     assert input_rail(["GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"]) is None
-    assert choose_total_rail(["VDD_GPU_SOC", "VIN_SYS_5V0"]) is None
+    assert total_rails(["VDD_GPU_SOC", "VIN_SYS_5V0"]) == ("VDD_GPU_SOC", "VIN_SYS_5V0")
+    # AGX Thor: VIN (the carrier's INA238) is the input of module and carrier.
+    assert total_rails(["VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0", "VIN"]) == ("VIN",)
+    assert total_rails(["NC", "VDDQ_VDD2_1V8AO", "NC"]) == ("VDDQ_VDD2_1V8AO",)
 
 
 def test_a_rail_file_deleted_mid_run_flags_meter_vanished(orin_nano: Path) -> None:
@@ -138,7 +144,7 @@ def test_legacy_iio_reads_milliwatts_and_prefers_pom_5v_in(tmp_path: Path) -> No
     chips = discover_iio(tmp_path)
     assert [r.name for r in chips[0].rails] == ["POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"]
     meter = open_meter("ina3221-iio", root=tmp_path, sample_rate_hz=200)
-    assert isinstance(meter, JetsonIioMeter) and meter.total_rail == "POM_5V_IN"
+    assert isinstance(meter, JetsonIioMeter) and meter.total == ("POM_5V_IN",)
     meter.start()
     time.sleep(0.02)
     trace = meter.stop()
@@ -154,7 +160,7 @@ def test_legacy_iio_two_chips_sum_and_skip_nc(tmp_path: Path) -> None:
                                      ("VDD_SYS_DDR", 19000, 30, 570),
                                      ("VDD_4V0_WIFI", 4000, 10, 40)])
     meter = JetsonIioMeter(root=tmp_path, sample_rate_hz=200)
-    assert meter.total_rail is None and len(meter.rails) == 5
+    assert meter.total == meter.rails and len(meter.rails) == 5
     meter.start()
     time.sleep(0.02)
     trace = meter.stop()

@@ -29,10 +29,9 @@ import pytest
 from agent.meters import joulescope as js_mod
 from agent.meters import monsoon as monsoon_mod
 from agent.meters import otii as otii_mod
-from agent.meters.base import MeterError, MeterParseError
+from agent.meters.base import MeterError
 from agent.meters.factory import discover_meters, open_meter
 from agent.meters.joulescope import JoulescopeMeter
-from agent.meters.lab import LabTrace
 from agent.meters.monsoon import MonsoonMeter
 from agent.meters.otii import OtiiMeter
 from agent.meters.replay import (
@@ -43,6 +42,7 @@ from agent.meters.replay import (
     replay_uniform,
 )
 from joulefarm.enums import METER_OPTIONS
+from joulefarm.errors import TraceFormatError
 from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED, Trace
 from joulefarm.traces.monsoon import read_monsoon_csv
 
@@ -61,7 +61,7 @@ def gpi_truth(t: np.ndarray | float) -> np.ndarray:
     return (np.floor(np.asarray(t) / GPI_HALF_PERIOD_S) % 2).astype(np.uint8)
 
 
-def assert_placed(trace: LabTrace, true_t0: float, tol_s: float) -> None:
+def assert_placed(trace: Trace, true_t0: float, tol_s: float) -> None:
     """``t0_s`` within ``tol_s`` of the truth, and the samples follow the true signal there."""
     assert abs(trace.t0_s - true_t0) < tol_s, (trace.t0_s - true_t0)
     fs = trace.sample_rate_hz
@@ -76,7 +76,7 @@ def assert_placed(trace: LabTrace, true_t0: float, tol_s: float) -> None:
 
 def test_lab_trace_is_a_meter_clock_trace_with_gpi_windows() -> None:
     gpi = np.array([0, 1, 1, 0, 3, 2, 0, 1], np.uint8)
-    trace = LabTrace(np.ones(8, np.float32), t0_s=10.0, sample_rate_hz=10.0, gpi=gpi)
+    trace = Trace(np.ones(8, np.float32), t0_s=10.0, sample_rate_hz=10.0, gpi=gpi)
     assert isinstance(trace, Trace) and trace.clock == "meter"
     starts, ends = trace.gpi_windows(0)
     np.testing.assert_allclose(starts, [10.1, 10.4, 10.7])
@@ -129,7 +129,7 @@ def test_replay_meter_runs_from_start_to_stop(tmp_path: Path) -> None:
     time.sleep(0.05)
     trace = meter.stop()
     t_b = time.perf_counter()
-    assert isinstance(trace, LabTrace) and trace.gpi is not None
+    assert isinstance(trace, Trace) and trace.gpi is not None
     assert t_a <= trace.t0_s + 1e-3 and trace.t0_s + trace.duration_s >= trace.t0_s + 0.05
     assert trace.t0_s + trace.duration_s <= t_b + 2e-3
     assert trace.gpi[0] == 0 and np.all(trace.power_w == 2.5)
@@ -147,7 +147,7 @@ def test_replay_csv_with_and_without_sidecar(tmp_path: Path) -> None:
     assert rec.uniform and rec.sample_rate_hz == 250.0 and rec.t0_s == pytest.approx(3.0)
     (tmp_path / "cap.csv.json").write_text(json.dumps({"uniform": False, "simulated": True}))
     rec = load_recording(csv)
-    assert not rec.uniform and rec.simulated
+    assert not rec.uniform and rec.meta["simulated"]
     meter = ReplayMeter(csv)
     assert meter.description.simulated  # the file says its power came from a model
     (tmp_path / "cap.csv.json").write_text(json.dumps({"sample_rate_hz": 250, "t0_s": 2.5}))
@@ -170,7 +170,8 @@ def test_replay_points_hold_and_clip(tmp_path: Path) -> None:
     np.testing.assert_allclose(trace.power_w, [5.0, 6.0, 7.0, 7.0])
     short = replay_points(rec, offset_s=3.5, duration_s=2.0, start_s=0.0)
     assert short.flags == (FLAG_REPLAY_SHORT,)
-    np.testing.assert_allclose(short.t_s, [0.0, 0.5])
+    # The recording's last reading holds for its median interval (0.99 s), as a log reads.
+    np.testing.assert_allclose(short.t_s, [0.0, 0.5, 1.49])
 
 
 def _plain_floats(path: Path, out: Path) -> Path:
@@ -183,8 +184,7 @@ def test_replay_a_parquet_trace_from_joulefarm_trace_import(tmp_path: Path) -> N
     from joulefarm.traces import import_trace
     from joulefarm.traces.parquet import write_trace
 
-    # (joulefarm trace import reads the numpy < 2 spelling only, hence the conversion.)
-    trace = import_trace(_plain_floats(MONSOON_CSV, tmp_path / "m.csv"))
+    trace = import_trace(MONSOON_CSV)
     write_trace(trace, tmp_path / "m.parquet")
     rec = load_recording(tmp_path / "m.parquet")
     assert rec.uniform and rec.sample_rate_hz == 5000.0
@@ -223,7 +223,7 @@ def test_replay_errors_name_the_problem(tmp_path: Path) -> None:
         ReplayMeter(tmp_path / "missing.npz")
     bad = tmp_path / "bad.csv"
     bad.write_text("t_s,power_w\n0.0,1.0\n0.1,oops\n")
-    with pytest.raises(MeterParseError, match=r"bad.csv: line 3: expected numbers"):
+    with pytest.raises(MeterError, match=r"bad.csv:3: column 'power_w': cannot read 'oops'"):
         ReplayMeter(bad)
     path = _npz(tmp_path / "r.npz", power_w=np.ones(100), sample_rate_hz=100.0)
     with pytest.raises(MeterError, match=r"offset_s must be within \[0, 1\) s"):
@@ -248,7 +248,7 @@ def test_monsoon_csv_quirk_time_is_rebuilt_at_5khz() -> None:
     np.testing.assert_allclose(csv.power_w[:200], 0.120 * 4.2, rtol=0.06)
     np.testing.assert_allclose(csv.power_w[200:400], 0.380 * 4.2, rtol=0.03)
     rec = load_recording(MONSOON_CSV)  # replay detects the layout
-    assert rec.uniform and rec.sample_rate_hz == 5000 and rec.t0_s == csv.stamps_s[0]
+    assert rec.uniform and rec.sample_rate_hz == 5000 and rec.t0_s == csv.t0_by_arrival()
 
 
 def test_monsoon_csv_numpy1_spelling_reads_the_same(tmp_path: Path) -> None:
@@ -269,7 +269,7 @@ def test_monsoon_csv_plain_floats_usb_channel_and_dropped_samples(tmp_path: Path
     np.testing.assert_allclose(usb.power_w[:2], [0.05, 0.055])
     assert "samples were dropped" in (csv.stamp_mismatch() or "")
     path.write_text(lines[0] + "\n0.1,2.0,3.0,4.0\n")
-    with pytest.raises(MeterParseError, match=r"m.csv: line 2: 4 cells for 5 columns"):
+    with pytest.raises(TraceFormatError, match=r"m.csv:2: 4 cells for 5 columns"):
         read_monsoon_csv(path)
 
 
@@ -418,7 +418,7 @@ def test_monsoon_live_capture_covers_the_run(tmp_path: Path) -> None:
     time.sleep(0.25)
     trace = meter.stop()
     t_stop = time.perf_counter()
-    assert isinstance(trace, LabTrace) and trace.flags == () and trace.error is None
+    assert isinstance(trace, Trace) and trace.flags == () and trace.error is None
     assert bench.true_t0 is not None
     assert_placed(trace, bench.true_t0, tol_s=0.003)
     assert trace.t0_s <= t_start and trace.t0_s + trace.duration_s >= t_stop - 0.06

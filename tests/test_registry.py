@@ -1,4 +1,5 @@
-"""Tests of controller.config.registry: devices.toml into dataclasses, and errors with exact places."""
+"""Tests of controller.config.registry: devices.toml into dataclasses, and errors with exact
+places."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def test_jls_current_and_voltage(tmp_path: Path) -> None:
     assert detect_format(path) == "jls"
     trace = import_trace(path)
     assert trace.meta["source_format"] == "jls"
-    assert trace.uniform and trace.sample_rate_hz == RATE_HZ and trace.t0 == 0.0
+    assert trace.uniform and trace.sample_rate_hz == RATE_HZ and trace.t0_s == 0.0
     assert trace.samples == n
     assert trace.meta["utc_t0_unix"] == pytest.approx(UTC_T0, abs=1e-6)
     assert trace.meta["meter"] == "Jetperch JS220 000415"
@@ -55,7 +55,7 @@ def test_jls_current_and_voltage(tmp_path: Path) -> None:
     assert trace.power_w.dtype == np.float32
     np.testing.assert_allclose(trace.power_w[: n // 2], 0.5, rtol=1e-6)
     np.testing.assert_allclose(trace.power_w[n // 2:], 1.5, rtol=1e-6)
-    np.testing.assert_allclose(trace.extra["voltage_v"], 5.0)
+    np.testing.assert_allclose(trace.channels["voltage_v"], 5.0)
     # 0.1 s at 0.5 W + 0.1 s at 1.5 W.
     assert summarize(trace).energy_j == pytest.approx(0.2, rel=1e-6)
 

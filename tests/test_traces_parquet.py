@@ -11,7 +11,7 @@ import pytest
 
 import joulefarm
 from joulefarm.errors import TraceFormatError, TraceInputError
-from joulefarm.traces import import_trace, load_trace, read_trace_parquet, window_energy
+from joulefarm.traces import import_trace, read_trace, read_trace_parquet, window_energy
 from joulefarm.traces import write_trace as write_parquet
 from joulefarm.traces.windows import read_windows
 
@@ -27,8 +27,8 @@ def test_round_trip_keeps_columns_and_metadata(tmp_path: Path) -> None:
     assert back.meta == trace.meta
     np.testing.assert_array_equal(back.t_s, trace.t_s)
     np.testing.assert_array_equal(back.power_w, trace.power_w)
-    assert set(back.extra) == {"current_a", "voltage_v", "power_factor", "mark"}
-    assert list(back.extra["mark"]) == list(trace.extra["mark"])
+    assert set(back.channels) == {"current_a", "voltage_v", "power_factor", "mark"}
+    assert list(back.channels["mark"]) == list(trace.channels["mark"])
     meta = back.meta
     assert meta["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert meta["source_file"] == "spl.txt" and meta["simulated"] is False
@@ -53,11 +53,11 @@ def test_foreign_parquet_gets_time_layout_detected(tmp_path: Path) -> None:
 
     out = tmp_path / "other.parquet"
     pq.write_table(pa.table({"t_s": [0.0, 0.5, 1.0], "power_w": [1.0, 2.0, 3.0]}), out)
-    trace = load_trace(out)
+    trace = read_trace(out)
     assert trace.uniform and trace.sample_rate_hz == 2.0
     pq.write_table(pa.table({"time": [0.0], "watts": [1.0]}), out)
     with pytest.raises(TraceFormatError, match=r"not a joulefarm trace"):
-        load_trace(out)
+        read_trace(out)
 
 
 def test_importing_a_parquet_trace_is_refused(tmp_path: Path) -> None:
@@ -81,11 +81,11 @@ def test_window_energy_uniform_known_answers() -> None:
 
 def test_window_energy_timestamped_hold_and_gap() -> None:
     # Non-uniform points held until the next one; the 5 s hole is a gap (> 3x median interval).
-    from joulefarm.traces.imported import Trace
+    from joulefarm.traces import TimestampedTrace
 
     t = np.array([0.0, 1.0, 2.0, 2.5, 7.5, 8.5])
     p = np.array([1.0, 2.0, 4.0, 4.0, 8.0, 8.0])
-    trace = Trace(t, p, {"uniform": False})
+    trace = TimestampedTrace(t, p, clock="meter")
     result = window_energy(trace, [0.0, 0.0, 7.5], [2.5, 8.5, 8.5])
     np.testing.assert_allclose(result["energy_j"][0], 1 + 2 + 2)
     assert "gap" in joulefarm.flag_names(int(result["flags"][1]))

@@ -123,7 +123,7 @@ class AndroidBatteryMeter(PolledRailMeter):
                              sample_rate_hz=float(sample_rate_hz or DEFAULT_RATE_HZ),
                              description=f"Android battery gauge ({battery}), {current_unit} "
                                          f"{self.voltage_unit}{guessed}, power = {sign}"),
-            ["battery", "current_a"], read_rails_w, total_rail="battery",
+            ["battery", "current_a"], read_rails_w, total=["battery"],
         )
 
     def conditions(self) -> list[str]:

@@ -1,7 +1,8 @@
 """Open a meter by kind, and find which meters exist on this machine.
 
 Kinds are ``joulefarm.enums.MeterKind``; ``options`` is the device's ``[device.meter.options]``
-table, whose keys ``joulefarm.enums.METER_OPTIONS`` lists per kind. Every path is taken under ``root`` so tests can stand a
+table, whose keys ``joulefarm.enums.METER_OPTIONS`` lists per kind. Every path is taken under
+``root`` so tests can stand a
 temporary directory in for ``/``.
 """
 

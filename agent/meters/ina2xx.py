@@ -87,5 +87,5 @@ class Ina2xxMeter(PolledRailMeter):
                              sample_rate_hz=float(sample_rate_hz or DEFAULT_RATE_HZ),
                              description=f"{chosen.chip} {chosen.device} via hwmon "
                                          f"({chosen.attrs}), {mode}"),
-            [chosen.device], lambda: (read(),), total_rail=None,
+            [chosen.device], lambda: (read(),), total=[chosen.device],
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from agent.meters.base import MeterDescription, MeterError
 from agent.meters.polled import PolledRailMeter
 from agent.meters.sysfs import read_int, read_optional_text, sort_numeric
-from joulefarm.traces.rails import choose_total_rail, total_description
+from joulefarm.traces.rails import total_description, total_rails
 
 KIND = "ina3221"
 DRIVER_DIR = "sys/bus/i2c/drivers/ina3221"
@@ -94,7 +94,7 @@ class JetsonHwmonMeter(PolledRailMeter):
             raise MeterError(f"ina3221: no INA3221 hwmon device under {root / DRIVER_DIR}")
         rails = unique_rails([(c.device, c.rails) for c in chips])
         names = [r.name for r in rails]
-        total = choose_total_rail(names, total_rail)
+        total = total_rails(names, total_rail)
 
         def read_rails_w() -> list[float]:
             return [r.read_w() for r in rails]
@@ -105,5 +105,5 @@ class JetsonHwmonMeter(PolledRailMeter):
                              sample_rate_hz=float(sample_rate_hz or DEFAULT_RATE_HZ),
                              description=f"Jetson INA3221 hwmon ({where}); "
                                          f"{total_description(names, total)}"),
-            names, read_rails_w, total_rail=total,
+            names, read_rails_w, total=total,
         )

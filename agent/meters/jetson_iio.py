@@ -16,7 +16,7 @@ from pathlib import Path
 from agent.meters.base import MeterDescription, MeterError
 from agent.meters.polled import PolledRailMeter
 from agent.meters.sysfs import read_int, read_optional_text, sort_numeric
-from joulefarm.traces.rails import choose_total_rail, total_description
+from joulefarm.traces.rails import total_description, total_rails
 
 KIND = "ina3221-iio"
 DRIVER_DIR = "sys/bus/i2c/drivers/ina3221x"
@@ -77,7 +77,7 @@ class JetsonIioMeter(PolledRailMeter):
             for c in chips for r in c.rails
         ]
         names = [r.name for r in rails]
-        total = choose_total_rail(names, total_rail)
+        total = total_rails(names, total_rail)
 
         def read_rails_w() -> list[float]:
             return [r.read_w() for r in rails]
@@ -88,5 +88,5 @@ class JetsonIioMeter(PolledRailMeter):
                              sample_rate_hz=float(sample_rate_hz or DEFAULT_RATE_HZ),
                              description=f"Jetson INA3221 IIO ({where}); "
                                          f"{total_description(names, total)}"),
-            names, read_rails_w, total_rail=total,
+            names, read_rails_w, total=total,
         )

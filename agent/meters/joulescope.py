@@ -15,7 +15,7 @@ Samples are ``power`` (W, computed on the instrument from current x voltage, the
 ids the driver skipped are NaN in the ring; they stay NaN here, are counted in ``missing`` and
 flag ``gaps``. The general-purpose inputs travel in the same stream (fields ``current_lsb`` and
 ``voltage_lsb``, which the v1 backend fills from the ``s/gpi/0`` and ``s/gpi/1`` streams) and
-become ``LabTrace.gpi`` bits 0 and 1, sample-synchronous with power.
+become ``Trace.gpi`` bits 0 and 1, sample-synchronous with power.
 
 ``t0_s`` is placed from arrival times (``lab.ArrivalAnchor``); ``start()`` returns once samples
 flow and ``stop()`` waits until samples covering the call have arrived. If the device stops
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError
-from agent.meters.lab import ArrivalAnchor, LabTrace, SampleChunks, import_vendor, wait_until
-from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from agent.meters.lab import ArrivalAnchor, SampleChunks, import_vendor, wait_until
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED, Trace
 
 KIND = "joulescope"
 # 100 kS/s resolves 10 us, far below a layer window, at 400 kB/s of float32; both models
@@ -191,7 +191,7 @@ class JoulescopeMeter(Meter):
             raise MeterError(f"joulescope: {self.name} sent no sample within "
                              f"{START_TIMEOUT_S:g} s{': ' + why if why else ''}")
 
-    def stop(self) -> LabTrace:
+    def stop(self) -> Trace:
         c = self._collector
         if c is None or self._stopped:
             raise MeterError("joulescope: stop() without a matching start()")
@@ -206,7 +206,7 @@ class JoulescopeMeter(Meter):
         _quietly(dev.close)
         return self._trace(c, t_stop)
 
-    def _trace(self, c: StreamCollector, t_stop: float) -> LabTrace:
+    def _trace(self, c: StreamCollector, t_stop: float) -> Trace:
         fs = self.description.sample_rate_hz
         power, gpi = c.chunks.arrays()
         flags: list[str] = []
@@ -232,7 +232,7 @@ class JoulescopeMeter(Meter):
             flags.append(FLAG_GAPS)
             errors.append(f"joulescope: {missing} samples lost in transfer (NaN)")
         t0 = c.anchor.t0_s + lead / fs if c.anchor.known else t_stop
-        return LabTrace(power_w=power, t0_s=float(t0), sample_rate_hz=fs,
+        return Trace(power_w=power, t0_s=float(t0), sample_rate_hz=fs,
                         flags=tuple(dict.fromkeys(flags)), gpi=gpi, missing=missing,
                         error="; ".join(errors) or None, source=f"Joulescope {self.name}")
 

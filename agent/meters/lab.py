@@ -1,8 +1,8 @@
 """What the lab-instrument drivers share (Joulescope, Monsoon, Otii, replay).
 
 A lab meter samples at a fixed rate on its own crystal and streams the samples to the host, so
-its trace is a uniform ``Trace`` on the meter clock. Each driver returns a ``LabTrace``: that
-trace plus the instrument's digital inputs and what ended a capture early.
+its trace is a uniform ``Trace`` on the meter clock, with the instrument's digital inputs
+(``gpi``), the samples it lost (``missing``) and what ended a capture early (``error``).
 
 ``t0_s`` is put on the agent's clock (``time.perf_counter()``) from when samples arrived: every
 sample of a batch had ended before the batch reached the host, so ``arrival - samples/rate`` is
@@ -18,46 +18,13 @@ import importlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
 
 from agent.meters.base import MeterError
-from joulefarm.traces.model import Trace
 
-__all__ = ["ArrivalAnchor", "LabTrace", "SampleChunks", "import_vendor", "wait_until"]
-
-
-@dataclass(frozen=True)
-class LabTrace(Trace):
-    """A uniform trace from a lab instrument, on the meter clock (see ``Trace``).
-
-    ``gpi`` (uint8, one per sample, or None): the instrument's general-purpose inputs sampled
-    with each power sample; bit ``k`` is input ``k`` (Joulescope GPI0/GPI1, Otii ``i1`` -> bit 0,
-    ``i2`` -> bit 1). A wire from a device GPIO marks windows in the meter's own stream, the most
-    accurate alignment there is (``gpi_windows``). ``missing`` counts samples the instrument or
-    the transport lost; they are NaN in ``power_w`` and the trace carries the ``gaps`` flag.
-    ``error`` says what ended the capture early (with ``meter_vanished`` or ``meter_error``).
-    ``source`` names the instrument (model and serial) or the replayed file.
-    """
-
-    gpi: np.ndarray | None = None
-    missing: int = 0
-    error: str | None = None
-    source: str = ""
-
-    def gpi_windows(self, bit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end times (meter clock, s) of each run of samples where input ``bit`` is
-        high. A run still high at the trace's end ends there."""
-        if self.gpi is None:
-            return np.empty(0), np.empty(0)
-        high = ((np.asarray(self.gpi) >> bit) & 1).astype(np.int8)
-        edges = np.diff(np.concatenate(([0], high, [0])))
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)
-        period = 1.0 / self.sample_rate_hz
-        return self.t0_s + starts * period, self.t0_s + ends * period
+__all__ = ["ArrivalAnchor", "SampleChunks", "import_vendor", "wait_until"]
 
 
 class ArrivalAnchor:

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError
-from agent.meters.lab import LabTrace, import_vendor, wait_until
-from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from agent.meters.lab import import_vendor, wait_until
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED, Trace
 from joulefarm.traces.monsoon import CHANNELS, MONSOON_RATE_HZ, MonsoonCsv, read_monsoon_csv
 
 KIND = "monsoon"
@@ -217,7 +217,7 @@ class MonsoonMeter(Meter):
 
     # -- stop ----------------------------------------------------------------------------------
 
-    def stop(self) -> LabTrace:
+    def stop(self) -> Trace:
         if self._thread is None or self._stopped:
             raise MeterError("monsoon: stop() without a matching start()")
         self._stopped = True
@@ -235,7 +235,7 @@ class MonsoonMeter(Meter):
             shutil.rmtree(self._workdir, ignore_errors=True)
         return self._trace(csv, t_stop)
 
-    def _trace(self, csv: MonsoonCsv, t_stop: float) -> LabTrace:
+    def _trace(self, csv: MonsoonCsv, t_stop: float) -> Trace:
         fs = MONSOON_RATE_HZ
         flags: list[str] = []
         errors: list[str] = []
@@ -254,7 +254,7 @@ class MonsoonMeter(Meter):
         if mismatch:
             flags.append(FLAG_GAPS)
             errors.append(f"monsoon: {mismatch}")
-        return LabTrace(power_w=csv.power_w.astype(np.float32), t0_s=t0, sample_rate_hz=fs,
+        return Trace(power_w=csv.power_w.astype(np.float32), t0_s=t0, sample_rate_hz=fs,
                         flags=tuple(dict.fromkeys(flags)), error="; ".join(errors) or None,
                         source=f"Monsoon HVPM {self.serial} ({csv.channel})")
 

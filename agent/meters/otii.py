@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from agent.meters.base import Meter, MeterDescription, MeterError
-from agent.meters.lab import LabTrace, SampleChunks, wait_until
-from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED
+from agent.meters.lab import SampleChunks, wait_until
+from joulefarm.traces.model import FLAG_GAPS, FLAG_METER_ERROR, FLAG_METER_VANISHED, Trace
 
 KIND = "otii"
 DEFAULT_HOST = "127.0.0.1"
@@ -427,7 +427,7 @@ class OtiiMeter(Meter):
             self._licensing.release()
             self._conn.close()
 
-    def stop(self) -> LabTrace:
+    def stop(self) -> Trace:
         if self._conn is None or self._stopped:
             raise MeterError("otii: stop() without a matching start()")
         self._stopped = True
@@ -475,7 +475,7 @@ class OtiiMeter(Meter):
             return None
         return bits
 
-    def _trace(self, t_stop: float, gpi: np.ndarray | None, connected: bool) -> LabTrace:
+    def _trace(self, t_stop: float, gpi: np.ndarray | None, connected: bool) -> Trace:
         power, _ = self._chunks.arrays()
         fs = self._rate or self.requested_rate_hz
         ts0 = self._ts0 or 0.0
@@ -501,7 +501,7 @@ class OtiiMeter(Meter):
         missing = int(np.count_nonzero(np.isnan(power)))
         if missing:
             flags.append(FLAG_GAPS)
-        return LabTrace(power_w=power, t0_s=float(t0), sample_rate_hz=float(fs),
+        return Trace(power_w=power, t0_s=float(t0), sample_rate_hz=float(fs),
                         flags=tuple(dict.fromkeys(flags)), gpi=gpi, missing=missing,
                         error="; ".join(errors) or None,
                         source=f"Otii {self.device.get('type')} {self.device.get('name')} "

@@ -70,18 +70,19 @@ class PolledMeter(SampledMeter):
 class PolledRailMeter(PolledMeter):
     """Polls ``read_rails_w()`` (one power in W per rail) and returns a ``TimestampedTrace``.
 
-    ``total_rail`` names the rail reported as ``power_w``; None reports the sum of all rails.
+    ``total`` names the rails whose sum is reported as ``power_w``
+    (``joulefarm.traces.rails.total_rails`` chooses them for boards with several).
     """
 
     def __init__(self, description: MeterDescription, rails: Sequence[str],
-                 read_rails_w: Callable[[], Sequence[float]], *, total_rail: str | None) -> None:
+                 read_rails_w: Callable[[], Sequence[float]], *, total: Sequence[str]) -> None:
         super().__init__(description, rails, read_rails_w, what="rails")
         self.rails = tuple(rails)
-        self.total_rail = total_rail
+        self.total = tuple(total)
 
     def stop(self) -> TimestampedTrace:
         samples = self._stop_sampler()
-        total, rails = split_rails(samples.values, self.rails, self.total_rail)
+        total, rails = split_rails(samples.values, self.rails, self.total)
         return TimestampedTrace(
             t_s=samples.t_s, power_w=total, read_s=samples.read_s, rails_w=rails,
             flags=self._flags(samples), gaps=samples.gaps,
@@ -110,14 +111,13 @@ class PolledCounterMeter(PolledMeter):
                              self._flags(samples))
 
 
-def split_rails(values: np.ndarray, rails: Sequence[str], total_rail: str | None,
+def split_rails(values: np.ndarray, rails: Sequence[str], total: Sequence[str],
                 ) -> tuple[np.ndarray, MappingProxyType[str, np.ndarray]]:
-    """Per-rail power columns (n x k ``values``) as the reported power, ``total_rail``'s column
-    or else the sum of all rails, and a read-only mapping of each rail's own column."""
+    """The reported power, the sum of the ``total`` rails' columns of the n x k ``values``, and
+    a read-only mapping of each rail's own column."""
     columns = MappingProxyType({name: values[:, k].copy() for k, name in enumerate(rails)})
-    if total_rail is None:
-        return values.sum(axis=1), columns
-    return values[:, rails.index(total_rail)].copy(), columns
+    picked = [rails.index(name) for name in total]
+    return values[:, picked].sum(axis=1), columns
 
 
 def counter_trace(samples: Samples, channels: Sequence[str], joules: np.ndarray,

@@ -96,5 +96,5 @@ class Rpi5PmicMeter(PolledRailMeter):
                              sample_rate_hz=float(sample_rate_hz or DEFAULT_RATE_HZ),
                              description=f"Raspberry Pi 5 PMIC ADC, sum of {len(names)} rails "
                                          "(excludes 5 V peripherals)"),
-            names, read_rails_w, total_rail=None,
+            names, read_rails_w, total=names,
         )

@@ -1,8 +1,9 @@
 """Jetson power from ``tegrastats --interval <ms>`` lines.
 
-JetPack 5/6 print ``VDD_IN 5832mW/5852mW``, JetPack 4 ``POM_5V_IN 4520/4680`` (mW, no unit).
-The first number is the instantaneous reading, the second a running average since tegrastats
-started: only the first is used. Each line is stamped with the agent clock when it arrives
+Lines are read by ``joulefarm.traces.tegrastats.parse_line`` (JetPack 4, 5/6 and 7 forms), the
+parser the log importer uses, and the total is ``joulefarm.traces.rails.total_rails``: a live
+run and its log report the same power. Only the first (instantaneous) number of a rail is used.
+Each line is stamped with the agent clock when it arrives
 (the line's own date has 1 s resolution) and held until the next one.
 
 tegrastats runs under a pseudo-terminal so that its C stdio flushes every line: through a
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pty
-import re
 import select
 import shutil
 import subprocess
@@ -27,36 +27,16 @@ from agent.meters.base import MeterDescription, MeterError, MeterParseError
 from agent.meters.polled import SampledMeter, split_rails
 from agent.meters.sampler import LineSampler
 from joulefarm.traces.model import FLAG_LINES_BUFFERED, TimestampedTrace
-from joulefarm.traces.rails import choose_total_rail, total_description
+from joulefarm.traces.rails import total_description, total_rails
+from joulefarm.traces.tegrastats import parse_line
 
 KIND = "tegrastats"
 COMMAND = "tegrastats"
 DEFAULT_INTERVAL_MS = 100
-# A rail: NAME cur/avg, both with "mW" (JetPack 5/6) or both bare (JetPack 4). The guards
-# keep "RAM 2185/7620MB" and "SWAP 0/3810MB" out.
-_RAIL_RE = re.compile(r"(?<![\w@/%])([A-Z0-9][A-Z0-9_]*) (\d+)(mW)?/(\d+)(mW)?(?![\w/%])")
 # Lines arriving this much faster than the interval (median) mean the output was buffered.
 BUFFERED_FRACTION = 0.25
 # tegrastats silent this long (at any interval we use) means it hung.
 SILENCE_TIMEOUT_S = 10.0
-
-
-def parse_tegrastats_line(line: str, line_no: int = 0) -> dict[str, float]:
-    """Instantaneous power per rail in watts (first number of each ``cur/avg`` pair).
-
-    Raises MeterParseError naming the line when it has no power rail.
-    """
-    rails: dict[str, float] = {}
-    for name, cur, unit_cur, _avg, unit_avg in _RAIL_RE.findall(line):
-        if bool(unit_cur) != bool(unit_avg):
-            raise MeterParseError("tegrastats", line_no, line.rstrip(),
-                                  f"rail {name} mixes mW and bare numbers")
-        rails[name] = int(cur) / 1000.0
-    if not rails:
-        raise MeterParseError("tegrastats", line_no, line.rstrip(),
-                              "no power rail (expected 'VDD_IN 5832mW/5852mW' or "
-                              "'POM_5V_IN 4520/4680')")
-    return rails
 
 
 class TegrastatsProcess:
@@ -152,7 +132,7 @@ class TegrastatsMeter(SampledMeter):
         self._source = source
         self._total_override = total_rail
         self.rails: tuple[str, ...] = ()
-        self.total_rail: str | None = None
+        self.total: tuple[str, ...] = ()
         self._sampler: LineSampler | None = None
         super().__init__(MeterDescription(kind=KIND, simulated=False,
                                           sample_rate_hz=1000.0 / self.interval_ms,
@@ -170,16 +150,16 @@ class TegrastatsMeter(SampledMeter):
         if first is None:
             self._source.close()
             raise MeterError("tegrastats: no output")
-        rails = parse_tegrastats_line(first, 1)
+        rails = parse_line(first, 1).rails_w
         self.rails = tuple(rails)
-        self.total_rail = choose_total_rail(self.rails, self._total_override)
+        self.total = total_rails(self.rails, self._total_override)
         self.description = MeterDescription(
             kind=KIND, simulated=False, sample_rate_hz=1000.0 / self.interval_ms,
             description=f"tegrastats every {self.interval_ms} ms; "
-                        f"{total_description(self.rails, self.total_rail)}")
+                        f"{total_description(self.rails, self.total)}")
 
         def parse(line: str, line_no: int) -> list[float]:
-            got = parse_tegrastats_line(line, line_no)
+            got = parse_line(line, line_no).rails_w
             if tuple(got) != self.rails:
                 raise MeterParseError("tegrastats", line_no, line.rstrip(),
                                       f"rails changed from {' '.join(self.rails)}")
@@ -199,7 +179,7 @@ class TegrastatsMeter(SampledMeter):
             raise MeterError("tegrastats: stop() without a matching start()")
         samples = self._sampler.stop()
         self._source.close()
-        total, rails = split_rails(samples.values, self.rails, self.total_rail)
+        total, rails = split_rails(samples.values, self.rails, self.total)
         extra = []
         if len(samples.t_s) >= 4:
             median_dt = float(np.median(np.diff(samples.t_s)))

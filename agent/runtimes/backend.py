@@ -1,7 +1,8 @@
 """One interface over the TFLite runtimes: ai-edge-litert (preferred), tflite-runtime, or a
 standalone ``libLiteRt.so`` through the LiteRT C API ("litert-c").
 
-The two Python runtimes ship the same ``Interpreter`` class; ``agent.runtimes.capi_interpreter`` gives the
+The two Python runtimes ship the same ``Interpreter`` class; ``agent.runtimes.capi_interpreter``
+gives the
 part of it this project uses over the C API, for devices with no Python runtime wheel (Android).
 The choice is made once per process (``configure_runtime``; by default whichever Python runtime
 imports), and interpreters are created through ``load_interpreter`` so that every caller gets the
@@ -183,7 +184,8 @@ def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: b
     ``delegate_path`` names an external delegate library applied on top.
     ``input_shapes``, if given, resizes the inputs (in model input order) before allocation,
     e.g. to pin dynamic batch dimensions. Load and allocation failures raise ``ModelError``.
-    With the litert-c runtime this is an ``agent.runtimes.capi_interpreter.CApiInterpreter`` (the same
+    With the litert-c runtime this is an ``agent.runtimes.capi_interpreter.CApiInterpreter`` (the
+    same
     methods), which cannot apply external delegates.
     """
     if num_threads < 1:
@@ -237,7 +239,8 @@ def _load_capi(lib: ctypes.CDLL, model_bytes: bytes, num_threads: int, use_xnnpa
     if delegate_path:
         raise ModelError(f"external delegates need a Python runtime (ai-edge-litert or "
                          f"tflite-runtime): the {LITERT_C} runtime cannot load {delegate_path}")
-    # Imported here: agent.runtimes.capi_interpreter imports joulefarm.tflite, which imports this module.
+    # Imported here: agent.runtimes.capi_interpreter imports joulefarm.tflite, which imports this
+    # module.
     from agent.runtimes.capi_interpreter import CApiInterpreter
 
     # Without XNNPACK the CPU options ask for the plain builtin kernels, one per TFLite node,

@@ -1,6 +1,7 @@
 """The part of ``tf.lite.Interpreter``'s API this project uses, over the LiteRT C API.
 
-``CApiInterpreter`` runs a model through a standalone ``libLiteRt.so`` (``agent.runtimes.litert_capi``)
+``CApiInterpreter`` runs a model through a standalone ``libLiteRt.so``
+(``agent.runtimes.litert_capi``)
 so that a device needs no Python TFLite runtime at all (Android/Termux has no wheel of one).
 Tensor indices are the model's subgraph tensor indices, as the Python ``Interpreter`` reports
 them; details come from the model file (``joulefarm.tflite.flatbuffer``), shapes from the runtime.

@@ -4,7 +4,8 @@ LiteRT's built-in profiler switched on or off.
 
 Why the C API: neither Python ``Interpreter`` exposes a profiler, but the compiled model does
 (``LiteRtCompiledModelGetProfiler``), and it records one begin/duration pair per TFLite node.
-And where no Python runtime exists (Android), it runs models at all (``agent.runtimes.capi_interpreter``).
+And where no Python runtime exists (Android), it runs models at all
+(``agent.runtimes.capi_interpreter``).
 Its handles are private to ``libLiteRt.so``; they must never be mixed with the Python bindings,
 which carry their own copy of the runtime.
 

@@ -4,13 +4,15 @@ the agent clock (``time.perf_counter()`` seconds), for every inference.
 Two backends, tried in this order, neither compiles anything:
 
 - ``"litert-capi"``: the LiteRT C API (``agent.runtimes.litert_capi``) of ai-edge-litert's
-  ``libLiteRt.so``, or of the standalone one ``agent.runtimes.backend`` is configured with, a compiled
+  ``libLiteRt.so``, or of the standalone one ``agent.runtimes.backend`` is configured with, a
+  compiled
   model with the runtime's own profiler. Timestamps are ``CLOCK_MONOTONIC`` in whole
   microseconds, the clock ``perf_counter`` reads on Linux; the offset between the two is
   measured, not assumed, and every event is checked to lie inside the ``perf_counter`` bracket
   of its inference.
 - ``"tflite-runtime-hook"``: a ctypes ``tflite::Profiler`` attached to a tflite-runtime
-  interpreter (``agent.runtimes.tflite_hook``); needs numpy < 2. Its callbacks read ``perf_counter``.
+  interpreter (``agent.runtimes.tflite_hook``); needs numpy < 2. Its callbacks read
+  ``perf_counter``.
 
 Without XNNPACK every TFLite node gets one event per inference, with its node index and a
 measured window. With XNNPACK the delegate fuses and re-partitions the graph and reports its own
@@ -463,7 +465,8 @@ def _probe_in_child(backend: str, version: str | None) -> None:
         code = f"import agent.runtimes.profiler as p; p._probe({backend!r})"
         path = runtime.configured_litert_lib()
         if backend == "litert-capi" and path is not None:  # the child probes the same library
-            code = (f"import agent.runtimes.backend as r; r.configure_runtime({runtime.LITERT_C!r}, "
+            code = (f"import agent.runtimes.backend as r; "
+                    f"r.configure_runtime({runtime.LITERT_C!r}, "
                     f"{str(path)!r}); {code}")
         try:
             done = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ import typer
 from controller.cli.console import OutputFormat, console, err_console, print_rows
 from joulefarm.errors import TraceInputError
 from joulefarm.traces import (
-    ImportOptions,
+    ReadOptions,
     Trace,
     import_trace,
-    load_trace,
+    read_trace,
     summarize,
     window_energy,
     write_trace,
@@ -35,6 +36,8 @@ class TraceFormat(StrEnum):
     spl = "spl"
     tegrastats = "tegrastats"
     jls = "jls"
+    npz = "npz"
+    parquet = "parquet"
 
 
 class SignalModel(StrEnum):
@@ -63,8 +66,9 @@ IntervalOpt = typer.Option(None, "--interval-ms", show_default=False,
                            help="tegrastats: the --interval it ran with (default 1000); times "
                                 "undated lines.")
 RailOpt = typer.Option("auto", "--rail",
-                       help="tegrastats: rail to read (auto: VDD_IN/POM_5V_IN/VIN_SYS_5V0, "
-                            "else the sum of all rails; sum; or a rail name).")
+                       help="tegrastats: rail(s) for the total (auto: the module input, VDD_IN, "
+                            "POM_5V_IN or VIN, else the sum of the rails, each counted once; "
+                            "sum: every rail; or a rail name).")
 TzOpt = typer.Option(0.0, "--tz-offset-s",
                      help="spl/tegrastats: seconds to add to the logged wall-clock time to get "
                           "UTC (MLPerf server.json 'timezone'); 0 reads the log as UTC.")
@@ -75,8 +79,8 @@ DateOrderOpt = typer.Option(DateOrder.auto, "--date-order",
 
 def _options(time_unit: str | None, power_unit: str | None, sample_rate_hz: float | None,
              interval_ms: float | None, rail: str, tz_offset_s: float,
-             date_order: DateOrder) -> ImportOptions:
-    return ImportOptions(time_unit=time_unit, power_unit=power_unit,
+             date_order: DateOrder) -> ReadOptions:
+    return ReadOptions(time_unit=time_unit, power_unit=power_unit,
                          sample_rate_hz=sample_rate_hz, interval_ms=interval_ms, rail=rail,
                          tz_offset_s=tz_offset_s, date_order=date_order.value)
 
@@ -152,7 +156,7 @@ def energy_cmd(
     windows = read_windows(windows_file)
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
-    trace = load_trace(trace_file, fmt.value, options)
+    trace = read_trace(trace_file, fmt.value, options)
     result = window_energy(trace, windows.start_s, windows.end_s, model=model.value,
                            offset_s=offset_s, drift_ppm=drift_ppm, max_gap_s=max_gap_s)
     if len(windows.rows) and not result["samples"].any():
@@ -176,7 +180,7 @@ def energy_cmd(
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
@@ -199,10 +203,10 @@ def info_cmd(
 ) -> None:
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
-    trace = load_trace(trace_file, fmt.value, options)
+    trace = read_trace(trace_file, fmt.value, options)
     summary = summarize(trace).as_dict()
     if as_json:
-        doc = {"file": str(trace_file), "metadata": trace.meta, "summary": summary}
+        doc = {"file": str(trace_file), "metadata": dict(trace.meta), "summary": summary}
         sys.stdout.write(json.dumps(_json_safe(doc), indent=2) + "\n")
         return
     rows = [(key, value if isinstance(value, str) else json.dumps(_json_safe(value)))

@@ -49,7 +49,8 @@ def schema_file() -> Path | None:
 def _load() -> ModuleType:
     # By file, not ``import ai_edge_litert.schema_py_generated``: importing the package runs its
     # __init__, which dlopens the wheel's libLiteRt.so into the global symbol scope. The
-    # litert-c runtime (agent.runtimes.backend) loads a standalone libLiteRt.so and must not get a second
+    # litert-c runtime (agent.runtimes.backend) loads a standalone libLiteRt.so and must not get a
+    # second
     # copy behind it; find_spec of a top-level name locates the package without importing it.
     path = schema_file()
     file_spec = (importlib.util.spec_from_file_location(_MODULE_NAME, path)

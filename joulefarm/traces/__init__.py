@@ -1,9 +1,17 @@
-"""Power-trace files: importers for meter logs, the common Parquet trace, and window energy.
+"""Power traces: the trace model, every reader of meter logs, and energy over windows.
 
-``import_trace(path)`` reads a meter log (format detected from content, else extension) into a
-``Trace``; ``write_trace``/``read_trace_parquet`` store it; ``load_trace`` accepts either;
-``window_energy`` integrates windows over it with the Rust core. Imported traces are
-measurements: their metadata says ``simulated: false``.
+``read_trace(path)`` reads any supported file (format detected from its content, else its
+extension) into a ``Trace`` (uniform) or a ``TimestampedTrace`` (readings held until the next);
+``write_trace``/``read_trace_parquet`` store and load the common Parquet form;
+``window_energy`` integrates windows over any trace with the Rust core, and ``summarize`` the
+whole of it. The agent's replay meter reads recordings with the same readers, so a file means
+the same on a device and on the controller.
+
+Formats: ``csv`` (generic time + power or current + voltage columns, optional sidecar JSON),
+``monsoon`` (the ``monsoon`` package's CSV), ``spl`` (SPEC PTDaemon / MLPerf Power),
+``tegrastats`` (NVIDIA Jetson logs, JetPack 4 to 7), ``jls`` (Joulescope, needs ``pyjls``),
+``npz`` (numpy), ``parquet`` (this package's own, needs ``pyarrow``). Traces read from meter
+logs are measurements: their ``meta["simulated"]`` is false unless the file says otherwise.
 """
 
 from __future__ import annotations
@@ -12,23 +20,25 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from joulefarm.errors import TraceFormatError, TraceInputError
-from joulefarm.traces.csv_generic import read_csv_trace, recognise
 from joulefarm.traces.energy import TraceSummary, summarize, window_energy
-from joulefarm.traces.imported import Trace
-from joulefarm.traces.jls import looks_like_jls, read_jls_trace
-from joulefarm.traces.monsoon import MONSOON_RATE_HZ, looks_like_monsoon, read_monsoon_trace
+from joulefarm.traces.jls import JLS_MAGIC
+from joulefarm.traces.model import (
+    AnyTrace,
+    CounterTrace,
+    TimestampedTrace,
+    Trace,
+)
+from joulefarm.traces.npz import NPZ_MAGIC
 from joulefarm.traces.parquet import PARQUET_MAGIC, read_trace_parquet, write_trace
-from joulefarm.traces.ptdaemon import looks_like_spl, read_spl_trace
-from joulefarm.traces.table import read_header
-from joulefarm.traces.tegrastats import looks_like_tegrastats, read_tegrastats_trace
 
-FORMATS = ("csv", "monsoon", "spl", "tegrastats", "jls")
-_EXTENSIONS = {".jls": "jls", ".parquet": "parquet", ".csv": "csv"}
+FORMATS = ("csv", "monsoon", "spl", "tegrastats", "jls", "npz", "parquet")
+_EXTENSIONS = {".jls": "jls", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
+               ".npz": "npz"}
 
 
 @dataclass(frozen=True)
-class ImportOptions:
-    """Importer settings; each applies to the formats in ``APPLIES_TO``."""
+class ReadOptions:
+    """Reader settings; each applies to the formats in ``APPLIES_TO``."""
 
     time_unit: str | None = None
     power_unit: str | None = None
@@ -54,27 +64,34 @@ def _first_line(text: str) -> str:
 
 
 def detect_format(path: Path) -> str:
-    """One of ``FORMATS`` or ``"parquet"``, from the file's first bytes, else its extension."""
+    """One of ``FORMATS``, from the file's first bytes, else its extension."""
+    from joulefarm.traces.csv_generic import recognise
+    from joulefarm.traces.monsoon import looks_like_monsoon_header
+    from joulefarm.traces.ptdaemon import looks_like_spl
+    from joulefarm.traces.table import read_header
+    from joulefarm.traces.tegrastats import looks_like_tegrastats
+
     try:
         with open(path, "rb") as f:
             head = f.read(8192)
     except OSError as e:
         raise TraceInputError(f"{path}: cannot read: {e.strerror}") from None
-    if looks_like_jls(head):
+    if head.startswith(JLS_MAGIC):
         return "jls"
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
+    if head.startswith(NPZ_MAGIC):
+        return "npz"
     if b"\0" not in head:
         line = _first_line(head.decode("utf-8", errors="replace"))
         if looks_like_spl(line):
             return "spl"
         if looks_like_tegrastats(line):
             return "tegrastats"
+        if looks_like_monsoon_header(line):
+            return "monsoon"
         if line:
-            header = read_header(path)
-            if looks_like_monsoon(header):
-                return "monsoon"
-            found = recognise(header)
+            found = recognise(read_header(path))
             if "time" in found and ("power" in found or {"current", "voltage"} <= found.keys()):
                 return "csv"
     by_extension = _EXTENSIONS.get(path.suffix.lower())
@@ -84,55 +101,74 @@ def detect_format(path: Path) -> str:
                            f"--format ({', '.join(FORMATS)})")
 
 
-def import_trace(path: Path, fmt: str = "auto", options: ImportOptions | None = None) -> Trace:
-    """Read a meter log into a ``Trace``. ``fmt`` forces the format (``auto`` detects it)."""
-    options = options or ImportOptions()
+def read_trace(path: Path, fmt: str = "auto", options: ReadOptions | None = None
+               ) -> Trace | TimestampedTrace:
+    """Read a trace file of any format. ``fmt`` forces the format (``auto`` detects it)."""
+    options = options or ReadOptions()
     path = Path(path)
     if not path.is_file():
         raise TraceInputError(f"{path}: no such file")
     if fmt == "auto":
         fmt = detect_format(path)
-        if fmt == "parquet":
-            raise TraceInputError(f"{path}: already a Parquet trace; nothing to import")
     if fmt not in FORMATS:
         raise TraceInputError(f"unknown format {fmt!r} (known: auto, {', '.join(FORMATS)})")
-    defaults = ImportOptions()
-    for f in fields(ImportOptions):
-        if getattr(options, f.name) != getattr(defaults, f.name) and fmt not in APPLIES_TO[
-                f.name]:
+    defaults = ReadOptions()
+    for f in fields(ReadOptions):
+        if (getattr(options, f.name) != getattr(defaults, f.name)
+                and fmt not in APPLIES_TO[f.name]):
             option = "--" + f.name.replace("_", "-")
             raise TraceInputError(f"{option} does not apply to {fmt} files (only to "
                                   f"{', '.join(APPLIES_TO[f.name])})")
+    # Each reader is imported when its format is read: optional dependencies stay optional.
     if fmt == "csv":
+        from joulefarm.traces.csv_generic import read_csv_trace
+
         return read_csv_trace(path, options.time_unit, options.power_unit)
     if fmt == "monsoon":
+        from joulefarm.traces.monsoon import MONSOON_RATE_HZ, read_monsoon_trace
+
         return read_monsoon_trace(path, options.sample_rate_hz or MONSOON_RATE_HZ)
     if fmt == "spl":
+        from joulefarm.traces.ptdaemon import read_spl_trace
+
         return read_spl_trace(path, options.tz_offset_s, options.date_order)
     if fmt == "tegrastats":
+        from joulefarm.traces.tegrastats import read_tegrastats_trace
+
         return read_tegrastats_trace(path, options.interval_ms, options.rail,
                                      options.tz_offset_s)
+    if fmt == "npz":
+        from joulefarm.traces.npz import read_npz_trace
+
+        return read_npz_trace(path)
+    if fmt == "parquet":
+        return read_trace_parquet(path)
+    from joulefarm.traces.jls import read_jls_trace
+
     return read_jls_trace(path)
 
 
-def load_trace(path: Path, fmt: str = "auto", options: ImportOptions | None = None) -> Trace:
-    """A Parquet trace as stored, or any importable meter log imported on the fly."""
-    path = Path(path)
-    if fmt == "auto" and path.is_file() and detect_format(path) == "parquet":
-        return read_trace_parquet(path)
-    return import_trace(path, fmt, options)
+def import_trace(path: Path, fmt: str = "auto", options: ReadOptions | None = None
+                 ) -> Trace | TimestampedTrace:
+    """Read a meter log to store it as a Parquet trace (``joulefarm trace import``): any format
+    but Parquet itself."""
+    if fmt == "auto" and Path(path).is_file() and detect_format(Path(path)) == "parquet":
+        raise TraceInputError(f"{path}: already a Parquet trace; nothing to import")
+    return read_trace(path, fmt, options)
 
 
 __all__ = [
+    "APPLIES_TO",
     "FORMATS",
-    "ImportOptions",
+    "AnyTrace",
+    "CounterTrace",
+    "ReadOptions",
+    "TimestampedTrace",
     "Trace",
-    "TraceFormatError",
-    "TraceInputError",
     "TraceSummary",
     "detect_format",
     "import_trace",
-    "load_trace",
+    "read_trace",
     "read_trace_parquet",
     "summarize",
     "window_energy",

@@ -4,12 +4,19 @@ Column names are matched loosely because every logger spells them differently: `
 ``t``, ``timestamp``, ``time_ms``, ``Time (s)``; ``power``, ``power_mw``, ``watts``,
 ``Power [mW]``; ``current_ma``, ``voltage_v``, ``I (A)``... A unit in the name (suffix,
 parentheses or brackets) sets the scale; without one, time is in seconds and power in watts.
-Time cells may also be ISO 8601 date-times, read as UTC unless they carry an offset.
+Time cells may also be ISO 8601 date-times, read as UTC unless they carry an offset. A ``gpi``
+column (integers) holds an instrument's digital inputs, bit k = input k.
+
+A sidecar ``<file>.json`` may say how to read the rows: ``{"sample_rate_hz": fs, "t0_s": t0}``
+(a fixed-rate meter: uniform at exactly ``fs``), ``{"uniform": false}`` (points, even when the
+stamps look regular), ``"simulated": true`` (the power came from a model) and
+``"source": "..."`` (what recorded it).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from joulefarm.errors import TraceFormatError, TraceInputError
-from joulefarm.traces.imported import Trace, build_trace
+from joulefarm.traces.assemble import readings_trace
+from joulefarm.traces.model import TimestampedTrace, Trace
 from joulefarm.traces.table import CsvHeader, read_columns, read_header
 
 # Scale factors to SI, per quantity. Keys are lower case; "µ" is folded to "u".
@@ -135,7 +143,7 @@ def _is_number(text: str) -> bool:
 
 
 def read_csv_trace(path: Path, time_unit: str | None = None,
-                   power_unit: str | None = None) -> Trace:
+                   power_unit: str | None = None) -> Trace | TimestampedTrace:
     """Import a generic CSV trace. ``time_unit``/``power_unit`` override the units implied by the
     header (e.g. ``"ms"``, ``"mW"``)."""
     header = read_header(path)
@@ -184,4 +192,47 @@ def read_csv_trace(path: Path, time_unit: str | None = None,
     else:
         power = extra["current_a"] * extra["voltage_v"]
     meta["meter"] = "generic CSV power log"
-    return build_trace(path, "csv", t, power, meta, extra)
+    side = _sidecar(path)
+    gpi = _gpi_column(path, header)
+    rate = side.get("sample_rate_hz")
+    if rate is not None and not (isinstance(rate, int | float) and rate > 0):
+        raise TraceFormatError(f"{path}.json: sample_rate_hz must be a number > 0, got {rate!r}")
+    t0 = side.get("t0_s")
+    if t0 is not None and not isinstance(t0, int | float):
+        raise TraceFormatError(f"{path}.json: t0_s must be a number, got {t0!r}")
+    if side:
+        meta["sidecar"] = f"{path.name}.json"
+    return readings_trace(path, "csv", t, power, meta, channels=extra,
+                          rate_hz=None if rate is None else float(rate),
+                          t0_s=None if t0 is None else float(t0),
+                          points=side.get("uniform") is False, gpi=gpi,
+                          simulated=side.get("simulated") is True,
+                          source=str(side.get("source") or ""))
+
+
+_SIDECAR_KEYS = ("sample_rate_hz", "t0_s", "uniform", "simulated", "source")
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    """The ``<file>.json`` next to a CSV, checked; empty when there is none."""
+    side = path.with_name(path.name + ".json")
+    if not side.exists():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TraceFormatError(f"{side}: unreadable sidecar: {e}") from None
+    if not isinstance(data, dict):
+        raise TraceFormatError(f"{side}: the sidecar must be a JSON object")
+    unknown = sorted(set(data) - set(_SIDECAR_KEYS))
+    if unknown:
+        raise TraceFormatError(f"{side}: unknown key(s) {unknown} (known: "
+                               f"{', '.join(_SIDECAR_KEYS)})")
+    return data
+
+
+def _gpi_column(path: Path, header: CsvHeader) -> np.ndarray | None:
+    if "gpi" not in header.names:
+        return None
+    data = read_columns(path, header, {"gpi": header.names.index("gpi")})
+    return data["gpi"].astype(np.uint8)

@@ -2,7 +2,9 @@
 
 A JLS file holds fixed-rate signals per source (instrument): ``current`` (A), ``voltage`` (V),
 ``power`` (W), GPI bits... Power is taken from the ``power`` signal when recorded, else as
-current x voltage. Sample ids are 0-based in ``pyjls.Reader``; the file's UTC time map dates
+current x voltage. Digital input signals named ``gpi[k]``/``in[k]`` become the trace's GPI bits
+(bit k = input k) when they run at the power signal's rate. Sample ids are 0-based in
+``pyjls.Reader``; the file's UTC time map dates
 sample 0.
 
 Time base: seconds since the first sample. The UTC time of that sample is kept in the metadata
@@ -12,20 +14,18 @@ Time base: seconds since the first sample. The UTC time of that sample is kept i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from joulefarm.errors import TraceFormatError, TraceInputError
-from joulefarm.traces.imported import Trace, build_trace
+from joulefarm.traces.assemble import readings_trace
+from joulefarm.traces.model import TimestampedTrace, Trace
 
 JLS_MAGIC = b"jlsfmt\r\n"
 _ROLES = {"power": ("power", "W"), "current": ("current", "A"), "voltage": ("voltage", "V")}
-
-
-def looks_like_jls(head: bytes) -> bool:
-    return head.startswith(JLS_MAGIC)
 
 
 def _pyjls() -> Any:
@@ -48,7 +48,7 @@ def _signals_by_role(signals: list[Any]) -> dict[str, Any]:
     return out
 
 
-def read_jls_trace(path: Path) -> Trace:
+def read_jls_trace(path: Path) -> Trace | TimestampedTrace:
     """Import the first source of a JLS v2 file that has power, or current and voltage."""
     pyjls = _pyjls()
     try:
@@ -77,6 +77,8 @@ def read_jls_trace(path: Path) -> Trace:
             raise TraceFormatError(f"{path}: the signals hold no samples")
         data = {role: np.asarray(r.fsr(s.signal_id, 0, n), dtype=np.float32)
                 for role, s in chosen.items()}
+        first_source = next(iter(chosen.values())).source_id
+        gpi = _gpi_bits(r, [s for s in fsr if s.source_id == first_source], rate, n)
         first = next(iter(chosen.values()))
         # Without UTC entries pyjls reports time 0 (its 2018-01-01 epoch): no date known.
         stamp = r.sample_id_to_timestamp(first.signal_id, 0)
@@ -105,4 +107,23 @@ def read_jls_trace(path: Path) -> Trace:
         "utc_t0_unix": utc_t0,
     }
     t = np.arange(n, dtype=np.float64) / rate
-    return build_trace(path, "jls", t, power, meta, extra, rate_hz=rate, notes=notes)
+    return readings_trace(path, "jls", t, power, meta, channels=extra, rate_hz=rate, gpi=gpi,
+                          notes=notes, source=f"{path.name} (jls, {meta['meter']})")
+
+
+_GPI_SIGNAL = re.compile(r"^(?:gpi|in)\[?(\d)\]?$", re.IGNORECASE)
+
+
+def _gpi_bits(reader: Any, signals: list[Any], rate: float, n: int) -> np.ndarray | None:
+    """The source's digital inputs as one uint8 per sample (bit k = input k), or None."""
+    gpi = None
+    for s in signals:
+        match = _GPI_SIGNAL.match(s.name or "")
+        if not match or float(s.sample_rate) != rate or int(s.length) < n:
+            continue
+        raw = np.asarray(reader.fsr(s.signal_id, 0, n))
+        # pyjls returns 1-bit signals packed eight to a byte.
+        bits = np.unpackbits(raw, bitorder="little")[:n] if len(raw) < n else raw[:n]
+        gpi = np.zeros(n, np.uint8) if gpi is None else gpi
+        gpi |= (bits.astype(np.uint8) & 1) << int(match.group(1))
+    return gpi

@@ -1,16 +1,22 @@
-"""What a meter hands back: three trace types sharing one small protocol.
+"""The power-trace model: what meters hand back, what readers return, what is integrated.
 
-* ``Trace`` — uniformly sampled, on the METER clock (simulator, external integrating meters).
-  Needs clock alignment (the sync pattern) before windows can be integrated.
-* ``TimestampedTrace`` — point readings of a polled on-board sensor, each stamped with the
-  AGENT clock (``time.perf_counter()``) at read time. No alignment needed.
-* ``CounterTrace`` — snapshots of a cumulative energy counter (RAPL, ODPM), agent clock.
-  ``to_timestamped()`` turns it into exact mean power between consecutive snapshots.
+Three types, one per kind of source:
 
-Every trace has ``clock`` (``"meter"`` or ``"agent"``), ``flags`` (tuple of quality flag names,
-e.g. ``"meter_vanished"``), ``duration_s`` and ``to_timestamped()``; the agent dispatches on
-``clock`` (align or not) and integrates the timestamped form with
-``joulefarm.integrate_timestamped`` (or a uniform one with ``joulefarm.integrate_windows``).
+* ``Trace``: uniformly sampled. Sample ``i`` is the mean power in watts over
+  ``[t0_s + i/fs, t0_s + (i+1)/fs)``. Lab instruments and the simulator sample on their own
+  crystal (``clock == "meter"``): the agent aligns them with its sync pattern before
+  integrating windows. Files from fixed-rate meters (Monsoon, JLS, PTDaemon, tegrastats) read
+  into this type too.
+* ``TimestampedTrace``: point readings, each held until the next (a polled on-board sensor
+  stamped on the agent clock at read time; a log whose stamps are not uniform). The trace
+  covers ``[t_s[0], t_s[-1]]``: the last point only closes it.
+* ``CounterTrace``: snapshots of a cumulative energy counter (RAPL, ODPM), agent clock.
+
+Every trace has ``clock`` (``"meter"`` or ``"agent"``), ``flags`` (quality flag names such as
+``"meter_vanished"``), ``samples``, ``start_s``/``end_s``/``duration_s`` and
+``to_timestamped()``; ``joulefarm.traces.window_energy`` integrates any of them. Traces read
+from files carry ``meta``: provenance (format, file name and hash), units, notes, and
+``simulated`` (true only when the power came from a model).
 """
 
 from __future__ import annotations
@@ -18,97 +24,155 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
-# Quality flags a trace can carry (free-form strings; these are the ones drivers set).
+# Quality flags a trace can carry (free-form strings; these are the ones joulefarm sets).
 FLAG_METER_VANISHED = "meter_vanished"  # a read failed with OSError: sensor gone mid-run
 FLAG_METER_ERROR = "meter_error"  # a read returned something unparseable; sampling stopped
 FLAG_GAPS = "gaps"  # some reads were late by far more than the period (see ``gaps``)
 FLAG_CHARGING = "charging"  # battery current includes charge current: not the device's draw
 FLAG_LINES_BUFFERED = "lines_buffered"  # log lines arrived in bursts: arrival stamps are late
+FLAG_REPLAY_SHORT = "replay_short"  # a replayed recording ended before the run did
+
+UNIFORM_TOLERANCE = 0.01
+"""Stamps within this fraction of one period of a straight line count as uniform: meters that
+log at a fixed rate stamp with a few ms of jitter (PTDaemon at 1 Hz), which changes nothing
+about which interval a sample covers."""
 
 
-
-def _no_rails() -> Mapping[str, np.ndarray]:
+def _empty() -> Mapping[str, Any]:
     return MappingProxyType({})
-
-
-class PowerTrace(Protocol):
-    """The protocol every trace type satisfies."""
-
-    @property
-    def clock(self) -> str: ...
-    @property
-    def flags(self) -> tuple[str, ...]: ...
-    @property
-    def duration_s(self) -> float: ...
-    def to_timestamped(self) -> TimestampedTrace: ...
 
 
 @dataclass(frozen=True)
 class Trace:
-    """A uniformly sampled power trace on the meter's own clock.
+    """A uniformly sampled power trace (see the module docstring for the time convention).
 
-    Sample ``i`` is the mean power in watts over ``[t0_s + i/fs, t0_s + (i+1)/fs)``.
+    ``channels`` holds other per-sample columns of a file (``current_a``, ``voltage_v``,
+    ``power_factor``, ``mark``). ``gpi`` (uint8, one per sample, or None) holds an
+    instrument's general-purpose inputs: bit ``k`` is input ``k``; a wire from a device GPIO
+    marks windows in the meter's own stream (``gpi_windows``). ``missing`` counts samples the
+    instrument or the transport lost (NaN in ``power_w``, with the ``gaps`` flag); ``error``
+    says what ended a capture early; ``source`` names the instrument or file. ``stamps_s``
+    keeps a file's own time stamps when they were only near-uniform (for the record: energy
+    uses ``t0_s`` and the rate).
     """
 
     power_w: np.ndarray
     t0_s: float
     sample_rate_hz: float
     flags: tuple[str, ...] = ()
+    channels: Mapping[str, np.ndarray] = field(default_factory=_empty)
+    gpi: np.ndarray | None = None
+    missing: int = 0
+    error: str | None = None
+    source: str = ""
+    meta: Mapping[str, Any] = field(default_factory=_empty)
+    stamps_s: np.ndarray | None = None
     clock: ClassVar[str] = "meter"
+    uniform: ClassVar[bool] = True
+
+    @property
+    def samples(self) -> int:
+        return len(self.power_w)
 
     @property
     def duration_s(self) -> float:
         return len(self.power_w) / self.sample_rate_hz
 
+    @property
+    def start_s(self) -> float:
+        return float(self.t0_s)
+
+    @property
+    def end_s(self) -> float:
+        """End of the last sample's interval."""
+        return self.t0_s + self.duration_s
+
+    @property
+    def t_s(self) -> np.ndarray:
+        """Where each sample's interval starts (float64 s): the file's stamps when kept, else
+        the grid ``t0 + i/fs``."""
+        if self.stamps_s is not None:
+            return self.stamps_s
+        return self.t0_s + np.arange(len(self.power_w), dtype=np.float64) / self.sample_rate_hz
+
+    def gpi_windows(self, bit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end times (meter clock, s) of each run of samples where input ``bit`` is
+        high. A run still high at the trace's end ends there."""
+        if self.gpi is None:
+            return np.empty(0), np.empty(0)
+        high = ((np.asarray(self.gpi) >> bit) & 1).astype(np.int8)
+        edges = np.diff(np.concatenate(([0], high, [0])))
+        starts = np.flatnonzero(edges == 1)
+        ends = np.flatnonzero(edges == -1)
+        period = 1.0 / self.sample_rate_hz
+        return self.t0_s + starts * period, self.t0_s + ends * period
+
     def to_timestamped(self) -> TimestampedTrace:
         """The same hold signal as points: sample ``i`` at its interval's start, plus an end
-        point closing the last interval. Still on the METER clock (``clock="meter"``)."""
+        point closing the last interval. Still on the meter clock."""
         n = len(self.power_w)
         t = self.t0_s + np.arange(n + 1, dtype=np.float64) / self.sample_rate_hz
         p = np.asarray(self.power_w, dtype=np.float64)
         power = np.append(p, p[-1] if n else np.nan)
-        return TimestampedTrace(t_s=t, power_w=power, flags=self.flags, clock="meter")
+        return TimestampedTrace(t_s=t, power_w=power, flags=self.flags, clock="meter",
+                                error=self.error, meta=self.meta)
 
 
 @dataclass(frozen=True)
 class TimestampedTrace:
-    """Point readings of a polled sensor, stamped on the AGENT clock.
+    """Point readings, each held until the next; stamped on the agent clock for live sensors.
 
-    ``t_s[i]`` (float64 s, ``time.perf_counter()``) is the midpoint of the read call that
-    returned ``power_w[i]`` (W); ``read_s[i]`` is that call's duration, the uncertainty of the
-    stamp. Signal model "hold": ``power_w[i]`` holds over ``[t_s[i], t_s[i+1])``; the trace
-    covers ``[t_s[0], t_s[-1]]``, so the last value only closes the trace. This is exactly
-    ``joulefarm.integrate_timestamped(..., model="hold")``.
+    ``t_s[i]`` (float64 s) is when ``power_w[i]`` (W) was read: for a polled sensor the
+    midpoint of the read call (``time.perf_counter()``), whose duration ``read_s[i]`` is the
+    stamp's uncertainty. Signal model "hold": ``power_w[i]`` holds over ``[t_s[i], t_s[i+1])``;
+    the trace covers ``[t_s[0], t_s[-1]]``, so the last value only closes the trace. This is
+    exactly ``joulefarm.integrate_timestamped(..., model="hold")``.
 
     An averaging sensor (INA3221/INA2xx averaging several conversions, a fuel gauge) reports
     the mean over a window *ending* at the read, so the held value lags true power by about
     half that window. The lag is constant and small against a layer window; the sync pattern
     can estimate it. ``rails_w`` holds per-rail power on the same stamps (``power_w`` is the
     total the driver chose: see its description). ``gaps`` counts intervals that exceeded the
-    sampler's gap threshold; integrate with ``max_gap_s`` to exclude them.
+    sampler's gap threshold; ``target_rate_hz`` is the rate the sampler aimed at (0 for logs).
     """
 
     t_s: np.ndarray
     power_w: np.ndarray
     read_s: np.ndarray | None = None
-    rails_w: Mapping[str, np.ndarray] = field(default_factory=_no_rails)
+    rails_w: Mapping[str, np.ndarray] = field(default_factory=_empty)
     flags: tuple[str, ...] = ()
     gaps: int = 0
     target_rate_hz: float = 0.0
     error: str | None = None
     clock: str = "agent"
+    channels: Mapping[str, np.ndarray] = field(default_factory=_empty)
+    meta: Mapping[str, Any] = field(default_factory=_empty)
+    uniform: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.t_s.shape != self.power_w.shape:
             raise ValueError(f"t_s {self.t_s.shape} and power_w {self.power_w.shape} differ")
 
     @property
+    def samples(self) -> int:
+        return len(self.t_s)
+
+    @property
     def duration_s(self) -> float:
         return float(self.t_s[-1] - self.t_s[0]) if len(self.t_s) > 1 else 0.0
+
+    @property
+    def start_s(self) -> float:
+        return float(self.t_s[0]) if len(self.t_s) else 0.0
+
+    @property
+    def end_s(self) -> float:
+        """The last point, which closes the trace."""
+        return float(self.t_s[-1]) if len(self.t_s) else 0.0
 
     def to_timestamped(self) -> TimestampedTrace:
         return self
@@ -156,17 +220,22 @@ class CounterTrace:
 
     t_s: np.ndarray
     energy_j: np.ndarray
-    rails_j: Mapping[str, np.ndarray] = field(default_factory=_no_rails)
+    rails_j: Mapping[str, np.ndarray] = field(default_factory=_empty)
     read_s: np.ndarray | None = None
     flags: tuple[str, ...] = ()
     gaps: int = 0
     target_rate_hz: float = 0.0
     error: str | None = None
     clock: ClassVar[str] = "agent"
+    uniform: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.t_s.shape != self.energy_j.shape:
             raise ValueError(f"t_s {self.t_s.shape} and energy_j {self.energy_j.shape} differ")
+
+    @property
+    def samples(self) -> int:
+        return len(self.t_s)
 
     @property
     def duration_s(self) -> float:
@@ -198,3 +267,25 @@ def _interval_power(t_s: np.ndarray, energy_j: np.ndarray) -> np.ndarray:
 
 
 AnyTrace = Trace | TimestampedTrace | CounterTrace
+
+
+def uniform_fit(t: np.ndarray, tolerance: float = UNIFORM_TOLERANCE
+                ) -> tuple[float, float] | None:
+    """``(sample_rate_hz, t0)`` when ``t`` is uniform within ``tolerance`` of a period, else None.
+
+    The rate comes from the end points (exact for a file written as ``t0 + i/fs``) and is rounded
+    to an integer when within 1 ppm of one, so that 4999.9999997 Hz reads as 5000 Hz.
+    """
+    n = len(t)
+    if n < 2 or not np.all(np.isfinite(t)):
+        return None
+    span = float(t[-1] - t[0])
+    if span <= 0 or not np.all(np.diff(t) > 0):
+        return None
+    rate = (n - 1) / span
+    if abs(rate - round(rate)) <= 1e-6 * rate:
+        rate = float(round(rate))
+    t0 = float(t[0])
+    if float(np.max(np.abs(t - (t0 + np.arange(n) / rate)))) > tolerance / rate:
+        return None
+    return rate, t0

@@ -4,7 +4,11 @@ Header ``Time(ms),Main(mA),[USB(mA),][Aux(mA),]Main Voltage(V),[USB Voltage(V),]
 ends with a comma). Despite its name the ``Time(ms)`` column holds *seconds* since sampling
 started, stamped once per USB packet (``time.time() - start`` for a whole packet of samples), so
 it repeats and jumps. The meter samples at a fixed 5 kHz, so time is rebuilt as
-``t0 + i / 5000`` with ``t0`` the first stamp; the stamps only serve as a sanity check.
+``t0 + i / 5000``. A sample cannot be stamped before it has ended, so ``t0`` is the tightest
+``stamp_i - (i + 1) / 5000`` over the file (``MonsoonCsv.t0_by_arrival``); the stamps otherwise
+serve as a check for dropped samples. With numpy >= 2 the package writes values with ``repr``
+(``np.float64(0.1234)``): both spellings are read. ``read_monsoon_csv`` is the one parser: the
+live meter (``agent.meters.monsoon``) reads its own capture with it too.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from joulefarm.errors import MeterParseError, TraceFormatError
-from joulefarm.traces.imported import Trace, build_trace
-from joulefarm.traces.table import CsvHeader, read_columns, read_header
+from joulefarm.errors import TraceFormatError, at
+from joulefarm.traces.assemble import readings_trace
+from joulefarm.traces.model import TimestampedTrace, Trace
+from joulefarm.traces.table import read_header
 
 MONSOON_RATE_HZ = 5000.0
 TIME_COLUMN = "Time(ms)"
@@ -83,21 +88,22 @@ def read_monsoon_csv(path: Path, channel: str | None = None) -> MonsoonCsv:
     if lines and lines[-1] != "":
         lines = lines[:-1]  # incomplete: the writer had not finished it
     if not lines or not lines[0].strip():
-        raise MeterParseError(source, 1, lines[0] if lines else "", "empty Monsoon CSV")
+        raise TraceFormatError(f"{at(source, 1)}: empty Monsoon CSV")
     header = lines[0].rstrip("\r")
     names = [c.strip() for c in header.split(",")]
     if names and names[-1] == "":
         names = names[:-1]  # every line ends with a comma
     if not looks_like_monsoon_header(header):
-        raise MeterParseError(source, 1, header,
-                              f"not a Monsoon CSV header (needs {TIME_COLUMN!r} and a current "
-                              "column such as 'Main(mA)')")
+        raise TraceFormatError(f"{at(source, 1)}: not a Monsoon CSV header (needs "
+                               f"{TIME_COLUMN!r} and a current column such as 'Main(mA)'): "
+                               f"{header!r}")
     wanted = [channel] if channel else ["main", "usb"]
     chosen = next((c for c in wanted if c in CHANNELS
                    and all(col in names for col in CHANNELS[c])), None)
     if chosen is None:
-        raise MeterParseError(source, 1, header,
-                              f"no {'/'.join(wanted)} channel with both current and voltage")
+        raise TraceFormatError(f"{at(source, 1)}: Monsoon header {names} has no "
+                               f"{'/'.join(wanted)} channel with both current (mA) and voltage "
+                               "(V) columns")
     cols = [names.index(TIME_COLUMN), *(names.index(c) for c in CHANNELS[chosen])]
     rows: list[tuple[float, float, float]] = []
     for line_no, line in enumerate(lines[1:], start=2):
@@ -108,74 +114,51 @@ def read_monsoon_csv(path: Path, channel: str | None = None) -> MonsoonCsv:
         if cells and cells[-1].strip() == "":
             cells = cells[:-1]
         if len(cells) != len(names):
-            raise MeterParseError(source, line_no, line,
-                                  f"{len(cells)} cells for {len(names)} columns")
-        try:
-            rows.append((monsoon_number(cells[cols[0]]), monsoon_number(cells[cols[1]]),
-                         monsoon_number(cells[cols[2]])))
-        except ValueError:
-            raise MeterParseError(source, line_no, line, "not a number") from None
+            raise TraceFormatError(f"{at(source, line_no)}: {len(cells)} cells for "
+                                   f"{len(names)} columns: {line!r}")
+        row = []
+        for column, index in zip((TIME_COLUMN, *CHANNELS[chosen]), cols, strict=True):
+            try:
+                row.append(monsoon_number(cells[index]))
+            except ValueError:
+                raise TraceFormatError(f"{at(source, line_no)}: column '{column}': cannot read "
+                                       f"{cells[index].strip()!r} as a number (or "
+                                       "np.float64(...))") from None
+        rows.append((row[0], row[1], row[2]))
     data = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
     return MonsoonCsv(data[:, 0].copy(), data[:, 1] / 1000.0, data[:, 2].copy(), chosen)
 
 
-def looks_like_monsoon(header: CsvHeader) -> bool:
-    names = set(header.names)
-    return TIME_COLUMN in names and bool(names & {"Main(mA)", "USB(mA)", "Aux(mA)"})
-
-
-def read_monsoon_trace(path: Path, sample_rate_hz: float = MONSOON_RATE_HZ) -> Trace:
-    """Import a Monsoon CSV. ``sample_rate_hz`` is 5000 unless the capture was decimated
-    (``sampleEngine.startSampling(granularity=k)`` keeps one sample in k)."""
-    header = read_header(path)
-    names = header.names
-    if TIME_COLUMN not in names:
-        raise TraceFormatError(f"{path}:{header.line}: no '{TIME_COLUMN}' column in Monsoon "
-                               f"header {names}")
-    channel = next(((c, v) for c, v in CHANNELS.values() if c in names and v in names), None)
-    if channel is None:
-        raise TraceFormatError(
-            f"{path}:{header.line}: Monsoon header {names} has no channel with both current and "
-            "voltage (Main(mA) + Main Voltage(V), or USB(mA) + USB Voltage(V))")
-    current_name, voltage_name = channel
-    # The monsoon package writes numpy reprs ("np.float64(0.25)") under numpy >= 2.
-    plain_or_repr = (monsoon_number, "a number or np.float64(...)")
-    data = read_columns(path, header, {"stamp": names.index(TIME_COLUMN),
-                                       "current": names.index(current_name),
-                                       "voltage": names.index(voltage_name)},
-                        converters={k: plain_or_repr for k in ("stamp", "current", "voltage")})
-    stamps = data["stamp"]
-    n = len(stamps)
+def read_monsoon_trace(path: Path, sample_rate_hz: float = MONSOON_RATE_HZ
+                       ) -> Trace | TimestampedTrace:
+    """Import a Monsoon CSV (the Main channel, else USB). ``sample_rate_hz`` is 5000 unless the
+    capture was decimated (``sampleEngine.startSampling(granularity=k)`` keeps one in k)."""
+    csv = read_monsoon_csv(path)
+    n = len(csv.stamps_s)
     if n == 0:
         raise TraceFormatError(f"{path}: no samples after the header")
-    t0 = float(stamps[0])
-    t = t0 + np.arange(n) / sample_rate_hz
-
     notes = []
-    packet_span = float(stamps[-1] - stamps[0])
-    rebuilt_span = (n - 1) / sample_rate_hz
-    # Stamps come per packet, so the two spans agree to a packet or so; a large mismatch means
-    # dropped samples or a decimated capture, and the rebuilt time base is then wrong.
-    if abs(packet_span - rebuilt_span) > max(0.05 * rebuilt_span, 0.1):
-        notes.append(
-            f"packet stamps span {packet_span:.3f} s but {n} samples at {sample_rate_hz:g} Hz "
-            f"span {rebuilt_span:.3f} s: samples were dropped or the capture was decimated "
-            "(then pass the real rate with --sample-rate-hz)")
+    mismatch = csv.stamp_mismatch(sample_rate_hz)
+    if mismatch:
+        notes.append(f"{mismatch} or the capture was decimated (then pass the real rate "
+                     "with --sample-rate-hz)")
+    names = read_header(path).names
+    current_name, voltage_name = CHANNELS[csv.channel]
     others = [c for c in ("Main(mA)", "USB(mA)", "Aux(mA)") if c in names and c != current_name]
     if others:
         notes.append(f"columns {others} not imported (power is {current_name} x {voltage_name})")
-
-    current_a = data["current"] / 1000.0
-    voltage_v = data["voltage"]
+    t0 = csv.t0_by_arrival(sample_rate_hz)
     meta: dict[str, Any] = {
         "meter": f"Monsoon power monitor, {current_name.split('(')[0]} channel",
         "channel": current_name.split("(")[0],
-        "time_base": "seconds since the Monsoon sampleEngine started (first packet stamp)",
-        "time_rebuilt": f"t0 + i/{sample_rate_hz:g}: the '{TIME_COLUMN}' column holds per-USB-"
-                        "packet stamps in seconds, not per-sample milliseconds",
-        "packet_stamp_first_s": t0,
-        "packet_stamp_last_s": float(stamps[-1]),
+        "time_base": "seconds since the Monsoon sampleEngine started (its packet stamps)",
+        "time_rebuilt": f"t0 + i/{sample_rate_hz:g}, t0 the tightest stamp - (i + 1)/rate: the "
+                        f"'{TIME_COLUMN}' column holds per-USB-packet stamps in seconds, not "
+                        "per-sample milliseconds",
+        "packet_stamp_first_s": float(csv.stamps_s[0]),
+        "packet_stamp_last_s": float(csv.stamps_s[-1]),
     }
-    return build_trace(path, "monsoon", t, current_a * voltage_v, meta,
-                       {"current_a": current_a, "voltage_v": voltage_v},
-                       rate_hz=sample_rate_hz, notes=notes)
+    t = t0 + np.arange(n) / sample_rate_hz
+    return readings_trace(path, "monsoon", t, csv.power_w, meta,
+                          channels={"current_a": csv.current_a, "voltage_v": csv.voltage_v},
+                          rate_hz=sample_rate_hz, t0_s=t0, notes=notes)

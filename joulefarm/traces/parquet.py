@@ -1,8 +1,12 @@
 """The on-disk trace: one Parquet file, columns ``t_s``, ``power_w`` and optional ``current_a``,
-``voltage_v``, ``power_factor``, ``mark``; the trace metadata as Parquet key/value pairs.
+``voltage_v``, ``power_factor``, ``mark``, ``gpi``; the trace metadata as Parquet key/value
+pairs.
 
 Each metadata value is stored JSON-encoded, so numbers, booleans and nested values (``units``,
 ``notes``) read back exactly as written. Each column also carries its unit as field metadata.
+A uniform trace keeps ``uniform``, ``sample_rate_hz`` and ``t0`` in the metadata; a point trace
+stores its points as they are, closing point included. pyarrow is imported only here, and only
+when a Parquet file is read or written: devices have no pyarrow.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from joulefarm.errors import TraceFormatError, TraceInputError
-from joulefarm.traces.imported import COLUMN_UNITS, Trace, time_meta
+from joulefarm.traces.assemble import COLUMN_UNITS, readings_trace
+from joulefarm.traces.model import TimestampedTrace, Trace
 
 PARQUET_MAGIC = b"PAR1"
 _OPTIONAL = ("current_a", "voltage_v", "power_factor", "mark")
@@ -32,27 +38,34 @@ def _pyarrow() -> tuple[Any, Any]:
     return pa, pq
 
 
-def _field(name: str, values: np.ndarray) -> tuple[Any, Any]:
-    pa, _ = _pyarrow()
-    array = pa.array(values, type=pa.string()) if values.dtype == object else pa.array(values)
-    field = pa.field(name, array.type, metadata={"unit": COLUMN_UNITS.get(name, "")})
-    return field, array
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):  # numpy scalars that slipped into the metadata
         return value.item()
     raise TypeError(f"metadata value {value!r} is not JSON-serialisable")
 
 
-def write_trace(trace: Trace, path: Path) -> None:
+def write_trace(trace: Trace | TimestampedTrace, path: Path) -> None:
     """Write ``trace`` to ``path`` (zstd-compressed), replacing it atomically."""
     pa, pq = _pyarrow()
-    columns = {"t_s": trace.t_s, "power_w": trace.power_w, **trace.extra}
-    fields, arrays = zip(*(_field(name, values) for name, values in columns.items()), strict=True)
-    metadata = {key: json.dumps(value, default=_json_default) for key, value in trace.meta.items()}
-    schema = pa.schema(list(fields), metadata=metadata)
-    table = pa.Table.from_arrays(list(arrays), schema=schema)
+    columns: dict[str, np.ndarray] = {"t_s": np.asarray(trace.t_s, dtype=np.float64),
+                                      "power_w": np.asarray(trace.power_w),
+                                      **trace.channels}
+    gpi = getattr(trace, "gpi", None)
+    if gpi is not None:
+        columns["gpi"] = np.asarray(gpi, dtype=np.uint8)
+    fields, arrays = [], []
+    for name, values in columns.items():
+        array = (pa.array(values, type=pa.string()) if values.dtype == object
+                 else pa.array(values))
+        fields.append(pa.field(name, array.type, metadata={"unit": COLUMN_UNITS.get(name, "")}))
+        arrays.append(array)
+    meta = dict(trace.meta)
+    if isinstance(trace, Trace):
+        meta.update(uniform=True, sample_rate_hz=float(trace.sample_rate_hz), t0=trace.t0_s)
+    else:
+        meta["uniform"] = False
+    metadata = {key: json.dumps(value, default=_json_default) for key, value in meta.items()}
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
@@ -71,7 +84,7 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return meta
 
 
-def read_trace_parquet(path: Path) -> Trace:
+def read_trace_parquet(path: Path) -> Trace | TimestampedTrace:
     """Read a trace written by ``write_trace`` (or any Parquet file with ``t_s`` and
     ``power_w``; its time layout is then detected from ``t_s``)."""
     pa, pq = _pyarrow()
@@ -85,12 +98,21 @@ def read_trace_parquet(path: Path) -> Trace:
                                f"(columns: {table.column_names})")
     meta = _decode(table.schema.metadata or {})
     t = table.column("t_s").to_numpy().astype(np.float64, copy=False)
-    if "uniform" not in meta:
-        meta.update(time_meta(t))
-    extra = {}
+    power = table.column("power_w").to_numpy()
+    channels = {}
     for name in _OPTIONAL:
         if name in table.column_names:
             column = table.column(name)
-            extra[name] = (np.asarray(column.to_pylist(), dtype=object)
-                           if pa.types.is_string(column.type) else column.to_numpy())
-    return Trace(t, table.column("power_w").to_numpy(), meta, extra)
+            channels[name] = (np.asarray(column.to_pylist(), dtype=object)
+                              if pa.types.is_string(column.type) else column.to_numpy())
+    gpi = (table.column("gpi").to_numpy().astype(np.uint8) if "gpi" in table.column_names
+           else None)
+    if "uniform" not in meta:  # written by another tool: its rows are readings
+        return readings_trace(path, "parquet", t, power, meta, channels=channels, gpi=gpi)
+    source = f"{path.name} (parquet, {meta.get('source_format', 'trace')})"
+    if meta["uniform"]:
+        return Trace(power, float(meta.get("t0", t[0] if len(t) else 0.0)),
+                     float(meta["sample_rate_hz"]), channels=MappingProxyType(channels),
+                     gpi=gpi, source=source, meta=MappingProxyType(meta), stamps_s=t)
+    return TimestampedTrace(t, np.asarray(power, dtype=np.float64), clock="meter",
+                            channels=MappingProxyType(channels), meta=MappingProxyType(meta))

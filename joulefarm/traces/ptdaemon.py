@@ -5,7 +5,16 @@ One line per analyzer reading (1 Hz)::
     Time,12-28-2020 15:21:14.682,Watts,95.34,Volts,229.48,Amps,0.6153,PF,0.6754,Mark,run_1
 
 Fields come as ``key,value`` pairs; Time and Watts are required, Volts, Amps, PF and Mark are
-kept when present. The time is the analyzer host's wall clock with millisecond resolution and
+kept when present. A multichannel log (``...,Mark,m,Ch1,Watts,...,Ch2,...``) starts with the
+sum over the channels, which is what is read. PTDaemon writes -1 for a reading it could not
+take: those samples are NaN (integrated as missing, flagged), never -1 W.
+
+A log written with ``-l`` holds more than samples: ``Time,<date>,NOTICE,...``,
+``Time,<date>,ERROR,...`` and ``WARNING`` lines, and continuation text without a prefix
+(``Buffer was ...``). As in MLPerf's power-dev (``ptd_client_server/lib/server.py`` keeps only
+lines matching ``Time,<date>,Watts,...``), such lines are skipped; how many, and the first of
+each level, go into the trace's notes. The time is the analyzer host's wall clock with millisecond
+resolution and
 no zone. MLPerf's own tools read it as month-day-year, while some logs are day-month-year; the
 order is worked out from the whole file (a first field above 12 can only be a day) and falls
 back to month-day-year, the PTDaemon default, when no date tells. The clock is taken as UTC
@@ -23,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from joulefarm.errors import TraceFormatError, TraceInputError, at
-from joulefarm.traces.imported import Trace, build_trace
+from joulefarm.traces.assemble import readings_trace
+from joulefarm.traces.model import TimestampedTrace, Trace
 
 _DATE = re.compile(r"(\d{1,2})-(\d{1,2})-(\d{4}) (\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
 _NUMERIC_KEYS = {"Watts": "power_w", "Volts": "voltage_v", "Amps": "current_a",
@@ -31,8 +41,16 @@ _NUMERIC_KEYS = {"Watts": "power_w", "Volts": "voltage_v", "Amps": "current_a",
 DATE_ORDERS = ("auto", "mdy", "dmy")
 
 
+_MESSAGE_LEVELS = ("NOTICE", "ERROR", "WARNING", "INFO")
+INVALID_READING = -1.0
+"""What PTDaemon writes for a reading it could not take."""
+
+
 def looks_like_spl(first_line: str) -> bool:
-    return first_line.startswith("Time,") and ",Watts," in first_line
+    """A PTDaemon log starts with a ``Time,<date>,`` line: a sample, or a message of ``-l``."""
+    fields = first_line.split(",")
+    return (len(fields) >= 3 and fields[0] == "Time"
+            and (fields[2] == "Watts" or fields[2].strip() in _MESSAGE_LEVELS))
 
 
 def _pairs(fields: list[str]) -> dict[str, str]:
@@ -56,7 +74,8 @@ def _date_order(path: Path, dates: list[tuple[int, re.Match[str]]], forced: str)
     return "dmy" if first_over_12 is not None else "mdy"
 
 
-def read_spl_trace(path: Path, tz_offset_s: float = 0.0, date_order: str = "auto") -> Trace:
+def read_spl_trace(path: Path, tz_offset_s: float = 0.0, date_order: str = "auto"
+                   ) -> Trace | TimestampedTrace:
     """Import a PTDaemon ``spl.txt``. Times become unix UTC seconds:
     the logged wall-clock time read as UTC, plus ``tz_offset_s``."""
     if date_order not in DATE_ORDERS:
@@ -65,32 +84,45 @@ def read_spl_trace(path: Path, tz_offset_s: float = 0.0, date_order: str = "auto
     columns: dict[str, list[float]] = {key: [] for key in _NUMERIC_KEYS.values()}
     marks: list[str] = []
     present: set[str] = set()
+    skipped: dict[str, tuple[int, int, str]] = {}  # kind -> (count, first line, its text)
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
+            text = line.rstrip("\r\n")
+            if not text.strip():
                 continue
-            fields = [x.strip() for x in line.rstrip("\r\n").split(",")]
+            fields = [x.strip() for x in text.split(",")]
+            if fields[0] != "Time" or len(fields) < 4 or fields[2] != "Watts":
+                kind = (fields[2] if fields[0] == "Time" and len(fields) > 2
+                        and fields[2] in _MESSAGE_LEVELS else "other text")
+                count, first, first_text = skipped.get(kind, (0, lineno, text))
+                skipped[kind] = (count + 1, first, first_text)
+                continue
             pairs = _pairs(fields)
-            if fields[0] != "Time" or "Time" not in pairs or "Watts" not in pairs:
-                raise TraceFormatError(f"{at(path, lineno)}: not a PTDaemon sample line "
-                                       "(expected 'Time,<date>,Watts,<W>,...')")
             match = _DATE.match(pairs["Time"])
             if match is None:
                 raise TraceFormatError(f"{at(path, lineno)}: cannot read time "
                                        f"{pairs['Time']!r} (expected MM-DD-YYYY HH:MM:SS.fff)")
             dates.append((lineno, match))
             for key, column in _NUMERIC_KEYS.items():
-                text = pairs.get(key)
-                if text is not None:
+                value = pairs.get(key)
+                if value is not None:
                     present.add(column)
                 try:
-                    columns[column].append(float(text) if text is not None else np.nan)
+                    number = float(value) if value is not None else np.nan
                 except ValueError:
                     raise TraceFormatError(
-                        f"{at(path, lineno)}: {key} value {text!r} is not a number") from None
+                        f"{at(path, lineno)}: {key} value {value!r} is not a number") from None
+                columns[column].append(np.nan if number == INVALID_READING else number)
             marks.append(pairs.get("Mark", ""))
     if not dates:
-        raise TraceFormatError(f"{path}: no PTDaemon sample lines")
+        raise TraceFormatError(f"{path}: no PTDaemon sample lines (expected "
+                               "'Time,<date>,Watts,<W>,...')")
+    notes = [f"skipped {count} {kind} line(s), the first on line {first}: {text[:120]!r}"
+             for kind, (count, first, text) in skipped.items()]
+    invalid = int(np.count_nonzero(np.isnan(columns["power_w"])))
+    if invalid:
+        notes.append(f"{invalid} reading(s) of -1 W (PTDaemon's invalid reading) are NaN: "
+                     "windows over them are flagged nan_samples")
 
     order = _date_order(path, dates, date_order)
     t = np.empty(len(dates))
@@ -120,4 +152,5 @@ def read_spl_trace(path: Path, tz_offset_s: float = 0.0, date_order: str = "auto
         "timestamp_meaning": "time PTDaemon logged the reading; the analyzer value is its mean "
                              "over the update interval ending about then (not shifted)",
     }
-    return build_trace(path, "spl", t, np.asarray(columns["power_w"]), meta, extra)
+    return readings_trace(path, "spl", t, np.asarray(columns["power_w"]), meta, channels=extra,
+                          notes=notes)

@@ -1,12 +1,13 @@
 """NVIDIA Jetson ``tegrastats`` logs: one line per ``--interval`` ms.
 
 Power rails appear as ``NAME current/average``: JetPack 5/6 ``VDD_IN 5832mW/5852mW``, JetPack 4
-``POM_5V_IN 4520/4680`` (no unit, still mW). The second number is a running average since
-tegrastats started, useless for windows: only the first (instantaneous) one is read.
-
-Total power comes from a module-input rail (VDD_IN, POM_5V_IN, VIN_SYS_5V0) when the line has
-one; AGX boards have none, so their rails are summed. On-board rails never include the carrier
-board.
+``POM_5V_IN 4520/4680`` (no unit, still mW), JetPack 7.2 (L4T r39.2) three numbers,
+``VDD_GPU_SOC 5139mW/5139mW/5139mW`` (current/average/and a third, at least as large: the
+maximum, as far as public logs show). Readings can be negative at idle (Thor ``VDD_GPU
+-392mW/-392mW``). Only the first (instantaneous) number is read: the others summarise the
+whole run of tegrastats, useless for windows. ``parse_line`` is the one parser: the live meter
+(``agent.meters.tegrastats``) and this log reader both use it, and both take the total from
+``joulefarm.traces.rails.total_rails``.
 
 Lines may start with a date (``MM-DD-YYYY HH:MM:SS`` from ``--logfile``, or ISO
 ``YYYY-MM-DD HH:MM:SS[.fff]`` from wrappers). Whole-second dates are too coarse to time 1 s
@@ -20,31 +21,74 @@ Without dates, time is the line index times ``interval_ms``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from joulefarm.errors import TraceFormatError, TraceInputError, at
-from joulefarm.traces.imported import Trace, build_trace
+from joulefarm.errors import MeterParseError, TraceFormatError, TraceInputError, at
+from joulefarm.traces.assemble import readings_trace
+from joulefarm.traces.model import TimestampedTrace, Trace
+from joulefarm.traces.rails import (
+    SUM,
+    UNCONNECTED,
+    input_rail,
+    total_description,
+    total_rails,
+)
 
-INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0")
 DEFAULT_INTERVAL_MS = 1000.0
 
-# NAME current[mW]/average[mW], followed by a space or the line end. The lookahead keeps out
-# "RAM 2468/7620MB" and "IRAM 0/252kB(lfb ...)"; the lookbehind keeps out "cpu@47C"-like tails.
+# NAME current[mW]/average[mW][/maximum[mW]], followed by a space or the line end. The lookahead
+# keeps out "RAM 2468/7620MB" and "IRAM 0/252kB(lfb ...)"; the lookbehind keeps out tails such as
+# "cpu@47C" or "0%@729". Rails are upper case; so are all of tegrastats' other fields that carry a
+# slash, which the unit guard excludes.
+_NUMBER = r"-?\d+(?:\.\d+)?"
 _RAIL = re.compile(
-    r"(?<![\w@%])([A-Z][A-Z0-9_]*) (\d+(?:\.\d+)?)(mW)?/(\d+(?:\.\d+)?)(?:mW)?(?=\s|$)")
+    rf"(?<![\w@%/.-])([A-Z][A-Z0-9_]*) ({_NUMBER})(mW)?((?:/{_NUMBER}(?:mW)?){{1,2}})(?=\s|$)")
 _DATES = (
     (re.compile(r"^(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\s"), "mdy"),
     (re.compile(r"^\[?(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)\]?\s"), "ymd"),
 )
 
 
+@dataclass(frozen=True)
+class TegrastatsLine:
+    """The power rails of one tegrastats line: instantaneous watts per rail, in line order
+    (unconnected ``NC`` channels left out), whether the numbers had no unit (JetPack 4), and
+    the leading date as (unix seconds read as UTC, has a fractional part), if any."""
+
+    rails_w: dict[str, float]
+    unitless: bool
+    date: tuple[float, bool] | None
+
+
+def parse_line(line: str, line_no: int = 0, source: str = "tegrastats") -> TegrastatsLine:
+    """The rails of a tegrastats line; ``MeterParseError`` names the line when it has none or
+    mixes mW and bare numbers."""
+    rails: dict[str, float] = {}
+    unitless = False
+    for m in _RAIL.finditer(line):
+        name, first, unit, rest = m.group(1), m.group(2), m.group(3), m.group(4)
+        units = {unit is not None, *(part.endswith("mW") for part in rest.split("/")[1:])}
+        if len(units) > 1:
+            raise MeterParseError(source, line_no, line.rstrip(),
+                                  f"rail {name} mixes mW and bare numbers")
+        unitless = unitless or unit is None
+        if name not in UNCONNECTED:
+            rails[name] = float(first) / 1000.0
+    if not rails:
+        raise MeterParseError(source, line_no, line.rstrip(),
+                              "no power rail (expected e.g. 'VDD_IN 5832mW/5852mW' or "
+                              "'POM_5V_IN 4520/4680')")
+    return TegrastatsLine(rails, unitless, _line_date(line))
+
+
 def looks_like_tegrastats(first_line: str) -> bool:
     rails = {m.group(1) for m in _RAIL.finditer(first_line)}
-    return bool(rails) and (bool(rails & set(INPUT_RAILS)) or " RAM " in f" {first_line}")
+    return bool(rails) and (input_rail(sorted(rails)) is not None or " RAM " in f" {first_line}")
 
 
 def _line_date(line: str) -> tuple[float, bool] | None:
@@ -59,18 +103,6 @@ def _line_date(line: str) -> tuple[float, bool] | None:
         base = datetime(year, month, day, int(g[3]), int(g[4]), tzinfo=UTC).timestamp()
         return base + float(g[5]), "." in g[5]
     return None
-
-
-def _choose_rails(path: Path, lineno: int, rails: dict[str, float], rail: str) -> list[str]:
-    if rail == "sum":
-        return list(rails)
-    if rail == "auto":
-        chosen = next((r for r in INPUT_RAILS if r in rails), None)
-        return [chosen] if chosen is not None else list(rails)
-    if rail not in rails:
-        raise TraceInputError(f"{at(path, lineno)}: no rail {rail!r}; rails on this line: "
-                              f"{', '.join(rails)}")
-    return [rail]
 
 
 def _anchor(stamps: np.ndarray, period: float, resolution: float) -> float | None:
@@ -125,50 +157,58 @@ def _dated_times(stamps: np.ndarray, resolution: float, interval_ms: float | Non
 
 
 def read_tegrastats_trace(path: Path, interval_ms: float | None = None, rail: str = "auto",
-                          tz_offset_s: float = 0.0) -> Trace:
-    """Import a tegrastats log. ``rail``: ``auto`` (input rail, else the sum of all rails),
-    ``sum``, or a rail name. Dated lines give unix UTC seconds (the device's wall clock read as
-    UTC, plus ``tz_offset_s``); undated lines give ``index * interval_ms``."""
+                          tz_offset_s: float = 0.0) -> Trace | TimestampedTrace:
+    """Import a tegrastats log. ``rail``: ``auto`` (the total of ``rails.total_rails``),
+    ``sum`` (every connected rail), or a rail name. Dated lines give unix UTC seconds (the
+    device's wall clock read as UTC, plus ``tz_offset_s``); undated lines give
+    ``index * interval_ms``."""
     if interval_ms is not None and interval_ms <= 0:
         raise TraceInputError(f"--interval-ms must be > 0, got {interval_ms:g}")
-    chosen: list[str] | None = None
+    chosen: tuple[str, ...] | None = None
+    first_rails: tuple[str, ...] = ()
     unitless = False
-    power_mw: list[float] = []
+    power_w: list[float] = []
     dates: list[tuple[float, bool] | None] = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            matches = list(_RAIL.finditer(line))
-            if not matches:
-                raise TraceFormatError(f"{at(path, lineno)}: no power rails (NAME mW/mW) on "
-                                       "this line; is this a tegrastats log?")
-            rails = {m.group(1): float(m.group(2)) for m in matches}
-            unitless = unitless or any(m.group(3) is None for m in matches)
+            try:
+                parsed = parse_line(line, lineno, str(path))
+            except MeterParseError as e:
+                raise TraceFormatError(f"{at(path, lineno)}: {e.problem}; is this a "
+                                       "tegrastats log?") from None
+            rails = parsed.rails_w
+            unitless = unitless or parsed.unitless
             if chosen is None:
-                chosen = _choose_rails(path, lineno, rails, rail)
+                first_rails = tuple(rails)
+                if rail not in ("auto", SUM) and rail not in first_rails:
+                    raise TraceInputError(f"{at(path, lineno)}: no rail {rail!r}; rails on "
+                                          f"this line: {', '.join(first_rails)}")
+                chosen = total_rails(first_rails, None if rail == "auto" else rail)
             missing = [r for r in chosen if r not in rails]
             if missing:
                 raise TraceFormatError(f"{at(path, lineno)}: rail {missing[0]} missing (present "
                                        f"on the first line)")
-            power_mw.append(sum(rails[r] for r in chosen))
-            date = _line_date(line)
-            if dates and (date is None) != (dates[0] is None):
+            power_w.append(sum(rails[r] for r in chosen))
+            if dates and (parsed.date is None) != (dates[0] is None):
                 raise TraceFormatError(f"{at(path, lineno)}: "
-                                       + ("no date, unlike the first line" if date is None
+                                       + ("no date, unlike the first line" if parsed.date is None
                                           else "a date, unlike the first line"))
-            dates.append(date)
+            dates.append(parsed.date)
     if chosen is None:
         raise TraceFormatError(f"{path}: no tegrastats lines")
 
     notes: list[str] = []
     meta: dict[str, Any] = {
-        "meter": "NVIDIA tegrastats (on-board INA3221 monitors; excludes the carrier board)",
+        "meter": "NVIDIA tegrastats (on-board monitors; only Thor's VIN includes the carrier "
+                 "board)",
         "rail": chosen[0] if len(chosen) == 1 else "sum of " + "+".join(chosen),
+        "total": total_description(first_rails, chosen),
         "rail_units": "mW (JetPack 4 form without unit)" if unitless else "mW",
         "value_read": "first number of each rail (instantaneous), not the running average",
     }
-    n = len(power_mw)
+    n = len(power_w)
     rate_hz: float | None = None
     if dates[0] is None:
         step = (interval_ms or DEFAULT_INTERVAL_MS) / 1000.0
@@ -182,5 +222,5 @@ def read_tegrastats_trace(path: Path, interval_ms: float | None = None, rail: st
         meta["time_base"] = "unix UTC seconds (line dates, device wall clock read as UTC plus " \
                             f"tz_offset_s={tz_offset_s:g})"
         t, rate_hz = _dated_times(stamps, resolution, interval_ms, meta, notes)
-    return build_trace(path, "tegrastats", t, np.asarray(power_mw) / 1000.0, meta,
-                       rate_hz=rate_hz, notes=notes)
+    return readings_trace(path, "tegrastats", t, np.asarray(power_w), meta, rate_hz=rate_hz,
+                          notes=notes)
