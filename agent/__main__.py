@@ -23,7 +23,8 @@ def _read_secret(path: Path, what: str) -> str:
     return value
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The agent's command line (``controller.farm.agent_command`` writes it)."""
     parser = argparse.ArgumentParser(prog="python -m agent", description="joulefarm device agent")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve benchmarks over gRPC until SIGTERM")
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--litert-version", metavar="LABEL",
                    help="version label of --litert-lib, reported with its sha256")
     s.add_argument("--log-level", default="INFO")
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    ns = build_parser().parse_args(argv)
 
     logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

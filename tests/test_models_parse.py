@@ -190,3 +190,44 @@ def test_runtime_load_failure_is_model_error(small_cnn):
         load_interpreter(small_cnn[: len(small_cnn) // 2])
     with pytest.raises(ModelError, match="the runtime could not load the model"):
         load_interpreter(b"not a model at all")
+
+
+def test_every_spec_s_macs_before_building_equal_the_parsed_models() -> None:
+    # One MAC rule per op (joulefarm.tflite.ops): the sweeps' caps, the parser and the
+    # estimators' features all read it, so a spec's MACs known before building are what the
+    # parser finds in the built model.
+    from joulefarm.tflite.builder import (
+        Add,
+        AveragePool2D,
+        Concatenation,
+        Conv2D,
+        DepthwiseConv2D,
+        FullyConnected,
+        MaxPool2D,
+        Mean,
+        Pad,
+        Reshape,
+        Softmax,
+    )
+    from joulefarm.tflite.ops import OPS, op_entry
+
+    image = (1, 12, 10, 6)
+    cases = [
+        (image, [Conv2D(8, (3, 2), (2, 1), "VALID")]),
+        (image, [DepthwiseConv2D((3, 3), (2, 2), depth_multiplier=2)]),
+        ((4, 33), [FullyConnected(7)]),
+        (image, [MaxPool2D((3, 3), (2, 2), "SAME")]),
+        (image, [AveragePool2D((2, 5))]),
+        (image, [Reshape(image), Add(0)]),
+        (image, [Reshape(image), Concatenation(0, axis=1)]),
+        (image, [Pad(((0, 0), (1, 2), (0, 3), (0, 0)))]),
+        (image, [Mean((1, 2), keep_dims=True)]),
+        ((3, 17), [Softmax()]),
+    ]
+    for shape, layers in cases:
+        spec = layers[-1]
+        assert spec.op in OPS
+        parsed = read_layers(build_model(shape, layers))[-1]
+        assert parsed.op == spec.op
+        assert parsed.macs == spec.macs(shape) > 0, spec
+    assert op_entry("RFFT2D").family == "elementwise"  # ops without an entry count elements

@@ -315,6 +315,28 @@ def test_run_script_passes_the_token_as_a_file_and_quotes_paths() -> None:
     assert "Restart=always" in unit
 
 
+def test_a_provisioned_agent_gets_its_meter_options_as_a_local_one_does() -> None:
+    # run-agent.sh once dropped [device.meter] options: a tegrastats, replay or Otii device
+    # with options could not work once provisioned.
+    import json
+    import shlex
+
+    from agent.__main__ import build_parser
+    from controller.farm.agent_command import AgentPlace, agent_command
+
+    meter = MeterConfig(kind="tegrastats", sample_rate_hz=10.0,
+                        options={"interval_ms": 100, "total_rail": "VDD_IN"})
+    pi = device(meter=meter)
+    script = run_script(pi, RemoteLayout("/home/pi/.joulefarm"))
+    exec_line = next(line for line in script.splitlines() if line.startswith("exec "))
+    remote = shlex.split(exec_line)[4:]  # after: exec PYTHON -m agent
+    local = agent_command(pi, AgentPlace("python3", "127.0.0.1", 0, "/t", "/c"))[3:]
+    for argv in (remote, local):
+        ns = build_parser().parse_args(argv)
+        assert json.loads(ns.meter_options) == {"interval_ms": 100, "total_rail": "VDD_IN"}
+        assert (ns.meter, ns.sample_rate_hz, ns.name) == ("tegrastats", 10.0, pi.name)
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze is missing (apt-get install systemd)")
 def test_systemd_parses_the_unit_cleanly(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from joulefarm.tflite.ops import kernel_area as ops_kernel_area
+from joulefarm.tflite.ops import op_entry
 from joulefarm.tflite.parse import LayerInfo
 
 Shape = tuple[int, ...]
@@ -27,7 +29,7 @@ ops unseen in training)."""
 
 LAYER_FEATURES: tuple[tuple[str, str, str], ...] = (
     ("log_macs", "ln(MAC)", "ln(1 + multiply-accumulates per inference; element count for "
-                            "elementwise ops, as joulefarm.tflite.parse defines)"),
+                            "elementwise ops, as joulefarm.tflite.ops defines)"),
     ("log_param_bytes", "ln(byte)", "ln(1 + bytes of constant inputs)"),
     ("log_act_in_bytes", "ln(byte)", "ln(1 + bytes of activation inputs)"),
     ("log_act_out_bytes", "ln(byte)", "ln(1 + bytes of outputs)"),
@@ -63,8 +65,6 @@ DEVICE_FEATURES: tuple[tuple[str, str, str], ...] = (
 """(name, unit, description) of each numeric device feature; platform one-hot columns and the
 reference-model embedding follow them in the cross-hardware vector."""
 
-_CONV_OPS = frozenset({"CONV_2D", "TRANSPOSE_CONV"})
-_AREA_OPS = frozenset({"DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"})
 
 
 @dataclass(frozen=True)
@@ -124,19 +124,9 @@ def _hwc(shape: Shape) -> tuple[int, int, int, int]:
 
 
 def kernel_area(desc: LayerDesc) -> float:
-    """kh * kw recovered from MACs (see the MAC definitions in joulefarm.tflite.parse)."""
-    if not desc.output_shapes or not desc.input_shapes:
-        return 1.0
-    out_elems = max(math.prod(desc.output_shapes[0]) if desc.output_shapes[0] else 1, 1)
-    if desc.op in _CONV_OPS:
-        cin = _hwc(desc.input_shapes[0])[3]
-        if desc.op == "TRANSPOSE_CONV":  # MACs = input elements * kh * kw * cout
-            in_elems = max(math.prod(desc.input_shapes[-1]) if desc.input_shapes[-1] else 1, 1)
-            return max(desc.macs / (in_elems * _hwc(desc.output_shapes[0])[3]), 1.0)
-        return max(desc.macs / (out_elems * cin), 1.0)
-    if desc.op in _AREA_OPS:
-        return max(desc.macs / out_elems, 1.0)
-    return 1.0
+    """kh * kw recovered from MACs (the inverse of the op registry's MAC rule)."""
+    return ops_kernel_area(op_entry(desc.op).family, desc.macs, desc.input_shapes,
+                           desc.output_shapes)
 
 
 def layer_vector(desc: LayerDesc) -> np.ndarray:

@@ -27,13 +27,13 @@ from joulefarm.results import (
     MeterDescription,
     WholeModelRecord,
 )
+from joulefarm.tflite.ops import op_entry
 from joulefarm.tflite.parse import LayerInfo, read_layers
 from joulefarm.tflite.sweep import reference_models, sample_chains, sample_configs
 
-# Compute efficiency per op (share of the device's peak MAC rate) and elementwise ops'
-# efficiency: what makes per-op models necessary.
-_EFFICIENCY = {"CONV_2D": 1.0, "DEPTHWISE_CONV_2D": 0.25, "FULLY_CONNECTED": 0.6,
-               "MAX_POOL_2D": 0.15, "AVERAGE_POOL_2D": 0.2}
+# The synthetic devices' compute efficiency per op family (share of the peak MAC rate; every
+# other family as elementwise work): what makes per-op models necessary.
+_EFFICIENCY = {"conv": 1.0, "depthwise": 0.25, "fully_connected": 0.6, "pool": 0.2}
 _ELEMENTWISE_EFFICIENCY = 0.1
 
 
@@ -53,7 +53,7 @@ class SyntheticDevice:
     dynamic_w: float
 
     def latency_s(self, layer: LayerInfo) -> float:
-        efficiency = _EFFICIENCY.get(layer.op, _ELEMENTWISE_EFFICIENCY)
+        efficiency = _EFFICIENCY.get(op_entry(layer.op).family, _ELEMENTWISE_EFFICIENCY)
         if layer.op == "CONV_2D" and layer.kernel == (1, 1):
             efficiency *= 0.7  # 1x1 convs reuse less data per weight
         moved = layer.param_bytes + layer.act_in_bytes + layer.act_out_bytes

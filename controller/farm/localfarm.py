@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.config.registry import Device
+from controller.farm.agent_command import AgentPlace, agent_command
 from controller.farm.client import AgentClient
 from joulefarm.errors import JoulefarmError
 
@@ -73,22 +74,11 @@ class LocalFarm:
     def start(self, device: Device, port: int | None = None) -> LocalAgent:
         """Start the device's agent (on ``port`` when given, to come back where it was)."""
         log_path = self.workdir / f"{device.name}.log"
-        meter = device.meter
-        cmd = [
-            sys.executable, "-m", "agent", "serve",
-            "--name", device.name, "--platform", device.platform,
-            "--host", "127.0.0.1", "--port", str(device.port if port is None else port),
-            "--token-file", str(self.token_path),
-            "--meter", meter.kind,
-            "--cache-dir", str(self.workdir / "cache" / device.name),
-            "--exit-with-parent", str(os.getpid()),
-        ]
-        if meter.profile:
-            cmd += ["--profile", meter.profile]
-        if meter.sample_rate_hz:
-            cmd += ["--sample-rate-hz", str(meter.sample_rate_hz)]
-        if meter.options:
-            cmd += ["--meter-options", json.dumps(dict(meter.options))]
+        place = AgentPlace(python=sys.executable, host="127.0.0.1",
+                           port=device.port if port is None else port,
+                           token_file=str(self.token_path),
+                           cache_dir=str(self.workdir / "cache" / device.name))
+        cmd = agent_command(device, place, exit_with_parent=os.getpid())
         # The child inherits the log's descriptor; the parent's copy closes right away.
         with open(log_path, "a") as log:
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from controller.config.registry import Device
+from controller.farm.agent_command import AgentPlace, agent_command
 from controller.provision.errors import ProvisionError
 from controller.provision.install import RemoteLayout
 from controller.provision.ssh import SshSession
@@ -162,23 +163,12 @@ class LiteRtLibrary:
 
 def run_script(device: Device, layout: RemoteLayout, shell: str = "/bin/sh",
                litert: LiteRtLibrary | None = None) -> str:
-    """``run-agent.sh``: the agent's command line. The token is passed as a FILE name."""
-    meter = device.meter
-    args = [
-        layout.python, "-m", "agent", "serve",
-        "--name", device.name, "--platform", device.platform,
-        "--host", bind_host(device), "--port", str(device.port),
-        "--token-file", layout.token,
-        "--meter", meter.kind,
-        "--cache-dir", layout.path("cache"),
-    ]
-    if meter.profile:
-        args += ["--profile", meter.profile]
-    if meter.sample_rate_hz:
-        args += ["--sample-rate-hz", repr(meter.sample_rate_hz)]
-    if litert is not None:
-        args += ["--runtime", "litert-c", "--litert-lib", litert.path,
-                 "--litert-version", litert.version]
+    """``run-agent.sh``: the agent's command line (``agent_command``, as for local agents)."""
+    place = AgentPlace(python=layout.python, host=bind_host(device), port=device.port,
+                       token_file=layout.token, cache_dir=layout.path("cache"))
+    args = agent_command(device, place,
+                         litert_lib=None if litert is None else litert.path,
+                         litert_version=None if litert is None else litert.version)
     schema = ""
     if litert is not None and litert.schema:
         schema = f"export {SCHEMA_ENV}={shlex.quote(litert.schema)}\n"

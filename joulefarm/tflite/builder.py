@@ -5,133 +5,35 @@ NHWC like TFLite. The weights are He-scaled normal draws, so activations stay in
 through a few layers, and the same seed always gives the same bytes.
 
     model = build_model((1, 32, 32, 3), [Conv2D(16), MaxPool2D(), Flatten(), FullyConnected(10)])
+
+Each layer spec knows its op (``op``, the key of its ``joulefarm.tflite.ops`` entry, which holds
+the op's MAC rule and quantisation facts), how to add itself to a graph (``add``), the shapes
+its node will see (``op_shapes``, so its MACs are known before anything is built) and a short
+description for sweep names (``describe``).
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from joulefarm.errors import ModelError
 from joulefarm.tflite.flatbuffer import make_buffer, pack_model
+from joulefarm.tflite.ops import OpShapes, op_entry
 from joulefarm.tflite.schema import op_codes, tfl
 from joulefarm.tflite.variants import ActivationRanges, quantize_int8
 
 Pair = tuple[int, int]
+Shape = tuple[int, ...]
 
 _PLACEHOLDER_CODE = 127  # BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
 _PADDINGS = ("SAME", "VALID")
 _ACTIVATIONS = ("NONE", "RELU", "RELU6")
-
-
-@dataclass(frozen=True)
-class Conv2D:
-    """CONV_2D with ``filters`` output channels; weights [filters, kh, kw, cin] and a bias."""
-
-    filters: int
-    kernel: Pair = (3, 3)
-    stride: Pair = (1, 1)
-    padding: str = "SAME"
-    activation: str = "RELU"
-
-
-@dataclass(frozen=True)
-class DepthwiseConv2D:
-    """DEPTHWISE_CONV_2D; output channels = input channels * ``depth_multiplier``."""
-
-    kernel: Pair = (3, 3)
-    stride: Pair = (1, 1)
-    padding: str = "SAME"
-    activation: str = "RELU"
-    depth_multiplier: int = 1
-
-
-@dataclass(frozen=True)
-class FullyConnected:
-    """FULLY_CONNECTED on a rank-2 [batch, in] input (flatten first); weights [units, in]."""
-
-    units: int
-    activation: str = "NONE"
-
-
-@dataclass(frozen=True)
-class MaxPool2D:
-    """MAX_POOL_2D; ``stride`` defaults to the pool size."""
-
-    pool: Pair = (2, 2)
-    stride: Pair | None = None
-    padding: str = "VALID"
-
-
-@dataclass(frozen=True)
-class AveragePool2D:
-    """AVERAGE_POOL_2D; ``stride`` defaults to the pool size."""
-
-    pool: Pair = (2, 2)
-    stride: Pair | None = None
-    padding: str = "VALID"
-
-
-@dataclass(frozen=True)
-class Add:
-    """ADD of the current tensor and the output of the earlier layer ``source`` (a residual).
-
-    ``source`` is the position of that layer in the ``layers`` list given to ``build_model``.
-    """
-
-    source: int
-    activation: str = "NONE"
-
-
-@dataclass(frozen=True)
-class Concatenation:
-    """CONCATENATION of the current tensor and the output of the earlier layer ``source``."""
-
-    source: int
-    axis: int = -1
-
-
-@dataclass(frozen=True)
-class Reshape:
-    """RESHAPE to ``shape``; ``None`` flattens to [batch, -1]. ``-1`` entries are inferred."""
-
-    shape: tuple[int, ...] | None = None
-
-
-def Flatten() -> Reshape:  # noqa: N802 - reads like the other layer constructors
-    """RESHAPE to [batch, features]."""
-    return Reshape()
-
-
-@dataclass(frozen=True)
-class Pad:
-    """PAD with zeros: ``paddings`` holds (before, after) per dimension."""
-
-    paddings: tuple[Pair, ...]
-
-
-@dataclass(frozen=True)
-class Mean:
-    """MEAN over ``axes`` (e.g. (1, 2) for global average pooling of NHWC)."""
-
-    axes: tuple[int, ...] = (1, 2)
-    keep_dims: bool = False
-
-
-@dataclass(frozen=True)
-class Softmax:
-    """SOFTMAX over the last dimension."""
-
-    beta: float = 1.0
-
-
-LayerSpec = (
-    Conv2D | DepthwiseConv2D | FullyConnected | MaxPool2D | AveragePool2D | Add | Concatenation
-    | Reshape | Pad | Mean | Softmax
-)
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -157,9 +59,9 @@ class _Graph:
     def __init__(self, name: str, rng: np.random.Generator) -> None:
         self.name = name
         self.rng = rng
-        self.tensors: list[tfl.TensorT] = []
-        self.buffers: list[tfl.BufferT] = [make_buffer()]  # buffer 0 is empty by convention
-        self.operators: list[tfl.OperatorT] = []
+        self.tensors: list[Any] = []
+        self.buffers: list[Any] = [make_buffer()]  # buffer 0 is empty by convention
+        self.operators: list[Any] = []
         self.opcodes: dict[int, int] = {}
         self.shapes: list[tuple[int, ...]] = []
 
@@ -204,128 +106,222 @@ class _Graph:
         self.operators.append(operator)
 
 
-def _add_layer(g: _Graph, i: int, spec: LayerSpec, x: int, outputs: list[int]) -> int:
-    """Append the ops of one layer reading tensor ``x``; returns the layer's output tensor."""
-    shape = g.shapes[x]
-    label = f"{i}_{type(spec).__name__.lower()}"
-    if isinstance(spec, Conv2D | DepthwiseConv2D | MaxPool2D | AveragePool2D):
-        if len(shape) != 4:
-            raise ValueError(f"layer {i} ({type(spec).__name__}) needs an NHWC input, got {shape}")
-        n, h, w, c = shape
-    if isinstance(spec, Conv2D):
-        kh, kw = spec.kernel
-        sh, sw = spec.stride
+class LayerSpec(ABC):
+    """One layer of a model to build: a single TFLite node (see the module docstring)."""
+
+    op: ClassVar[str]
+    """The builtin op the layer adds (its ``joulefarm.tflite.ops`` entry)."""
+
+    @abstractmethod
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        """The layer's output shape for an input of ``shape`` (``i``: its position, for
+        errors); ``ValueError`` when the spec does not fit the shape."""
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        """The shapes the layer's node sees on an input of ``shape`` (a second operand, where
+        the layer has one, of the same shape)."""
+        return OpShapes((shape,), (self.out_shape(shape),), (shape,))
+
+    def macs(self, shape: Shape) -> int:
+        """The layer's multiply-accumulates on an input of ``shape`` (the op registry's rule)."""
+        return op_entry(self.op).macs(self.op_shapes(shape))
+
+    @abstractmethod
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        """Append the layer reading tensor ``x`` to ``g``; returns its output tensor.
+        ``outputs`` holds the output tensors of the layers before it."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short text of the layer's settings, for sweep names."""
+
+    def _label(self, i: int) -> str:
+        return f"{i}_{type(self).__name__.lower()}"
+
+
+def _nhwc(spec: LayerSpec, shape: Shape, i: int) -> tuple[int, int, int, int]:
+    if len(shape) != 4:
+        raise ValueError(f"layer {i} ({type(spec).__name__}) needs an NHWC input, got {shape}")
+    n, h, w, c = shape
+    return n, h, w, c
+
+
+@dataclass(frozen=True)
+class Conv2D(LayerSpec):
+    """CONV_2D with ``filters`` output channels; weights [filters, kh, kw, cin] and a bias."""
+
+    op: ClassVar[str] = "CONV_2D"
+    filters: int
+    kernel: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: str = "SAME"
+    activation: str = "RELU"
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        n, h, w, _ = _nhwc(self, shape, i)
+        return (n, _out_size(h, self.kernel[0], self.stride[0], self.padding),
+                _out_size(w, self.kernel[1], self.stride[1], self.padding), self.filters)
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        weights = (self.filters, *self.kernel, shape[-1])
+        return OpShapes((shape,), (self.out_shape(shape),), (shape, weights, (self.filters,)))
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        c = shape[-1]
+        kh, kw = self.kernel
         options = tfl.Conv2DOptionsT()
-        options.padding = _check_choice(spec.padding, _PADDINGS, "padding")
-        options.strideH, options.strideW = sh, sw
-        options.fusedActivationFunction = _check_choice(spec.activation, _ACTIVATIONS,
+        options.padding = _check_choice(self.padding, _PADDINGS, "padding")
+        options.strideH, options.strideW = self.stride
+        options.fusedActivationFunction = _check_choice(self.activation, _ACTIVATIONS,
                                                         "activation")
-        filt = g.weights([spec.filters, kh, kw, c], kh * kw * c, f"{label}/filter")
-        bias = g.bias(spec.filters, f"{label}/bias")
-        out_shape = (n, _out_size(h, kh, sh, spec.padding), _out_size(w, kw, sw, spec.padding),
-                     spec.filters)
+        out_shape = self.out_shape(shape, i)
+        filt = g.weights([self.filters, kh, kw, c], kh * kw * c, f"{label}/filter")
+        bias = g.bias(self.filters, f"{label}/bias")
         y = g.tensor(out_shape, label)
-        g.op("CONV_2D", [x, filt, bias], [y], tfl.BuiltinOptions.Conv2DOptions, options)
-    elif isinstance(spec, DepthwiseConv2D):
-        kh, kw = spec.kernel
-        sh, sw = spec.stride
-        cout = c * spec.depth_multiplier
+        g.op(self.op, [x, filt, bias], [y], tfl.BuiltinOptions.Conv2DOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return (f"conv(co={self.filters},k={self.kernel[0]}x{self.kernel[1]},"
+                f"s={self.stride[0]}x{self.stride[1]},{self.padding},{self.activation})")
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2D(LayerSpec):
+    """DEPTHWISE_CONV_2D; output channels = input channels * ``depth_multiplier``."""
+
+    op: ClassVar[str] = "DEPTHWISE_CONV_2D"
+    kernel: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: str = "SAME"
+    activation: str = "RELU"
+    depth_multiplier: int = 1
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        n, h, w, c = _nhwc(self, shape, i)
+        return (n, _out_size(h, self.kernel[0], self.stride[0], self.padding),
+                _out_size(w, self.kernel[1], self.stride[1], self.padding),
+                c * self.depth_multiplier)
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        cout = shape[-1] * self.depth_multiplier
+        return OpShapes((shape,), (self.out_shape(shape),), (shape, (1, *self.kernel, cout),
+                                                             (cout,)))
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        kh, kw = self.kernel
+        out_shape = self.out_shape(shape, i)
+        cout = out_shape[-1]
         options = tfl.DepthwiseConv2DOptionsT()
-        options.padding = _check_choice(spec.padding, _PADDINGS, "padding")
-        options.strideH, options.strideW = sh, sw
-        options.depthMultiplier = spec.depth_multiplier
-        options.fusedActivationFunction = _check_choice(spec.activation, _ACTIVATIONS,
+        options.padding = _check_choice(self.padding, _PADDINGS, "padding")
+        options.strideH, options.strideW = self.stride
+        options.depthMultiplier = self.depth_multiplier
+        options.fusedActivationFunction = _check_choice(self.activation, _ACTIVATIONS,
                                                         "activation")
         filt = g.weights([1, kh, kw, cout], kh * kw, f"{label}/filter")
         bias = g.bias(cout, f"{label}/bias")
-        out_shape = (n, _out_size(h, kh, sh, spec.padding), _out_size(w, kw, sw, spec.padding),
-                     cout)
         y = g.tensor(out_shape, label)
-        g.op("DEPTHWISE_CONV_2D", [x, filt, bias], [y],
-             tfl.BuiltinOptions.DepthwiseConv2DOptions, options)
-    elif isinstance(spec, FullyConnected):
+        g.op(self.op, [x, filt, bias], [y], tfl.BuiltinOptions.DepthwiseConv2DOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return (f"dwconv(k={self.kernel[0]}x{self.kernel[1]},s={self.stride[0]}x{self.stride[1]},"
+                f"{self.padding},{self.activation})")
+
+
+@dataclass(frozen=True)
+class FullyConnected(LayerSpec):
+    """FULLY_CONNECTED on a rank-2 [batch, in] input (flatten first); weights [units, in]."""
+
+    op: ClassVar[str] = "FULLY_CONNECTED"
+    units: int
+    activation: str = "NONE"
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
         if len(shape) != 2:
             raise ValueError(f"layer {i} (FullyConnected) needs a [batch, features] input, got "
                              f"{shape}: add Flatten() first")
-        batch, features = shape
+        return (shape[0], self.units)
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        return OpShapes((shape,), (self.out_shape(shape),),
+                        (shape, (self.units, shape[-1]), (self.units,)))
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        out_shape = self.out_shape(shape, i)
+        features = shape[1]
         options = tfl.FullyConnectedOptionsT()
-        options.fusedActivationFunction = _check_choice(spec.activation, _ACTIVATIONS,
+        options.fusedActivationFunction = _check_choice(self.activation, _ACTIVATIONS,
                                                         "activation")
-        weights = g.weights([spec.units, features], features, f"{label}/weights")
-        bias = g.bias(spec.units, f"{label}/bias")
-        y = g.tensor((batch, spec.units), label)
-        g.op("FULLY_CONNECTED", [x, weights, bias], [y],
-             tfl.BuiltinOptions.FullyConnectedOptions, options)
-    elif isinstance(spec, MaxPool2D | AveragePool2D):
-        kh, kw = spec.pool
-        sh, sw = spec.stride or spec.pool
+        weights = g.weights([self.units, features], features, f"{label}/weights")
+        bias = g.bias(self.units, f"{label}/bias")
+        y = g.tensor(out_shape, label)
+        g.op(self.op, [x, weights, bias], [y], tfl.BuiltinOptions.FullyConnectedOptions,
+             options)
+        return y
+
+    def describe(self) -> str:
+        return f"fc(units={self.units},{self.activation})"
+
+
+@dataclass(frozen=True)
+class _Pool2D(LayerSpec):
+    pool: Pair = (2, 2)
+    stride: Pair | None = None
+    padding: str = "VALID"
+    kind: ClassVar[str]
+
+    @property
+    def strides(self) -> Pair:
+        return self.stride or self.pool
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        n, h, w, c = _nhwc(self, shape, i)
+        sh, sw = self.strides
+        return (n, _out_size(h, self.pool[0], sh, self.padding),
+                _out_size(w, self.pool[1], sw, self.padding), c)
+
+    def _options(self) -> Any:
         options = tfl.Pool2DOptionsT()
-        options.padding = _check_choice(spec.padding, _PADDINGS, "padding")
-        options.strideH, options.strideW = sh, sw
-        options.filterHeight, options.filterWidth = kh, kw
-        out_shape = (n, _out_size(h, kh, sh, spec.padding), _out_size(w, kw, sw, spec.padding), c)
+        options.padding = _check_choice(self.padding, _PADDINGS, "padding")
+        options.strideH, options.strideW = self.strides
+        options.filterHeight, options.filterWidth = self.pool
+        return options
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        return OpShapes((shape,), (self.out_shape(shape),), (shape,), self._options())
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        out_shape = self.out_shape(shape, i)
+        options = self._options()
         y = g.tensor(out_shape, label)
-        op = "MAX_POOL_2D" if isinstance(spec, MaxPool2D) else "AVERAGE_POOL_2D"
-        g.op(op, [x], [y], tfl.BuiltinOptions.Pool2DOptions, options)
-    elif isinstance(spec, Add):
-        other = _earlier_output(i, spec.source, outputs)
-        if g.shapes[other] != shape:
-            raise ValueError(f"layer {i} (Add) cannot add shape {g.shapes[other]} of layer "
-                             f"{spec.source} to {shape}")
-        options = tfl.AddOptionsT()
-        options.fusedActivationFunction = _check_choice(spec.activation, _ACTIVATIONS,
-                                                        "activation")
-        y = g.tensor(shape, label)
-        g.op("ADD", [x, other], [y], tfl.BuiltinOptions.AddOptions, options)
-    elif isinstance(spec, Concatenation):
-        other = _earlier_output(i, spec.source, outputs)
-        axis = spec.axis % len(shape)
-        other_shape = g.shapes[other]
-        if len(other_shape) != len(shape) or any(
-            a != b for d, (a, b) in enumerate(zip(shape, other_shape, strict=True)) if d != axis
-        ):
-            raise ValueError(f"layer {i} (Concatenation) cannot join {shape} and {other_shape} "
-                             f"on axis {spec.axis}")
-        options = tfl.ConcatenationOptionsT()
-        options.axis = axis
-        out_shape = list(shape)
-        out_shape[axis] += other_shape[axis]
-        y = g.tensor(out_shape, label)
-        g.op("CONCATENATION", [x, other], [y], tfl.BuiltinOptions.ConcatenationOptions, options)
-    elif isinstance(spec, Reshape):
-        # Flatten keeps the batch free (-1) so that a runtime resize of the batch still works.
-        target = list(spec.shape) if spec.shape is not None else [-1, math.prod(shape[1:])]
-        out_shape = _resolve_reshape(shape, target, i)
-        new_shape = g.int_const(target, f"{label}/shape")
-        options = tfl.ReshapeOptionsT()
-        options.newShape = target
-        y = g.tensor(out_shape, label)
-        g.op("RESHAPE", [x, new_shape], [y], tfl.BuiltinOptions.ReshapeOptions, options)
-    elif isinstance(spec, Pad):
-        if len(spec.paddings) != len(shape):
-            raise ValueError(f"layer {i} (Pad) needs {len(shape)} (before, after) pairs")
-        paddings = g.int_const(np.asarray(spec.paddings, np.int32).reshape(-1, 2),
-                               f"{label}/paddings")
-        out_shape = [d + a + b for d, (a, b) in zip(shape, spec.paddings, strict=True)]
-        y = g.tensor(out_shape, label)
-        g.op("PAD", [x, paddings], [y], tfl.BuiltinOptions.PadOptions, tfl.PadOptionsT())
-    elif isinstance(spec, Mean):
-        axes = sorted({a % len(shape) for a in spec.axes})
-        axis = g.int_const(axes, f"{label}/axes")
-        options = tfl.ReducerOptionsT()
-        options.keepDims = spec.keep_dims
-        out_shape = [1 if d in axes else s for d, s in enumerate(shape)
-                     if spec.keep_dims or d not in axes]
-        y = g.tensor(out_shape, label)
-        g.op("MEAN", [x, axis], [y], tfl.BuiltinOptions.ReducerOptions, options)
-    elif isinstance(spec, Softmax):
-        options = tfl.SoftmaxOptionsT()
-        options.beta = float(spec.beta)
-        y = g.tensor(shape, label)
-        g.op("SOFTMAX", [x], [y], tfl.BuiltinOptions.SoftmaxOptions, options)
-    else:
-        raise TypeError(f"layer {i}: unknown layer spec {spec!r}")
-    return y
+        g.op(self.op, [x], [y], tfl.BuiltinOptions.Pool2DOptions, options)
+        return y
+
+    def describe(self) -> str:
+        stride = self.strides
+        return (f"{self.kind}(k={self.pool[0]}x{self.pool[1]},s={stride[0]}x{stride[1]},"
+                f"{self.padding})")
+
+
+@dataclass(frozen=True)
+class MaxPool2D(_Pool2D):
+    """MAX_POOL_2D; ``stride`` defaults to the pool size."""
+
+    op: ClassVar[str] = "MAX_POOL_2D"
+    kind: ClassVar[str] = "maxpool"
+
+
+@dataclass(frozen=True)
+class AveragePool2D(_Pool2D):
+    """AVERAGE_POOL_2D; ``stride`` defaults to the pool size."""
+
+    op: ClassVar[str] = "AVERAGE_POOL_2D"
+    kind: ClassVar[str] = "avgpool"
 
 
 def _earlier_output(i: int, source: int, outputs: list[int]) -> int:
@@ -335,14 +331,194 @@ def _earlier_output(i: int, source: int, outputs: list[int]) -> int:
     return outputs[source]
 
 
-def _resolve_reshape(shape: tuple[int, ...], target: list[int], i: int) -> tuple[int, ...]:
-    total = math.prod(shape)
-    known = math.prod(d for d in target if d != -1)
-    if target.count(-1) > 1 or (target.count(-1) == 1 and total % known) or (
-        target.count(-1) == 0 and known != total
-    ):
-        raise ValueError(f"layer {i} (Reshape) cannot reshape {shape} to {tuple(target)}")
-    return tuple(total // known if d == -1 else d for d in target)
+@dataclass(frozen=True)
+class Add(LayerSpec):
+    """ADD of the current tensor and the output of the earlier layer ``source`` (a residual).
+
+    ``source`` is the position of that layer in the ``layers`` list given to ``build_model``.
+    """
+
+    op: ClassVar[str] = "ADD"
+    source: int
+    activation: str = "NONE"
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return shape
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        return OpShapes((shape, shape), (shape,), (shape, shape))
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        other = _earlier_output(i, self.source, outputs)
+        if g.shapes[other] != shape:
+            raise ValueError(f"layer {i} (Add) cannot add shape {g.shapes[other]} of layer "
+                             f"{self.source} to {shape}")
+        options = tfl.AddOptionsT()
+        options.fusedActivationFunction = _check_choice(self.activation, _ACTIVATIONS,
+                                                        "activation")
+        y = g.tensor(shape, label)
+        g.op(self.op, [x, other], [y], tfl.BuiltinOptions.AddOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return f"add(src={self.source},{self.activation})"
+
+
+@dataclass(frozen=True)
+class Concatenation(LayerSpec):
+    """CONCATENATION of the current tensor and the output of the earlier layer ``source``."""
+
+    op: ClassVar[str] = "CONCATENATION"
+    source: int
+    axis: int = -1
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return self._joined(shape, shape, i)
+
+    def _joined(self, shape: Shape, other: Shape, i: int) -> Shape:
+        axis = self.axis % len(shape)
+        if len(other) != len(shape) or any(
+            a != b for d, (a, b) in enumerate(zip(shape, other, strict=True)) if d != axis
+        ):
+            raise ValueError(f"layer {i} (Concatenation) cannot join {shape} and {other} "
+                             f"on axis {self.axis}")
+        out = list(shape)
+        out[axis] += other[axis]
+        return tuple(out)
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        return OpShapes((shape, shape), (self.out_shape(shape),), (shape, shape))
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        other = _earlier_output(i, self.source, outputs)
+        out_shape = self._joined(shape, g.shapes[other], i)
+        options = tfl.ConcatenationOptionsT()
+        options.axis = self.axis % len(shape)
+        y = g.tensor(out_shape, label)
+        g.op(self.op, [x, other], [y], tfl.BuiltinOptions.ConcatenationOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return f"concat(src={self.source},axis={self.axis})"
+
+
+@dataclass(frozen=True)
+class Reshape(LayerSpec):
+    """RESHAPE to ``shape``; ``None`` flattens to [batch, -1]. ``-1`` entries are inferred."""
+
+    op: ClassVar[str] = "RESHAPE"
+    shape: tuple[int, ...] | None = None
+
+    def _target(self, shape: Shape) -> list[int]:
+        # Flatten keeps the batch free (-1) so that a runtime resize of the batch still works.
+        return list(self.shape) if self.shape is not None else [-1, math.prod(shape[1:])]
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        target = self._target(shape)
+        total = math.prod(shape)
+        known = math.prod(d for d in target if d != -1)
+        if target.count(-1) > 1 or (target.count(-1) == 1 and total % known) or (
+            target.count(-1) == 0 and known != total
+        ):
+            raise ValueError(f"layer {i} (Reshape) cannot reshape {shape} to {tuple(target)}")
+        return tuple(total // known if d == -1 else d for d in target)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        target = self._target(shape)
+        out_shape = self.out_shape(shape, i)
+        new_shape = g.int_const(target, f"{label}/shape")
+        options = tfl.ReshapeOptionsT()
+        options.newShape = target
+        y = g.tensor(out_shape, label)
+        g.op(self.op, [x, new_shape], [y], tfl.BuiltinOptions.ReshapeOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return "reshape" if self.shape is None else f"reshape({'x'.join(map(str, self.shape))})"
+
+
+def Flatten() -> Reshape:  # noqa: N802 - reads like the other layer constructors
+    """RESHAPE to [batch, features]."""
+    return Reshape()
+
+
+@dataclass(frozen=True)
+class Pad(LayerSpec):
+    """PAD with zeros: ``paddings`` holds (before, after) per dimension."""
+
+    op: ClassVar[str] = "PAD"
+    paddings: tuple[Pair, ...]
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if len(self.paddings) != len(shape):
+            raise ValueError(f"layer {i} (Pad) needs {len(shape)} (before, after) pairs")
+        return tuple(d + a + b for d, (a, b) in zip(shape, self.paddings, strict=True))
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        out_shape = self.out_shape(shape, i)
+        paddings = g.int_const(np.asarray(self.paddings, np.int32).reshape(-1, 2),
+                               f"{label}/paddings")
+        y = g.tensor(out_shape, label)
+        g.op(self.op, [x, paddings], [y], tfl.BuiltinOptions.PadOptions, tfl.PadOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return f"pad({','.join(f'{a}:{b}' for a, b in self.paddings)})"
+
+
+@dataclass(frozen=True)
+class Mean(LayerSpec):
+    """MEAN over ``axes`` (e.g. (1, 2) for global average pooling of NHWC)."""
+
+    op: ClassVar[str] = "MEAN"
+    axes: tuple[int, ...] = (1, 2)
+    keep_dims: bool = False
+
+    def _axes(self, shape: Shape) -> list[int]:
+        return sorted({a % len(shape) for a in self.axes})
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        axes = self._axes(shape)
+        return tuple(1 if d in axes else s for d, s in enumerate(shape)
+                     if self.keep_dims or d not in axes)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        axis = g.int_const(self._axes(shape), f"{label}/axes")
+        options = tfl.ReducerOptionsT()
+        options.keepDims = self.keep_dims
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.op, [x, axis], [y], tfl.BuiltinOptions.ReducerOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return f"mean(axes={','.join(map(str, self.axes))},keep={int(self.keep_dims)})"
+
+
+@dataclass(frozen=True)
+class Softmax(LayerSpec):
+    """SOFTMAX over the last dimension."""
+
+    op: ClassVar[str] = "SOFTMAX"
+    beta: float = 1.0
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return shape
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        options = tfl.SoftmaxOptionsT()
+        options.beta = float(self.beta)
+        y = g.tensor(shape, label)
+        g.op(self.op, [x], [y], tfl.BuiltinOptions.SoftmaxOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return "softmax"
 
 
 def build_model(input_shape: Sequence[int], layers: Sequence[LayerSpec], *, seed: int = 0,
@@ -360,7 +536,9 @@ def build_model(input_shape: Sequence[int], layers: Sequence[LayerSpec], *, seed
     model_input = x
     outputs: list[int] = []
     for i, spec in enumerate(layers):
-        x = _add_layer(g, i, spec, x, outputs)
+        if not isinstance(spec, LayerSpec):
+            raise TypeError(f"layer {i}: unknown layer spec {spec!r}")
+        x = spec.add(g, i, x, outputs)
         outputs.append(x)
 
     graph = tfl.SubGraphT()

@@ -4,20 +4,8 @@
 nodes (``DEQUANTIZE``/``DENSIFY`` of constants) are folded into their consumers, as the splitter
 does, so the list lines up with ``split_model`` and ``LayerChain.layers``.
 
-MACs (multiply-accumulates, per inference, batch included) are defined per op:
-
-- ``CONV_2D``: batch * out_h * out_w * cout * kh * kw * cin (cin per group for grouped conv)
-- ``DEPTHWISE_CONV_2D``: batch * out_h * out_w * cout * kh * kw
-- ``TRANSPOSE_CONV``: batch * in_h * in_w * cin * kh * kw * cout
-- ``CONV_3D``: output elements * kd * kh * kw * cin
-- ``FULLY_CONNECTED``: batch * out * in (batch = input elements / in)
-- ``BATCH_MATMUL``: output elements * the contracted dimension
-- pools (``MAX_POOL_2D``, ``AVERAGE_POOL_2D``, ``L2_POOL_2D``): output elements * kh * kw, the
-  count of input elements the windows visit (not a multiply, but the work that scales)
-- metadata-only ops (``RESHAPE``, ``SQUEEZE``, ``EXPAND_DIMS``, ``SHAPE``, ``RANK``): 0
-- every other op (``ADD``, ``SOFTMAX``, ``MEAN``, ``CONCATENATION``, ``PAD``, activations, ...):
-  an element count, the larger of the op's activation input and output element counts, so
-  elementwise ops count their output and reductions count their input.
+MACs (multiply-accumulates, per inference, batch included) and kernels come from the op
+registry (``joulefarm.tflite.ops``), which defines them per op.
 """
 
 from __future__ import annotations
@@ -29,12 +17,11 @@ from typing import Any
 
 from joulefarm.tflite.flatbuffer import dtype_name, shape_of, tensor_nbytes
 from joulefarm.tflite.graph import Graph, load_graph
-from joulefarm.tflite.schema import activation_names, padding_names, tfl
+from joulefarm.tflite.ops import OpShapes, op_entry
+from joulefarm.tflite.schema import activation_names, padding_names
 
 Shape = tuple[int, ...]
 
-_METADATA_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"})
-_POOL_OPS = frozenset({"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"})
 
 
 @dataclass(frozen=True)
@@ -179,14 +166,9 @@ def _layer_info(graph: Graph, n: int, shapes: Mapping[int, Shape]) -> LayerInfo:
     stride = None
     if hasattr(options, "strideH") and hasattr(options, "strideW"):
         stride = (int(options.strideH), int(options.strideW))
-    kernel = None
-    if op in _POOL_OPS:
-        kernel = (int(options.filterHeight), int(options.filterWidth))
-    elif op in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV") and len(operator.inputs) > 1:
-        weights = operator.inputs[1]
-        weight_shape = _shape(graph, weights, shapes)
-        if len(weight_shape) == 4:
-            kernel = (weight_shape[1], weight_shape[2])
+    operands = tuple(_shape(graph, t, shapes) if t >= 0 else () for t in operator.inputs or [])
+    node = OpShapes(in_shapes, out_shapes, operands, options)
+    entry = op_entry(op)
 
     return LayerInfo(
         index=n,
@@ -194,60 +176,13 @@ def _layer_info(graph: Graph, n: int, shapes: Mapping[int, Shape]) -> LayerInfo:
         input_shapes=in_shapes,
         output_shapes=out_shapes,
         dtype=dtype,
-        kernel=kernel,
+        kernel=entry.kernel(node),
         stride=stride,
         padding=None if padding is None else padding_names().get(padding, str(padding)),
         activation=None if activation is None else activation_names().get(activation,
                                                                          str(activation)),
-        macs=_macs(graph, operator, op, in_shapes, out_shapes, shapes),
+        macs=entry.macs(node),
         param_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(const_inputs)),
         act_in_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(act_inputs)),
         act_out_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(outputs)),
     )
-
-
-def _macs(graph: Graph, operator: tfl.OperatorT, op: str, in_shapes: tuple[Shape, ...],
-          out_shapes: tuple[Shape, ...], shapes: Mapping[int, Shape]) -> int:
-    """Multiply-accumulates of one node; see the module docstring for the definitions."""
-    out = out_shapes[0] if out_shapes else ()
-    inputs = list(operator.inputs or [])
-
-    def weight_shape(position: int) -> Shape:
-        if position < len(inputs) and inputs[position] >= 0:
-            return _shape(graph, inputs[position], shapes)
-        return ()
-
-    if op == "CONV_2D":
-        w = weight_shape(1)  # [cout, kh, kw, cin]
-        if len(out) == 4 and len(w) == 4:
-            return _elements(out) * w[1] * w[2] * w[3]
-    elif op == "DEPTHWISE_CONV_2D":
-        w = weight_shape(1)  # [1, kh, kw, cout]
-        if len(out) == 4 and len(w) == 4:
-            return _elements(out) * w[1] * w[2]
-    elif op == "TRANSPOSE_CONV":
-        w = weight_shape(1)  # [cout, kh, kw, cin]; input 2 is the activation
-        x = weight_shape(2)
-        if len(x) == 4 and len(w) == 4:
-            return _elements(x) * w[0] * w[1] * w[2]
-    elif op == "CONV_3D":
-        w = weight_shape(1)  # [kd, kh, kw, cin, cout]
-        if len(w) == 5:
-            return _elements(out) * w[0] * w[1] * w[2] * w[3]
-    elif op == "FULLY_CONNECTED":
-        w = weight_shape(1)  # [out, in]
-        x = weight_shape(0)
-        if len(w) == 2 and w[1]:
-            return (_elements(x) // w[1]) * w[0] * w[1]
-    elif op == "BATCH_MATMUL":
-        x = weight_shape(0)
-        adj_x = bool(getattr(operator.builtinOptions, "adjX", False))
-        if len(x) >= 2:
-            return _elements(out) * (x[-2] if adj_x else x[-1])
-    elif op in _POOL_OPS:
-        options = operator.builtinOptions
-        return _elements(out) * int(options.filterHeight) * int(options.filterWidth)
-    elif op in _METADATA_OPS:
-        return 0
-    counts = [_elements(s) for s in (*in_shapes, *out_shapes)]
-    return max(counts, default=0)

@@ -91,42 +91,13 @@ class SweepConfig:
     def name(self) -> str:
         """A readable, unique name: kind, input shape and every layer's settings."""
         shape = "x".join(str(d) for d in self.input_shape)
-        parts = " ".join(_describe(spec) for spec in self.layers)
+        parts = " ".join(spec.describe() for spec in self.layers)
         return f"sweep:{self.kind} {shape} {parts} seed={self.seed}"
 
     def build(self) -> bytes:
         """The TFLite model (same bytes for the same config)."""
         return build_model(self.input_shape, list(self.layers), seed=self.seed,
                            name=f"sweep_{self.kind}")
-
-
-def _describe(spec: LayerSpec) -> str:
-    if isinstance(spec, Conv2D):
-        return (f"conv(co={spec.filters},k={spec.kernel[0]}x{spec.kernel[1]},"
-                f"s={spec.stride[0]}x{spec.stride[1]},{spec.padding},{spec.activation})")
-    if isinstance(spec, DepthwiseConv2D):
-        return (f"dwconv(k={spec.kernel[0]}x{spec.kernel[1]},s={spec.stride[0]}x{spec.stride[1]},"
-                f"{spec.padding},{spec.activation})")
-    if isinstance(spec, FullyConnected):
-        return f"fc(units={spec.units},{spec.activation})"
-    if isinstance(spec, MaxPool2D | AveragePool2D):
-        stride = spec.stride or spec.pool
-        kind = "maxpool" if isinstance(spec, MaxPool2D) else "avgpool"
-        return (f"{kind}(k={spec.pool[0]}x{spec.pool[1]},s={stride[0]}x{stride[1]},"
-                f"{spec.padding})")
-    if isinstance(spec, Add):
-        return f"add(src={spec.source},{spec.activation})"
-    if isinstance(spec, Concatenation):
-        return f"concat(src={spec.source},axis={spec.axis})"
-    if isinstance(spec, Reshape):
-        return "reshape" if spec.shape is None else f"reshape({'x'.join(map(str, spec.shape))})"
-    if isinstance(spec, Pad):
-        return f"pad({','.join(f'{a}:{b}' for a, b in spec.paddings)})"
-    if isinstance(spec, Mean):
-        return f"mean(axes={','.join(map(str, spec.axes))},keep={int(spec.keep_dims)})"
-    if isinstance(spec, Softmax):
-        return "softmax"
-    return type(spec).__name__.lower()
 
 
 # ------------------------------------------------------------------------------ drawing helpers
@@ -205,8 +176,7 @@ def _draw(rng: np.random.Generator, kind: str, profile: str
         if out is None:
             return (), (), -1
         spec = Conv2D(cout, kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
-        macs = out[0] * out[1] * cout * kernel[0] * kernel[1] * cin
-        return (1, h, w, cin), (spec,), macs
+        return (1, h, w, cin), (spec,), spec.macs((1, h, w, cin))
     if kind == "dwconv":
         c = int(_pick(rng, _CHANNELS[1:]))
         kernel = _kernel(rng, profile, h, w)
@@ -218,14 +188,14 @@ def _draw(rng: np.random.Generator, kind: str, profile: str
         out = _out_hw(h, w, kernel, stride, padding)
         if out is None:
             return (), (), -1
-        spec = DepthwiseConv2D(kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
-        return (1, h, w, c), (spec,), out[0] * out[1] * c * kernel[0] * kernel[1]
+        dw = DepthwiseConv2D(kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
+        return (1, h, w, c), (dw,), dw.macs((1, h, w, c))
     if kind == "fc":
         batch = int(_pick(rng, (1, 1, 1, 2, 4, 8, 16, 32)))
         features = _log_int(rng, 16, 4096)
         units = _log_int(rng, 8, 4096)
-        spec = FullyConnected(units, str(_pick(rng, _ACTIVATIONS)))
-        return (batch, features), (spec,), batch * features * units
+        fc = FullyConnected(units, str(_pick(rng, _ACTIVATIONS)))
+        return (batch, features), (fc,), fc.macs((batch, features))
     if kind in ("maxpool", "avgpool"):
         c = int(_pick(rng, _CHANNELS[1:]))
         if rng.random() < 0.15:  # global pooling
@@ -242,26 +212,28 @@ def _draw(rng: np.random.Generator, kind: str, profile: str
         if out is None:
             return (), (), -1
         cls = MaxPool2D if kind == "maxpool" else AveragePool2D
-        return (1, h, w, c), (cls(pool, stride, padding),), out[0] * out[1] * c * pool[0] * pool[1]
+        pooling = cls(pool, stride, padding)
+        return (1, h, w, c), (pooling,), pooling.macs((1, h, w, c))
     if kind in ("add", "concat"):
         c = int(_pick(rng, _CHANNELS[1:]))
         shape = (1, h, w, c)
         second: LayerSpec = (Add(0, str(_pick(rng, ("NONE", "RELU")))) if kind == "add"
                              else Concatenation(0, -1))
         # The second operand comes from a same-shape RESHAPE (a metadata op, near free).
-        return shape, (Reshape(shape), second), h * w * c * (2 if kind == "concat" else 1)
+        return shape, (Reshape(shape), second), second.macs(shape)
     if kind == "mean":
         c = int(_pick(rng, _CHANNELS[1:]))
-        return (1, h, w, c), (Mean((1, 2), keep_dims=bool(rng.random() < 0.5)),), h * w * c
+        mean = Mean((1, 2), keep_dims=bool(rng.random() < 0.5))
+        return (1, h, w, c), (mean,), mean.macs((1, h, w, c))
     if kind == "softmax":
         batch = int(_pick(rng, (1, 1, 4, 16)))
         n = _log_int(rng, 10, 20000)
-        return (batch, n), (Softmax(),), batch * n
+        return (batch, n), (Softmax(),), Softmax().macs((batch, n))
     if kind == "pad":
         c = int(_pick(rng, _CHANNELS[1:]))
         ph, pw = int(rng.integers(0, 4)), int(rng.integers(1, 4))
-        spec = Pad(((0, 0), (ph, ph), (pw, pw), (0, 0)))
-        return (1, h, w, c), (spec,), (h + 2 * ph) * (w + 2 * pw) * c
+        pad = Pad(((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        return (1, h, w, c), (pad,), pad.macs((1, h, w, c))
     raise ValueError(f"unknown sweep kind {kind!r} (known: {', '.join(KINDS)})")
 
 
@@ -337,7 +309,6 @@ def _chain(rng: np.random.Generator, index: int, max_macs: int) -> SweepConfig |
     cin = int(_pick(rng, (1, 3)))
     layers: list[LayerSpec] = [Conv2D(c, (3, 3), (2, 2))]
     size = math.ceil(hw / 2)
-    macs = size * size * c * 9 * cin
     for _ in range(int(rng.integers(1, 5))):
         stride = int(_pick(rng, (1, 1, 2)))
         cout = c * 2 if stride == 2 else c
@@ -346,7 +317,6 @@ def _chain(rng: np.random.Generator, index: int, max_macs: int) -> SweepConfig |
         layers.append(DepthwiseConv2D((k, k), (stride, stride)))
         size = math.ceil(size / stride)
         layers.append(Conv2D(cout, (1, 1), activation="NONE"))
-        macs += size * size * c * (k * k + cout)
         if stride == 1 and cout == c and rng.random() < 0.6:
             layers.append(Add(start, "RELU"))
         c = cout
@@ -354,9 +324,18 @@ def _chain(rng: np.random.Generator, index: int, max_macs: int) -> SweepConfig |
         layers.append(MaxPool2D((2, 2)))
         size //= 2
     layers += [Mean((1, 2)), FullyConnected(int(_pick(rng, (10, 100, 1000)))), Softmax()]
-    if macs > max_macs:
+    if total_macs((1, hw, hw, cin), layers) > max_macs:
         return None
     return SweepConfig("chain", (1, hw, hw, cin), tuple(layers), seed=index)
+
+
+def total_macs(input_shape: tuple[int, ...], layers: Sequence[LayerSpec]) -> int:
+    """Multiply-accumulates of a chain of layers (the op registry's rule for each)."""
+    total, shape = 0, tuple(input_shape)
+    for i, spec in enumerate(layers):
+        total += spec.macs(shape)
+        shape = spec.out_shape(shape, i)
+    return total
 
 
 def sample_chains(n: int, *, seed: int = 0, max_macs: int = DEFAULT_MAX_MACS

@@ -19,14 +19,14 @@ import numpy as np
 from joulefarm.errors import ModelError
 from joulefarm.tflite.flatbuffer import make_buffer, pack_model, unpack_model
 from joulefarm.tflite.graph import load_graph
+from joulefarm.tflite.ops import OPS, op_entry
 from joulefarm.tflite.schema import op_codes, tfl
 
-_WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 _DEQUANTIZE_FP16_VERSION = 3  # DEQUANTIZE gained float16 inputs in op version 3
 
 
 def float16_weights(model_bytes: bytes) -> bytes:
-    """The model with float32 weights of CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED stored as
+    """The model with the float32 weights of weighted ops (``ops.OpEntry.weighted``) stored as
     float16 and expanded by a ``DEQUANTIZE`` node placed just before each consumer."""
     graph = load_graph(model_bytes)
     model = graph.model
@@ -43,7 +43,7 @@ def float16_weights(model_bytes: bytes) -> bytes:
     expanded: dict[int, int] = {}  # float32 weight tensor -> its DEQUANTIZE output
     for n, operator in enumerate(subgraph.operators):
         weights = operator.inputs[1] if len(operator.inputs) > 1 else -1
-        if (graph.ops[n] in _WEIGHTED_OPS and weights >= 0 and weights in graph.constants
+        if (op_entry(graph.ops[n]).weighted and weights >= 0 and weights in graph.constants
                 and weights not in graph.producer
                 and tensors[weights].type == tfl.TensorType.FLOAT32):
             if weights not in expanded:
@@ -81,14 +81,6 @@ def _name(name: bytes | str | None) -> str:
 
 # ------------------------------------------------------------------------- int8
 
-# Op versions that accept int8 tensors (the resolver matches on them).
-_INT8_VERSIONS = {
-    "CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 2, "AVERAGE_POOL_2D": 2,
-    "MAX_POOL_2D": 2, "SOFTMAX": 2, "CONCATENATION": 2, "PAD": 2, "MEAN": 2, "RESHAPE": 1,
-}
-# Int8 kernels of these ops require the output to share the input's scale and zero point.
-_SAME_SCALE_OPS = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE", "PAD",
-                             "CONCATENATION"})
 _SOFTMAX_OUTPUT = (1.0 / 256.0, -128)  # fixed by the TFLite int8 spec
 
 
@@ -139,10 +131,11 @@ def quantize_int8(model_bytes: bytes, ranges: ActivationRanges, *, label: str = 
     description. Raises ``ModelError`` for ops outside the builder's set or non-float32 models.
     """
     graph = load_graph(model_bytes)
+    int8_ops = sorted(name for name, entry in OPS.items() if entry.int8_version is not None)
     for n, op in enumerate(graph.ops):
-        if op not in _INT8_VERSIONS:
+        if op_entry(op).int8_version is None:
             raise ModelError(f"node {n} ({op}): quantize_int8 supports only "
-                             f"{', '.join(sorted(_INT8_VERSIONS))}")
+                             f"{', '.join(int8_ops)}")
     low = {t: float(lo) for t, (lo, _) in ranges.items()}
     high = {t: float(hi) for t, (_, hi) in ranges.items()}
 
@@ -153,7 +146,7 @@ def quantize_int8(model_bytes: bytes, ranges: ActivationRanges, *, label: str = 
     fixed: dict[int, tuple[float, int]] = {}
     for n, operator in enumerate(subgraph.operators):
         op = graph.ops[n]
-        if op in _SAME_SCALE_OPS:
+        if op_entry(op).int8_same_scale:
             out = operator.outputs[0]
             for t in operator.inputs:
                 if t >= 0 and t in low:
@@ -189,12 +182,13 @@ def quantize_int8(model_bytes: bytes, ranges: ActivationRanges, *, label: str = 
     done: set[int] = set()
     for n, operator in enumerate(subgraph.operators):
         op = graph.ops[n]
-        if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        entry = op_entry(op)
+        if entry.weighted:
             x, w, b = operator.inputs[:3]
             if w in done or (b >= 0 and b in done):
                 raise ModelError(f"node {n} ({op}) shares weights with an earlier node")
             weights = const(w)
-            axis = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3}.get(op)
+            axis = entry.weights_axis
             if axis is None:  # fully connected: one scale for the whole matrix
                 w_scale = np.array([np.abs(weights).max()]) / 127.0
                 per_axis = w_scale[0]
@@ -217,6 +211,6 @@ def quantize_int8(model_bytes: bytes, ranges: ActivationRanges, *, label: str = 
                           _quant(b_scale, np.zeros(len(b_scale), np.int64)))
                 done.add(b)
         code = model.operatorCodes[operator.opcodeIndex]
-        code.version = max(code.version, _INT8_VERSIONS[op])
+        code.version = max(code.version, op_entry(op).int8_version or 1)
     model.description = f"{model.description or ''} (int8{', ' + label if label else ''})"
     return pack_model(model)
