@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from joulefarm.errors import JoulefarmError
-from joulefarm.results import BenchmarkResult, DeviceFacts, PairRecord
+from joulefarm.results import LAYER_COLUMNS, BenchmarkResult, DeviceFacts, PairRecord
 from joulefarm.tflite.parse import LayerInfo
 
 DEFAULT_DB_ENV = "JOULEFARM_DB"
@@ -262,16 +262,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_LAYER_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("layer_index", pa.int32()), ("op", pa.string()),
-    ("macs", pa.int64()), ("param_bytes", pa.int64()), ("act_in_bytes", pa.int64()),
-    ("act_out_bytes", pa.int64()), ("input_shapes", pa.string()), ("output_shapes", pa.string()),
-    ("iterations", pa.int32()), ("window_start_s", pa.float64()), ("window_end_s", pa.float64()),
-    ("latency_s", pa.float64()), ("energy_j", pa.float64()), ("active_energy_j", pa.float64()),
-    ("mean_power_w", pa.float64()), ("samples", pa.int64()), ("coverage", pa.float64()),
-    ("flags", pa.list_(pa.string())), ("true_energy_j", pa.float64()),
-    ("meter_kind", pa.string()), ("simulated", pa.bool_()),
-])
+_ARROW_TYPES = {"INTEGER": pa.int32(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
+                "VARCHAR": pa.string(), "VARCHAR[]": pa.list_(pa.string())}
+# layer_measurements: the run, the LayerRecord columns, and what produced them.
+_LAYER_SCHEMA = pa.schema([("run_id", pa.string()),
+                           *((c.name, _ARROW_TYPES[c.sql]) for c in LAYER_COLUMNS),
+                           ("meter_kind", pa.string()), ("simulated", pa.bool_())])
+_LAYER_FIELD = {c.name: c.field for c in LAYER_COLUMNS}
+_SQL_OF = {"int32": "INTEGER", "int64": "BIGINT", "double": "DOUBLE", "string": "VARCHAR",
+           "list<item: string>": "VARCHAR[]", "bool": "BOOLEAN"}
 
 
 _PAIR_SCHEMA = pa.schema([
@@ -315,8 +314,7 @@ def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
         elif name == "flags":
             arrays.append(pa.array(columns["flags"], field.type))  # tuples convert as lists
         else:
-            arrays.append(pa.array(columns["index" if name == "layer_index" else name],
-                                   field.type))
+            arrays.append(pa.array(columns[_LAYER_FIELD[name]], field.type))
     return pa.Table.from_arrays(arrays, schema=_LAYER_SCHEMA)
 
 
@@ -382,6 +380,19 @@ class ResultStore:
                 if version > current:
                     cur.execute(sql)
                     cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, _now()])
+            self._check_layer_columns(cur)
+
+    def _check_layer_columns(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """The migrated layer_measurements must hold exactly the columns ingest writes
+        (``joulefarm.results.LayerRecord``): a field added without its migration fails here,
+        at open, not in the middle of a sweep."""
+        stored = [(name, kind) for name, kind, *_ in
+                  cur.execute("DESCRIBE layer_measurements").fetchall()]
+        expected = [(f.name, _SQL_OF[str(f.type)]) for f in _LAYER_SCHEMA]
+        if stored != expected:
+            raise StoreError(
+                f"{self.path}: table layer_measurements has columns {stored}, but this "
+                f"joulefarm writes {expected}: a LayerRecord field lacks its migration")
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, overload
 
 import numpy as np
@@ -44,42 +44,66 @@ class DeviceFacts:
     thermal_zones: tuple[str, ...] = ()
 
 
+def _column(sql: str, *, name: str | None = None, default: Any = MISSING) -> Any:
+    """A ``LayerRecord`` field and how it is stored: its SQL type, and its column name in
+    ``layer_measurements`` where that differs from the field's."""
+    return field(default=default, metadata={"sql": sql, "column": name})
+
+
 @dataclass(frozen=True)
 class LayerRecord:
-    """One layer's measurement. Energies are joules per call; times are seconds."""
+    """One layer's measurement. Energies are joules per call; times are seconds.
 
-    index: int
-    op: str
-    macs: int
-    param_bytes: int
-    act_in_bytes: int
-    act_out_bytes: int
-    input_shapes: str
-    output_shapes: str
-    iterations: int
-    window_start_s: float
-    window_end_s: float
-    latency_s: float
-    energy_j: float
-    active_energy_j: float
-    mean_power_w: float
-    samples: int
-    coverage: float
-    flags: tuple[str, ...] = ()
-    # Only a simulated meter knows the truth; None for real meters.
-    true_energy_j: float | None = None
+    The one declaration of the per-layer result columns: ``LAYER_COLUMNS``, the in-memory
+    ``LayerTable``, the protobuf conversion (``joulefarm.wire``) and the database's Arrow
+    ingest (``controller.store``, which checks its table against these columns when it opens a
+    database) all derive from these fields.
+    """
+
+    index: int = _column("INTEGER", name="layer_index")
+    """TFLite node index."""
+    op: str = _column("VARCHAR")
+    macs: int = _column("BIGINT")
+    param_bytes: int = _column("BIGINT")
+    act_in_bytes: int = _column("BIGINT")
+    act_out_bytes: int = _column("BIGINT")
+    input_shapes: str = _column("VARCHAR")
+    output_shapes: str = _column("VARCHAR")
+    iterations: int = _column("INTEGER")
+    window_start_s: float = _column("DOUBLE")
+    window_end_s: float = _column("DOUBLE")
+    latency_s: float = _column("DOUBLE")
+    energy_j: float = _column("DOUBLE")
+    active_energy_j: float = _column("DOUBLE")
+    mean_power_w: float = _column("DOUBLE")
+    samples: int = _column("BIGINT")
+    coverage: float = _column("DOUBLE")
+    flags: tuple[str, ...] = _column("VARCHAR[]", default=())
+    true_energy_j: float | None = _column("DOUBLE", default=None)
+    """Only a simulated meter knows the truth; None for real meters (NULL, NaN in columns)."""
 
 
-# Column name -> numpy dtype of LayerTable's numeric columns (the rest are strings).
-LAYER_NUMERIC = {
-    "index": np.int64, "macs": np.int64, "param_bytes": np.int64, "act_in_bytes": np.int64,
-    "act_out_bytes": np.int64, "iterations": np.int64, "window_start_s": np.float64,
-    "window_end_s": np.float64, "latency_s": np.float64, "energy_j": np.float64,
-    "active_energy_j": np.float64, "mean_power_w": np.float64, "samples": np.int64,
-    "coverage": np.float64, "true_energy_j": np.float64,
-}
-LAYER_TEXT = ("op", "input_shapes", "output_shapes")
-LAYER_FIELDS = tuple(f.name for f in fields(LayerRecord))
+@dataclass(frozen=True)
+class Column:
+    """One per-layer result column: the ``LayerRecord`` field, its database column and SQL
+    type, and the numpy dtype ``LayerTable`` holds it in (None: text or flags)."""
+
+    field: str
+    name: str
+    sql: str
+    dtype: type | None
+
+
+# Every integer is int64 in memory: the narrower SQL types only bound what is stored.
+_NUMPY = {"INTEGER": np.int64, "BIGINT": np.int64, "DOUBLE": np.float64}
+LAYER_COLUMNS: tuple[Column, ...] = tuple(
+    Column(f.name, f.metadata["column"] or f.name, f.metadata["sql"],
+           _NUMPY.get(f.metadata["sql"]))
+    for f in fields(LayerRecord))
+LAYER_FIELDS = tuple(c.field for c in LAYER_COLUMNS)
+LAYER_NUMERIC = {c.field: c.dtype for c in LAYER_COLUMNS if c.dtype is not None}
+"""Field -> numpy dtype of ``LayerTable``'s numeric columns."""
+LAYER_TEXT = tuple(c.field for c in LAYER_COLUMNS if c.sql == "VARCHAR")
 
 
 class LayerTable(Sequence[LayerRecord]):

@@ -139,3 +139,28 @@ def test_trace_file_is_written_and_removed_with_a_failed_run(tmp_path: Path) -> 
     (rel,), = rows
     files = list((tmp_path / "r.traces").iterdir())
     assert files == [tmp_path / rel]  # the refused copy's file is gone
+
+
+def test_a_database_whose_layer_table_drifted_from_the_layer_record_is_refused(
+        tmp_path: Path) -> None:
+    # LayerRecord declares the per-layer columns once; ingest derives its Arrow schema from it
+    # and checks the migrated table against it when a database opens.
+    import duckdb
+
+    from joulefarm.results import LAYER_COLUMNS, LayerRecord, LayerTable
+    from joulefarm.wire import layers_from_proto, layers_to_proto
+
+    path = tmp_path / "r.duckdb"
+    ResultStore(path).close()
+    con = duckdb.connect(str(path))
+    names = [row[0] for row in con.execute("DESCRIBE layer_measurements").fetchall()]
+    assert names[1:-2] == [c.name for c in LAYER_COLUMNS]
+    con.execute("ALTER TABLE layer_measurements DROP COLUMN coverage")
+    con.close()
+    with pytest.raises(StoreError, match="layer_measurements has columns .* lacks its migration"):
+        ResultStore(path)
+    # Every field crosses the wire.
+    record = LayerRecord(3, "CONV_2D", 10, 1, 2, 3, "1x2", "1x3", 5, 0.5, 0.6, 1e-3, 2e-3, 1e-3,
+                         2.0, 7, 0.9, ("gap",), 2.5e-3)
+    assert list(layers_from_proto(layers_to_proto(LayerTable.from_records([record])))) == [
+        record]
