@@ -33,26 +33,31 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _sql_string(text: str) -> str:
+    """``text`` as an SQL string literal (single quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def export_parquet(db: Path, out: Path, *, sweep_id: str | None = None) -> dict[str, int]:
     """Write every table of ``EXPORTS`` under ``out`` (replacing ``out/<table>`` only once its
-    new copy is complete); returns the row count of each."""
+    new copy is complete); returns the row count of each. With ``sweep_id``, only that sweep's
+    rows (none when no sweep has that id)."""
     if not db.exists():
         raise StoreError(f"{db}: no results database here")
-    if sweep_id is not None and not sweep_id.replace("-", "").isalnum():
-        raise StoreError(f"not a sweep id: {sweep_id!r}")
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(db), read_only=True)
+    where, params = (" WHERE sweep_id = ?", [sweep_id]) if sweep_id is not None else ("", [])
     counts = {}
     try:
         for name, sql in EXPORTS.items():
-            where = f" WHERE sweep_id = '{sweep_id}'" if sweep_id else ""
             query = f"SELECT * FROM ({sql}){where}"
-            counts[name] = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+            counts[name] = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()[0]
             staging = out / f".{name}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             if counts[name]:
-                con.execute(f"COPY ({query}) TO '{staging}' (FORMAT parquet, "
-                            "PARTITION_BY (sweep_id, device_name))")
+                # A literal, not a parameter: DuckDB 1.2 (our floor) refuses `COPY ... TO ?`.
+                con.execute(f"COPY ({query}) TO {_sql_string(str(staging))} (FORMAT parquet, "
+                            "PARTITION_BY (sweep_id, device_name))", params)
             else:
                 staging.mkdir()
             _replace_dir(staging, out / name)

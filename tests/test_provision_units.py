@@ -222,6 +222,44 @@ def test_wheel_fit(wheel: Path, python: tuple[int, int], machine: str,
 def test_wheel_name_must_parse() -> None:
     with pytest.raises(ProvisionInputError, match="not a wheel file name"):
         WheelTags.of(Path("joulefarm.zip"))
+    with pytest.raises(ProvisionInputError, match=r"not a wheel file name .*number of parts"):
+        wheel_problem(Path("joulefarm-0.1.0-manylinux_2_17_x86_64.whl"), (3, 11), "x86_64",
+                      (2, 36))
+
+
+ABI3 = Path("joulefarm-0.1.0-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+
+
+@pytest.mark.parametrize("minor", [10, 11, 12, 13])
+def test_abi3_wheel_fits_its_python_and_newer(minor: int) -> None:
+    assert wheel_problem(ABI3, (3, minor), "x86_64", (2, 17)) is None
+
+
+def test_abi3_wheel_does_not_fit_an_older_python() -> None:
+    assert wheel_problem(ABI3, (3, 9), "x86_64", (2, 17)) == (
+        "it is for Python cp310 or newer (stable ABI), the device runs 3.9")
+
+
+@pytest.mark.parametrize(("wheel", "python", "machine", "glibc", "problem"), [
+    (Path("j-1-cp311-cp311-manylinux_2_28_aarch64.whl"), (3, 11), "aarch64", (2, 27),
+     "it needs glibc >= 2.28, the device has glibc 2.27"),
+    (Path("j-1-cp311-cp311-manylinux_2_28_aarch64.whl"), (3, 11), "aarch64", (2, 28), None),
+    (Path("j-1-cp311-cp311-manylinux2010_x86_64.whl"), (3, 11), "x86_64", (2, 11),
+     "it needs glibc >= 2.12, the device has glibc 2.11"),
+    (Path("j-1-cp311-cp311-musllinux_1_2_aarch64.whl"), (3, 11), "aarch64", None, None),
+    (Path("j-1-cp311-cp311-musllinux_1_1_aarch64.whl"), (3, 11), "aarch64", None, None),
+    (Path("j-1-cp311-cp311-musllinux_1_2_aarch64.whl"), (3, 11), "aarch64", (2, 36),
+     "it is for musl (musllinux_1_2_aarch64), the device has glibc 2.36"),
+    (Path("j-1-cp311-cp311-musllinux_1_2_aarch64.whl"), (3, 12), "x86_64", None,
+     "it is for Python cp311, the device runs 3.12; it is for musllinux_1_2_aarch64, the "
+     "device is x86_64"),
+    (Path("j-1-py38-none-any.whl"), (3, 11), "armv7l", (2, 31), None),  # pip takes it too
+    (Path("j-1-cp311-cp311d-linux_x86_64.whl"), (3, 11), "x86_64", (2, 31),
+     "it is for Python cp311 with ABI cp311d, the device runs 3.11"),
+])
+def test_wheel_fit_explains_why_not(wheel: Path, python: tuple[int, int], machine: str,
+                                    glibc: tuple[int, int] | None, problem: str | None) -> None:
+    assert wheel_problem(wheel, python, machine, glibc) == problem
 
 
 def fake_source(root: Path) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from controller.provision.errors import ProvisionInputError, WheelError
 
@@ -36,13 +38,10 @@ _SKIP_PARTS = {"target", "__pycache__", ".pytest_cache"}
 _SKIP_SUFFIXES = (".pyc", ".so", ".pyd")
 BUILD_TIMEOUT_S = 1200.0
 KEEP_WHEELS = 5
-_WHEEL_RE = re.compile(
-    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<python>[^-]+)-(?P<abi>[^-]+)"
-    r"-(?P<platform>[^-]+)\.whl$")
-_PLATFORM_RE = re.compile(
-    r"(?P<kind>manylinux|musllinux|linux)"
-    r"(?:_(?P<major>\d+)_(?P<minor>\d+)|(?P<legacy>1|2010|2014))?_(?P<arch>.+)")
-_LEGACY_MANYLINUX = {"1": (2, 5), "2010": (2, 12), "2014": (2, 17)}
+# manylinux tags from before PEP 600 name a glibc version by year.
+_LEGACY_MANYLINUX = {(2, 5): "manylinux1", (2, 12): "manylinux2010", (2, 17): "manylinux2014"}
+# The probe does not read a musl device's musl version; musllinux wheels so far are 1_1 or 1_2.
+MUSL_ASSUMED = (1, 2)
 
 
 def cache_dir() -> Path:
@@ -163,17 +162,48 @@ def _prune(cache: Path, keep: Path) -> None:
 
 @dataclass(frozen=True)
 class WheelTags:
-    python: str  # "cp311", "py3", ...
-    abi: str  # "cp311", "abi3", "none"
-    platform: str  # "manylinux_2_34_x86_64", "linux_aarch64", "any"
+    """The tags a wheel's file name declares (a compressed tag set expanded)."""
+
+    tags: frozenset[Tag]
 
     @classmethod
     def of(cls, wheel: Path) -> WheelTags:
-        match = _WHEEL_RE.match(wheel.name)
-        if not match:
-            raise ProvisionInputError(f"{wheel.name} is not a wheel file name "
-                                      "(name-version-python-abi-platform.whl)")
-        return cls(match["python"], match["abi"], match["platform"])
+        try:
+            _, _, _, tags = parse_wheel_filename(wheel.name)
+        except InvalidWheelFilename as exc:
+            raise ProvisionInputError(
+                f"{wheel.name} is not a wheel file name "
+                f"(name-version[-build]-python-abi-platform.whl): {exc}") from None
+        return cls(tags)
+
+
+def device_platforms(machine: str, glibc: tuple[int, int] | None) -> list[str]:
+    """The platform tags a Linux device with this ``uname -m`` and C library takes, best first.
+
+    `glibc` None means musl or unknown: musllinux up to `MUSL_ASSUMED` then (as before the
+    probe tells musl from bionic), never manylinux. ``linux_<arch>`` always fits: a wheel built
+    on such a device for itself.
+    """
+    if glibc is None:
+        platforms = [f"musllinux_{MUSL_ASSUMED[0]}_{minor}_{machine}"
+                     for minor in range(MUSL_ASSUMED[1], -1, -1)]
+    else:
+        platforms = []
+        for minor in range(glibc[1], -1, -1):
+            platforms.append(f"manylinux_{glibc[0]}_{minor}_{machine}")
+            if legacy := _LEGACY_MANYLINUX.get((glibc[0], minor)):
+                platforms.append(f"{legacy}_{machine}")
+    return [*platforms, f"linux_{machine}"]
+
+
+def device_tags(python: tuple[int, int], machine: str,
+                glibc: tuple[int, int] | None) -> frozenset[Tag]:
+    """Every tag a wheel may carry to install on the device (CPython `python`), as pip sees it:
+    its own ABI, abi3 back to cp32, pure-Python ``py3*`` and ``any``."""
+    platforms = device_platforms(machine, glibc)
+    interpreter = f"cp{python[0]}{python[1]}"
+    return frozenset([*cpython_tags(python, abis=[interpreter], platforms=platforms),
+                      *compatible_tags(python, interpreter, platforms)])
 
 
 def wheel_problem(wheel: Path, python: tuple[int, int], machine: str,
@@ -183,40 +213,63 @@ def wheel_problem(wheel: Path, python: tuple[int, int], machine: str,
     `python` is the device's (major, minor), `machine` its ``uname -m``, `glibc` its C library
     version (None for musl or unknown: then manylinux wheels do not fit, musllinux ones do).
     """
-    tags = WheelTags.of(wheel)
-    problems = []
-    if not any(_python_fits(tag, tags.abi, python) for tag in tags.python.split(".")):
-        problems.append(f"it is for Python {tags.python}, the device runs "
-                        f"{python[0]}.{python[1]}")
-    platform_problems = [_platform_problem(p, machine, glibc) for p in tags.platform.split(".")]
-    if None not in platform_problems:
-        problems.append(platform_problems[0])
-    return "; ".join(p for p in problems if p) or None
-
-
-def _python_fits(tag: str, abi: str, python: tuple[int, int]) -> bool:
-    if tag in (f"cp{python[0]}{python[1]}", f"py{python[0]}", f"py{python[0]}{python[1]}"):
-        return True
-    # An abi3 wheel for cp3X runs on every CPython 3.Y with Y >= X.
-    match = re.fullmatch(r"cp3(\d+)", tag)
-    return abi == "abi3" and match is not None and python >= (3, int(match[1]))
-
-
-def _platform_problem(platform: str, machine: str, glibc: tuple[int, int] | None) -> str | None:
-    if platform == "any":
+    tags = WheelTags.of(wheel).tags
+    supported = device_tags(python, machine, glibc)
+    if not tags.isdisjoint(supported):
         return None
-    match = _PLATFORM_RE.fullmatch(platform)
-    if match is None or match["arch"] != machine:
-        return f"it is for {platform}, the device is {machine}"
-    if match["kind"] == "musllinux":
-        return None if glibc is None else "it is for musl, the device has glibc"
-    if match["kind"] == "manylinux":
-        needed = ((int(match["major"]), int(match["minor"])) if match["major"]
-                  else _LEGACY_MANYLINUX[match["legacy"]])
-        if glibc is None or glibc < needed:
-            have = "musl or an unknown C library" if glibc is None else (
-                f"glibc {glibc[0]}.{glibc[1]}")
-            return f"it needs glibc >= {needed[0]}.{needed[1]}, the device has {have}"
+    # packaging says whether it fits; the rest says why not, one tag part at a time (the tags
+    # in a wheel name are every python x abi x platform combination, so the parts are separate).
+    problems = [_python_problem(tags, supported, python),
+                _platform_problem({t.platform for t in tags}, {t.platform for t in supported},
+                                  machine, glibc)]
+    return "; ".join(p for p in problems if p) or (
+        f"none of its tags ({', '.join(sorted(map(str, tags)))}) is one the device takes")
+
+
+def _python_problem(tags: frozenset[Tag], supported: frozenset[Tag],
+                    python: tuple[int, int]) -> str | None:
+    if {(t.interpreter, t.abi) for t in tags} & {(t.interpreter, t.abi) for t in supported}:
+        return None
+    interpreters = {t.interpreter for t in tags}
+    abis = {t.abi for t in tags}
+    what = ".".join(sorted(interpreters))
+    if "abi3" in abis:
+        what += " or newer (stable ABI)"
+    elif abis - interpreters - {"none"}:
+        what += f" with ABI {'.'.join(sorted(abis))}"
+    return f"it is for Python {what}, the device runs {python[0]}.{python[1]}"
+
+
+def _platform_problem(platforms: set[str], supported: set[str], machine: str,
+                      glibc: tuple[int, int] | None) -> str | None:
+    if platforms & supported:
+        return None
+    ours = sorted(p for p in platforms if p.endswith(f"_{machine}"))
+    if not ours:
+        return f"it is for {', '.join(sorted(platforms))}, the device is {machine}"
+    # The same architecture: the C library is what differs.
+    kind = ours[0].removesuffix(f"_{machine}")
+    have = "musl or an unknown C library" if glibc is None else f"glibc {glibc[0]}.{glibc[1]}"
+    if kind.startswith("musllinux_"):
+        if glibc is not None:
+            return f"it is for musl ({ours[0]}), the device has {have}"
+        return (f"it is for {ours[0]}, newer than the musl {MUSL_ASSUMED[0]}.{MUSL_ASSUMED[1]} "
+                "assumed for the device")
+    needed = _glibc_needed(kind)
+    if needed is not None:
+        return f"it needs glibc >= {needed[0]}.{needed[1]}, the device has {have}"
+    return f"it is for {ours[0]}, which the device ({have}) does not take"
+
+
+def _glibc_needed(kind: str) -> tuple[int, int] | None:
+    """The glibc a manylinux platform (without its architecture) needs, e.g. ``manylinux_2_28``
+    or ``manylinux2014``; None for anything else."""
+    for version, legacy in _LEGACY_MANYLINUX.items():
+        if kind == legacy:
+            return version
+    parts = kind.split("_")
+    if len(parts) == 3 and parts[0] == "manylinux" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
     return None
 
 
