@@ -615,8 +615,10 @@ class ResultStore:
                 cur.close()
 
 
-def query_readonly(path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run ``sql`` on a database opened read-only: nothing can be changed by a query."""
+def query_readonly(path: str | Path, sql: str, params: Sequence[object] = ()
+                   ) -> tuple[list[str], list[tuple]]:
+    """Run ``sql`` (with ``?`` parameters) on a database opened read-only: nothing can be
+    changed by a query."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no results database here (run `joulefarm demo` first, "
@@ -626,7 +628,7 @@ def query_readonly(path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
     except duckdb.Error as e:
         raise StoreError(f"{path}: cannot open read-only: {e}") from e
     try:
-        rel = con.execute(sql)
+        rel = con.execute(sql, list(params))
         names = [d[0] for d in rel.description or []]
         return names, rel.fetchall()
     except duckdb.Error as e:

@@ -341,4 +341,3 @@ class MeasureSettings:
     # Layers mode: also loop each adjacent data-dependent pair of layers as one sub-model, to
     # see which pairs the runtime fuses (ignored by the other modes).
     pairs: bool = False
-    extra: dict[str, str] = field(default_factory=dict)

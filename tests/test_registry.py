@@ -20,10 +20,10 @@ from controller.config.registry import (
     SshConfig,
     UnknownDeviceError,
     UnknownTagError,
-    _LineIndex,
     load_registry,
     parse_registry,
 )
+from controller.config.toml_check import LineIndex
 from joulefarm.errors import JoulefarmError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -695,7 +695,7 @@ def _key_paths(value: object, path: tuple[str | int, ...] = ()) -> Iterator[tupl
     ],
 )
 def test_line_index_finds_every_key_on_a_line_that_writes_it(text: str) -> None:
-    index = _LineIndex(text)
+    index = LineIndex(text)
     lines = text.splitlines()
     for path in _key_paths(tomllib.loads(text)):
         key = path[-1]

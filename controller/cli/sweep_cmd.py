@@ -35,7 +35,7 @@ JOBS_SQL = """
 SELECT device_name AS device, model_name AS model, config->>'mode' AS mode,
        config->>'num_threads' AS threads, config->>'repetition' AS rep, status, attempts,
        error
-FROM jobs WHERE sweep_id = '{sweep_id}' ORDER BY device, job_id
+FROM jobs WHERE sweep_id = ? ORDER BY device, job_id
 """
 
 
@@ -64,8 +64,8 @@ def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
 def resume_cmd(sweep_id: str = SweepArgument, devices: Path | None = DevicesOption,
                db: Path | None = DbOption) -> None:
     database = db_path(db)
-    _, rows = query_readonly(database, "SELECT DISTINCT device_name FROM jobs WHERE sweep_id = "
-                             f"'{_checked(sweep_id)}' AND status <> 'done'")
+    _, rows = query_readonly(database, "SELECT DISTINCT device_name FROM jobs WHERE sweep_id = ? "
+                             "AND status <> 'done'", [sweep_id])
     _run(lambda p: resume(sweep_id, database, devices_path=devices, progress=p),
          [r[0] for r in rows], database)
 
@@ -77,13 +77,6 @@ def status(sweep_id: str | None = OptionalSweep, db: Path | None = DbOption,
     if sweep_id is None:
         columns, rows = query_readonly(database, SWEEPS_SQL)
     else:
-        columns, rows = query_readonly(database, JOBS_SQL.format(sweep_id=_checked(sweep_id)))
+        columns, rows = query_readonly(database, JOBS_SQL, [sweep_id])
     print_rows(columns, rows, fmt)
 
-
-def _checked(sweep_id: str) -> str:
-    from controller.store import StoreError
-
-    if not sweep_id.replace("-", "").isalnum():
-        raise StoreError(f"not a sweep id: {sweep_id!r}")
-    return sweep_id

@@ -26,19 +26,27 @@ the line of every key; a missing key is reported at the line of the table that s
 
 from __future__ import annotations
 
-import datetime as dt
-import difflib
 import ipaddress
-import json
 import math
 import re
-import tomllib
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from controller.config.toml_check import (
+    INVALID,
+    MISSING,
+    Checker,
+    ConfigError,
+    KeyPath,
+    describe,
+    did_you_mean,
+    parse_toml,
+    read_config_text,
+    unknown_choice,
+)
 from joulefarm.enums import METER_OPTIONS, MeterKind, Platform
 from joulefarm.errors import InputError
 from joulefarm.sim_profiles import PROFILES
@@ -114,7 +122,7 @@ _TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of docu
 # --------------------------------------------------------------------------------------------
 
 
-class RegistryError(InputError):
+class RegistryError(ConfigError):
     """A problem in a devices file, with the place it was found.
 
     `str(err)` is ``"{path}:{line}: {field}: {message}"``, for example
@@ -123,21 +131,6 @@ class RegistryError(InputError):
     path with 0-based device indices; it is empty for errors about the whole file (unreadable
     file, TOML syntax), and then the ``"{field}: "`` part is left out of `str(err)`.
     """
-
-    def __init__(self, path: str | Path, line: int, field: str, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.field = field
-        self.message = message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}: "
-        return where + (f"{self.field}: {self.message}" if self.field else self.message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The default reduce would call __init__ with the formatted text only.
-        return (type(self), (self.path, self.line, self.field, self.message))
 
 
 class UnknownDeviceError(InputError, LookupError):
@@ -248,7 +241,7 @@ class Registry:
             if device.name == name:
                 return device
         raise UnknownDeviceError(
-            f"unknown device {name!r} in {self.path}{_did_you_mean(name, self.names)}; "
+            f"unknown device {name!r} in {self.path}{did_you_mean(name, self.names)}; "
             f"known devices: {', '.join(self.names)}"
         )
 
@@ -272,7 +265,7 @@ class Registry:
             if unknown:
                 raise UnknownTagError(
                     f"no device in {self.path} has tag {unknown[0]!r}"
-                    f"{_did_you_mean(unknown[0], known)}; "
+                    f"{did_you_mean(unknown[0], known)}; "
                     f"known tags: {', '.join(known) or '(none)'}"
                 )
             chosen = [d for d in chosen if wanted_tags <= set(d.tags)]
@@ -290,19 +283,7 @@ def load_registry(path: str | Path, *, sim_profiles: Collection[str] | None = No
     `sim_profiles`: the simulated power profiles a `sim` meter may name (default: those of
     `joulefarm.sim_profiles`).
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise RegistryError(path, 0, "", "file not found") from None
-    except IsADirectoryError:
-        raise RegistryError(path, 0, "", "is a directory, not a devices file") from None
-    except OSError as exc:
-        raise RegistryError(path, 0, "", f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise RegistryError(path, line, "", "file is not valid UTF-8") from None
+    text = read_config_text(path, RegistryError, "devices file")
     return parse_registry(text, path, sim_profiles=sim_profiles)
 
 
@@ -310,98 +291,47 @@ def parse_registry(
     text: str, path: str | Path, *, sim_profiles: Collection[str] | None = None
 ) -> Registry:
     """Like `load_registry`, from the text of a devices file; `path` is used in messages."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _syntax_error(exc, text, path) from None
-    validator = _Validator(path, _LineIndex(text), sim_profiles)
+    document = parse_toml(text, path, RegistryError)
+    validator = _Validator(path, text, sim_profiles)
     registry = validator.registry(document)
-    if validator.errors:
-        # min() keeps the first of equal lines: errors on one line stay in the checks' order.
-        raise min(validator.errors, key=lambda e: e.line)
+    validator.raise_first()
     assert registry is not None
     return registry
-
-
-def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, path: str | Path) -> RegistryError:
-    message = str(exc)
-    match = _TOML_POSITION_RE.search(message)
-    if match is None:
-        return RegistryError(path, 1, "", f"invalid TOML: {message}")
-    reason = message[: match.start()]
-    if match.group(1) is None:  # "at end of document"
-        return RegistryError(path, _last_line(text), "", f"invalid TOML: {reason} at end of file")
-    line, column = int(match.group(1)), int(match.group(2))
-    return RegistryError(path, line, "", f"invalid TOML: {reason} (column {column})")
 
 
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
 
-KeyPath = tuple[str | int, ...]
-_MISSING = object()  # a key that is not in its table
-_INVALID = object()  # a value that failed its check (already reported)
-
-
-class _Validator:
+class _Validator(Checker):
     """Turns the parsed TOML document into a `Registry`, collecting errors on the way."""
 
-    def __init__(
-        self, path: str | Path, lines: _LineIndex, sim_profiles: Collection[str] | None
-    ) -> None:
-        self.path = path
-        self.lines = lines
+    error_class = RegistryError
+
+    def __init__(self, path: str | Path, text: str, sim_profiles: Collection[str] | None
+                 ) -> None:
+        super().__init__(path, text)
         self.sim_profiles = sorted(set(PROFILES if sim_profiles is None else sim_profiles))
-        self.errors: list[RegistryError] = []
-
-    # -- reporting ---------------------------------------------------------------------------
-
-    def error(self, key_path: KeyPath, message: str) -> None:
-        self.errors.append(
-            RegistryError(self.path, self.lines.line_of(key_path), _field_name(key_path), message)
-        )
-
-    def check_keys(self, table: Mapping[str, Any], at: KeyPath, allowed: Sequence[str]) -> None:
-        for key in table:
-            if key not in allowed:
-                self.error(at + (key,), _unknown_key_message(key, allowed))
-
-    # -- typed getters: return the value, _MISSING, or _INVALID after reporting ---------------
-
-    def get(
-        self, table: Mapping[str, Any], at: KeyPath, key: str, expected: str, required: bool
-    ) -> Any:
-        if key not in table:
-            if required:
-                what = "table" if expected == "table" else "key"
-                self.error(at + (key,), f"missing required {what}")
-            return _MISSING
-        value = table[key]
-        if not _has_type(value, expected):
-            self.error(at + (key,), f"expected {_ARTICLE[expected]}, got {_describe(value)}")
-            return _INVALID
-        return value
 
     def get_port(self, table: Mapping[str, Any], at: KeyPath, key: str, lowest: int) -> Any:
         port = self.get(table, at, key, "integer", required=False)
         if isinstance(port, int) and not lowest <= port <= 65535:
             self.error(at + (key,), f"port {port} is out of range {lowest}..65535")
-            return _INVALID
+            return INVALID
         return port
 
     def get_optional_path(self, table: Mapping[str, Any], at: KeyPath, key: str) -> Any:
         value = self.get(table, at, key, "string", required=False)
         if value == "":
             self.error(at + (key,), "must not be empty; leave the key out instead")
-            return _INVALID
+            return INVALID
         return value
 
     # -- the schema --------------------------------------------------------------------------
 
     def registry(self, document: Mapping[str, Any]) -> Registry | None:
         version = self.get(document, (), "schema_version", "integer", required=True)
-        if version is _MISSING:
+        if version is MISSING:
             # Replace the generic message: say what to write.
             self.errors[-1] = RegistryError(
                 self.path,
@@ -409,7 +339,7 @@ class _Validator:
                 "schema_version",
                 f"missing; start the file with `schema_version = {SCHEMA_VERSION}`",
             )
-        elif version is not _INVALID and version != SCHEMA_VERSION:
+        elif version is not INVALID and version != SCHEMA_VERSION:
             self.error(
                 ("schema_version",),
                 f"unsupported schema version {version}; this joulefarm reads version "
@@ -419,13 +349,13 @@ class _Validator:
             return None  # without a known schema the rest cannot be judged
 
         self.check_keys(document, (), TOP_LEVEL_KEYS)
-        raw_devices = document.get("device", _MISSING)
+        raw_devices = document.get("device", MISSING)
         if isinstance(raw_devices, dict):
             self.error(("device",), "expected an array of tables: write [[device]], not [device]")
             return None
-        if raw_devices is _MISSING or raw_devices == []:
+        if raw_devices is MISSING or raw_devices == []:
             message = "no devices; add at least one [[device]] table"
-            if raw_devices is _MISSING:
+            if raw_devices is MISSING:
                 # Nothing to point at: name the end of the file, where one would add them.
                 self.errors.append(
                     RegistryError(self.path, self.lines.last_line, "device", message)
@@ -434,7 +364,7 @@ class _Validator:
                 self.error(("device",), message)
             return None
         if not isinstance(raw_devices, list):
-            self.error(("device",), f"expected an array of tables, got {_describe(raw_devices)}")
+            self.error(("device",), f"expected an array of tables, got {describe(raw_devices)}")
             return None
 
         devices: list[Device] = []
@@ -442,7 +372,7 @@ class _Validator:
         for index, raw in enumerate(raw_devices):
             at: KeyPath = ("device", index)
             if not isinstance(raw, dict):
-                self.error(at, f"expected a table, got {_describe(raw)}")
+                self.error(at, f"expected a table, got {describe(raw)}")
                 continue
             device = self.device(raw, at)
             name = raw.get("name")
@@ -474,7 +404,7 @@ class _Validator:
 
         platform = self.get(raw, at, "platform", "string", required=True)
         if isinstance(platform, str) and platform not in PLATFORMS:
-            self.error(at + ("platform",), _unknown_choice("platform", platform, PLATFORMS))
+            self.error(at + ("platform",), unknown_choice("platform", platform, PLATFORMS))
 
         address = self.get(raw, at, "address", "string", required=True)
         if isinstance(address, str):
@@ -484,7 +414,7 @@ class _Validator:
 
         port = self.get_port(raw, at, "port", lowest=0)
         local = self.get(raw, at, "local", "boolean", required=False)
-        if local is not _INVALID and local is not True:
+        if local is not INVALID and local is not True:
             # port 0 means "bind any free port": only the controller, which starts a local
             # agent itself, can learn which port that was.
             if port == 0:
@@ -493,7 +423,7 @@ class _Validator:
                     "port 0 (pick a free port) is only allowed with "
                     "local = true; give the port the agent listens on",
                 )
-            elif port is _MISSING:
+            elif port is MISSING:
                 self.error(
                     at + ("port",),
                     "missing; a remote device (local = false) needs the port its agent listens on",
@@ -503,7 +433,7 @@ class _Validator:
         if isinstance(tags, list):
             for i, tag in enumerate(tags):
                 if not isinstance(tag, str):
-                    self.error(at + ("tags", i), f"expected a string, got {_describe(tag)}")
+                    self.error(at + ("tags", i), f"expected a string, got {describe(tag)}")
                 elif not tag:
                     self.error(at + ("tags", i), "tags must not be empty strings")
         description = self.get(raw, at, "description", "string", required=False)
@@ -519,10 +449,10 @@ class _Validator:
             platform=platform,
             address=address,
             meter=meter,
-            port=0 if port is _MISSING else port,
+            port=0 if port is MISSING else port,
             local=local is True,
             tags=tuple(tags) if isinstance(tags, list) else (),
-            description="" if description is _MISSING else description,
+            description="" if description is MISSING else description,
             token_file=token_file if isinstance(token_file, str) else None,
             ssh=ssh,
         )
@@ -530,13 +460,13 @@ class _Validator:
     def meter(self, device: Mapping[str, Any], device_at: KeyPath) -> Any:
         raw = self.get(device, device_at, "meter", "table", required=True)
         if not isinstance(raw, dict):
-            return _INVALID
+            return INVALID
         at = device_at + ("meter",)
         self.check_keys(raw, at, METER_KEYS)
 
         kind = self.get(raw, at, "kind", "string", required=True)
         if isinstance(kind, str) and kind not in METER_KINDS:
-            self.error(at + ("kind",), _unknown_choice("meter kind", kind, METER_KINDS))
+            self.error(at + ("kind",), unknown_choice("meter kind", kind, METER_KINDS))
 
         profile = self.get(raw, at, "profile", "string", required=kind == "sim")
         if isinstance(profile, str):
@@ -545,7 +475,7 @@ class _Validator:
             elif profile not in self.sim_profiles:
                 self.error(
                     at + ("profile",),
-                    _unknown_choice("sim profile", profile, self.sim_profiles),
+                    unknown_choice("sim profile", profile, self.sim_profiles),
                 )
 
         rate = self.get(raw, at, "sample_rate_hz", "number", required=False)
@@ -557,7 +487,7 @@ class _Validator:
             accepted = sorted(METER_OPTIONS[MeterKind(kind)])
             for key in options:
                 if key not in accepted:
-                    hint = _did_you_mean(key, accepted)
+                    hint = did_you_mean(key, accepted)
                     self.error(at + ("options", key),
                                f"meter kind {kind!r} takes no option {key!r}{hint}; it takes: "
                                f"{', '.join(accepted) or 'none'}")
@@ -590,7 +520,7 @@ class _Validator:
         prefix = self.get_optional_path(raw, at, "prefix")
         service = self.get(raw, at, "service", "string", required=False)
         if isinstance(service, str) and service not in SERVICE_KINDS:
-            self.error(at + ("service",), _unknown_choice("service", service, SERVICE_KINDS))
+            self.error(at + ("service",), unknown_choice("service", service, SERVICE_KINDS))
         site = self.get(raw, at, "system_site_packages", "boolean", required=False)
         tunnel = self.get(raw, at, "tunnel", "boolean", required=False)
         litert_lib = self.get_optional_path(raw, at, "litert_lib")
@@ -652,76 +582,6 @@ def parse_jump(value: str) -> tuple[str | None, str, int]:
 
 # -- small helpers for messages ---------------------------------------------------------------
 
-_ARTICLE = {
-    "string": "a string",
-    "integer": "an integer",
-    "boolean": "a boolean (true or false)",
-    "number": "a number",
-    "array": "an array",
-    "table": "a table",
-}
-
-
-def _has_type(value: Any, expected: str) -> bool:
-    # bool is a subclass of int in Python, but `port = true` is not a port.
-    if expected == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    python_type = {"string": str, "boolean": bool, "array": list, "table": dict}[expected]
-    return isinstance(value, python_type)
-
-
-def _describe(value: Any) -> str:
-    """TOML type name and a short rendering of a value, for 'expected X, got Y'."""
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, dt.date | dt.time):
-        return f"{type(value).__name__} {value.isoformat()}"
-    toml_type = {str: "string", int: "integer", float: "float", list: "array", dict: "table"}
-    name = toml_type.get(type(value), type(value).__name__)
-    shown = repr(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    return f"{name} {shown}"
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _unknown_key_message(key: str, allowed: Sequence[str]) -> str:
-    hint = _did_you_mean(key, allowed)
-    if hint:
-        return f"unknown key {key!r}{hint}"
-    return f"unknown key {key!r}; valid keys: {', '.join(allowed)}"
-
-
-def _unknown_choice(what: str, value: str, choices: Sequence[str]) -> str:
-    return (
-        f"unknown {what} {value!r}{_did_you_mean(value, choices)}; "
-        f"expected one of: {', '.join(choices)}"
-    )
-
-
-def _field_name(key_path: KeyPath) -> str:
-    """("device", 1, "meter", "kind") -> "device[1].meter.kind"."""
-    out = ""
-    for part in key_path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            name = part if _BARE_KEY_RE.fullmatch(part) else json.dumps(part)
-            out += f".{name}" if out else name
-    return out
-
-
-def _last_line(text: str) -> int:
-    """Number of the last line of `text` (a final newline does not start another)."""
-    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
-
-
 def _address_problem(address: str) -> str | None:
     """None if `address` is an IPv4/IPv6 address or an RFC 1123 host name, else the reason."""
     message = f"{address!r} is not a valid IP address or host name"
@@ -747,213 +607,3 @@ def _address_problem(address: str) -> str | None:
     return message
 
 
-# --------------------------------------------------------------------------------------------
-# Line index
-# --------------------------------------------------------------------------------------------
-
-
-class _LineIndex:
-    """Where each key of a TOML document is written: key path -> 1-based line.
-
-    Key paths are what the parsed document would be indexed with; entries of arrays of tables
-    and of plain arrays get their 0-based position: `[[device]]` (the second one) followed by
-    `[device.meter]` and `kind = "sim"` yields ("device", 1, "meter", "kind"). Tables are found
-    at their header (`[device.meter]`), at the key of an inline table (`meter = { ... }`) or at
-    the first dotted key that creates them (`meter.kind = ...`).
-
-    The text has already passed `tomllib`, so this scanner can trust it is valid TOML and only
-    needs to know enough syntax not to be fooled: strings (a multi-line string may contain
-    lines that look like headers or keys), arrays and inline tables (which can nest and, for
-    arrays, span lines) and comments.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._pos = 0
-        self._line = 1
-        self._lines: dict[KeyPath, int] = {}
-        # Number of `[[x]]` headers seen per array path, to number their entries.
-        self._array_tables: dict[KeyPath, int] = {}
-        self.last_line = _last_line(text)
-        self._scan_document()
-
-    def line_of(self, key_path: KeyPath) -> int:
-        """Line of `key_path`, else of the nearest enclosing table that is written down, else 1.
-
-        So a missing key is reported at the header of the table that lacks it.
-        """
-        while key_path:
-            if key_path in self._lines:
-                return self._lines[key_path]
-            key_path = key_path[:-1]
-        return 1
-
-    # -- character primitives ----------------------------------------------------------------
-
-    def _peek(self, ahead: int = 0) -> str:
-        i = self._pos + ahead
-        return self._text[i] if i < len(self._text) else ""
-
-    def _startswith(self, token: str) -> bool:
-        return self._text.startswith(token, self._pos)
-
-    def _advance(self, count: int = 1) -> None:
-        for _ in range(count):
-            if self._pos < len(self._text):
-                if self._text[self._pos] == "\n":
-                    self._line += 1
-                self._pos += 1
-
-    def _skip_blanks(self) -> None:
-        """Spaces and tabs (inside one line)."""
-        while self._peek() in (" ", "\t"):
-            self._advance()
-
-    def _skip_blanks_newlines_comments(self) -> None:
-        while True:
-            c = self._peek()
-            if c in (" ", "\t", "\r", "\n"):
-                self._advance()
-            elif c == "#":
-                while self._peek() not in ("\n", ""):
-                    self._advance()
-            else:
-                return
-
-    def _record(self, key_path: KeyPath, line: int) -> None:
-        # First mention wins: later dotted keys and sub-tables only re-open a table.
-        self._lines.setdefault(key_path, line)
-
-    # -- grammar -----------------------------------------------------------------------------
-
-    def _scan_document(self) -> None:
-        table: KeyPath = ()  # the table that key/value lines currently belong to
-        while True:
-            self._skip_blanks_newlines_comments()
-            if not self._peek():
-                return
-            line = self._line
-            if self._startswith("[["):
-                self._advance(2)
-                table = self._resolve_header(self._scan_key(), line, array_entry=True)
-                self._skip_blanks()
-                self._advance(2)  # "]]"
-            elif self._peek() == "[":
-                self._advance()
-                table = self._resolve_header(self._scan_key(), line, array_entry=False)
-                self._skip_blanks()
-                self._advance()  # "]"
-            else:
-                self._scan_key_value(table)
-
-    def _resolve_header(self, key: list[str], line: int, *, array_entry: bool) -> KeyPath:
-        """Key path of the table a header opens; `[[x]]` starts a new entry of array x."""
-        path: KeyPath = ()
-        for i, part in enumerate(key):
-            path += (part,)
-            if array_entry and i == len(key) - 1:
-                count = self._array_tables.get(path, 0)
-                self._array_tables[path] = count + 1
-                self._record(path, line)  # the array itself: its first header
-                path += (count,)
-            elif path in self._array_tables:
-                # `[device.meter]` belongs to the latest `[[device]]` entry.
-                path += (self._array_tables[path] - 1,)
-            self._record(path, line)
-        return path
-
-    def _scan_key_value(self, table: KeyPath) -> None:
-        line = self._line
-        key = self._scan_key()
-        path = table
-        for part in key:
-            path += (part,)
-            self._record(path, line)  # also the tables a dotted key creates
-        self._skip_blanks()
-        self._advance()  # "="
-        self._skip_blanks()
-        self._scan_value(path)
-
-    def _scan_key(self) -> list[str]:
-        """A dotted key (`a."b c".d`), as its parts."""
-        parts: list[str] = []
-        while True:
-            self._skip_blanks()
-            c = self._peek()
-            if c in ('"', "'"):
-                start = self._pos
-                self._scan_string()
-                # Let tomllib decode escapes in quoted keys rather than repeat its rules.
-                parts.append(tomllib.loads("k = " + self._text[start : self._pos])["k"])
-            else:
-                start = self._pos
-                while self._peek() and _BARE_KEY_RE.fullmatch(self._peek()):
-                    self._advance()
-                parts.append(self._text[start : self._pos])
-            self._skip_blanks()
-            if self._peek() != ".":
-                return parts
-            self._advance()
-
-    def _scan_value(self, path: KeyPath) -> None:
-        c = self._peek()
-        if c in ('"', "'"):
-            self._scan_string()
-        elif c == "[":
-            self._advance()
-            index = 0
-            while True:
-                self._skip_blanks_newlines_comments()
-                if self._peek() in ("]", ""):
-                    self._advance()
-                    return
-                self._record(path + (index,), self._line)
-                self._scan_value(path + (index,))
-                index += 1
-                self._skip_blanks_newlines_comments()
-                if self._peek() == ",":
-                    self._advance()
-        elif c == "{":
-            self._advance()
-            while True:
-                self._skip_blanks_newlines_comments()
-                if self._peek() in ("}", ""):
-                    self._advance()
-                    return
-                self._scan_key_value(path)
-                self._skip_blanks_newlines_comments()
-                if self._peek() == ",":
-                    self._advance()
-        else:
-            # Number, boolean or date-time; a date-time may hold a space, so stop only at
-            # what can follow a value.
-            while self._peek() not in (",", "]", "}", "#", "\r", "\n", ""):
-                self._advance()
-
-    def _scan_string(self) -> None:
-        quote = self._peek()
-        escapes = quote == '"'  # literal strings ('...') have no escapes
-        if self._startswith(quote * 3):
-            self._advance(3)
-            while self._peek():
-                if escapes and self._peek() == "\\":
-                    self._advance(2)
-                elif self._startswith(quote * 3):
-                    self._advance(3)
-                    # A closing run may be up to 5 quotes: the first 1-2 belong to the text.
-                    for _ in range(2):
-                        if self._peek() == quote:
-                            self._advance()
-                    return
-                else:
-                    self._advance()
-        else:
-            self._advance()
-            while self._peek():
-                c = self._peek()
-                if escapes and c == "\\":
-                    self._advance(2)
-                else:
-                    self._advance()
-                    if c == quote:
-                        return

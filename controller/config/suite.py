@@ -1,13 +1,13 @@
 """Benchmark suites: ``benchmarks/*.toml`` read into dataclasses, and their models materialised.
 
-A suite names its models (generated from a recipe of the model toolkit, or a .tflite file
-relative to the suite), how to measure them, and which devices run it::
+A suite names its models (generated from a recipe of the model toolkit, a configuration sweep,
+or a .tflite file relative to the suite), how to measure them, and which devices run it::
 
     schema_version = 1
     name = "demo"
 
     [select]
-    tags = ["demo"]          # devices carrying any of these tags (or: names = [...])
+    tags = ["demo"]          # devices carrying ALL of these tags (or: names = [...])
 
     [measure]
     mode = "layers"
@@ -17,36 +17,57 @@ relative to the suite), how to measure them, and which devices run it::
     name = "tiny_cnn"
     recipe = "tiny_cnn"
     seed = 0
+
+``load_suite`` checks the whole file as the device registry is checked
+(``controller.config.toml_check``): every problem is found with its file, line and field,
+unknown keys and choices get a "did you mean", and the first problem in the file is raised as
+a ``SuiteError`` (exit code 2) carrying the others.
 """
 
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from controller.config.toml_check import (
+    ARTICLE,
+    INVALID,
+    MISSING,
+    Checker,
+    ConfigError,
+    KeyPath,
+    describe,
+    has_type,
+    parse_toml,
+    read_config_text,
+    unknown_choice,
+)
 from controller.cron import Cron, CronError
-from joulefarm.errors import InputError
+from joulefarm.enums import Mode
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import RECIPES
-from joulefarm.tflite.sweep import SweepConfig, sample_configs
+from joulefarm.tflite.sweep import KINDS, PROFILES, SweepConfig, sample_configs
 
 SCHEMA_VERSION = 1
-TOP_KEYS = {"schema_version", "name", "description", "select", "measure", "matrix", "model",
-            "schedule"}
-MODEL_KEYS = {"name", "recipe", "seed", "file", "sweep"}
-SWEEP_KEYS = {"count", "kinds", "profile", "seed", "max_macs"}
-SELECT_KEYS = {"names", "tags"}
-MEASURE_KEYS = ({f.name for f in fields(MeasureSettings) if f.name != "extra"}
-                | {"timeout_s", "repetitions"})
+TOP_KEYS = ("schema_version", "name", "description", "select", "measure", "matrix", "model",
+            "schedule")
+MODEL_KEYS = ("name", "recipe", "seed", "file", "sweep")
+SWEEP_KEYS = ("count", "kinds", "profile", "seed", "max_macs")
+SELECT_KEYS = ("names", "tags")
+SETTING_KEYS = tuple(f.name for f in fields(MeasureSettings))
+MEASURE_KEYS = (*SETTING_KEYS, "timeout_s", "repetitions")
+SCHEDULE_KEYS = ("cron",)
 DEFAULT_TIMEOUT_S = 600.0
-MODES = ("layers", "whole", "insitu")
+# The TOML type each measuring setting takes (from MeasureSettings' annotations).
+_SETTING_TYPES = {f.name: {"str": "string", "int": "integer", "float": "number",
+                           "bool": "boolean"}[str(f.type)] for f in fields(MeasureSettings)}
 
 
-class SuiteError(InputError):
-    """A suite file is missing or malformed; the message names the file and the field."""
+class SuiteError(ConfigError):
+    """A problem in a suite file: ``str(err)`` is ``"{path}:{line}: {field}: {message}"``
+    (see ``controller.config.toml_check.ConfigError``)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +99,8 @@ class ModelSpec:
         try:
             return self.file.read_bytes()
         except OSError as e:
-            raise SuiteError(f"model {self.name!r}: cannot read {self.file}: {e.strerror}") from e
+            raise SuiteError(self.file, 0, "", f"model {self.name!r}: cannot read the model "
+                                               f"file: {e.strerror}") from e
 
 
 @dataclass(frozen=True)
@@ -110,147 +132,229 @@ class MaterialisedModel:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def _require(cond: bool, path: Path, where: str, message: str) -> None:
-    if not cond:
-        raise SuiteError(f"{path}: {where}: {message}")
-
-
-def _check_keys(table: dict[str, Any], allowed: set[str], path: Path, where: str) -> None:
-    for key in table:
-        _require(key in allowed, path, f"{where}{key}",
-                 f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
 def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file. Raises SuiteError naming the file and the field."""
+    """Read and check a suite file; ``SuiteError`` names the file, line and field of the first
+    problem in it (and carries every problem found)."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise SuiteError(f"{path}: cannot read suite file: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise SuiteError(f"{path}: {e}") from e
-    _check_keys(doc, TOP_KEYS, path, "")
-    _require(doc.get("schema_version") == SCHEMA_VERSION, path, "schema_version",
-             f"must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}")
-    name = doc.get("name")
-    _require(isinstance(name, str) and bool(name), path, "name", "a non-empty string is required")
-
-    select = doc.get("select", {})
-    _require(isinstance(select, dict), path, "select", "must be a table")
-    _check_keys(select, SELECT_KEYS, path, "select.")
-    for key in ("names", "tags"):
-        value = select.get(key, [])
-        _require(isinstance(value, list) and all(isinstance(v, str) for v in value), path,
-                 f"select.{key}", "must be a list of strings")
-
-    measure = dict(doc.get("measure", {}))
-    _require(isinstance(measure, dict), path, "measure", "must be a table")
-    _check_keys(measure, MEASURE_KEYS, path, "measure.")
-    timeout_s = measure.pop("timeout_s", DEFAULT_TIMEOUT_S)
-    repetitions = measure.pop("repetitions", 1)
-    _require(isinstance(repetitions, int) and not isinstance(repetitions, bool)
-             and repetitions >= 1, path, "measure.repetitions",
-             f"must be an integer >= 1, got {repetitions!r}")
-    defaults = MeasureSettings()
-    for key, value in measure.items():
-        expected = type(getattr(defaults, key))
-        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        _require(ok and (expected is bool or not isinstance(value, bool)), path,
-                 f"measure.{key}", f"must be {expected.__name__}, got {value!r}")
-        if expected in (int, float):
-            _require(value >= 0, path, f"measure.{key}", f"must be >= 0, got {value!r}")
-    _require(measure.get("mode", "layers") in MODES, path, "measure.mode",
-             f"unsupported mode {measure.get('mode')!r} (supported: {', '.join(MODES)})")
-    settings = MeasureSettings(**measure)
-
-    matrix = doc.get("matrix", {})
-    _require(isinstance(matrix, dict), path, "matrix", "must be a table")
-    _check_keys(matrix, MEASURE_KEYS - {"timeout_s", "repetitions"}, path, "matrix.")
-    for key, values in matrix.items():
-        _require(isinstance(values, list) and len(values) > 0, path, f"matrix.{key}",
-                 "must be a non-empty list of values")
-        for value in values:
-            try:
-                MeasureSettings(**{key: value})
-            except TypeError as e:  # pragma: no cover (keys are checked above)
-                raise SuiteError(f"{path}: matrix.{key}: {e}") from e
-            expected = type(getattr(defaults, key))
-            ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-            _require(ok and (expected is bool or not isinstance(value, bool)), path,
-                     f"matrix.{key}", f"values must be {expected.__name__}, got {value!r}")
-        if key == "mode":
-            bad = [v for v in values if v not in MODES]
-            _require(not bad, path, "matrix.mode",
-                     f"unsupported mode {bad[0] if bad else ''!r} (supported: {', '.join(MODES)})")
-
-    raw_models = doc.get("model", [])
-    _require(isinstance(raw_models, list) and len(raw_models) > 0, path, "model",
-             "at least one [[model]] is required")
-    models, seen = [], set()
-    for i, m in enumerate(raw_models):
-        where = f"model[{i}]"
-        _check_keys(m, MODEL_KEYS, path, f"{where}.")
-        mname = m.get("name")
-        _require(isinstance(mname, str) and bool(mname), path, f"{where}.name",
-                 "a non-empty string is required")
-        _require(mname not in seen, path, f"{where}.name", f"duplicate model name {mname!r}")
-        seen.add(mname)
-        recipe, file, sweep = m.get("recipe"), m.get("file"), m.get("sweep")
-        _require(sum(x is not None for x in (recipe, file, sweep)) == 1, path, where,
-                 "give exactly one of 'recipe', 'file' or 'sweep'")
-        if sweep is not None:
-            for k, config in enumerate(_sweep_configs(sweep, path, f"{where}.sweep")):
-                models.append(ModelSpec(name=f"{mname}-{k:03d}", sweep=config))
-            continue
-        if recipe is not None:
-            _require(recipe in RECIPES, path, f"{where}.recipe",
-                     f"unknown recipe {recipe!r} (known: {', '.join(sorted(RECIPES))})")
-        seed = m.get("seed", 0)
-        _require(isinstance(seed, int) and not isinstance(seed, bool), path, f"{where}.seed",
-                 "must be an integer")
-        models.append(ModelSpec(name=mname, recipe=recipe, seed=seed,
-                                file=(path.parent / file) if file else None))
-    return Suite(
-        path=path, name=name, description=str(doc.get("description", "")), models=tuple(models),
-        settings=settings, timeout_s=float(timeout_s),
-        select_names=tuple(select.get("names", [])), select_tags=tuple(select.get("tags", [])),
-        matrix={k: list(v) for k, v in matrix.items()},
-        cron=_schedule(doc, path),
-        repetitions=repetitions,
-    )
+    text = read_config_text(path, SuiteError, "suite file")
+    document = parse_toml(text, path, SuiteError)
+    checker = _SuiteChecker(path, text)
+    suite = checker.suite(document)
+    checker.raise_first()
+    assert suite is not None
+    return suite
 
 
-def _sweep_configs(table: Any, path: Path, where: str) -> list[SweepConfig]:
-    """A generated layer sweep: ``{count = 50, kinds = ["conv", ...], profile = "mobile",
-    seed = 0, max_macs = ...}``, expanded into single-layer configurations."""
-    _require(isinstance(table, dict), path, where, "must be a table, e.g. { count = 20 }")
-    _check_keys(table, SWEEP_KEYS, path, f"{where}.")
-    count = table.get("count")
-    _require(isinstance(count, int) and not isinstance(count, bool) and count >= 1, path,
-             f"{where}.count", f"an integer >= 1 is required, got {count!r}")
-    options: dict[str, Any] = {"seed": table.get("seed", 0),
-                               "profile": table.get("profile", "mobile")}
-    if "kinds" in table:
-        options["kinds"] = table["kinds"]
-    if "max_macs" in table:
-        options["max_macs"] = table["max_macs"]
-    try:
-        return sample_configs(count, **options)
-    except (ValueError, TypeError) as e:
-        raise SuiteError(f"{path}: {where}: {e}") from None
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _schedule(doc: dict[str, Any], path: Path) -> str | None:
-    schedule = doc.get("schedule", {})
-    _require(isinstance(schedule, dict), path, "schedule", "must be a table")
-    _check_keys(schedule, {"cron"}, path, "schedule.")
-    cron = schedule.get("cron")
-    if cron is None:
-        return None
-    _require(isinstance(cron, str), path, "schedule.cron", "must be a string")
-    try:
-        Cron.parse(cron)
-    except CronError as e:
-        raise SuiteError(f"{path}: schedule.cron: {e}") from None
-    return cron
+class _SuiteChecker(Checker):
+    """Turns a suite document into a ``Suite``, collecting problems with their lines."""
+
+    error_class = SuiteError
+
+    def __init__(self, path: Path, text: str) -> None:
+        super().__init__(path, text)
+        self.suite_path = path
+
+    def suite(self, doc: dict[str, Any]) -> Suite | None:
+        version = self.get(doc, (), "schema_version", "integer", required=True)
+        if version is MISSING:
+            self.errors[-1] = SuiteError(self.suite_path, 1, "schema_version",
+                                         f"missing; start the file with `schema_version = "
+                                         f"{SCHEMA_VERSION}`")
+        elif version is not INVALID and version != SCHEMA_VERSION:
+            self.error(("schema_version",), f"unsupported schema version {version}; this "
+                                            f"joulefarm reads version {SCHEMA_VERSION}")
+        if self.errors:
+            return None  # without a known schema the rest cannot be judged
+        self.check_keys(doc, (), TOP_KEYS)
+        name = self.get(doc, (), "name", "string", required=True)
+        if name == "":
+            self.error(("name",), "must not be empty")
+        description = self.get(doc, (), "description", "string", required=False)
+        names, tags = self.select(doc)
+        settings, timeout_s, repetitions = self.measure(doc)
+        matrix = self.matrix(doc)
+        models = self.models(doc)
+        cron = self.schedule(doc)
+        if self.errors:
+            return None
+        return Suite(
+            path=self.suite_path, name=name,
+            description=description if isinstance(description, str) else "",
+            models=tuple(models), settings=settings, timeout_s=timeout_s,
+            select_names=names, select_tags=tags, matrix=matrix, cron=cron,
+            repetitions=repetitions,
+        )
+
+    def table(self, doc: dict[str, Any], key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """An optional top-level table, its keys checked; empty when absent or not a table."""
+        value = self.get(doc, (), key, "table", required=False)
+        if not isinstance(value, dict):
+            return {}
+        self.check_keys(value, (key,), allowed)
+        return value
+
+    def strings(self, table: dict[str, Any], at: KeyPath, key: str) -> tuple[str, ...]:
+        values = self.get(table, at, key, "array", required=False)
+        if not isinstance(values, list):
+            return ()
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                self.error(at + (key, i), f"expected a string, got {describe(value)}")
+        return tuple(v for v in values if isinstance(v, str))
+
+    def select(self, doc: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        select = self.table(doc, "select", SELECT_KEYS)
+        return self.strings(select, ("select",), "names"), self.strings(select, ("select",),
+                                                                       "tags")
+
+    def setting(self, key: str, value: Any, at: KeyPath) -> bool:
+        """Check one measuring setting's value; True when it is usable."""
+        expected = _SETTING_TYPES[key]
+        if not self.typed(value, expected, at):
+            return False
+        if key == "mode" and value not in Mode.values():
+            self.error(at, unknown_choice("mode", value, Mode.values()))
+            return False
+        if expected in ("integer", "number") and value < 0:
+            self.error(at, f"must be >= 0, got {value!r}")
+            return False
+        return True
+
+    def typed(self, value: Any, expected: str, at: KeyPath) -> bool:
+        if has_type(value, expected):
+            return True
+        self.error(at, f"expected {ARTICLE[expected]}, got {describe(value)}")
+        return False
+
+    def measure(self, doc: dict[str, Any]) -> tuple[MeasureSettings, float, int]:
+        measure = self.table(doc, "measure", MEASURE_KEYS)
+        values = {key: value for key, value in measure.items() if key in SETTING_KEYS
+                  and self.setting(key, value, ("measure", key))}
+        timeout_s = self.get(measure, ("measure",), "timeout_s", "number", required=False)
+        if isinstance(timeout_s, int | float) and not timeout_s > 0:
+            self.error(("measure", "timeout_s"), f"must be > 0, got {timeout_s!r}")
+        repetitions = self.get(measure, ("measure",), "repetitions", "integer", required=False)
+        if _is_int(repetitions) and repetitions < 1:
+            self.error(("measure", "repetitions"), f"must be >= 1, got {repetitions!r}")
+        return (MeasureSettings(**values),
+                float(timeout_s) if isinstance(timeout_s, int | float) else DEFAULT_TIMEOUT_S,
+                repetitions if _is_int(repetitions) else 1)
+
+    def matrix(self, doc: dict[str, Any]) -> dict[str, list[Any]]:
+        matrix = self.table(doc, "matrix", SETTING_KEYS)
+        out: dict[str, list[Any]] = {}
+        for key, values in matrix.items():
+            if key not in SETTING_KEYS:
+                continue
+            if not isinstance(values, list) or not values:
+                self.error(("matrix", key), "must be a non-empty array of values, e.g. "
+                                            f"{key} = [...]; got {describe(values)}")
+                continue
+            if all([self.setting(key, v, ("matrix", key, i)) for i, v in enumerate(values)]):
+                out[key] = list(values)
+        return out
+
+    def models(self, doc: dict[str, Any]) -> list[ModelSpec]:
+        raw = doc.get("model", MISSING)
+        if raw is MISSING or raw == []:
+            self.error(("model",), "no models; add at least one [[model]] table")
+            return []
+        if isinstance(raw, dict):
+            self.error(("model",), "expected an array of tables: write [[model]], not [model]")
+            return []
+        if not isinstance(raw, list):
+            self.error(("model",), f"expected an array of tables, got {describe(raw)}")
+            return []
+        models: list[ModelSpec] = []
+        first_line: dict[str, int] = {}
+        for i, entry in enumerate(raw):
+            at: KeyPath = ("model", i)
+            if not isinstance(entry, dict):
+                self.error(at, f"expected a table ([[model]] with name = ...), got "
+                               f"{describe(entry)}")
+                continue
+            self.check_keys(entry, at, MODEL_KEYS)
+            name = self.get(entry, at, "name", "string", required=True)
+            if name == "":
+                self.error(at + ("name",), "must not be empty")
+            elif isinstance(name, str):
+                if name in first_line:
+                    self.error(at + ("name",), f"duplicate model name {name!r} (first at line "
+                                               f"{first_line[name]})")
+                first_line.setdefault(name, self.lines.line_of(at + ("name",)))
+            models += self.model(entry, at, name if isinstance(name, str) else "")
+        return models
+
+    def model(self, entry: dict[str, Any], at: KeyPath, name: str) -> list[ModelSpec]:
+        given = [k for k in ("recipe", "file", "sweep") if k in entry]
+        if len(given) != 1:
+            self.error(at, "give exactly one of 'recipe', 'file' or 'sweep'"
+                           + (f" (got {', '.join(given)})" if given else ""))
+            return []
+        seed = self.get(entry, at, "seed", "integer", required=False)
+        seed = seed if _is_int(seed) else 0
+        if "sweep" in entry:
+            return [ModelSpec(name=f"{name}-{k:03d}", sweep=config)
+                    for k, config in enumerate(self.sweep(entry, at + ("sweep",)))]
+        if "recipe" in entry:
+            recipe = self.get(entry, at, "recipe", "string", required=True)
+            if isinstance(recipe, str) and recipe not in RECIPES:
+                self.error(at + ("recipe",), unknown_choice("recipe", recipe, sorted(RECIPES)))
+                return []
+            return [ModelSpec(name=name, recipe=recipe, seed=seed)] if isinstance(
+                recipe, str) else []
+        file = self.get(entry, at, "file", "string", required=True)
+        if not isinstance(file, str):
+            return []
+        return [ModelSpec(name=name, seed=seed, file=self.suite_path.parent / file)]
+
+    def sweep(self, entry: dict[str, Any], at: KeyPath) -> list[SweepConfig]:
+        """A generated layer sweep: ``{ count = 50, kinds = ["conv", ...], profile = "mobile",
+        seed = 0, max_macs = ... }``, expanded into single-layer configurations."""
+        table = entry["sweep"]
+        if not isinstance(table, dict):
+            self.error(at, f"expected a table such as {{ count = 20 }}, got {describe(table)}")
+            return []
+        self.check_keys(table, at, SWEEP_KEYS)
+        count = self.get(table, at, "count", "integer", required=True)
+        if _is_int(count) and count < 1:
+            self.error(at + ("count",), f"must be >= 1, got {count}")
+        options: dict[str, Any] = {}
+        seed = self.get(table, at, "seed", "integer", required=False)
+        options["seed"] = seed if _is_int(seed) else 0
+        profile = self.get(table, at, "profile", "string", required=False)
+        if isinstance(profile, str) and profile not in PROFILES:
+            self.error(at + ("profile",), unknown_choice("sweep profile", profile, PROFILES))
+        options["profile"] = profile if profile in PROFILES else "mobile"
+        kinds = self.strings(table, at, "kinds")
+        for i, kind in enumerate(kinds):
+            if kind not in KINDS:
+                self.error(at + ("kinds", i), unknown_choice("sweep kind", kind, KINDS))
+        if kinds:
+            options["kinds"] = kinds
+        max_macs = self.get(table, at, "max_macs", "integer", required=False)
+        if _is_int(max_macs):
+            options["max_macs"] = max_macs
+        if not _is_int(count) or count < 1:
+            return []
+        try:
+            return sample_configs(count, **options)
+        except ValueError as e:
+            self.error(at, str(e))
+            return []
+
+    def schedule(self, doc: dict[str, Any]) -> str | None:
+        schedule = self.table(doc, "schedule", SCHEDULE_KEYS)
+        cron = self.get(schedule, ("schedule",), "cron", "string", required=False)
+        if not isinstance(cron, str):
+            return None
+        try:
+            Cron.parse(cron)
+        except CronError as e:
+            self.error(("schedule", "cron"), str(e))
+            return None
+        return cron

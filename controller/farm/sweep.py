@@ -93,7 +93,7 @@ class SweepOutcome:
 # (device, stage, done, total, message) for a live display.
 ProgressFn = Callable[[str, str, int, int, str], None]
 
-_SETTING_NAMES = {f.name for f in fields(MeasureSettings)} - {"extra"}
+_SETTING_NAMES = {f.name for f in fields(MeasureSettings)}
 
 
 def job_configs(suite: Suite) -> list[dict[str, object]]:
