@@ -33,55 +33,34 @@ flag ``FLAG_SATURATED``, never silently integrated. Bad arguments raise ``TraceE
 (a ``ValueError``).
 """
 
-from joulefarm._core import (
-    FLAG_GAP,
-    FLAG_NAN_SAMPLES,
-    FLAG_NO_SAMPLES,
-    FLAG_NON_MONOTONIC,
-    FLAG_PARTIAL_COVERAGE,
-    FLAG_SATURATED,
-    FLAG_UNIDENTIFIABLE,
-    StreamingIntegrator,
-    TraceError,
-    __version__,
-    align_clock,
-    align_offset,
-    build_profile,
-    decimate_minmax,
-    fold_layers,
-    idle_power,
-    integrate,
-    integrate_timestamped,
-    integrate_windows,
-    integrate_windows_iv,
-)
+from typing import TYPE_CHECKING, Any
 
-# Bit order; names match the constants without the FLAG_ prefix, in lower case.
-_FLAG_NAMES: tuple[tuple[int, str], ...] = (
-    (FLAG_NO_SAMPLES, "no_samples"),
-    (FLAG_PARTIAL_COVERAGE, "partial_coverage"),
-    (FLAG_NAN_SAMPLES, "nan_samples"),
-    (FLAG_GAP, "gap"),
-    (FLAG_NON_MONOTONIC, "non_monotonic"),
-    (FLAG_SATURATED, "saturated"),
-    (FLAG_UNIDENTIFIABLE, "unidentifiable"),
-)
-
-
-def flag_names(mask: int) -> list[str]:
-    """Names of the flags set in ``mask``, in bit order, e.g. ``["partial_coverage"]``.
-
-    Bits that joulefarm does not define are reported as ``"unknown_0x..."`` rather than dropped.
-    """
-    mask = int(mask)
-    if mask < 0:
-        raise ValueError(f"flag mask must be >= 0, got {mask}")
-    names = [name for bit, name in _FLAG_NAMES if mask & bit]
-    unknown = mask & ~sum(bit for bit, _ in _FLAG_NAMES)
-    if unknown:
-        names.append(f"unknown_{unknown:#x}")
-    return names
-
+# The Rust core (and numpy with it) loads at the first use of one of its names, not at
+# ``import joulefarm``: the library's light modules (errors, enums) and the ``joulefarm``
+# command's --help stay fast. Type checkers see the names directly.
+if TYPE_CHECKING:
+    from joulefarm._core import (
+        FLAG_GAP,
+        FLAG_NAN_SAMPLES,
+        FLAG_NO_SAMPLES,
+        FLAG_NON_MONOTONIC,
+        FLAG_PARTIAL_COVERAGE,
+        FLAG_SATURATED,
+        FLAG_UNIDENTIFIABLE,
+        StreamingIntegrator,
+        TraceError,
+        __version__,
+        align_clock,
+        align_offset,
+        build_profile,
+        decimate_minmax,
+        fold_layers,
+        idle_power,
+        integrate,
+        integrate_timestamped,
+        integrate_windows,
+        integrate_windows_iv,
+    )
 
 __all__ = [
     "FLAG_GAP",
@@ -106,3 +85,39 @@ __all__ = [
     "integrate_windows",
     "integrate_windows_iv",
 ]
+_CORE_NAMES = frozenset(__all__) - {"flag_names"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CORE_NAMES:
+        from joulefarm import _core
+
+        return getattr(_core, name)
+    raise AttributeError(f"module 'joulefarm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_CORE_NAMES})
+
+
+# Bit order; names match the constants without the FLAG_ prefix, in lower case.
+_FLAG_NAMES: tuple[str, ...] = ("no_samples", "partial_coverage", "nan_samples", "gap",
+                                "non_monotonic", "saturated", "unidentifiable")
+
+
+def flag_names(mask: int) -> list[str]:
+    """Names of the flags set in ``mask``, in bit order, e.g. ``["partial_coverage"]``.
+
+    Bits that joulefarm does not define are reported as ``"unknown_0x..."`` rather than dropped.
+    """
+    mask = int(mask)
+    if mask < 0:
+        raise ValueError(f"flag mask must be >= 0, got {mask}")
+    from joulefarm import _core
+
+    bits = [(getattr(_core, f"FLAG_{name.upper()}"), name) for name in _FLAG_NAMES]
+    names = [name for bit, name in bits if mask & bit]
+    unknown = mask & ~sum(bit for bit, _ in bits)
+    if unknown:
+        names.append(f"unknown_{unknown:#x}")
+    return names

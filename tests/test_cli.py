@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,37 @@ def test_devices_list_json(repo: Path) -> None:
     proc = run_cli("devices", "list", "--format", "json", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert '"name": "rpi4-sim"' in proc.stdout and "simulated" in proc.stdout
+
+
+HEAVY = ("duckdb", "grpc", "numpy", "onnxruntime", "ai_edge_litert", "paramiko", "pyarrow",
+         "polars", "joulefarm._core")
+
+
+def test_help_imports_nothing_heavy() -> None:
+    # `joulefarm --help` (and every command's --help) must not load the database, gRPC, numpy,
+    # the estimators' runtime or a TFLite runtime: commands import what they use when they run.
+    code = (
+        "import sys\n"
+        "from controller.cli.app import app\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in sys.argv[1:]]:\n"
+        "    try:\n"
+        "        app(args=argv, prog_name='joulefarm', standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n")
+    commands = ["demo", "bench", "query", "export", "schedule", "provision", "fit", "predict",
+                "devices", "sweep", "model", "trace"]
+    done = subprocess.run([sys.executable, "-c", code, *commands], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout, done.stdout[-500:]
+    assert "Usage: joulefarm trace" in done.stdout  # the helps really printed
+
+
+def test_error_messages_are_printed_as_text_not_markup(tmp_path: Path) -> None:
+    # Rich markup ate "[schedule]" from messages; data and messages are escaped now.
+    suite = tmp_path / "nightly.toml"
+    suite.write_text('schema_version = 1\nname = "n"\n[[model]]\nname = "m"\nrecipe = "mlp"\n')
+    done = run_cli("schedule", str(suite), "--print-crontab")
+    assert done.returncode == 2
+    assert "the suite has no [schedule] cron" in done.stderr, done.stderr

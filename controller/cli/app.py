@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from controller.cli import (
     bench_cmd,
@@ -70,13 +71,14 @@ def main(argv: list[str] | None = None) -> None:
     except JoulefarmError as e:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+        # The message is data (file names, fields like [schedule]): never read as markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
         code = e.exit_code
     except Exception as e:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]internal error:[/] {e!r} (run with --debug for the "
-                          "traceback)", markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]internal error:[/] {escape(repr(e))} (run with --debug for "
+                          "the traceback)", markup=True, soft_wrap=True)
         code = 1
     sys.exit(code)
 

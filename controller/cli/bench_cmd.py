@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,7 +12,9 @@ from controller.cli.console import OutputFormat, console, print_rows, print_sect
 from controller.cli.model_cmd import ModelArgument, read_model_file
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError, MeterError, ModelError
-from joulefarm.results import BenchmarkResult, MeasureSettings, check_pairs
+
+if TYPE_CHECKING:
+    from joulefarm.results import BenchmarkResult
 
 ModeOption = typer.Option("layers", "--mode", help="layers: each layer looped alone; "
                           "whole: the whole model looped (latency percentiles); insitu: the "
@@ -72,6 +75,8 @@ def _pair_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
     if result.meter.simulated:
         columns.insert(12, "sim_truth_uj")
     rows = []
+    from joulefarm.results import check_pairs
+
     for c in check_pairs(result):
         p = c.pair
         row: list[object] = [p.first_index, p.second_index, p.ops, p.iterations,
@@ -102,6 +107,7 @@ def bench(
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
     from agent.local import measure, open_meter, runtime_info  # the agent, in-process
+    from joulefarm.results import MeasureSettings
 
     if mode not in Mode.values():
         raise InputError(f"--mode: unknown mode {mode!r} (known: {', '.join(Mode.values())})")

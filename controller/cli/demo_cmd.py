@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from controller.cli.console import DeviceProgress, OutputFormat, console, err_console, print_rows
 from controller.cli.options import DbOption, DevicesOption, db_path
 from controller.demo import DEMO_SUITE, DEVICES_FILE, resolve_default
-from controller.farm.runner import RunReport, load_inputs, run_suite
-from controller.store import query_readonly
+
+if TYPE_CHECKING:
+    from controller.farm.runner import RunReport
 
 SuiteOption = typer.Option(None, "--suite", help="Suite file (default: benchmarks/demo.toml).",
                            show_default=False)
@@ -37,7 +39,7 @@ SELECT r.device_name AS device,
        round(r.idle_power_w, 3) AS idle_w,
        t.flagged AS flagged
 FROM runs r JOIN truth t USING (run_id) LEFT JOIN additivity a USING (run_id)
-WHERE r.sweep_id = '{sweep_id}'
+WHERE r.sweep_id = ?
 ORDER BY device, model, mode
 """
 
@@ -46,9 +48,10 @@ def print_summary(report: RunReport, database: Path) -> None:
     """Errors (each names its device), the sweep's table, and where the results are."""
     for error in report.errors():
         err_console.print(error, markup=False, soft_wrap=True)
+    from controller.store import query_readonly
+
     sweep_id = report.outcome.sweep_id
-    # Sweep ids are ours ([a-z0-9-] only), safe to inline.
-    columns, rows = query_readonly(database, SUMMARY_SQL.format(sweep_id=sweep_id))
+    columns, rows = query_readonly(database, SUMMARY_SQL, [sweep_id])
     print_rows(columns, rows, OutputFormat.table,
                title=f"sweep {sweep_id}: energy per inference (layers mode: summed over layers;"
                " simulated meters: not measured)")
@@ -65,6 +68,8 @@ def register(app: typer.Typer) -> None:
         suite: Path | None = SuiteOption,
         db: Path | None = DbOption,
     ) -> None:
+        from controller.farm.runner import load_inputs, run_suite
+
         devices_path = resolve_default(devices, DEVICES_FILE)
         suite_path = resolve_default(suite, DEMO_SUITE)
         database = db_path(db)

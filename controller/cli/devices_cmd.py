@@ -6,12 +6,11 @@ from pathlib import Path
 
 import typer
 
-from controller.cli.console import OutputFormat, console, print_rows
+from controller.cli.console import OutputFormat, console, err_console, print_rows
 from controller.cli.options import DevicesOption, FormatOption
-from controller.config.registry import load_registry
+from controller.config.registry import RegistryError, load_registry
 from controller.config.registry_edit import add_device, device_entry
 from controller.demo import DEVICES_FILE, resolve_default
-from controller.farm.checks import check_devices
 
 app = typer.Typer(help="List, check, validate and add the devices of a registry.",
                   no_args_is_help=True)
@@ -32,10 +31,16 @@ def list_devices(devices: Path | None = DevicesOption, fmt: OutputFormat = Forma
                title=str(path))
 
 
-@app.command("validate", help="Check the registry file and report the first error, if any.")
+@app.command("validate", help="Check the registry file and report every problem in it, each "
+             "with its line and field (exit 2 when there is one).")
 def validate(devices: Path | None = DevicesOption) -> None:
     path = resolve_default(devices, DEVICES_FILE)
-    registry = load_registry(path)
+    try:
+        registry = load_registry(path)
+    except RegistryError as e:
+        for problem in e.problems:
+            err_console.print(f"error: {problem}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=e.exit_code) from None
     console.print(f"{path}: {len(registry)} devices, valid")
 
 
@@ -47,6 +52,8 @@ def check(names: list[str] | None = NamesArgument, devices: Path | None = Device
     path = resolve_default(devices, DEVICES_FILE)
     registry = load_registry(path)
     chosen = registry.select(names=names or None)
+    from controller.farm.checks import check_devices  # gRPC, only when checking
+
     results = check_devices(chosen)
     columns = ["device", "target", "reachable", "authenticated", "healthy", "fingerprint",
                "meter", "meter_present", "problem"]

@@ -8,7 +8,6 @@ import typer
 
 from controller.cli.console import console
 from controller.cli.options import DbOption, db_path
-from controller.export import export_parquet
 
 OutOption = typer.Option(..., "--out", help="Folder to write (layers/, whole/, pairs/, runs/).")
 SweepOption = typer.Option(None, "--sweep", help="Only this sweep (default: all).")
@@ -19,6 +18,8 @@ def register(app: typer.Typer) -> None:
                  "(OUT/layers/sweep_id=.../device_name=.../*.parquet).")
     def export(out: Path = OutOption, sweep: str | None = SweepOption,
                db: Path | None = DbOption) -> None:
+        from controller.export import export_parquet  # DuckDB, only when exporting
+
         counts = export_parquet(db_path(db), out, sweep_id=sweep)
         for table, n in counts.items():
             console.print(f"{out / table}: {n} rows")

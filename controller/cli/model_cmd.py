@@ -9,7 +9,6 @@ import typer
 from controller.cli.console import OutputFormat, print_rows
 from controller.cli.options import FormatOption
 from joulefarm.errors import ModelError
-from joulefarm.tflite.parse import layer_to_dict, read_layers
 
 ModelArgument = typer.Argument(..., help="A .tflite file.", show_default=False)
 
@@ -31,6 +30,8 @@ def _shapes(shapes: list[list[int]]) -> str:
              "stride, padding, dtype, MACs, parameter and activation bytes).")
 def layers(model: Path = ModelArgument,
            fmt: OutputFormat = FormatOption) -> None:
+    from joulefarm.tflite.parse import layer_to_dict, read_layers
+
     try:
         infos = read_layers(read_model_file(model))
     except ModelError as e:

@@ -8,7 +8,6 @@ import typer
 
 from controller.cli.console import OutputFormat, print_rows
 from controller.cli.options import DbOption, FormatOption, db_path
-from controller.store import query_readonly
 
 EXAMPLES = """
 Tables: devices, sweeps, models, model_layers, jobs, runs, layer_measurements,
@@ -33,5 +32,7 @@ def register(app: typer.Typer) -> None:
         db: Path | None = DbOption,
         fmt: OutputFormat = FormatOption,
     ) -> None:
+        from controller.store import query_readonly  # DuckDB, only when querying
+
         columns, rows = query_readonly(db_path(db), sql)
         print_rows(columns, rows, fmt)

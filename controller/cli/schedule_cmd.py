@@ -10,11 +10,7 @@ import typer
 
 from controller.cli.console import console
 from controller.cli.options import DbOption, DevicesOption, db_path
-from controller.config.suite import SuiteError
-from controller.cron import Cron
 from controller.demo import DEVICES_FILE, resolve_default
-from controller.farm.runner import load_inputs
-from controller.schedule import Scheduler, crontab_line, sweep_command, systemd_units
 
 SuiteArgument = typer.Argument(..., help="Suite file; its [schedule] cron is used unless "
                                "--cron is given.", show_default=False)
@@ -36,10 +32,16 @@ def register(app: typer.Typer) -> None:
                  print_crontab: bool = CrontabOption, print_systemd: bool = SystemdOption,
                  log_file: Path = LogOption) -> None:
         devices_path = resolve_default(devices, DEVICES_FILE)
+        from controller.config.suite import SuiteError
+        from controller.cron import Cron
+        from controller.farm.runner import load_inputs
+        from controller.schedule import Scheduler, crontab_line, sweep_command, systemd_units
+
         _, loaded, _ = load_inputs(devices_path, suite)  # validate before anything starts
         expression = cron or loaded.cron
         if expression is None:
-            raise SuiteError(f"{suite}: no [schedule] cron in the suite and no --cron given")
+            raise SuiteError(suite, 0, "schedule.cron",
+                             "the suite has no [schedule] cron and no --cron was given")
         parsed = Cron.parse(expression)
         command = sweep_command(suite, devices_path, db_path(db))
         if print_crontab:

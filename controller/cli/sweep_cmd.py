@@ -10,8 +10,6 @@ from controller.cli.console import DeviceProgress, OutputFormat, console, print_
 from controller.cli.demo_cmd import print_summary
 from controller.cli.options import DbOption, DevicesOption, FormatOption, db_path
 from controller.demo import DEVICES_FILE, resolve_default
-from controller.farm.runner import load_inputs, resume, run_suite
-from controller.store import query_readonly
 
 app = typer.Typer(help="Run suites on the farm; see and resume sweeps.", no_args_is_help=True)
 
@@ -52,6 +50,8 @@ def _run(report_fn, names: list[str], database: Path) -> None:  # type: ignore[n
              "arrives, and a sweep cut short can be resumed.")
 def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
         db: Path | None = DbOption) -> None:
+    from controller.farm.runner import load_inputs, run_suite
+
     devices_path = resolve_default(devices, DEVICES_FILE)
     database = db_path(db)
     names = [d.name for d in load_inputs(devices_path, suite)[2]]
@@ -63,6 +63,9 @@ def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
              "duplicated.")
 def resume_cmd(sweep_id: str = SweepArgument, devices: Path | None = DevicesOption,
                db: Path | None = DbOption) -> None:
+    from controller.farm.runner import resume
+    from controller.store import query_readonly
+
     database = db_path(db)
     _, rows = query_readonly(database, "SELECT DISTINCT device_name FROM jobs WHERE sweep_id = ? "
                              "AND status <> 'done'", [sweep_id])
@@ -73,6 +76,8 @@ def resume_cmd(sweep_id: str = SweepArgument, devices: Path | None = DevicesOpti
 @app.command("status", help="List sweeps, or the jobs of one sweep.")
 def status(sweep_id: str | None = OptionalSweep, db: Path | None = DbOption,
            fmt: OutputFormat = FormatOption) -> None:
+    from controller.store import query_readonly
+
     database = db_path(db)
     if sweep_id is None:
         columns, rows = query_readonly(database, SWEEPS_SQL)

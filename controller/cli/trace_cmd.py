@@ -8,22 +8,15 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from controller.cli.console import OutputFormat, console, err_console, print_rows
 from joulefarm.errors import TraceInputError
-from joulefarm.traces import (
-    ReadOptions,
-    Trace,
-    import_trace,
-    read_trace,
-    summarize,
-    window_energy,
-    write_trace,
-)
-from joulefarm.traces.windows import read_windows, write_windows_energy
+
+if TYPE_CHECKING:  # numpy and the readers load when a command runs, not for --help
+    from joulefarm.traces import AnyTrace, ReadOptions
 
 app = typer.Typer(help="Import power traces from meter logs and compute window energies.",
                   no_args_is_help=True)
@@ -80,17 +73,21 @@ DateOrderOpt = typer.Option(DateOrder.auto, "--date-order",
 def _options(time_unit: str | None, power_unit: str | None, sample_rate_hz: float | None,
              interval_ms: float | None, rail: str, tz_offset_s: float,
              date_order: DateOrder) -> ReadOptions:
+    from joulefarm.traces import ReadOptions
+
     return ReadOptions(time_unit=time_unit, power_unit=power_unit,
                          sample_rate_hz=sample_rate_hz, interval_ms=interval_ms, rail=rail,
                          tz_offset_s=tz_offset_s, date_order=date_order.value)
 
 
-def _print_notes(trace: Trace) -> None:
+def _print_notes(trace: AnyTrace) -> None:
     for note in trace.meta.get("notes", []):
         err_console.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
-def _summary_line(trace: Trace) -> str:
+def _summary_line(trace: AnyTrace) -> str:
+    from joulefarm.traces import summarize
+
     s = summarize(trace)
     layout = "uniform" if s.uniform else "timestamped"
     line = (f"{s.samples} samples, {s.duration_s:.6g} s, {s.rate_hz:.6g} Hz ({layout}), "
@@ -113,6 +110,8 @@ def import_cmd(
     tz_offset_s: float = TzOpt,
     date_order: DateOrder = DateOrderOpt,
 ) -> None:
+    from joulefarm.traces import import_trace, write_trace
+
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
     trace = import_trace(file, fmt.value, options)
@@ -153,6 +152,9 @@ def energy_cmd(
     tz_offset_s: float = TzOpt,
     date_order: DateOrder = DateOrderOpt,
 ) -> None:
+    from joulefarm.traces import read_trace, window_energy
+    from joulefarm.traces.windows import read_windows, write_windows_energy
+
     windows = read_windows(windows_file)
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
@@ -201,6 +203,8 @@ def info_cmd(
     tz_offset_s: float = TzOpt,
     date_order: DateOrder = DateOrderOpt,
 ) -> None:
+    from joulefarm.traces import read_trace, summarize
+
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
     trace = read_trace(trace_file, fmt.value, options)
