@@ -15,7 +15,13 @@ import flatbuffers
 import numpy as np
 
 from joulefarm.errors import ModelError
-from joulefarm.tflite.schema import FILE_IDENTIFIER, op_names, tensor_type_names, tfl
+from joulefarm.tflite.schema import (
+    FILE_IDENTIFIER,
+    SchemaUnavailableError,
+    op_names,
+    tensor_type_names,
+    tfl,
+)
 
 BUFFER_ALIGNMENT = 16
 """Byte alignment of constant data in the models we write."""
@@ -98,7 +104,7 @@ def unpack_model(model_bytes: bytes) -> tfl.ModelT:
     try:
         _check_vector_lengths(buf)
         model = tfl.ModelT.InitFromPackedBuf(buf, 0)
-    except ModelError:
+    except (ModelError, SchemaUnavailableError):
         raise
     except Exception as exc:  # the reader raises whatever indexing out of range raises
         raise ModelError(

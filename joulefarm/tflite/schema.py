@@ -37,7 +37,10 @@ def schema_file() -> Path | None:
     given = os.environ.get(SCHEMA_ENV)
     if given:
         return Path(given)
-    spec = importlib.util.find_spec("ai_edge_litert")
+    try:
+        spec = importlib.util.find_spec("ai_edge_litert")
+    except (ImportError, ValueError):  # a broken or half-removed installation: none here
+        spec = None
     for folder in list(spec.submodule_search_locations or []) if spec is not None else []:
         path = Path(folder) / "schema_py_generated.py"
         if path.is_file():
