@@ -19,7 +19,7 @@ import csv
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def _parse_datetime(cell: str) -> float:
         text = text[:-1] + "+00:00"
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
 
 

@@ -25,7 +25,7 @@ seconds to add to the logged local time to get UTC).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,8 @@ def read_spl_trace(path: Path, tz_offset_s: float = 0.0, date_order: str = "auto
         month, day = (a, b) if order == "mdy" else (b, a)
         seconds = float(m.group(6))
         try:
-            stamp = datetime(year, month, day, int(m.group(4)), int(m.group(5)), tzinfo=UTC)
+            stamp = datetime(year, month, day, int(m.group(4)), int(m.group(5)),
+                             tzinfo=timezone.utc)
         except ValueError as e:
             raise TraceFormatError(f"{at(path, lineno)}: invalid date {m.group(0)!r} read as "
                                    f"{order}: {e}") from None

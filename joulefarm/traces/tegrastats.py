@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def _line_date(line: str) -> tuple[float, bool] | None:
         g = [m.group(k) for k in range(1, 7)]
         year, month, day = (int(g[2]), int(g[0]), int(g[1])) if order == "mdy" else (
             int(g[0]), int(g[1]), int(g[2]))
-        base = datetime(year, month, day, int(g[3]), int(g[4]), tzinfo=UTC).timestamp()
+        base = datetime(year, month, day, int(g[3]), int(g[4]), tzinfo=timezone.utc).timestamp()
         return base + float(g[5]), "." in g[5]
     return None
 
