@@ -13,8 +13,9 @@ from joulefarm.tflite.published import BASIC_PITCH_NMP, DownloadError, fetch
 def nmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """basic-pitch 0.4.0's nmp.tflite (Apache-2.0, float32, 222 ops), fetched from its PyPI
     wheel once and kept in pytest's cache directory."""
-    if request.config.cache is not None:
-        cache = Path(request.config.cache.mkdir("joulefarm-models"))
+    pytest_cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    if pytest_cache is not None:
+        cache = Path(pytest_cache.mkdir("joulefarm-models"))
     else:  # the cache plugin is off (-p no:cacheprovider): download per session
         cache = tmp_path_factory.mktemp("joulefarm-models")
     try:

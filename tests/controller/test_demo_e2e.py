@@ -139,12 +139,19 @@ def test_layers_mode_reports_additivity_against_the_whole_model(
         demo_db: tuple[Path, str]) -> None:
     db, stdout = demo_db
     con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute("SELECT model_name, latency_ratio, energy_ratio FROM additivity").fetchall()
+    rows = con.execute(
+        "SELECT a.model_name, a.latency_ratio, a.energy_ratio, r.latency_s, w.latency_mean_s, "
+        "r.energy_j, w.energy_j FROM additivity a JOIN runs r USING (run_id) "
+        "JOIN whole_measurements w USING (run_id)").fetchall()
     assert len(rows) == 9  # every device x model
-    for model, latency_ratio, energy_ratio in rows:
-        # Splitting changes costs (lost fusion, cache effects), but not by an order.
-        assert 0.5 < latency_ratio < 2.0, model
-        assert 0.5 < energy_ratio < 2.0, model
+    for model, latency_ratio, energy_ratio, layers_s, whole_s, layers_j, whole_j in rows:
+        assert latency_ratio == pytest.approx(layers_s / whole_s)
+        assert energy_ratio == pytest.approx(layers_j / whole_j)
+        # Splitting changes costs (lost fusion, cache effects, one call per layer), and on a
+        # busy machine the layers and the whole model compete for the CPU at different moments;
+        # a unit or per-call/per-window mix-up would still be off by orders of magnitude.
+        assert 0.1 < latency_ratio < 10.0, model
+        assert 0.1 < energy_ratio < 10.0, model
     assert "layers_vs_whole" in stdout
 
 
