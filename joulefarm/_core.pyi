@@ -6,10 +6,33 @@ Times are float64 seconds, power watts, energy joules. Windows are on the agent 
 ``[t0 + i/fs, t0 + (i+1)/fs)`` on the meter clock.
 """
 
-from typing import Literal, TypedDict
+from typing import Literal, Self, TypedDict, final, type_check_only
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "__version__",
+    "TraceError",
+    "FLAG_NO_SAMPLES",
+    "FLAG_PARTIAL_COVERAGE",
+    "FLAG_NAN_SAMPLES",
+    "FLAG_GAP",
+    "FLAG_NON_MONOTONIC",
+    "FLAG_SATURATED",
+    "FLAG_UNIDENTIFIABLE",
+    "integrate",
+    "integrate_windows",
+    "integrate_windows_iv",
+    "idle_power",
+    "align_offset",
+    "integrate_timestamped",
+    "align_clock",
+    "decimate_minmax",
+    "fold_layers",
+    "StreamingIntegrator",
+    "build_profile",
+]
 
 __version__: str
 
@@ -37,6 +60,10 @@ _Power = npt.NDArray[np.float32] | npt.NDArray[np.float64] | npt.ArrayLike
 _Times = npt.NDArray[np.float64] | npt.ArrayLike
 _Model = Literal["hold", "linear"]
 
+# The TypedDicts below describe the plain dicts the core returns: they exist only for type
+# checkers (import them under ``if TYPE_CHECKING``).
+
+@type_check_only
 class WindowColumns(TypedDict):
     energy_j: npt.NDArray[np.float64]
     mean_power_w: npt.NDArray[np.float64]
@@ -44,6 +71,7 @@ class WindowColumns(TypedDict):
     coverage: npt.NDArray[np.float64]
     flags: npt.NDArray[np.uint32]
 
+@type_check_only
 class AlignmentResult(TypedDict):
     offset_s: float
     correlation: float
@@ -134,6 +162,7 @@ def align_offset(
     ``trace - (a + b * occupancy)``. Use a non-periodic busy pattern.
     """
 
+@type_check_only
 class TraceQuality(TypedDict):
     samples: int
     nan_samples: int
@@ -168,6 +197,7 @@ def integrate_timestamped(
     ``FLAG_SATURATED``.
     """
 
+@type_check_only
 class ClockFitResult(TypedDict):
     offset_s: float
     drift_ppm: float
@@ -191,6 +221,7 @@ def align_clock(
     patterns' centres give ``meter_t = agent_t * (1 + drift_ppm * 1e-6) + offset_s``.
     """
 
+@type_check_only
 class DecimatedColumns(TypedDict):
     min: npt.NDArray[np.float64]
     max: npt.NDArray[np.float64]
@@ -200,6 +231,7 @@ def decimate_minmax(power: _Power, factor: int) -> DecimatedColumns:
     """Min, max and mean of each block of ``factor`` samples (the last block may be shorter),
     ignoring NaN samples; NaN for blocks without valid samples. For plotting long traces."""
 
+@type_check_only
 class FoldColumns(TypedDict):
     # One entry per layer id.
     power_w: npt.NDArray[np.float64]
@@ -268,12 +300,13 @@ def fold_layers(
     call and that windows fall at varied phases of the sample clock.
     """
 
+@final
 class StreamingIntegrator:
     """``integrate_windows`` over a uniform trace that arrives in chunks, with bounded memory
     (the windows plus one chunk). Same results as the one-shot call up to summation order."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         sample_rate_hz: float,
         starts: _Times,
         ends: _Times,
@@ -282,7 +315,7 @@ class StreamingIntegrator:
         drift_ppm: float = 0.0,
         model: _Model = "hold",
         saturation_w: float | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def feed(self, chunk: _Power) -> None:
         """Adds the next samples (float32 or float64)."""
     @property

@@ -131,7 +131,7 @@ class LayerTable(Sequence[LayerRecord]):
     def from_records(cls, records: Iterable[LayerRecord]) -> LayerTable:
         rows = [tuple(getattr(r, name) for name in LAYER_FIELDS) for r in records]
         values = list(zip(*rows, strict=True)) if rows else [()] * len(LAYER_FIELDS)
-        columns = dict(zip(LAYER_FIELDS, values, strict=True))
+        columns: dict[str, Sequence[object]] = dict(zip(LAYER_FIELDS, values, strict=True))
         columns["true_energy_j"] = [np.nan if v is None else v
                                     for v in columns["true_energy_j"]]
         return cls(columns)
@@ -163,6 +163,7 @@ class LayerTable(Sequence[LayerRecord]):
             return NotImplemented
         return list(self) == list(other)
 
+    # mypy rejects the documented way to make a class unhashable (python/mypy#4266).
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

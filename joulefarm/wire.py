@@ -24,7 +24,7 @@ _MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS, "whole": pb.MEASURE_MODE_WHO
 _MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
 
 
-def mode_to_proto(mode: str) -> int:
+def mode_to_proto(mode: str) -> pb.MeasureMode:
     try:
         return _MODE_TO_PROTO[mode]
     except KeyError:
@@ -32,7 +32,7 @@ def mode_to_proto(mode: str) -> int:
         raise ValueError(f"unknown measuring mode {mode!r} (known: {known})") from None
 
 
-def mode_from_proto(value: int) -> str:
+def mode_from_proto(value: pb.MeasureMode) -> str:
     try:
         return _MODE_FROM_PROTO[value]
     except KeyError:

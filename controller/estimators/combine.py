@@ -14,11 +14,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
 NO_CORRECTION = ("flops",)
 """Estimators whose totals are plain sums: the FLOPs baseline knows nothing else."""
+
+
+class CorrectionJson(TypedDict):
+    """A ``Correction`` as an estimator manifest stores it; ``formula`` is for human readers."""
+
+    alpha: float
+    beta: float
+    n_models: int
+    formula: NotRequired[str]
 
 
 @dataclass
@@ -45,14 +55,14 @@ class Correction:
         corrected = max(corrected, self.FLOOR * total)
         return corrected, corrected / total
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> CorrectionJson:
         return {"alpha": self.alpha, "beta": self.beta, "n_models": self.n_models,
                 "formula": "whole = max(alpha * sum(layers) + beta * (n_layers - 1), "
                            f"{self.FLOOR} * sum(layers))"}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Correction:
-        return cls(float(data["alpha"]), float(data["beta"]), int(data["n_models"]))  # type: ignore[arg-type]
+    def from_json(cls, data: CorrectionJson) -> Correction:
+        return cls(float(data["alpha"]), float(data["beta"]), int(data["n_models"]))
 
 
 def lognormal_variance(log_mean: np.ndarray, log_std: np.ndarray) -> np.ndarray:

@@ -29,6 +29,10 @@ import numpy as np
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import DeviceInfo, LayerDesc, from_row
 
+SqlValue = bool | int | float | str | None
+"""A cell as DuckDB hands back the columns read here (timestamps are cast to text)."""
+Row = dict[str, SqlValue]
+
 TARGETS: dict[str, tuple[str, str]] = {"latency": ("latency_s", "s"), "energy": ("energy_j", "J")}
 """Target name -> (attribute of a sample, unit)."""
 
@@ -114,7 +118,7 @@ def model_family(name: str) -> str:
     return stem
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, object]]:
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[Row]:
     rel = con.execute(sql)
     names = [d[0] for d in rel.description or []]
     return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
@@ -167,9 +171,9 @@ def load_dataset(db_path: str | Path) -> Dataset:
     return build_dataset(devices, layer_rows, whole_rows)
 
 
-def _load_devices(rows: list[dict[str, object]]) -> dict[str, DeviceInfo]:
+def _load_devices(rows: list[Row]) -> dict[str, DeviceInfo]:
     """Latest facts per device name (a device re-registered with new facts keeps its name)."""
-    latest: dict[str, dict[str, object]] = {}
+    latest: dict[str, Row] = {}
     for row in rows:
         name = str(row["name"])
         if name not in latest or str(row.get("last_seen")) > str(latest[name].get("last_seen")):
@@ -187,8 +191,8 @@ def _load_devices(rows: list[dict[str, object]]) -> dict[str, DeviceInfo]:
     }
 
 
-def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[dict[str, object]],
-                  whole_rows: list[dict[str, object]]) -> Dataset:
+def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
+                  whole_rows: list[Row]) -> Dataset:
     """Merge raw rows into samples (see the module docstring for the rules)."""
     names: dict[str, str] = {}
     descs: dict[str, dict[int, LayerDesc]] = defaultdict(dict)
@@ -196,10 +200,12 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[dict[str, 
     for row in layer_rows:
         sha = str(row["model_sha256"])
         names[sha] = str(row["model_name"])
-        index = int(row["layer_index"])  # type: ignore[arg-type]
-        descs[sha][index] = from_row(str(row["op"]), row["macs"], row["param_bytes"],  # type: ignore[arg-type]
-                                     row["act_in_bytes"], row["act_out_bytes"],  # type: ignore[arg-type]
-                                     row["input_shapes"], row["output_shapes"])  # type: ignore[arg-type]
+        layer_index = row["layer_index"]
+        assert layer_index is not None  # NOT NULL in layer_measurements
+        index = int(layer_index)
+        descs[sha][index] = from_row(str(row["op"]), _int(row["macs"]), _int(row["param_bytes"]),
+                                     _int(row["act_in_bytes"]), _int(row["act_out_bytes"]),
+                                     _text(row["input_shapes"]), _text(row["output_shapes"]))
         measured[(str(row["device_name"]), sha, index)].append(
             (_num(row["latency_s"]), _num(row["energy_j"]), bool(row["simulated"])))
     model_layers = {sha: tuple(d[i] for i in sorted(d)) for sha, d in descs.items()}
@@ -247,5 +253,14 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[dict[str, 
     return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums))
 
 
-def _num(value: object) -> float:
-    return float(value) if value is not None else float("nan")  # type: ignore[arg-type]
+def _num(value: SqlValue) -> float:
+    return float(value) if value is not None else float("nan")
+
+
+def _int(value: SqlValue) -> int:
+    """An integer cell; NULL reads as 0."""
+    return int(value or 0)
+
+
+def _text(value: SqlValue) -> str | None:
+    return None if value is None else str(value)

@@ -101,9 +101,10 @@ def shape_text(shapes: Sequence[Shape]) -> str:
     return ",".join("x".join(str(d) for d in s) for s in shapes)
 
 
-def from_row(op: str, macs: int, param_bytes: int, act_in_bytes: int, act_out_bytes: int,
-             input_shapes: str | None, output_shapes: str | None) -> LayerDesc:
-    """The description of a layer read back from ``layer_measurements``."""
+def from_row(op: str, macs: int | None, param_bytes: int | None, act_in_bytes: int | None,
+             act_out_bytes: int | None, input_shapes: str | None, output_shapes: str | None
+             ) -> LayerDesc:
+    """The description of a layer read back from ``layer_measurements`` (NULL counts as 0)."""
     return LayerDesc(op, int(macs or 0), int(param_bytes or 0), int(act_in_bytes or 0),
                      int(act_out_bytes or 0), parse_shapes(input_shapes),
                      parse_shapes(output_shapes))

@@ -22,8 +22,10 @@ Every model reads one input ``features`` (double, [N, F]) and writes ``log_mean`
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from scipy.linalg import solve_triangular
@@ -50,13 +52,15 @@ class _Builder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def const(self, value: np.ndarray | float, hint: str = "c", dtype: type = np.float64) -> str:
+    def const(self, value: npt.ArrayLike, hint: str = "c", dtype: npt.DTypeLike = np.float64
+              ) -> str:
         name = self.name(hint)
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None,
-           output: str | None = None, **attrs: object) -> str:
+           output: str | None = None, **attrs: Any) -> str:
+        """A node; ``attrs`` go to ``helper.make_node`` (its ``domain`` and the attributes)."""
         out = output or self.name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(op_type),
                                            **attrs))
@@ -90,8 +94,14 @@ def _base(b: _Builder, base: LinearBase) -> str:
 def _tree_ensemble(b: _Builder, trees: ExtraTreesRegressor) -> str:
     """Mean over the trees of ``trees`` as a [N] vector (weights folded into the leaves)."""
     weight = 1.0 / len(trees.estimators_)
-    features, splits, roots, leaves = [], [], [], []
-    true_ids, true_leaf, false_ids, false_leaf = [], [], [], []
+    features: list[int] = []
+    splits: list[float] = []
+    roots: list[int] = []
+    leaves: list[float] = []
+    true_ids: list[int] = []
+    true_leaf: list[int] = []
+    false_ids: list[int] = []
+    false_leaf: list[int] = []
     for estimator in trees.estimators_:
         tree = estimator.tree_
         left, right = tree.children_left, tree.children_right

@@ -24,6 +24,7 @@ from joulefarm.results import (
     BenchmarkResult,
     DeviceFacts,
     LayerRecord,
+    LayerTable,
     MeterDescription,
     WholeModelRecord,
 )
@@ -112,8 +113,8 @@ def _result(sha: str, meter: MeterDescription, mode: str, layers: tuple[LayerRec
     return BenchmarkResult(
         model_sha256=sha, mode=mode, meter=meter, runtime_name="synthetic",
         runtime_version="0", num_threads=1, idle_power_w=idle_w, clock_offset_s=0.0,
-        alignment_correlation=1.0, started_unix_s=now, finished_unix_s=now, layers=layers,
-        whole=whole)
+        alignment_correlation=1.0, started_unix_s=now, finished_unix_s=now,
+        layers=LayerTable.from_records(layers), whole=whole)
 
 
 def measure_synthetic(device: SyntheticDevice, layers: Sequence[LayerInfo],

@@ -21,6 +21,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -56,6 +57,16 @@ class MetricRow:
 Pairs = dict[tuple[str, str], list[tuple[float, float]]]
 """(level, estimator) -> [(measured, predicted)]."""
 
+FewShot = dict[str, tuple[tuple[np.ndarray, float] | None, float | None]]
+"""Held-out device -> (its device block and scale, its FLOPs ratio), from reference runs."""
+
+
+class _FewShotArgs(TypedDict, total=False):
+    """The few-shot keywords of ``predict_layers`` and ``predict_whole``."""
+
+    block: tuple[np.ndarray, float] | None
+    flops_ratio: float | None
+
 
 def subset(dataset: Dataset, keep: Callable[[str, str], bool]) -> Dataset:
     """The samples whose (device, model sha256) ``keep`` accepts."""
@@ -65,6 +76,16 @@ def subset(dataset: Dataset, keep: Callable[[str, str], bool]) -> Dataset:
         model_layers=dataset.model_layers, model_names=dataset.model_names,
         devices=dataset.devices,
         layer_sums={k: v for k, v in dataset.layer_sums.items() if keep(*k)})
+
+
+def _models_not_in(models: set[str]) -> Callable[[str, str], bool]:
+    """A ``subset`` filter: every sample except those of ``models``."""
+    return lambda _device, sha: sha not in models
+
+
+def _devices_other_than(device: str) -> Callable[[str, str], bool]:
+    """A ``subset`` filter: every sample except those of ``device``."""
+    return lambda other, _sha: other != device
 
 
 def _is_reference(dataset: Dataset, sha: str) -> bool:
@@ -78,8 +99,7 @@ def _ok(value: float) -> bool:
 def _score_fold(dataset: Dataset, target: str, est: FittedEstimator,
                 layers: list[LayerSample], wholes: list[WholeSample], pairs: Pairs, *,
                 latency_est: FittedEstimator | None = None,
-                few_shot: dict[str, tuple[tuple[np.ndarray, float] | None, float | None]]
-                | None = None,
+                few_shot: FewShot | None = None,
                 only: Iterable[str] | None = None) -> None:
     """Add (measured, predicted) pairs of ``layers`` and ``wholes`` to ``pairs``."""
     keep = set(only) if only is not None else None
@@ -107,14 +127,14 @@ def _score_fold(dataset: Dataset, target: str, est: FittedEstimator,
             continue
         totals = predict_whole(est, w.device, descs, **kwargs)
         if latency_est is not None and w.device in latency_est.per_device:
-            lat = predict_whole(latency_est, w.device, descs)["trees"][0]
-            totals = {**totals, "const_power": (lat * est.power_w[w.device], None)}
+            lat_total = predict_whole(latency_est, w.device, descs)["trees"][0]
+            totals = {**totals, "const_power": (lat_total * est.power_w[w.device], None)}
         for name, (total, _) in totals.items():
             if keep is None or name in keep:
                 pairs[("model", name)].append((value, total))
 
 
-def _device_kwargs(device: str, few_shot: dict | None) -> dict:
+def _device_kwargs(device: str, few_shot: FewShot | None) -> _FewShotArgs:
     if few_shot is None or device not in few_shot:
         return {}
     block, ratio = few_shot[device]
@@ -138,7 +158,7 @@ def grouped_kfold(dataset: Dataset, target: str, *, folds: int = 5, seed: int = 
     pairs: Pairs = defaultdict(list)
     for k in range(min(folds, len(shas))):
         test = {sha for sha, f in fold_of.items() if f == k}
-        train = subset(dataset, lambda _d, sha, test=test: sha not in test)
+        train = subset(dataset, _models_not_in(test))
         est, latency = _fit(train, target, seed, with_gp)
         _score_fold(dataset, target, est, [s for s in dataset.layers if s.model_sha in test],
                     [w for w in dataset.wholes if w.model_sha in test], pairs,
@@ -156,7 +176,7 @@ def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: b
     if len(families) < 2:
         return pairs
     for _, test in sorted(families.items()):
-        train = subset(dataset, lambda _d, sha, test=test: sha not in test)
+        train = subset(dataset, _models_not_in(test))
         if not train.layers:
             continue
         est, latency = _fit(train, target, seed, with_gp)
@@ -173,7 +193,7 @@ def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0) -> Pairs:
     if len(devices) < 3:  # two training devices at least, or there is nothing to learn across
         return pairs
     for device in devices:
-        train = subset(dataset, lambda d, _sha, device=device: d != device)
+        train = subset(dataset, _devices_other_than(device))
         est = fit_estimator(train, target, seed=seed, with_gp=False)
         if not est.cross_hw:
             continue

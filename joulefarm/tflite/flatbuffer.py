@@ -9,7 +9,8 @@ the runtime's kernels may read unaligned weights slowly or refuse them.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, SupportsInt
 
 import flatbuffers
 import numpy as np
@@ -115,8 +116,8 @@ def unpack_model(model_bytes: bytes) -> tfl.ModelT:
     return model
 
 
-def _ints(values: object) -> list[int] | None:
-    return None if values is None else [int(v) for v in values]  # type: ignore[attr-defined]
+def _ints(values: Iterable[SupportsInt] | None) -> list[int] | None:
+    return None if values is None else [int(v) for v in values]
 
 
 def _normalise(model: tfl.ModelT) -> None:
@@ -183,6 +184,7 @@ def _aligned_buffer_class() -> type:
     """A ``BufferT`` whose data vector ``Pack`` aligns to ``BUFFER_ALIGNMENT`` bytes (made at
     first use: the schema module is loaded lazily)."""
 
+    # The generated schema is untyped (tfl is Any), so the base class is Any.
     class AlignedBufferT(tfl.BufferT):  # type: ignore[misc]
         def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 - generated API name
             payload = b"" if self.data is None else np.asarray(self.data, np.uint8).tobytes()
@@ -197,7 +199,8 @@ def _aligned_buffer_class() -> type:
                 tfl.BufferAddData(builder, data)
             tfl.BufferAddOffset(builder, self.offset)
             tfl.BufferAddSize(builder, self.size)
-            return tfl.BufferEnd(builder)
+            end: int = tfl.BufferEnd(builder)  # the untyped generated schema returns an offset
+            return end
 
     return AlignedBufferT
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -103,7 +104,10 @@ class SweepConfig:
 # ------------------------------------------------------------------------------ drawing helpers
 
 
-def _pick(rng: np.random.Generator, values: Sequence) -> object:
+_T = TypeVar("_T")
+
+
+def _pick(rng: np.random.Generator, values: Sequence[_T]) -> _T:
     return values[int(rng.integers(len(values)))]
 
 
@@ -118,17 +122,17 @@ def _spatial(rng: np.random.Generator, profile: str) -> tuple[int, int]:
         h = 1 if rng.random() < 0.4 else _log_int(rng, 1, 256)
         w = _log_int(rng, 8, 8192 if h == 1 else 512)
         return (h, w) if rng.random() < 0.8 else (w, h)
-    hw = int(_pick(rng, _HW))
+    hw = _pick(rng, _HW)
     return hw, hw
 
 
 def _kernel(rng: np.random.Generator, profile: str, h: int, w: int) -> tuple[int, int]:
     if profile == "broad" and rng.random() < 0.5:
-        kh = int(_pick(rng, (1, 1, 2, 3, 5, 7)))
+        kh = _pick(rng, (1, 1, 2, 3, 5, 7))
         long = rng.random() < 0.25
-        kw = int(_pick(rng, (16, 32, 64, 128, 256))) if long else int(_pick(rng, (1, 3, 5, 7, 9)))
+        kw = _pick(rng, (16, 32, 64, 128, 256)) if long else _pick(rng, (1, 3, 5, 7, 9))
         return min(kh, h), min(kw, w)
-    k = int(_pick(rng, _KERNELS))
+    k = _pick(rng, _KERNELS)
     return min(k, h), min(k, w)
 
 
@@ -136,9 +140,9 @@ def _stride(rng: np.random.Generator, profile: str, kernel: tuple[int, int]) -> 
     if profile == "broad" and rng.random() < 0.4:
         # Per-axis strides; framing layers use stride = kernel (non-overlapping windows).
         def axis(k: int) -> int:
-            return k if k > 1 and rng.random() < 0.3 else int(_pick(rng, (1, 2, 3, 4)))
+            return k if k > 1 and rng.random() < 0.3 else _pick(rng, (1, 2, 3, 4))
         return axis(kernel[0]), axis(kernel[1])
-    s = int(_pick(rng, (1, 1, 2)))
+    s = _pick(rng, (1, 1, 2))
     return s, s
 
 
@@ -158,54 +162,55 @@ def _out_hw(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
 
 def _draw(rng: np.random.Generator, kind: str, profile: str
           ) -> tuple[tuple[int, ...], tuple[LayerSpec, ...], int]:
-    """One candidate (input shape, layers, MACs of the measured layer, max elements)."""
+    """One candidate (input shape, layers, MACs of the measured layer); MACs -1 where the
+    drawn layer does not fit its input."""
     h, w = _spatial(rng, profile)
     if kind == "conv":
-        cin = int(_pick(rng, _CHANNELS))
-        cout = int(_pick(rng, _CHANNELS[1:]))
+        cin = _pick(rng, _CHANNELS)
+        cout = _pick(rng, _CHANNELS[1:])
         if profile == "broad" and rng.random() < 0.25:
             # Audio front ends and heads: one to four channels in or out.
             if rng.random() < 0.5:
-                cin = int(_pick(rng, (1, 2, 4)))
+                cin = _pick(rng, (1, 2, 4))
             else:
-                cout = int(_pick(rng, (1, 2, 4)))
+                cout = _pick(rng, (1, 2, 4))
         kernel = _kernel(rng, profile, h, w)
         stride = _stride(rng, profile, kernel)
         padding = _padding(rng)
         out = _out_hw(h, w, kernel, stride, padding)
         if out is None:
             return (), (), -1
-        spec = Conv2D(cout, kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
+        spec = Conv2D(cout, kernel, stride, padding, _pick(rng, _ACTIVATIONS))
         return (1, h, w, cin), (spec,), spec.macs((1, h, w, cin))
     if kind == "dwconv":
-        c = int(_pick(rng, _CHANNELS[1:]))
+        c = _pick(rng, _CHANNELS[1:])
         kernel = _kernel(rng, profile, h, w)
         if profile == "mobile" or kernel == (1, 1):
-            k = int(_pick(rng, (3, 5, 7)))
+            k = _pick(rng, (3, 5, 7))
             kernel = (min(k, h), min(k, w))
         stride = _stride(rng, profile, kernel)
         padding = _padding(rng)
         out = _out_hw(h, w, kernel, stride, padding)
         if out is None:
             return (), (), -1
-        dw = DepthwiseConv2D(kernel, stride, padding, str(_pick(rng, _ACTIVATIONS)))
+        dw = DepthwiseConv2D(kernel, stride, padding, _pick(rng, _ACTIVATIONS))
         return (1, h, w, c), (dw,), dw.macs((1, h, w, c))
     if kind == "fc":
-        batch = int(_pick(rng, (1, 1, 1, 2, 4, 8, 16, 32)))
+        batch = _pick(rng, (1, 1, 1, 2, 4, 8, 16, 32))
         features = _log_int(rng, 16, 4096)
         units = _log_int(rng, 8, 4096)
-        fc = FullyConnected(units, str(_pick(rng, _ACTIVATIONS)))
+        fc = FullyConnected(units, _pick(rng, _ACTIVATIONS))
         return (batch, features), (fc,), fc.macs((batch, features))
     if kind in ("maxpool", "avgpool"):
-        c = int(_pick(rng, _CHANNELS[1:]))
+        c = _pick(rng, _CHANNELS[1:])
         if rng.random() < 0.15:  # global pooling
             pool = (h, w)
             stride = pool
             padding = "VALID"
         else:
-            k = int(_pick(rng, (2, 2, 3, 3, 5)))
+            k = _pick(rng, (2, 2, 3, 3, 5))
             pool = (min(k, h), min(k, w))
-            s = int(_pick(rng, (1, 2, 2)))
+            s = _pick(rng, (1, 2, 2))
             stride = (min(s, h), min(s, w))
             padding = _padding(rng)
         out = _out_hw(h, w, pool, stride, padding)
@@ -215,22 +220,22 @@ def _draw(rng: np.random.Generator, kind: str, profile: str
         pooling = cls(pool, stride, padding)
         return (1, h, w, c), (pooling,), pooling.macs((1, h, w, c))
     if kind in ("add", "concat"):
-        c = int(_pick(rng, _CHANNELS[1:]))
+        c = _pick(rng, _CHANNELS[1:])
         shape = (1, h, w, c)
-        second: LayerSpec = (Add(0, str(_pick(rng, ("NONE", "RELU")))) if kind == "add"
+        second: LayerSpec = (Add(0, _pick(rng, ("NONE", "RELU"))) if kind == "add"
                              else Concatenation(0, -1))
         # The second operand comes from a same-shape RESHAPE (a metadata op, near free).
         return shape, (Reshape(shape), second), second.macs(shape)
     if kind == "mean":
-        c = int(_pick(rng, _CHANNELS[1:]))
+        c = _pick(rng, _CHANNELS[1:])
         mean = Mean((1, 2), keep_dims=bool(rng.random() < 0.5))
         return (1, h, w, c), (mean,), mean.macs((1, h, w, c))
     if kind == "softmax":
-        batch = int(_pick(rng, (1, 1, 4, 16)))
+        batch = _pick(rng, (1, 1, 4, 16))
         n = _log_int(rng, 10, 20000)
         return (batch, n), (Softmax(),), Softmax().macs((batch, n))
     if kind == "pad":
-        c = int(_pick(rng, _CHANNELS[1:]))
+        c = _pick(rng, _CHANNELS[1:])
         ph, pw = int(rng.integers(0, 4)), int(rng.integers(1, 4))
         pad = Pad(((0, 0), (ph, ph), (pw, pw), (0, 0)))
         return (1, h, w, c), (pad,), pad.macs((1, h, w, c))
@@ -304,16 +309,16 @@ def generate_sweep(n: int, *, seed: int = 0, kinds: Sequence[str] = KINDS,
 
 
 def _chain(rng: np.random.Generator, index: int, max_macs: int) -> SweepConfig | None:
-    hw = int(_pick(rng, (28, 56, 96, 112)))
-    c = int(_pick(rng, (8, 16, 24, 32)))
-    cin = int(_pick(rng, (1, 3)))
+    hw = _pick(rng, (28, 56, 96, 112))
+    c = _pick(rng, (8, 16, 24, 32))
+    cin = _pick(rng, (1, 3))
     layers: list[LayerSpec] = [Conv2D(c, (3, 3), (2, 2))]
     size = math.ceil(hw / 2)
     for _ in range(int(rng.integers(1, 5))):
-        stride = int(_pick(rng, (1, 1, 2)))
+        stride = _pick(rng, (1, 1, 2))
         cout = c * 2 if stride == 2 else c
         start = len(layers) - 1
-        k = int(_pick(rng, (3, 5)))
+        k = _pick(rng, (3, 5))
         layers.append(DepthwiseConv2D((k, k), (stride, stride)))
         size = math.ceil(size / stride)
         layers.append(Conv2D(cout, (1, 1), activation="NONE"))
@@ -323,7 +328,7 @@ def _chain(rng: np.random.Generator, index: int, max_macs: int) -> SweepConfig |
     if rng.random() < 0.5 and size >= 2:
         layers.append(MaxPool2D((2, 2)))
         size //= 2
-    layers += [Mean((1, 2)), FullyConnected(int(_pick(rng, (10, 100, 1000)))), Softmax()]
+    layers += [Mean((1, 2)), FullyConnected(_pick(rng, (10, 100, 1000))), Softmax()]
     if total_macs((1, hw, hw, cin), layers) > max_macs:
         return None
     return SweepConfig("chain", (1, hw, hw, cin), tuple(layers), seed=index)

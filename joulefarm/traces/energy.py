@@ -10,14 +10,17 @@ definition of energy wherever it is read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 import joulefarm
 from joulefarm.errors import TraceInputError
-from joulefarm.traces.model import AnyTrace
+from joulefarm.traces.model import AnyTrace, Trace
+
+if TYPE_CHECKING:
+    from joulefarm._core import WindowColumns
 
 GAP_FACTOR = 3.0
 """Points further apart than this many sampling periods are a gap (a sensor or a logger that
@@ -48,19 +51,36 @@ def window_energy(trace: AnyTrace, starts: npt.ArrayLike, ends: npt.ArrayLike, *
     """
     starts = np.asarray(starts, dtype=np.float64)
     ends = np.asarray(ends, dtype=np.float64)
+    signal = _signal_model(model)
     try:
-        if trace.uniform:
-            return dict(joulefarm.integrate_windows(
+        if isinstance(trace, Trace):
+            return _as_dict(joulefarm.integrate_windows(
                 trace.power_w, float(trace.sample_rate_hz), starts, ends, t0=trace.t0_s,
-                offset_s=offset_s, drift_ppm=drift_ppm, model=model))
+                offset_s=offset_s, drift_ppm=drift_ppm, model=signal))
         points = trace.to_timestamped()
         gap = auto_max_gap_s(trace) if max_gap_s is None else max_gap_s
         columns, _quality = joulefarm.integrate_timestamped(
             points.t_s, points.power_w, starts, ends, offset_s=offset_s, drift_ppm=drift_ppm,
-            model=model, max_gap_s=None if gap is None or np.isinf(gap) else gap)
-        return dict(columns)
+            model=signal, max_gap_s=None if gap is None or np.isinf(gap) else gap)
+        return _as_dict(columns)
     except joulefarm.TraceError as e:
         raise TraceInputError(str(e)) from None
+
+
+def _signal_model(model: str) -> Literal["hold", "linear"]:
+    """``model`` as the core's literal type; the core's own message for any other name."""
+    if model == "hold":
+        return "hold"
+    if model == "linear":
+        return "linear"
+    raise TraceInputError(f'unknown signal model "{model}" (expected "hold" or "linear")')
+
+
+def _as_dict(columns: WindowColumns) -> dict[str, np.ndarray]:
+    """The core's columns as a plain dict, in the core's order."""
+    return {"energy_j": columns["energy_j"], "mean_power_w": columns["mean_power_w"],
+            "samples": columns["samples"], "coverage": columns["coverage"],
+            "flags": columns["flags"]}
 
 
 @dataclass(frozen=True)
@@ -94,7 +114,7 @@ def summarize(trace: AnyTrace) -> TraceSummary:
     end = float(points.t_s[-1]) if points.samples else 0.0
     meta = getattr(trace, "meta", {})
     samples = int(meta.get("samples", trace.samples))  # a log's readings, not its closing point
-    if trace.uniform:
+    if isinstance(trace, Trace):
         rate = float(trace.sample_rate_hz)
     else:
         rate = samples / (end - start) if end > start else float("nan")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from joulefarm.errors import TraceFormatError, at
 from joulefarm.traces.assemble import readings_trace
@@ -37,13 +38,13 @@ class MonsoonCsv:
     """One channel of a Monsoon CSV. ``stamps_s`` is the ``Time(ms)`` column (seconds since
     the engine started, one stamp per USB packet)."""
 
-    stamps_s: np.ndarray
-    current_a: np.ndarray
-    voltage_v: np.ndarray
+    stamps_s: npt.NDArray[np.float64]
+    current_a: npt.NDArray[np.float64]
+    voltage_v: npt.NDArray[np.float64]
     channel: str
 
     @property
-    def power_w(self) -> np.ndarray:
+    def power_w(self) -> npt.NDArray[np.float64]:
         return self.current_a * self.voltage_v
 
     def t0_by_arrival(self, rate_hz: float = MONSOON_RATE_HZ) -> float:

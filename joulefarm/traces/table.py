@@ -8,7 +8,7 @@ lines in the middle, short rows) or raises an error naming the file, line and co
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +53,7 @@ def _parse_float(text: str) -> float:
 
 
 def read_columns(path: Path, header: CsvHeader, wanted: dict[str, int],
-                 converters: dict[str, tuple[Converter, str]] | None = None,
+                 converters: Mapping[str, tuple[Converter, str]] | None = None,
                  ) -> dict[str, np.ndarray]:
     """Columns ``{name: field index}`` as float64 arrays. ``converters`` map a column to
     ``(cell -> float, what it expects)`` for cells that are not plain numbers (dates)."""
@@ -90,7 +90,7 @@ def _read_fast(path: Path, header: CsvHeader, wanted: dict[str, int]) -> dict[st
 
 
 def _read_slow(path: Path, header: CsvHeader, wanted: dict[str, int],
-               converters: dict[str, tuple[Converter, str]]) -> dict[str, np.ndarray]:
+               converters: Mapping[str, tuple[Converter, str]]) -> dict[str, np.ndarray]:
     values: dict[str, list[float]] = {key: [] for key in wanted}
     needed = max(wanted.values()) + 1
     parse = {key: converters.get(key, (_parse_float, "a number")) for key in wanted}

@@ -94,3 +94,15 @@ def test_window_energy_timestamped_hold_and_gap() -> None:
     np.testing.assert_allclose(result["energy_j"][2], 8.0)
     bridged = window_energy(trace, [0.0], [8.5], max_gap_s=float("inf"))
     np.testing.assert_allclose(bridged["energy_j"][0], 1 + 2 + 2 + 4 * 5 + 8)
+
+
+def test_window_energy_signal_models_and_unknown_model() -> None:
+    from joulefarm.traces import TimestampedTrace, Trace
+
+    uniform = Trace(np.array([1.0, 3.0]), 0.0, 1.0)
+    points = TimestampedTrace(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 3.0]))
+    for trace in (uniform, points):
+        result = window_energy(trace, [0.0], [2.0], model="linear")
+        assert list(result) == ["energy_j", "mean_power_w", "samples", "coverage", "flags"]
+        with pytest.raises(TraceInputError, match="unknown signal model"):
+            window_energy(trace, [0.0], [2.0], model="cubic")
