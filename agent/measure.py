@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 import joulefarm
-from agent.meters.base import AnyTrace, Meter
+from agent.meters.base import AnyTrace, Meter, Trace
 from agent.runtimes.chain import LayerChain, LayerPairs, WholeModel
 from agent.runtimes.profiler import (
     ProfiledModel,
@@ -42,6 +42,7 @@ from joulefarm.results import (
     BenchmarkResult,
     DecimatedTrace,
     LayerRecord,
+    LayerTable,
     MeasureSettings,
     PairRecord,
     Progress,
@@ -339,6 +340,8 @@ def align_and_baseline(raw: RawRun) -> Alignment:
     trace = raw.trace
     flags: list[str] = list(trace.flags)
     if trace.clock == "meter":
+        # Meter.stop(): a trace on the meter's own clock is a uniform Trace.
+        assert isinstance(trace, Trace), f"a meter-clock {type(trace).__name__}"
         fit = joulefarm.align_offset(
             trace.power_w, trace.sample_rate_hz, raw.busy_starts, raw.busy_ends,
             t0=trace.t0_s, max_offset_s=MAX_CLOCK_OFFSET_S,
@@ -358,7 +361,8 @@ def align_and_baseline(raw: RawRun) -> Alignment:
 
 def decimate_trace(trace: AnyTrace) -> DecimatedTrace | None:
     """The run's trace as at most ``MAX_TRACE_BUCKETS`` min/max/mean buckets (rust_core)."""
-    if trace.clock == "meter":
+    uniform: Trace
+    if isinstance(trace, Trace):
         uniform = trace
     else:
         ts = trace.to_timestamped()
@@ -398,7 +402,7 @@ def _result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: 
         alignment_correlation=fit.correlation,
         started_unix_s=raw.started_unix_s,
         finished_unix_s=raw.finished_unix_s,
-        layers=layers,
+        layers=LayerTable.from_records(layers),
         flags=fit.flags,
         true_clock_offset_s=getattr(meter, "clock_offset_s", None)
         if meter.description.simulated else None,

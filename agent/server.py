@@ -20,11 +20,17 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import (  # type: ignore[import-untyped]  # the package ships no types
+    health,
+    health_pb2,
+    health_pb2_grpc,
+)
+from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]  # the package ships no types
+    reflection,
+)
 
 import joulefarm
 from agent.facts import collect_facts
@@ -95,6 +101,10 @@ class ModelCache:
         return path.read_bytes() if path.exists() else None
 
 
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
 class TokenAuthInterceptor(grpc.ServerInterceptor):
     """Reject calls whose ``authorization`` metadata is not ``Bearer <token>``."""
 
@@ -106,13 +116,19 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         def deny(request: object, context: grpc.ServicerContext) -> None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid agent token")
 
-        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.unary_stream_rpc_method_handler(deny)
+        # Any, Any: the denial stands in for every method, whatever its messages (it reads
+        # nothing and answers nothing).
+        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = (
+            grpc.unary_unary_rpc_method_handler(deny))
+        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = (
+            grpc.unary_stream_rpc_method_handler(deny))
 
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails],
+                               grpc.RpcMethodHandler[_Request, _Response] | None],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         if details.method.startswith(UNAUTHENTICATED_METHODS_PREFIX):
             return continuation(details)
         presented = dict(details.invocation_metadata or ()).get("authorization", "")

@@ -51,7 +51,9 @@ def export_parquet(db: Path, out: Path, *, sweep_id: str | None = None) -> dict[
     try:
         for name, sql in EXPORTS.items():
             query = f"SELECT * FROM ({sql}){where}"
-            counts[name] = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()[0]
+            row = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()
+            assert row is not None  # count(*) returns one row
+            counts[name] = row[0]
             staging = out / f".{name}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             if counts[name]:

@@ -44,7 +44,7 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -387,10 +387,12 @@ class CompiledModel:
         self._keep += [in_array, out_array]
         # The hot path: a function object of its own without argtypes, called with arguments
         # converted once; with argtypes ctypes converts all six on every call (~0.5 us on x86).
-        self._run = lib["LiteRtRunCompiledModel"]
-        self._run.restype = _STATUS
-        self._run_args = (self._compiled, _SIZE(0), _SIZE(len(self._inputs)), in_array,
-                          _SIZE(len(self._outputs)), out_array)
+        run = lib["LiteRtRunCompiledModel"]
+        run.restype = _STATUS
+        self._run: Callable[..., int] = run
+        self._run_args: tuple[object, ...] = (
+            self._compiled, _SIZE(0), _SIZE(len(self._inputs)), in_array,
+            _SIZE(len(self._outputs)), out_array)
 
     def _create(self, create: str, destroy: str, *args: object) -> ctypes.c_void_p:
         handle = ctypes.c_void_p()
@@ -433,7 +435,7 @@ class CompiledModel:
                 raise LiteRtCallError("LiteRtGetRankedTensorType", 5,
                                       f"{kind.lower()} {i} ({names[-1]!r}): cannot pin its "
                                       f"dimensions to {list(shape or ())}")
-            if pinned and kind == "Input":
+            if pinned and shape is not None and kind == "Input":
                 # A dynamic input: size it, so that the runtime allocates every tensor.
                 resize = ("LiteRtCompiledModelResizeInputTensor" if self._strict
                           else "LiteRtCompiledModelResizeInputTensorNonStrict")

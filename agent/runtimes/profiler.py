@@ -790,7 +790,7 @@ def _collect(ev: _Events, befores: np.ndarray, afters: np.ndarray, n_nodes: int,
     cursor, current = math.nan, -1
     for e in np.flatnonzero((delegate & ~known) | anchors):
         if anchors[e]:
-            current, cursor = e, ev.start_s[e]
+            current, cursor = int(e), ev.start_s[e]
             continue
         if current < 0:
             continue

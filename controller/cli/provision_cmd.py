@@ -7,6 +7,7 @@ one line naming the device); 2 bad input (devices file, names, options) and noth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -94,6 +95,9 @@ def provision(
     def say(line: str) -> None:
         console.print(redactor.scrub(line), markup=False, soft_wrap=True)
 
+    def say_for(name: str) -> Callable[[str], None]:
+        return lambda m: say(f"[{name}] {m}")
+
     options = ProvisionOptions(trust_new_host=trust_new_host, wheel=wheel, prefix=prefix,
                                build_on_device=build_on_device)
     wheel_source = WheelSource(wheel, report=lambda m: say(f"[wheel] {m}"))
@@ -103,7 +107,7 @@ def provision(
         try:
             done.append(provision_device(
                 device, options, wheel_source,
-                report=lambda m, name=device.name: say(f"[{name}] {m}"), redactor=redactor))
+                report=say_for(device.name), redactor=redactor))
         except ProvisionError as exc:
             failed[device.name] = exc
             # escape(): "[name]" and "[host]:port" are text, not rich markup.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -10,6 +12,10 @@ from controller.cli.console import DeviceProgress, OutputFormat, console, print_
 from controller.cli.demo_cmd import print_summary
 from controller.cli.options import DbOption, DevicesOption, FormatOption, db_path
 from controller.demo import DEVICES_FILE, resolve_default
+
+if TYPE_CHECKING:  # the farm loads when a command runs, not for --help
+    from controller.farm.runner import RunReport
+    from controller.farm.sweep import ProgressFn
 
 app = typer.Typer(help="Run suites on the farm; see and resume sweeps.", no_args_is_help=True)
 
@@ -37,7 +43,8 @@ FROM jobs WHERE sweep_id = ? ORDER BY device, job_id
 """
 
 
-def _run(report_fn, names: list[str], database: Path) -> None:  # type: ignore[no-untyped-def]
+def _run(report_fn: Callable[[ProgressFn], RunReport], names: list[str], database: Path
+         ) -> None:
     with DeviceProgress(names) as live:
         report = report_fn(live.update)
     print_summary(report, database)

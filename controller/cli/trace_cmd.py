@@ -16,7 +16,7 @@ from controller.cli.console import OutputFormat, console, err_console, print_row
 from joulefarm.errors import TraceInputError
 
 if TYPE_CHECKING:  # numpy and the readers load when a command runs, not for --help
-    from joulefarm.traces import AnyTrace, ReadOptions
+    from joulefarm.traces import AnyTrace, ReadOptions, TimestampedTrace, Trace
 
 app = typer.Typer(help="Import power traces from meter logs and compute window energies.",
                   no_args_is_help=True)
@@ -80,7 +80,7 @@ def _options(time_unit: str | None, power_unit: str | None, sample_rate_hz: floa
                          tz_offset_s=tz_offset_s, date_order=date_order.value)
 
 
-def _print_notes(trace: AnyTrace) -> None:
+def _print_notes(trace: Trace | TimestampedTrace) -> None:
     for note in trace.meta.get("notes", []):
         err_console.print(f"note: {note}", markup=False, soft_wrap=True)
 

@@ -32,10 +32,10 @@ def check_devices(devices: Sequence[Device]) -> list[DeviceCheck]:
         for e in endpoints:
             configured = e.device.meter.kind
             with AgentClient(e.device.name, e.target, e.token) as client:
-                problem = client.health_problem()
-                if problem is not None:
+                unhealthy = client.health_problem()
+                if unhealthy is not None:
                     results.append(DeviceCheck(e.device.name, e.target, False, False, False, "",
-                                               configured, False, problem))
+                                               configured, False, unhealthy))
                     continue
                 try:
                     facts = client.facts()

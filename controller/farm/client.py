@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import (  # type: ignore[import-untyped]  # the package ships no types
+    health_pb2,
+    health_pb2_grpc,
+)
 
 from joulefarm import wire
 from joulefarm.errors import JoulefarmError

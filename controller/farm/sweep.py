@@ -250,8 +250,10 @@ def execute_sweep(
     by_sha = {m.sha256: m for m in models}
     pending: dict[str, list[Job]] = {}
     for row in store.jobs(sweep_id, incomplete_only=True):
+        config = row["config"]
+        assert isinstance(config, dict)  # ResultStore.jobs decodes the stored JSON object
         job = Job(str(row["job_id"]), str(row["device_name"]), str(row["model_name"]),
-                  str(row["model_sha256"]), dict(row["config"]))  # type: ignore[arg-type]
+                  str(row["model_sha256"]), dict(config))
         if job.model_sha256 not in by_sha:
             raise JoulefarmError(
                 f"sweep {sweep_id}: model {job.model_name!r} ({job.model_sha256[:12]}) is not "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from paramiko.pkey import UnknownKeyType  # the stubs leave out paramiko's re-export
 
 from controller.config.registry import Device, parse_jump
 from controller.provision.errors import (
@@ -105,7 +106,7 @@ def load_key(key_file: Path, passphrase_source: Callable[[Path], str | None],
         raise ProvisionInputError(f"cannot read ssh key file {key_file}: {exc.strerror}") from None
     except TypeError:
         pass  # cryptography: "Password was not given but private key is encrypted"
-    except (ValueError, paramiko.SSHException, paramiko.UnknownKeyType):
+    except (ValueError, paramiko.SSHException, UnknownKeyType):
         raise ProvisionInputError(f"{key_file} is not a private key paramiko can read "
                                   "(OpenSSH or PEM; RSA, ECDSA or Ed25519)") from None
     passphrase = passphrase_source(key_file)
@@ -115,8 +116,9 @@ def load_key(key_file: Path, passphrase_source: Callable[[Path], str | None],
             f"or set ${PASSPHRASE_ENV}")
     redactor.add(passphrase)
     try:
-        # cryptography, under paramiko, wants the passphrase as bytes.
-        return paramiko.PKey.from_path(key_file, passphrase.encode())
+        # cryptography, under paramiko, wants the passphrase as bytes (a str is a TypeError).
+        return paramiko.PKey.from_path(
+            key_file, passphrase.encode())  # type: ignore[arg-type]  # typed str, needs bytes
     except (ValueError, TypeError, paramiko.SSHException):
         # The library's own text is not shown: it is not needed, and keeps secrets out.
         raise ProvisionInputError(f"cannot decrypt ssh key {key_file}: wrong passphrase "

@@ -69,9 +69,10 @@ class LocalForward:
             # The gRPC client sees a closed connection and reports UNAVAILABLE.
             conn.close()
             return
+        ends: list[socket.socket | paramiko.Channel] = [conn, channel]
         try:
             while not self._stop.is_set():
-                readable, _, _ = select.select([conn, channel], [], [], POLL_S)
+                readable, _, _ = select.select(ends, [], [], POLL_S)
                 if conn in readable:
                     data = conn.recv(CHUNK)
                     if not data:
