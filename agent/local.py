@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from agent.facts import collect_facts
 from agent.measure import measure
-from agent.meters.base import Meter, open_meter
+from agent.meters.base import Meter
+from agent.meters.factory import open_meter
 from agent.runtimes.backend import runtime_info
 from agent.runtimes.chain import calibration_ranges
 from joulefarm.tflite.builder import RECIPES

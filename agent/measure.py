@@ -38,6 +38,8 @@ from agent.runtimes.profiler import (
     open_profiled_model,
 )
 from agent.system import compare_conditions, read_conditions
+from joulefarm.enums import Mode
+from joulefarm.errors import InputError
 from joulefarm.results import (
     BenchmarkResult,
     DecimatedTrace,
@@ -661,10 +663,11 @@ def measure(
 ) -> BenchmarkResult:
     """Run ``settings.mode``, with CPU clocks and temperatures read before and after: a run
     that throttled is flagged, never silently averaged in."""
-    modes = {"whole": measure_whole, "layers": measure_layers, "insitu": measure_insitu}
-    if settings.mode not in modes:
-        raise ValueError(f"unknown measuring mode {settings.mode!r} (known: {', '.join(modes)})")
-    run = modes[settings.mode]
+    modes = {Mode.WHOLE: measure_whole, Mode.LAYERS: measure_layers, Mode.INSITU: measure_insitu}
+    if settings.mode not in Mode.values():
+        raise InputError(f"unknown measuring mode {settings.mode!r} (known: "
+                         f"{', '.join(Mode.values())})")
+    run = modes[Mode(settings.mode)]
     settings = fit_to_meter(settings, meter.description.sample_rate_hz)
     before = read_conditions(sysfs_root)
     switch = sys.getswitchinterval()

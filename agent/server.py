@@ -35,8 +35,8 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]  # the pac
 import joulefarm
 from agent.facts import collect_facts
 from agent.measure import measure
-from agent.meters.base import Meter, open_meter
-from agent.meters.factory import discover_meters
+from agent.meters.base import Meter
+from agent.meters.factory import discover_meters, open_meter
 from agent.runtimes.backend import runtime_info
 from joulefarm import wire
 from joulefarm.errors import JoulefarmError, ModelError

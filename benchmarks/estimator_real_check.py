@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.measure import measure
-from agent.meters.base import open_meter
+from agent.meters import open_meter
 from agent.runtimes.backend import runtime_info
 from controller.estimators.collect import ModelToMeasure, measure_into_store
 from controller.estimators.dataset import load_dataset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from joulefarm.enums import Mode
 from joulefarm.results import (
     LAYER_NUMERIC,
     LAYER_TEXT,
@@ -19,8 +20,9 @@ from joulefarm.results import (
 )
 from protos.joulefarm.v1 import agent_pb2 as pb
 
-_MODE_TO_PROTO = {"layers": pb.MEASURE_MODE_LAYERS, "whole": pb.MEASURE_MODE_WHOLE,
-                  "insitu": pb.MEASURE_MODE_INSITU}
+_MODE_TO_PROTO = {Mode.LAYERS.value: pb.MEASURE_MODE_LAYERS,
+                  Mode.WHOLE.value: pb.MEASURE_MODE_WHOLE,
+                  Mode.INSITU.value: pb.MEASURE_MODE_INSITU}
 _MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
 
 

@@ -5,8 +5,8 @@ lists the real meters present on this machine. A meter's ``stop()`` returns one 
 types in ``traces`` (uniform on the meter clock, timestamped or counter on the agent clock).
 """
 
-from agent.meters.base import Meter, MeterDescription, MeterError, MeterParseError, open_meter
-from agent.meters.factory import discover_meters
+from agent.meters.base import Meter, MeterDescription, MeterError, MeterParseError
+from agent.meters.factory import discover_meters, open_meter
 from joulefarm.traces.model import AnyTrace, CounterTrace, TimestampedTrace, Trace
 
 __all__ = [

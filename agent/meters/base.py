@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from joulefarm.errors import MeterError, MeterParseError
 from joulefarm.results import MeterDescription
@@ -13,7 +10,7 @@ from joulefarm.traces.model import AnyTrace, CounterTrace, TimestampedTrace, Tra
 
 __all__ = [
     "AnyTrace", "CounterTrace", "Meter", "MeterDescription", "MeterError", "MeterParseError",
-    "TimestampedTrace", "Trace", "open_meter",
+    "TimestampedTrace", "Trace",
 ]
 
 
@@ -47,19 +44,3 @@ class Meter(ABC):
         ``kind`` is ``"idle"`` (sleeping), ``"busy"`` (CPU busy, no model work) or ``"layer"``.
         """
         del kind, start_s, end_s, macs, bytes_moved
-
-
-def open_meter(
-    kind: str,
-    *,
-    profile: str = "",
-    sample_rate_hz: float | None = None,
-    seed: int = 0,
-    options: Mapping[str, Any] | None = None,
-    root: Path = Path("/"),
-) -> Meter:
-    """Open the meter named by a device's ``meter.kind`` (see ``agent.meters.factory``)."""
-    from agent.meters.factory import open_meter as _open
-
-    return _open(kind, profile=profile, sample_rate_hz=sample_rate_hz, seed=seed,
-                 options=options, root=root)

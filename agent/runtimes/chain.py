@@ -18,7 +18,7 @@ import numpy as np
 # may be imported first while the other is half-initialised.
 import agent.runtimes.backend as runtime
 from joulefarm.errors import ModelError
-from joulefarm.tflite.flatbuffer import numpy_dtype, shape_of
+from joulefarm.tflite.flatbuffer import numpy_dtype, per_tensor_quantization, shape_of
 from joulefarm.tflite.graph import load_graph
 from joulefarm.tflite.parse import LayerInfo, read_layers
 from joulefarm.tflite.split import (
@@ -219,12 +219,8 @@ class LayerChain:
             dtype = numpy_dtype(tensors[t].type)
             if dtype is None:
                 raise ModelError(f"model input {t} has an unsupported type ({tensors[t].type})")
-            q = tensors[t].quantization
-            quant = None
-            if q is not None and q.scale is not None and len(q.scale) == 1 and q.scale[0] > 0:
-                zero_point = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
-                quant = (float(q.scale[0]), zero_point)
-            self.input_specs.append((tuple(shape_of(tensors[t])), dtype, quant))
+            self.input_specs.append((tuple(shape_of(tensors[t])), dtype,
+                                     per_tensor_quantization(tensors[t])))
         self._static_shapes = {t: tuple(shape_of(tensor)) for t, tensor in enumerate(tensors)}
 
         self.layer_models: list[LayerModel] = split_model(model_bytes)

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from joulefarm.errors import JoulefarmError
+
 STATUS_NAMES = {
     0: "Ok", 1: "ErrorInvalidArgument", 2: "ErrorMemoryAllocationFailure",
     3: "ErrorRuntimeFailure", 4: "ErrorMissingInputTensor", 5: "ErrorUnsupported",
@@ -168,11 +170,13 @@ def match_slots(runtime_names: Sequence[str], model_names: Sequence[str],
     return list(range(len(model_names)))
 
 
-class LiteRtUnavailable(RuntimeError):
+class LiteRtUnavailable(JoulefarmError, RuntimeError):
     """``libLiteRt.so`` cannot be found or lacks a symbol this module needs."""
 
+    grpc_status = "FAILED_PRECONDITION"
 
-class LiteRtCallError(RuntimeError):
+
+class LiteRtCallError(JoulefarmError, RuntimeError):
     """A LiteRT C API call returned an error status."""
 
     def __init__(self, function: str, status: int, context: str = "") -> None:

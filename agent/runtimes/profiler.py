@@ -47,7 +47,14 @@ from agent.runtimes import backend as runtime
 from agent.runtimes import litert_capi
 from agent.runtimes.chain import random_array
 from joulefarm.errors import JoulefarmError, ModelError
-from joulefarm.tflite.flatbuffer import decode_name, numpy_dtype, op_name, shape_of, unpack_model
+from joulefarm.tflite.flatbuffer import (
+    decode_name,
+    numpy_dtype,
+    op_name,
+    per_tensor_quantization,
+    shape_of,
+    unpack_model,
+)
 
 BACKENDS = ("litert-capi", "tflite-runtime-hook")
 """Backends in order of preference."""
@@ -223,11 +230,7 @@ def _model_facts(model_bytes: bytes) -> _ModelFacts:
         dtype = numpy_dtype(tensor.type)
         if dtype is None:
             raise ModelError(f"tensor {t} has an unsupported type ({tensor.type})")
-        q = tensor.quantization
-        quant = None
-        if q is not None and q.scale is not None and len(q.scale) == 1 and q.scale[0] > 0:
-            zero = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
-            quant = (float(q.scale[0]), zero)
+        quant = per_tensor_quantization(tensor)
         # Dynamic dimensions (-1 in the signature) are 1 in the static shape: run that shape.
         shape = tuple(max(int(d), 1) for d in shape_of(tensor))
         return _TensorSpec(decode_name(tensor.name), shape, dtype, quant)

@@ -29,6 +29,8 @@ import time
 import warnings
 from typing import Any
 
+from joulefarm.errors import JoulefarmError
+
 SET_PROFILER_SYMBOL = "_ZN6tflite4impl11Interpreter11SetProfilerEPNS_8ProfilerE"
 
 _BEGIN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
@@ -43,8 +45,10 @@ _ADD_DATA = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_in
 _DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
-class HookUnavailable(RuntimeError):
+class HookUnavailable(JoulefarmError, RuntimeError):
     """tflite-runtime is missing or does not export the profiler hook."""
+
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class _ProfilerObject(ctypes.Structure):

@@ -11,6 +11,7 @@ from controller.cli.options import DevicesOption, FormatOption
 from controller.config.registry import RegistryError, load_registry
 from controller.config.registry_edit import add_device, device_entry
 from controller.demo import DEVICES_FILE, resolve_default
+from joulefarm.enums import Platform
 
 app = typer.Typer(help="List, check, validate and add the devices of a registry.",
                   no_args_is_help=True)
@@ -66,8 +67,7 @@ def check(names: list[str] | None = NamesArgument, devices: Path | None = Device
              "result is validated before it replaces the old file.")
 def add(
     name: str = typer.Argument(..., help="Device name (unique)."),
-    platform: str = typer.Option(..., "--platform", help="android, raspberry-pi, jetson, "
-                                 "linux or sim."),
+    platform: str = typer.Option(..., "--platform", help=", ".join(Platform.values()) + "."),
     address: str = typer.Option(..., "--address", help="Host name or IP of the agent."),
     port: int | None = typer.Option(None, "--port", help="Agent port (required unless --local)."),
     local: bool = typer.Option(False, "--local", help="The controller starts this agent here."),

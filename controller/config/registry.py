@@ -123,14 +123,8 @@ _TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of docu
 
 
 class RegistryError(ConfigError):
-    """A problem in a devices file, with the place it was found.
-
-    `str(err)` is ``"{path}:{line}: {field}: {message}"``, for example
-    ``devices.toml:14: device[1].address: '300.1.1.1' is not a valid IP address or host name``.
-    `line` is 1-based; 0 means the file as a whole (it could not be read). `field` is the key
-    path with 0-based device indices; it is empty for errors about the whole file (unreadable
-    file, TOML syntax), and then the ``"{field}: "`` part is left out of `str(err)`.
-    """
+    """A problem in a devices file, e.g. ``devices.toml:14: device[1].address: '300.1.1.1' is
+    not a valid IP address or host name`` (see ``ConfigError``; device indices are 0-based)."""
 
 
 class UnknownDeviceError(InputError, LookupError):

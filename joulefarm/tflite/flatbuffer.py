@@ -172,6 +172,16 @@ def shape_of(tensor: tfl.TensorT) -> list[int]:
     return [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
 
 
+def per_tensor_quantization(tensor: Any) -> tuple[float, int] | None:
+    """(scale, zero point) of a tensor quantised with one scale, or None (float tensors,
+    per-channel weights)."""
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) != 1 or not q.scale[0] > 0:
+        return None
+    zero_point = int(q.zeroPoint[0]) if q.zeroPoint is not None else 0
+    return float(q.scale[0]), zero_point
+
+
 def decode_name(name: bytes | str | None) -> str:
     """Tensor names come back from the object API as bytes."""
     if name is None:
