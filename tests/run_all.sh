@@ -8,7 +8,7 @@ python3 -m pip install --quiet -e '.[dev]'
 echo "== checks: ruff, mypy, import boundaries, rustfmt, clippy, the extension's stub"
 python3 -m ruff check .
 python3 -m mypy
-lint-imports
+lint-imports --no-logo
 cargo fmt --manifest-path rust_core/Cargo.toml --all --check
 cargo clippy --quiet --manifest-path rust_core/Cargo.toml --workspace --all-targets -- -D warnings
 python3 -m mypy.stubtest joulefarm._core
@@ -16,4 +16,6 @@ python3 -m mypy.stubtest joulefarm._core
 echo "== tests"
 # Only the pure crate: the binding crate links against Python and is tested through pytest.
 cargo test --quiet --manifest-path rust_core/Cargo.toml -p joulefarm-energy
-python3 -m pytest -q
+# Without the cache plugin: CI runs from a clean clone anyway, and the code paths that cache
+# (downloaded models) must work without it.
+python3 -m pytest -q -p no:cacheprovider
