@@ -94,10 +94,6 @@ class Dataset:
             digest.update(b"\n")
         return digest.hexdigest()
 
-    def simulated_energy(self) -> bool:
-        """True when any energy in the data comes from a simulated meter."""
-        return any(s.simulated for s in self.layers) or any(s.simulated for s in self.wholes)
-
 
 def _ok(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0

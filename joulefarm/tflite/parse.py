@@ -10,7 +10,6 @@ registry (``joulefarm.tflite.ops``), which defines them per op.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -141,10 +140,6 @@ def _tensor_bytes(graph: Graph, t: int, shapes: Mapping[int, Shape]) -> int:
         buffer = graph.model.buffers[tensor.buffer]
         return 0 if buffer.data is None else len(buffer.data)
     return tensor_nbytes(tensor.type, _shape(graph, t, shapes))
-
-
-def _elements(shape: Shape) -> int:
-    return math.prod(shape) if shape else 1
 
 
 def _layer_info(graph: Graph, n: int, shapes: Mapping[int, Shape]) -> LayerInfo:
