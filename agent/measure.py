@@ -49,6 +49,7 @@ from joulefarm.results import (
     PairRecord,
     Progress,
     WholeModelRecord,
+    shape_text,
 )
 from joulefarm.tflite.parse import LayerInfo, read_layers
 from joulefarm.traces.energy import window_energy
@@ -315,10 +316,6 @@ def record_whole(
                   whole=whole)
 
 
-def _shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
-    return ",".join("x".join(str(d) for d in s) for s in shapes)
-
-
 @dataclass(frozen=True)
 class Alignment:
     offset_s: float
@@ -437,8 +434,8 @@ def integrate_run(
             param_bytes=int(info.param_bytes),
             act_in_bytes=int(info.act_in_bytes),
             act_out_bytes=int(info.act_out_bytes),
-            input_shapes=_shape_text(info.input_shapes),
-            output_shapes=_shape_text(info.output_shapes),
+            input_shapes=shape_text(info.input_shapes),
+            output_shapes=shape_text(info.output_shapes),
             iterations=w.iterations,
             window_start_s=w.start_s,
             window_end_s=w.end_s,
@@ -609,8 +606,8 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
         records.append(LayerRecord(
             index=info.index, op=info.op, macs=int(info.macs),
             param_bytes=int(info.param_bytes), act_in_bytes=int(info.act_in_bytes),
-            act_out_bytes=int(info.act_out_bytes), input_shapes=_shape_text(info.input_shapes),
-            output_shapes=_shape_text(info.output_shapes), iterations=k,
+            act_out_bytes=int(info.act_out_bytes), input_shapes=shape_text(info.input_shapes),
+            output_shapes=shape_text(info.output_shapes), iterations=k,
             window_start_s=float(starts[sel].min()), window_end_s=float(ends[sel].max()),
             latency_s=d / k, energy_j=e / k, active_energy_j=(e - fit.idle_power_w * d) / k,
             mean_power_w=e / d if d > 0 else float("nan"), samples=int(samples[sel].sum()),

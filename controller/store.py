@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from joulefarm.errors import JoulefarmError
-from joulefarm.results import LAYER_COLUMNS, BenchmarkResult, DeviceFacts, PairRecord
+from joulefarm.results import LAYER_COLUMNS, BenchmarkResult, DeviceFacts, PairRecord, shape_text
 from joulefarm.tflite.parse import LayerInfo
 
 DEFAULT_DB_ENV = "JOULEFARM_DB"
@@ -432,9 +432,6 @@ class ResultStore:
     def add_model(self, sha256: str, name: str, source: str, size_bytes: int,
                   layers: Sequence[LayerInfo]) -> None:
         """A model and its layers' static features (once per distinct content)."""
-        def shapes(s: Sequence[Sequence[int]]) -> str:
-            return ",".join("x".join(map(str, shape)) for shape in s)
-
         with self._transaction() as cur:
             new = cur.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
                               "RETURNING sha256",
@@ -443,7 +440,7 @@ class ResultStore:
                 return
             cur.executemany(
                 "INSERT INTO model_layers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[sha256, x.index, x.op, shapes(x.input_shapes), shapes(x.output_shapes),
+                [[sha256, x.index, x.op, shape_text(x.input_shapes), shape_text(x.output_shapes),
                   x.dtype, list(x.kernel) if x.kernel else None,
                   list(x.stride) if x.stride else None, x.padding, x.activation, x.macs,
                   x.param_bytes, x.act_in_bytes, x.act_out_bytes] for x in layers])

@@ -83,6 +83,20 @@ class LayerRecord:
     """Only a simulated meter knows the truth; None for real meters (NULL, NaN in columns)."""
 
 
+def shape_text(shapes: Sequence[Sequence[int]]) -> str:
+    """The text form of a list of shapes in ``LayerRecord.input_shapes`` and in the database:
+    ``((1, 32, 32, 3), (1, 10))`` -> ``"1x32x32x3,1x10"``; a scalar is the empty string."""
+    return ",".join("x".join(str(d) for d in shape) for shape in shapes)
+
+
+def parse_shapes(text: str | None) -> tuple[tuple[int, ...], ...]:
+    """Inverse of ``shape_text``."""
+    if not text:
+        return ()
+    return tuple(tuple(int(d) for d in part.split("x")) if part else () for part in
+                 text.split(","))
+
+
 @dataclass(frozen=True)
 class Column:
     """One per-layer result column: the ``LayerRecord`` field, its database column and SQL

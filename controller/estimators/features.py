@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from joulefarm.results import parse_shapes
 from joulefarm.tflite.ops import kernel_area as ops_kernel_area
 from joulefarm.tflite.ops import op_entry
 from joulefarm.tflite.parse import LayerInfo
@@ -85,20 +86,6 @@ def from_layer_info(info: LayerInfo) -> LayerDesc:
     return LayerDesc(info.op, int(info.macs), int(info.param_bytes), int(info.act_in_bytes),
                      int(info.act_out_bytes), tuple(info.input_shapes),
                      tuple(info.output_shapes))
-
-
-def parse_shapes(text: str | None) -> tuple[Shape, ...]:
-    """Inverse of the agent's shape text: ``"1x32x32x3,1x10"`` -> ((1, 32, 32, 3), (1, 10)).
-    A scalar is written as the empty string."""
-    if not text:
-        return ()
-    return tuple(tuple(int(d) for d in part.split("x")) if part else () for part in
-                 text.split(","))
-
-
-def shape_text(shapes: Sequence[Shape]) -> str:
-    """The agent's text form of a list of shapes (what ``layer_measurements`` stores)."""
-    return ",".join("x".join(str(d) for d in s) for s in shapes)
 
 
 def from_row(op: str, macs: int | None, param_bytes: int | None, act_in_bytes: int | None,

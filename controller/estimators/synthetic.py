@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.estimators.features import shape_text
 from controller.store import ResultStore
 from joulefarm.results import (
     BenchmarkResult,
@@ -27,6 +26,7 @@ from joulefarm.results import (
     LayerTable,
     MeterDescription,
     WholeModelRecord,
+    shape_text,
 )
 from joulefarm.tflite.ops import op_entry
 from joulefarm.tflite.parse import LayerInfo, read_layers

@@ -122,8 +122,35 @@ class Trace:
                                 error=self.error, meta=self.meta)
 
 
+class _Points:
+    """The time span of a trace of stamped points (``t_s``, float64 s)."""
+
+    t_s: np.ndarray
+
+    def _check_length(self, values: np.ndarray, name: str) -> None:
+        if self.t_s.shape != values.shape:
+            raise ValueError(f"t_s {self.t_s.shape} and {name} {values.shape} differ")
+
+    @property
+    def samples(self) -> int:
+        return len(self.t_s)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.t_s[-1] - self.t_s[0]) if len(self.t_s) > 1 else 0.0
+
+    @property
+    def start_s(self) -> float:
+        return float(self.t_s[0]) if len(self.t_s) else 0.0
+
+    @property
+    def end_s(self) -> float:
+        """The last point, which closes the trace."""
+        return float(self.t_s[-1]) if len(self.t_s) else 0.0
+
+
 @dataclass(frozen=True)
-class TimestampedTrace:
+class TimestampedTrace(_Points):
     """Point readings, each held until the next; stamped on the agent clock for live sensors.
 
     ``t_s[i]`` (float64 s) is when ``power_w[i]`` (W) was read: for a polled sensor the
@@ -154,25 +181,7 @@ class TimestampedTrace:
     uniform: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.t_s.shape != self.power_w.shape:
-            raise ValueError(f"t_s {self.t_s.shape} and power_w {self.power_w.shape} differ")
-
-    @property
-    def samples(self) -> int:
-        return len(self.t_s)
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.t_s[-1] - self.t_s[0]) if len(self.t_s) > 1 else 0.0
-
-    @property
-    def start_s(self) -> float:
-        return float(self.t_s[0]) if len(self.t_s) else 0.0
-
-    @property
-    def end_s(self) -> float:
-        """The last point, which closes the trace."""
-        return float(self.t_s[-1]) if len(self.t_s) else 0.0
+        self._check_length(self.power_w, "power_w")
 
     def to_timestamped(self) -> TimestampedTrace:
         return self
@@ -205,7 +214,7 @@ class TimestampedTrace:
 
 
 @dataclass(frozen=True)
-class CounterTrace:
+class CounterTrace(_Points):
     """Snapshots of a cumulative energy counter, stamped on the AGENT clock.
 
     ``energy_j[i]`` (float64 J) is the energy counted from the first snapshot to the one read
@@ -230,16 +239,7 @@ class CounterTrace:
     uniform: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.t_s.shape != self.energy_j.shape:
-            raise ValueError(f"t_s {self.t_s.shape} and energy_j {self.energy_j.shape} differ")
-
-    @property
-    def samples(self) -> int:
-        return len(self.t_s)
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.t_s[-1] - self.t_s[0]) if len(self.t_s) > 1 else 0.0
+        self._check_length(self.energy_j, "energy_j")
 
     @property
     def total_energy_j(self) -> float:
