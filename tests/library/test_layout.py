@@ -61,3 +61,45 @@ def test_the_agent_loads_nothing_of_the_controller() -> None:
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_every_error_joulefarm_raises_on_purpose_is_under_the_root() -> None:
+    # Agent errors once sat outside JoulefarmError, so the CLI printed tracebacks for them and
+    # the agent's server needed its own list of status codes.
+    done = subprocess.run([sys.executable, "-c", """
+import importlib, inspect, pkgutil, sys
+import agent, controller, joulefarm
+from joulefarm.errors import JoulefarmError
+outside = []
+for package in (joulefarm, agent, controller):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name == "joulefarm._core":
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, BaseException)
+                    and obj.__module__ == module.__name__ and not name.startswith("_")
+                    and not issubclass(obj, JoulefarmError)):
+                outside.append(f"{module.__name__}.{name}")
+print("OUTSIDE", outside)
+"""], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "OUTSIDE []" in done.stdout, done.stdout
+
+
+def test_no_test_or_benchmark_imports_a_test_module() -> None:
+    # Shared helpers live in tests/helpers (or a conftest): a test module is never imported.
+    import ast
+
+    offenders = []
+    for path in [*REPO.glob("tests/**/*.py"), *REPO.glob("benchmarks/*.py")]:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "tests" and (path.parts[-2] == "benchmarks"
+                                            or any(p.startswith("test_") for p in parts)):
+                    offenders.append(f"{path.relative_to(REPO)}: {name}")
+    assert offenders == []
