@@ -22,6 +22,7 @@ from controller.cli import (
     provision_cmd,
     query_cmd,
     schedule_cmd,
+    suite_cmd,
     sweep_cmd,
     trace_cmd,
 )
@@ -55,6 +56,7 @@ fit_cmd.register(app)
 predict_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(sweep_cmd.app, name="sweep")
+app.add_typer(suite_cmd.app, name="suite")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(trace_cmd.app, name="trace")
 

@@ -260,7 +260,11 @@ class _SuiteChecker(Checker):
 
     def models(self, doc: dict[str, Any]) -> list[ModelSpec]:
         raw = doc.get("model", MISSING)
-        if raw is MISSING or raw == []:
+        if raw is MISSING:  # nothing to point at: the end of the file, where one would add one
+            self.errors.append(SuiteError(self.suite_path, self.lines.last_line, "model",
+                                          "no models; add at least one [[model]] table"))
+            return []
+        if raw == []:
             self.error(("model",), "no models; add at least one [[model]] table")
             return []
         if isinstance(raw, dict):

@@ -83,3 +83,47 @@ def test_the_cli_exits_2_with_the_place(tmp_path: Path) -> None:
     done = run_cli("sweep", "run", str(path), "--db", str(tmp_path / "r.duckdb"))
     assert done.returncode == 2, done.stderr
     assert f"{path}:3: measure: expected a table, got integer 5" in done.stderr
+
+
+def test_suite_init_writes_a_template_that_checks_and_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "nightly.toml"
+    done = run_cli("suite", "init", str(path))
+    assert done.returncode == 0, done.stderr
+    suite = load_suite(path)
+    assert suite.name == "nightly" and [m.name for m in suite.models] == ["tiny_cnn"]
+    check = run_cli("suite", "check", str(path))
+    assert check.returncode == 0, check.stderr
+    assert "1 models" in check.stdout and "jobs per sweep" in check.stdout
+    again = run_cli("suite", "init", str(path))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_suite_check_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD.replace('mode = "whole"', 'mode = "layer"').replace(
+        "[[model]]", "[[models]]"))
+    done = run_cli("suite", "check", str(path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == (f"error: {path}:8: measure.mode: unknown mode 'layer' (did you mean "
+                        "'layers'?); expected one of: layers, whole, insitu")
+    assert any("models: unknown key 'models' (did you mean 'model'?)" in x for x in lines)
+
+
+def test_select_tags_means_devices_carrying_all_of_them(tmp_path: Path) -> None:
+    from controller.config.registry import load_registry
+
+    devices = tmp_path / "devices.toml"
+    devices.write_text(
+        "schema_version = 1\n" + "".join(
+            f'[[device]]\nname = "{name}"\nplatform = "linux"\naddress = "127.0.0.1"\n'
+            f'local = true\ntags = {tags}\n[device.meter]\nkind = "sim"\nprofile = "host"\n'
+            for name, tags in (("a", '["pi", "lab"]'), ("b", '["pi"]'), ("c", '["lab"]'))))
+    suite_path = tmp_path / "s.toml"
+    suite_path.write_text(GOOD.replace('tags = ["pi"]', 'tags = ["pi", "lab"]'))
+    suite = load_suite(suite_path)
+    chosen = load_registry(devices).select(names=suite.select_names or None,
+                                           tags=suite.select_tags or None)
+    assert [d.name for d in chosen] == ["a"]
+    done = run_cli("suite", "check", str(suite_path), "--devices", str(devices))
+    assert "devices (" in done.stdout and ": a; " in done.stdout
