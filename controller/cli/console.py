@@ -17,9 +17,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-# Pipes and CI logs get wide lines rather than tables folded into 80 columns.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 220)
-err_console = Console(stderr=True, highlight=False)
+# Pipes and CI logs get wide lines rather than tables folded into 80 columns. What is printed
+# is data and messages (SQL results, file names, fields such as [schedule]): never markup, unless
+# a print asks for it (markup=True) and escapes what it interpolates.
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 220)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 
 class OutputFormat(StrEnum):

@@ -115,3 +115,26 @@ def test_error_messages_are_printed_as_text_not_markup(tmp_path: Path) -> None:
     done = run_cli("schedule", str(suite), "--print-crontab")
     assert done.returncode == 2
     assert "the suite has no [schedule] cron" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_query_results_that_look_like_markup_print_as_they_are(tmp_path: Path, fmt: str) -> None:
+    from controller.store import ResultStore
+
+    db = tmp_path / "r.duckdb"
+    ResultStore(db).close()
+    sql = "SELECT '[bold]x' AS a, '[select]' AS b, '[user@]host' AS c"
+    done = run_cli("query", "--db", str(db), "--format", fmt, sql)
+    assert done.returncode == 0, done.stderr
+    for text in ("[bold]x", "[select]", "[user@]host"):
+        assert text in done.stdout, (fmt, done.stdout)
+
+
+def test_messages_that_look_like_markup_print_as_they_are(tmp_path: Path) -> None:
+    devices = tmp_path / "devices.toml"
+    devices.write_text('schema_version = 1\n[[device]]\nname = "pi"\nplatform = "linux"\n'
+                       'address = "10.0.0.9"\nport = 1\n[device.meter]\nkind = "rapl"\n'
+                       '[device.ssh]\nuser = "pi"\njump = "[user@]host"\n')
+    done = run_cli("devices", "validate", "--devices", str(devices))
+    assert done.returncode == 2
+    assert "'[user@]host'" in done.stderr, done.stderr
