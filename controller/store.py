@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from controller.database import READ_WAIT_S, DatabaseBusy, WriterConnection, read_only
 from joulefarm.errors import JoulefarmError
 from joulefarm.results import LAYER_COLUMNS, BenchmarkResult, DeviceFacts, PairRecord, shape_text
 from joulefarm.tflite.parse import LayerInfo
@@ -38,6 +39,14 @@ def default_db_path() -> Path:
 
 class StoreError(JoulefarmError):
     """The database cannot be opened or does not hold what was asked for."""
+
+
+class StoreInputError(StoreError):
+    """What was asked of the database cannot be answered: no database at the path, an unknown
+    sweep id, a query that does not parse or names what does not exist."""
+
+    exit_code = 2
+    grpc_status = "INVALID_ARGUMENT"
 
 
 class DuplicateRunError(StoreError):
@@ -259,6 +268,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     JOIN layer_measurements a ON a.run_id = p.run_id AND a.layer_index = p.first_index
     JOIN layer_measurements b ON b.run_id = p.run_id AND b.layer_index = p.second_index;
     """),
+    # The running controller's lease: who runs the sweep and when it last said so, so that a
+    # sweep whose controller died shows as interrupted rather than running forever.
+    (2, """
+    ALTER TABLE sweeps ADD COLUMN controller_host VARCHAR;
+    ALTER TABLE sweeps ADD COLUMN controller_pid INTEGER;
+    ALTER TABLE sweeps ADD COLUMN heartbeat_at TIMESTAMPTZ;
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -337,14 +353,27 @@ class ResultStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path))
-        except (duckdb.Error, OSError) as e:
-            raise StoreError(f"{self.path}: cannot open the results database: {e}") from e
-        self._lock = threading.Lock()
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot create its folder: {e}") from e
+        # Open only while writing: readers (sweep status, query) get the file in between.
+        self._writer = WriterConnection(self.path)
         self._migrate()
 
     def close(self) -> None:
-        self._con.close()
+        self._writer.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        try:
+            with self._writer.hold() as con:
+                yield con
+        except DatabaseBusy as e:
+            raise StoreError(
+                f"{self.path}: other processes kept the database busy for "
+                f"{self._writer.wait_s:g} s: {e}"
+            ) from e
+        except duckdb.IOException as e:
+            raise StoreError(f"{self.path}: cannot open the results database: {e}") from e
 
     def __enter__(self) -> ResultStore:
         return self
@@ -354,8 +383,8 @@ class ResultStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
-            cur = self._con.cursor()
+        with self._connection() as con:
+            cur = con.cursor()
             cur.begin()
             try:
                 yield cur
@@ -418,11 +447,21 @@ class ResultStore:
     def start_sweep(self, *, suite: str, suite_file: str, devices_file: str,
                     joulefarm_version: str, git_revision: str, rust_core_profile: str) -> str:
         sweep_id = new_id("sweep")
+        now = _now()
         with self._transaction() as cur:
-            cur.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, 'running', ?, NULL, ?, ?, ?)",
-                        [sweep_id, suite, suite_file, devices_file, _now(), joulefarm_version,
-                         git_revision, rust_core_profile])
+            cur.execute("INSERT INTO sweeps (sweep_id, suite, suite_file, devices_file, status, "
+                        "started_at, joulefarm_version, git_revision, rust_core_profile, "
+                        "controller_host, controller_pid, heartbeat_at) "
+                        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                        [sweep_id, suite, suite_file, devices_file, now, joulefarm_version,
+                         git_revision, rust_core_profile, socket.gethostname(), os.getpid(),
+                         now])
         return sweep_id
+
+    def heartbeat(self, sweep_id: str) -> None:
+        """The running controller's lease on a sweep: it is alive now."""
+        with self._transaction() as cur:
+            cur.execute("UPDATE sweeps SET heartbeat_at = ? WHERE sweep_id = ?", [_now(), sweep_id])
 
     def finish_sweep(self, sweep_id: str, status: str) -> None:
         with self._transaction() as cur:
@@ -491,13 +530,14 @@ class ResultStore:
     def sweep(self, sweep_id: str) -> dict[str, object]:
         names, rows = self.query("SELECT * FROM sweeps WHERE sweep_id = ?", [sweep_id])
         if not rows:
-            raise StoreError(f"{self.path}: no sweep {sweep_id!r}")
+            raise StoreInputError(f"{self.path}: no sweep {sweep_id!r}")
         return dict(zip(names, rows[0], strict=True))
 
     def reopen_sweep(self, sweep_id: str) -> None:
         with self._transaction() as cur:
-            cur.execute("UPDATE sweeps SET status = 'running', finished_at = NULL "
-                        "WHERE sweep_id = ?", [sweep_id])
+            cur.execute("UPDATE sweeps SET status = 'running', finished_at = NULL, "
+                        "controller_host = ?, controller_pid = ?, heartbeat_at = ? "
+                        "WHERE sweep_id = ?", [socket.gethostname(), os.getpid(), _now(), sweep_id])
 
     def store_run(self, *, job_id: str, sweep_id: str, device: DeviceFacts, model_name: str,
                   result: BenchmarkResult) -> str:
@@ -602,8 +642,8 @@ class ResultStore:
     # -- reads --------------------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[object] = ()) -> tuple[list[str], list[tuple]]:
-        with self._lock:
-            cur = self._con.cursor()
+        with self._connection() as con:
+            cur = con.cursor()
             try:
                 rel = cur.execute(sql, list(params))
                 names = [d[0] for d in rel.description or []]
@@ -615,20 +655,23 @@ class ResultStore:
 def query_readonly(path: str | Path, sql: str, params: Sequence[object] = ()
                    ) -> tuple[list[str], list[tuple]]:
     """Run ``sql`` (with ``?`` parameters) on a database opened read-only: nothing can be
-    changed by a query."""
+    changed by a query. While a sweep writes, this waits for it to let go of the file (see
+    ``controller.database``)."""
     path = Path(path)
     if not path.exists():
-        raise StoreError(f"{path}: no results database here (run `joulefarm demo` first, "
-                         f"or pass --db)")
+        raise StoreInputError(f"{path}: no results database here (run `joulefarm demo` first, "
+                              f"or pass --db)")
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        with read_only(path) as con:
+            try:
+                rel = con.execute(sql, list(params))
+                names = [d[0] for d in rel.description or []]
+                return names, rel.fetchall()
+            except duckdb.Error as e:
+                raise StoreInputError(f"query failed: {e}") from e
+    except DatabaseBusy as e:
+        raise StoreError(
+            f"{path}: a process kept the database open for writing for {READ_WAIT_S:g} s: {e}"
+        ) from e
     except duckdb.Error as e:
         raise StoreError(f"{path}: cannot open read-only: {e}") from e
-    try:
-        rel = con.execute(sql, list(params))
-        names = [d[0] for d in rel.description or []]
-        return names, rel.fetchall()
-    except duckdb.Error as e:
-        raise StoreError(f"query failed: {e}") from e
-    finally:
-        con.close()

@@ -77,7 +77,15 @@ def register(app: typer.Typer) -> None:
         names = [d.name for d in load_inputs(devices_path, suite_path)[2]]
         console.print(f"devices: {devices_path}  suite: {suite_path}  database: {database}")
         with DeviceProgress(names) as live:
-            report = run_suite(devices_path, suite_path, database, progress=live.update)
+            report = run_suite(
+                devices_path,
+                suite_path,
+                database,
+                progress=live.update,
+                on_start=lambda sweep_id: console.print(
+                    f"sweep {sweep_id} started", soft_wrap=True
+                ),
+            )
         print_summary(report, database)
         console.print('try: joulefarm query "SELECT * FROM layer_energy LIMIT 20"')
         if not report.ok:

@@ -31,10 +31,14 @@ SELECT s.sweep_id, s.suite, s.status, s.started_at, s.finished_at,
        count(j.job_id) AS jobs,
        count(*) FILTER (j.status = 'done') AS done,
        count(*) FILTER (j.status IN ('failed', 'unreachable')) AS failed,
-       count(*) FILTER (j.status IN ('pending', 'running')) AS remaining
+       count(*) FILTER (j.status IN ('pending', 'running')) AS remaining,
+       s.controller_host, s.controller_pid, s.heartbeat_at
 FROM sweeps s LEFT JOIN jobs j USING (sweep_id)
+{where}
 GROUP BY ALL ORDER BY s.started_at DESC
 """
+# The lease columns decide the status shown; they are not shown themselves.
+_LEASE_COLUMNS = 3
 JOBS_SQL = """
 SELECT device_name AS device, model_name AS model, config->>'mode' AS mode,
        config->>'num_threads' AS threads, config->>'repetition' AS rep, status, attempts,
@@ -62,7 +66,19 @@ def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
     devices_path = resolve_default(devices, DEVICES_FILE)
     database = db_path(db)
     names = [d.name for d in load_inputs(devices_path, suite)[2]]
-    _run(lambda p: run_suite(devices_path, suite, database, progress=p), names, database)
+    _run(
+        lambda p: run_suite(devices_path, suite, database, progress=p, on_start=announce_sweep),
+        names,
+        database,
+    )
+
+
+def announce_sweep(sweep_id: str) -> None:
+    """Said when a sweep starts: its id, and how to watch it from another terminal."""
+    console.print(
+        f"sweep {sweep_id} started; watch it with: joulefarm sweep status {sweep_id}",
+        soft_wrap=True,
+    )
 
 
 @app.command("resume", help="Run the jobs of a sweep that did not complete (after a crash, "
@@ -83,12 +99,42 @@ def resume_cmd(sweep_id: str = SweepArgument, devices: Path | None = DevicesOpti
 @app.command("status", help="List sweeps, or the jobs of one sweep.")
 def status(sweep_id: str | None = OptionalSweep, db: Path | None = DbOption,
            fmt: OutputFormat = FormatOption) -> None:
-    from controller.store import query_readonly
+    from controller.store import StoreInputError, query_readonly
 
     database = db_path(db)
+    where, params = ("WHERE s.sweep_id = ?", [sweep_id]) if sweep_id else ("", [])
+    columns, rows = query_readonly(database, SWEEPS_SQL.format(where=where), params)
+    if sweep_id is not None and not rows:
+        raise StoreInputError(
+            f"{database}: no sweep {sweep_id!r} (joulefarm sweep status lists them)"
+        )
+    columns, rows = _with_live_status(columns, rows)
     if sweep_id is None:
-        columns, rows = query_readonly(database, SWEEPS_SQL)
-    else:
-        columns, rows = query_readonly(database, JOBS_SQL, [sweep_id])
+        print_rows(columns, rows, fmt)
+        return
+    if fmt is OutputFormat.table:
+        (row,) = rows
+        console.print(
+            f"sweep {sweep_id}: {row[2]}; {row[6]} of {row[5]} jobs done, {row[7]} "
+            f"failed, {row[8]} remaining",
+            soft_wrap=True,
+        )
+    columns, rows = query_readonly(database, JOBS_SQL, [sweep_id])
     print_rows(columns, rows, fmt)
 
+
+def _with_live_status(columns: list[str], rows: list[tuple[object, ...]],
+                      ) -> tuple[list[str], list[tuple[object, ...]]]:
+    """Each sweep's status as it really is (a ``running`` sweep whose controller is gone is
+    ``interrupted``), the lease columns dropped, and what to do about an interrupted one."""
+    from controller.farm.lease import sweep_state
+    from controller.farm.timing import DEFAULT_TIMING
+
+    out = []
+    for row in rows:
+        host, pid, heartbeat = row[-_LEASE_COLUMNS:]
+        state = sweep_state(str(row[2]), host, pid, heartbeat,  # type: ignore[arg-type]
+                            DEFAULT_TIMING.lease_interval_s)
+        action = f"resume with: joulefarm sweep resume {row[0]}" if state == "interrupted" else ""
+        out.append((*row[:2], state, *row[3:-_LEASE_COLUMNS], action))
+    return [*columns[:-_LEASE_COLUMNS], "next"], out

@@ -8,7 +8,7 @@ validated before anything starts: bad input runs nothing.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -110,12 +110,13 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
 
 
 def run_suite(devices_path: Path, suite_path: Path, db_path: Path, *,
-              progress: ProgressFn | None = None, timing: Timing = DEFAULT_TIMING) -> RunReport:
-    """A new sweep of ``suite_path`` on its devices."""
+              progress: ProgressFn | None = None, timing: Timing = DEFAULT_TIMING,
+              on_start: Callable[[str], None] | None = None) -> RunReport:
+    """A new sweep of ``suite_path`` on its devices (``on_start`` gets its id first)."""
     _, suite, devices = load_inputs(devices_path, suite_path)
     with connect(devices, progress) as (endpoints, skipped), ResultStore(db_path) as store:
         outcome = run_sweep(suite, devices, endpoints, store, devices_file=str(devices_path),
-                            timing=timing, progress=progress)
+                            timing=timing, progress=progress, on_start=on_start)
     return RunReport(suite, outcome, skipped)
 
 

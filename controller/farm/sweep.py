@@ -26,6 +26,7 @@ import joulefarm
 from controller.config.registry import Device
 from controller.config.suite import MaterialisedModel, Suite
 from controller.farm.client import AgentCallError, AgentClient
+from controller.farm.lease import SweepLease
 from controller.farm.timing import DEFAULT_TIMING, Timing
 from controller.provenance import git_revision
 from controller.store import DuplicateRunError, ResultStore
@@ -273,8 +274,9 @@ def execute_sweep(
                                    timing, report)
                for name in pending if name in known}
     try:
-        with ThreadPoolExecutor(max_workers=max(1, len(runners)),
-                                thread_name_prefix="device") as pool:
+        with (SweepLease(store, sweep_id, timing.lease_interval_s),
+              ThreadPoolExecutor(max_workers=max(1, len(runners)),
+                                 thread_name_prefix="device") as pool):
             futures = {name: pool.submit(r.run, pending[name]) for name, r in runners.items()}
             for name, future in futures.items():
                 outcomes[name] = future.result()
@@ -288,9 +290,12 @@ def execute_sweep(
 def run_sweep(
     suite: Suite, devices: Sequence[Device], endpoints: Sequence[Endpoint], store: ResultStore,
     *, devices_file: str, timing: Timing = DEFAULT_TIMING, progress: ProgressFn | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> SweepOutcome:
-    """Plan a new sweep and run it."""
+    """Plan a new sweep and run it; ``on_start`` learns the sweep id before any job runs."""
     models = materialise(suite)
     sweep_id = plan_sweep(suite, devices, store, devices_file=devices_file, models=models)
+    if on_start is not None:
+        on_start(sweep_id)
     return execute_sweep(sweep_id, suite, endpoints, store, models, timing=timing,
                          progress=progress)

@@ -18,6 +18,9 @@ class Timing:
     # How long to wait for an unhealthy device to come back before skipping it.
     health_patience_s: float = 60.0
     health_poll_s: float = 0.5
+    # The running controller renews its lease on a sweep this often; a lease not renewed for
+    # LEASE_MISSED intervals means the controller is gone (see controller.farm.lease).
+    lease_interval_s: float = 10.0
 
     def backoff_s(self, attempt: int) -> float:
         return min(self.backoff_max_s, self.backoff_base_s * 2 ** max(0, attempt - 1))

@@ -85,7 +85,7 @@ def test_query_prints_table_csv_and_json(demo_db: tuple[Path, str]) -> None:
     table_out = run_cli("query", sql, "--db", str(db))
     assert "orin-nano-sim" in table_out.stdout and "device_name" in table_out.stdout
     write = run_cli("query", "DROP TABLE runs", "--db", str(db))
-    assert write.returncode == 1 and "read-only" in write.stderr.lower()
+    assert write.returncode == 2 and "read-only" in write.stderr.lower()
 
 
 def test_unreachable_agent_is_reported_and_others_are_stored(tmp_path: Path) -> None:

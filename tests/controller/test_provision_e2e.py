@@ -23,7 +23,7 @@ from controller.provision.ssh import connect
 from controller.provision.verify import check_agent, check_agent_via_tunnel
 from controller.provision.wheel import build_wheel
 from tests.helpers.processes import is_zombie
-from tests.helpers.sshd import PASSPHRASE, SshServer, free_port, sshd_server  # noqa: F401
+from tests.helpers.sshd import PASSPHRASE, SshServer, free_port
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
@@ -102,7 +102,7 @@ def stop_agent(prefix: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def farm(sshd_server: SshServer, agent_wheel: Path,  # noqa: F811
+def farm(sshd_server: SshServer, agent_wheel: Path,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     root = tmp_path_factory.mktemp("farm")
     devices_file = write_devices(root, sshd_server, free_port())

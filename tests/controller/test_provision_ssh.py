@@ -24,13 +24,12 @@ from controller.provision import (
 from controller.provision.errors import RemoteCommandError
 from controller.provision.ssh import PASSPHRASE_ENV, connect, passphrase_from_env_or_tty
 from controller.provision.tunnel import agent_tunnel, open_forward
-from tests.helpers.sshd import (  # noqa: F401 (sshd_server is a fixture)
+from tests.helpers.sshd import (
     PASSPHRASE,
     SshServer,
     free_port,
     keygen,
     public_key,
-    sshd_server,
 )
 
 pytestmark = pytest.mark.ssh
@@ -47,7 +46,7 @@ def make_device(server: SshServer, known_hosts: Path, *, key: Path | None = None
 
 
 @pytest.fixture
-def known_hosts(tmp_path: Path, sshd_server: SshServer) -> Path:  # noqa: F811
+def known_hosts(tmp_path: Path, sshd_server: SshServer) -> Path:
     path = tmp_path / "known_hosts"
     path.write_text("# kept as is\n" + sshd_server.known_hosts_line)
     return path
@@ -58,7 +57,7 @@ def no_passphrase(_: Path) -> str | None:
 
 
 def test_unknown_host_is_refused_with_how_to_trust(tmp_path: Path,
-                                                   sshd_server: SshServer) -> None:  # noqa: F811
+                                                   sshd_server: SshServer) -> None:
     known = tmp_path / "known_hosts"
     with pytest.raises(UnknownHostKeyError) as err:
         connect(make_device(sshd_server, known))
@@ -70,7 +69,7 @@ def test_unknown_host_is_refused_with_how_to_trust(tmp_path: Path,
 
 
 def test_trust_new_host_records_the_key_and_says_so(tmp_path: Path,
-                                                    sshd_server: SshServer) -> None:  # noqa: F811
+                                                    sshd_server: SshServer) -> None:
     known = tmp_path / "sub" / "known_hosts"
     events: list[str] = []
     with connect(make_device(sshd_server, known), trust_new_host=True,
@@ -85,7 +84,7 @@ def test_trust_new_host_records_the_key_and_says_so(tmp_path: Path,
 
 
 def test_trusting_appends_and_keeps_other_lines(tmp_path: Path,
-                                                sshd_server: SshServer) -> None:  # noqa: F811
+                                                sshd_server: SshServer) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("# my hosts\nexample.org ssh-ed25519 AAAAnot-parsed-but-kept")
     with connect(make_device(sshd_server, known), trust_new_host=True):
@@ -95,7 +94,7 @@ def test_trusting_appends_and_keeps_other_lines(tmp_path: Path,
 
 
 def test_changed_host_key_is_refused_even_with_trust(tmp_path: Path,
-                                                     sshd_server: SshServer) -> None:  # noqa: F811
+                                                     sshd_server: SshServer) -> None:
     other = public_key(keygen(tmp_path / "impostor"))
     known = tmp_path / "known_hosts"
     line = f"[127.0.0.1]:{sshd_server.port} {other}\n"
@@ -109,7 +108,7 @@ def test_changed_host_key_is_refused_even_with_trust(tmp_path: Path,
 
 
 def test_key_of_another_type_counts_as_changed(tmp_path: Path,
-                                               sshd_server: SshServer) -> None:  # noqa: F811
+                                               sshd_server: SshServer) -> None:
     rsa = tmp_path / "rsa"
     subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa)],
                    check=True, timeout=60)
@@ -119,7 +118,7 @@ def test_key_of_another_type_counts_as_changed(tmp_path: Path,
         connect(make_device(sshd_server, known), trust_new_host=True)
 
 
-def test_wrong_key_is_refused(known_hosts: Path, sshd_server: SshServer) -> None:  # noqa: F811
+def test_wrong_key_is_refused(known_hosts: Path, sshd_server: SshServer) -> None:
     with pytest.raises(SshAuthError) as err:
         connect(make_device(sshd_server, known_hosts, key=sshd_server.stranger_key))
     assert str(sshd_server.stranger_key) in str(err.value)
@@ -127,13 +126,13 @@ def test_wrong_key_is_refused(known_hosts: Path, sshd_server: SshServer) -> None
 
 
 def test_missing_key_file_is_an_input_error(tmp_path: Path, known_hosts: Path,
-                                            sshd_server: SshServer) -> None:  # noqa: F811
+                                            sshd_server: SshServer) -> None:
     with pytest.raises(ProvisionInputError, match="does not exist"):
         connect(make_device(sshd_server, known_hosts, key=tmp_path / "nope"))
 
 
 def test_encrypted_key_from_environment(known_hosts: Path, monkeypatch: pytest.MonkeyPatch,
-                                        sshd_server: SshServer) -> None:  # noqa: F811
+                                        sshd_server: SshServer) -> None:
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     device = make_device(sshd_server, known_hosts, key=sshd_server.encrypted_key)
     with connect(device, passphrase_source=passphrase_from_env_or_tty) as session:
@@ -141,7 +140,7 @@ def test_encrypted_key_from_environment(known_hosts: Path, monkeypatch: pytest.M
 
 
 def test_encrypted_key_errors_name_no_secret(known_hosts: Path,
-                                             sshd_server: SshServer) -> None:  # noqa: F811
+                                             sshd_server: SshServer) -> None:
     device = make_device(sshd_server, known_hosts, key=sshd_server.encrypted_key)
     with pytest.raises(ProvisionInputError, match=PASSPHRASE_ENV):
         connect(device, passphrase_source=no_passphrase)
@@ -152,7 +151,7 @@ def test_encrypted_key_errors_name_no_secret(known_hosts: Path,
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
-def test_unreachable_port(known_hosts: Path, sshd_server: SshServer) -> None:  # noqa: F811
+def test_unreachable_port(known_hosts: Path, sshd_server: SshServer) -> None:
     device = make_device(sshd_server, known_hosts)
     assert device.ssh is not None
     closed = replace(device, ssh=replace(device.ssh, port=free_port()))
@@ -161,7 +160,7 @@ def test_unreachable_port(known_hosts: Path, sshd_server: SshServer) -> None:  #
 
 
 def test_jump_host_through_direct_tcpip(known_hosts: Path,
-                                        sshd_server: SshServer) -> None:  # noqa: F811
+                                        sshd_server: SshServer) -> None:
     # The same sshd is the jump host and (through its forward to itself) the device.
     jump = f"{sshd_server.user}@127.0.0.1:{sshd_server.port}"
     with connect(make_device(sshd_server, known_hosts, jump=jump)) as session:
@@ -169,14 +168,14 @@ def test_jump_host_through_direct_tcpip(known_hosts: Path,
 
 
 def test_unknown_jump_host_is_refused(tmp_path: Path,
-                                      sshd_server: SshServer) -> None:  # noqa: F811
+                                      sshd_server: SshServer) -> None:
     jump = f"127.0.0.1:{sshd_server.port}"
     with pytest.raises(UnknownHostKeyError, match=rf"\[127.0.0.1\]:{sshd_server.port}"):
         connect(make_device(sshd_server, tmp_path / "known_hosts", jump=jump))
 
 
 def test_commands_report_status_and_output(known_hosts: Path,
-                                           sshd_server: SshServer) -> None:  # noqa: F811
+                                           sshd_server: SshServer) -> None:
     with connect(make_device(sshd_server, known_hosts)) as session:
         result = session.run("echo out; echo err >&2; exit 3", what="x", check=False)
         assert result.exit_status == 3
@@ -186,7 +185,7 @@ def test_commands_report_status_and_output(known_hosts: Path,
 
 
 def test_files_get_their_mode_before_their_content(tmp_path: Path, known_hosts: Path,
-                                                   sshd_server: SshServer) -> None:  # noqa: F811
+                                                   sshd_server: SshServer) -> None:
     target = tmp_path / "remote" / "deep"
     with connect(make_device(sshd_server, known_hosts)) as session:
         session.mkdir_private(str(target))
@@ -222,7 +221,7 @@ def echo_server() -> Iterator[int]:
 
 
 def test_local_forward_carries_bytes_both_ways(known_hosts: Path, echo_server: int,
-                                               sshd_server: SshServer) -> None:  # noqa: F811
+                                               sshd_server: SshServer) -> None:
     with connect(make_device(sshd_server, known_hosts)) as session, \
             open_forward(session.transport, "127.0.0.1", echo_server) as forward, \
             socket.create_connection(("127.0.0.1", forward.local_port), timeout=10) as conn:
@@ -235,7 +234,7 @@ def test_local_forward_carries_bytes_both_ways(known_hosts: Path, echo_server: i
 
 
 def test_agent_tunnel_yields_a_loopback_target(known_hosts: Path, echo_server: int,
-                                               sshd_server: SshServer) -> None:  # noqa: F811
+                                               sshd_server: SshServer) -> None:
     device = make_device(sshd_server, known_hosts, port=echo_server)
     with agent_tunnel(device) as target:
         host, port = target.split(":")
@@ -265,7 +264,7 @@ def ssh_agent(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def test_keys_from_ssh_agent(tmp_path: Path, known_hosts: Path, ssh_agent: dict[str, str],
                              monkeypatch: pytest.MonkeyPatch,
-                             sshd_server: SshServer) -> None:  # noqa: F811
+                             sshd_server: SshServer) -> None:
     # No ssh.key, and a home without ~/.ssh keys: only the agent can authenticate.
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("SSH_AUTH_SOCK", ssh_agent["SSH_AUTH_SOCK"])

@@ -21,7 +21,7 @@ from agent.local import build_recipe
 from controller.farm.runner import resume, run_suite
 from controller.farm.timing import Timing
 from joulefarm.tflite.parse import read_layers
-from tests.helpers import REPO
+from tests.helpers import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -117,11 +117,19 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
+    announced = None
     for line in proc.stdout:
+        if line.startswith("sweep ") and " started" in line:
+            announced = line.split()[1]  # the id comes first, before any job
         # "[sim-a] upload 1/2 ...": sim-a finished its first job and starts the second.
         if "upload 1/2" in line:
             break
         assert time.monotonic() < deadline, "the sweep never got going"
+    assert announced is not None and announced.startswith("sweep-")
+    # A user can watch the running sweep: the controller lets go of the database between writes.
+    watching = run_cli("sweep", "status", announced, "--db", str(db))
+    assert watching.returncode == 0, watching.stderr
+    assert f"sweep {announced}: running" in watching.stdout
     proc.kill()
     proc.wait()
     proc.stdout.close()
@@ -129,7 +137,11 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     (sweep_id, status), = con.execute("SELECT sweep_id, status FROM sweeps").fetchall()
     done_before = con.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
     con.close()
-    assert status == "running" and 1 <= done_before < 4
+    assert status == "running" and 1 <= done_before < 4 and sweep_id == announced
+    # Stored as running, shown as what it is: its controller is gone.
+    shown = run_cli("sweep", "status", "--db", str(db), "--format", "csv")
+    assert "interrupted" in shown.stdout
+    assert f"resume with: joulefarm sweep resume {sweep_id}" in shown.stdout, shown.stdout
 
     # The killed controller's agents notice their parent is gone and stop by themselves.
     report = resume(sweep_id, db, timing=FAST)
