@@ -8,7 +8,9 @@
    layers, labelled simulated); the controller runs a sweep against all of them and stores
    every result. Prints jobs/s and the controller's overhead per job.
 2. Ingest: ``ResultStore.store_run`` of results with many layers into a fresh DuckDB file
-   (Arrow bulk insert, one transaction per run). Prints layer rows/s (target >= 500k).
+   (Arrow bulk insert, one transaction per run). Prints layer rows/s (target >= 500k), alone
+   and again while another process runs a read-only query every ``--reader-every`` seconds
+   (what ``joulefarm sweep status`` does during a sweep), with how long each read waited.
 """
 
 from __future__ import annotations
@@ -131,10 +133,33 @@ def bench_dispatch(n_agents: int, jobs_per_agent: int, n_layers: int, workdir: P
           f"{rows[0][0]} layer rows stored")
 
 
-def bench_ingest(total_rows: int, rows_per_run: int, workdir: Path) -> None:
+def poll_readonly(db: Path, every_s: float, stop: mp.Event, out: mp.Queue) -> None:
+    """A user running ``joulefarm query`` every ``every_s`` during ingest: each read's wait."""
+    from controller.store import query_readonly
+
+    waits: list[float] = []
+    while not db.exists() and not stop.is_set():
+        time.sleep(0.01)
+    while not stop.is_set():
+        t = time.perf_counter()
+        query_readonly(db, "SELECT count(*) FROM layer_energy")
+        waits.append(time.perf_counter() - t)
+        stop.wait(every_s)
+    out.put(waits)
+
+
+def bench_ingest(total_rows: int, rows_per_run: int, workdir: Path,
+                 reader_every_s: float | None = None) -> None:
+    """Ingest alone, or (``reader_every_s``) with a reader process polling the same file."""
+    db = workdir / f"ingest-{'read' if reader_every_s else 'alone'}.duckdb"
     result = synthetic_result("a" * 64, rows_per_run)
     runs = max(1, total_rows // rows_per_run)
-    with ResultStore(workdir / "ingest.duckdb") as store:
+    stop, waits_q = mp.Event(), mp.Queue()
+    reader = None
+    if reader_every_s:
+        reader = mp.Process(target=poll_readonly, args=(db, reader_every_s, stop, waits_q))
+        reader.start()
+    with ResultStore(db) as store:
         sweep = store.start_sweep(suite="bench", suite_file="", devices_file="",
                                   joulefarm_version="0", git_revision="", rust_core_profile="")
         jobs = store.add_jobs(sweep, [("light", f"m{i}", "a" * 64, {}) for i in range(runs)])
@@ -144,9 +169,19 @@ def bench_ingest(total_rows: int, rows_per_run: int, workdir: Path) -> None:
             store.store_run(job_id=job, sweep_id=sweep, device=facts, model_name="m",
                             result=result)
         elapsed = time.perf_counter() - t
+        opened = store.times_opened
     rows = runs * rows_per_run
-    print(f"ingest: {rows} layer rows in {runs} runs of {rows_per_run}: {elapsed:.2f} s, "
-          f"{rows / elapsed:,.0f} rows/s (target >= 500,000)")
+    label = f"with a reader every {reader_every_s:g} s" if reader_every_s else "no reader"
+    print(f"ingest ({label}): {rows} layer rows in {runs} runs of {rows_per_run}: "
+          f"{elapsed:.2f} s, {rows / elapsed:,.0f} rows/s (target >= 500,000); "
+          f"file opened {opened}x")
+    if reader is not None:
+        stop.set()
+        waits = sorted(waits_q.get(timeout=60))
+        reader.join()
+        if waits:
+            print(f"  reader: {len(waits)} queries, wait median {waits[len(waits) // 2]:.3f} s, "
+                  f"max {waits[-1]:.3f} s")
 
 
 def main() -> int:
@@ -156,10 +191,14 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=200)
     parser.add_argument("--ingest-rows", type=int, default=2_000_000)
     parser.add_argument("--rows-per-run", type=int, default=20_000)
+    parser.add_argument("--reader-every", type=float, default=2.0,
+                        help="seconds between a concurrent reader's queries during ingest "
+                             "(2 s: what `watch joulefarm sweep status` does)")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="joulefarm-bench-") as tmp:
         bench_dispatch(ns.agents, ns.jobs_per_agent, ns.layers, Path(tmp))
         bench_ingest(ns.ingest_rows, ns.rows_per_run, Path(tmp))
+        bench_ingest(ns.ingest_rows, ns.rows_per_run, Path(tmp), ns.reader_every)
     print(json.dumps({"note": "figures are wall-clock on this machine; see README"}))
     return 0
 

@@ -30,8 +30,12 @@ READ_WAIT_S = 30.0
 """How long a reader waits for a writer to let go of the file."""
 WRITE_WAIT_S = 120.0
 """How long a writer waits for readers to let go of the file."""
-_RETRY_S = 0.02
+_RETRY_S = 0.005
 _REQUEST_FRESH_S = 60.0  # an older request file was left by a reader that died
+_READER_GRACE_S = 1.0
+"""How long a writer that let go for a reader waits for it to take the file before reopening:
+without it the writer wins the race back and closes again after its next write, paying a
+close and an open for nothing."""
 
 
 class DatabaseBusy(Exception):
@@ -46,6 +50,13 @@ def _is_lock_conflict(error: duckdb.Error) -> bool:
 def request_path(db: Path) -> Path:
     """The file a waiting reader leaves beside the database."""
     return db.with_name(db.name + ".read-request")
+
+
+def _reader_waiting(db: Path) -> bool:
+    try:
+        return time.time() - request_path(db).stat().st_mtime < _REQUEST_FRESH_S
+    except OSError:
+        return False
 
 
 def _open(
@@ -108,7 +119,11 @@ class WriterConnection:
                 self._timer.cancel()
                 self._timer = None
             if self._con is None:
-                self._con = _open(lambda: duckdb.connect(str(self.db)), self.wait_s)
+                # One thread: a write is a small transaction that DuckDB's parallel insert
+                # only slows down (17% more rows/s on 2 cores, benchmarks/bench_controller.py).
+                self._con = _open(
+                    lambda: duckdb.connect(str(self.db), config={"threads": 1}), self.wait_s
+                )
                 self.opened += 1
             try:
                 yield self._con
@@ -116,12 +131,7 @@ class WriterConnection:
                 self._after_write()
 
     def _after_write(self) -> None:
-        request = request_path(self.db)
-        try:
-            asked = time.time() - request.stat().st_mtime < _REQUEST_FRESH_S
-        except OSError:
-            asked = False
-        if asked:
+        if _reader_waiting(self.db):
             self._close()
             return
         self._timer = threading.Timer(self.idle_close_s, self._close_if_idle)
