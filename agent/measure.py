@@ -40,7 +40,9 @@ from agent.runtimes.profiler import (
 from agent.system import compare_conditions, read_conditions
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError
+from joulefarm.latency import LoopLatency, loop_latency
 from joulefarm.results import (
+    MIN_USABLE_COVERAGE,
     BenchmarkResult,
     DecimatedTrace,
     LayerRecord,
@@ -73,6 +75,9 @@ TAIL_S = 0.01
 # sum of per-layer latency and energy vs the whole model shows what splitting changed.
 ADDITIVITY_WINDOWS = 5
 ADDITIVITY_MIN_S = 0.05
+# A run whose layers' latencies add up to more than this many times the whole model's median
+# call (or less than its inverse) measured something other than the model: flagged.
+MAX_LAYER_SUM_RATIO = 3.0
 # The decimated trace sent back with every result (min/max/mean per bucket).
 MAX_TRACE_BUCKETS = 4000
 # Thread switch interval while recording: a polled meter samples in a Python thread, which
@@ -88,12 +93,13 @@ ProgressFn = Callable[[Progress], None]
 
 @dataclass(frozen=True)
 class LayerWindow:
-    """When one layer ran (agent clock, seconds) and what work it did per call."""
+    """When one layer ran (agent clock, seconds), how many calls, and their latency."""
 
     index: int
     start_s: float
     end_s: float
     iterations: int
+    latency: LoopLatency
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class PairWindow:
     start_s: float
     end_s: float
     iterations: int
+    latency: LoopLatency
 
 
 @dataclass(frozen=True)
@@ -174,23 +181,28 @@ def additivity_duration_s(settings: MeasureSettings) -> float:
 
 
 def _loop_window(invoke: Callable[[], None], macs: int, bytes_moved: int, meter: Meter,
-                 settings: MeasureSettings) -> tuple[float, float, int]:
+                 settings: MeasureSettings) -> tuple[float, float, int, LoopLatency]:
     """Warm up, then loop ``invoke`` for ``min_layer_duration_s`` and ``min_iterations`` calls;
-    the meter is told what ran. Returns the window (agent clock) and the call count."""
+    the meter is told what ran. Returns the window (agent clock), the call count and the
+    per-call latency by batches (``joulefarm.latency``)."""
     for _ in range(settings.warmup_iterations):
         invoke()
     count = 0
-    start = time.perf_counter()
+    ends: list[float] = []
+    stamp = ends.append
+    clock = time.perf_counter
+    start = clock()
     deadline = start + settings.min_layer_duration_s
-    # The hot loop: a bare invoke and a clock read per call.
+    # The hot loop: a bare invoke, a clock read and an append per call.
     while True:
         invoke()
+        now = clock()
+        stamp(now)
         count += 1
-        now = time.perf_counter()
         if count >= settings.min_iterations and now >= deadline:
             break
     meter.note_activity("layer", start, now, macs=macs * count, bytes_moved=bytes_moved * count)
-    return start, now, count
+    return start, now, count, loop_latency(start, ends)
 
 
 def record_layers(
@@ -217,19 +229,19 @@ def record_layers(
         if progress:
             progress(Progress("layers", i, total, f"layer {i} {chain.layers[i].op}"))
         # The interpreter's bound invoke: no lookup per call.
-        start, end, count = _loop_window(chain.invokers[i], chain.layers[i].macs,
-                                         _layer_bytes(chain, i), meter, settings)
-        windows.append(LayerWindow(i, start, end, count))
+        start, end, count, latency = _loop_window(chain.invokers[i], chain.layers[i].macs,
+                                                  _layer_bytes(chain, i), meter, settings)
+        windows.append(LayerWindow(i, start, end, count, latency))
     pair_windows = []
     pair_invokers = pairs.invokers if pairs is not None else []
     for k, (a, b) in enumerate(pairs.positions if pairs is not None else ()):
         if progress:
             progress(Progress("layers", n + k, total,
                               f"pair {a}+{b} {chain.layers[a].op}+{chain.layers[b].op}"))
-        start, end, count = _loop_window(
+        start, end, count, latency = _loop_window(
             pair_invokers[k], chain.layers[a].macs + chain.layers[b].macs,
             _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings)
-        pair_windows.append(PairWindow(a, b, start, end, count))
+        pair_windows.append(PairWindow(a, b, start, end, count, latency))
     whole = None
     if whole_model is not None:
         # The unsplit model in the same trace: the additivity check (sum of layers vs whole).
@@ -425,8 +437,16 @@ def integrate_run(
     layers = []
     for k, w in enumerate(raw.windows):
         info = chain.layers[w.index]
-        duration = w.end_s - w.start_s
-        energy = float(stats["energy_j"][k])
+        lat = w.latency
+        power = float(stats["mean_power_w"][k])
+        coverage = float(stats["coverage"][k])
+        # Energy per call: the window's mean power over one typical call. Mean power is taken
+        # over the covered part of the window (the rest is filled at it) and over the whole
+        # window's calls, so neither a late meter read nor one interruption scales it.
+        energy = power * lat.median_s
+        flags = list(joulefarm.flag_names(int(stats["flags"][k]))) + list(lat.flags)
+        if coverage < MIN_USABLE_COVERAGE:
+            flags.append("low_coverage")
         layers.append(LayerRecord(
             index=info.index,
             op=info.op,
@@ -439,20 +459,37 @@ def integrate_run(
             iterations=w.iterations,
             window_start_s=w.start_s,
             window_end_s=w.end_s,
-            latency_s=duration / w.iterations,
-            energy_j=energy / w.iterations,
-            active_energy_j=(energy - idle_w * duration) / w.iterations,
-            mean_power_w=float(stats["mean_power_w"][k]),
+            latency_s=lat.median_s,
+            energy_j=energy,
+            active_energy_j=(power - idle_w) * lat.median_s,
+            mean_power_w=power,
             samples=int(stats["samples"][k]),
-            coverage=float(stats["coverage"][k]),
-            flags=tuple(joulefarm.flag_names(int(stats["flags"][k]))),
-            true_energy_j=truth(w.start_s, w.end_s) / w.iterations if truth else None,
+            coverage=coverage,
+            flags=tuple(flags),
+            true_energy_j=(truth(w.start_s, w.end_s) / (w.end_s - w.start_s) * lat.median_s
+                           if truth else None),
+            latency_window_s=lat.window_s,
+            latency_low_s=lat.low_s,
+            latency_high_s=lat.high_s,
+            batches=lat.batches,
+            energy_err_j=energy_uncertainty_j(power, lat, coverage),
         ))
     whole = None
     if raw.whole is not None:
         whole = whole_record(raw, fit, meter, settings, additivity_duration_s(settings))
+        ratio = sum(x.latency_s for x in layers) / whole.latency_p50_s
+        if not 1 / MAX_LAYER_SUM_RATIO <= ratio <= MAX_LAYER_SUM_RATIO:
+            fit = replace(fit, flags=(*fit.flags, "implausible_layer_sum"))
     return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers),
                    whole=whole, pairs=pair_records(raw, chain, fit, meter))
+
+
+def energy_uncertainty_j(power_w: float, latency: LoopLatency, coverage: float) -> float:
+    """Half-width of a layer's stated energy uncertainty per call: the latency interval's
+    half-width at the window's power, plus the uncovered share of the window taken as wholly
+    unknown (it was filled at the covered part's mean power)."""
+    spread = power_w * (latency.high_s - latency.low_s) / 2
+    return float(spread + (1 - coverage) * power_w * latency.median_s)
 
 
 def pair_records(raw: RawRun, chain: LayerChain, fit: Alignment, meter: Meter
@@ -467,13 +504,15 @@ def pair_records(raw: RawRun, chain: LayerChain, fit: Alignment, meter: Meter
     records = []
     for k, w in enumerate(raw.pair_windows):
         a, b = chain.layers[w.first], chain.layers[w.second]
+        lat, power = w.latency, float(stats["mean_power_w"][k])
         records.append(PairRecord(
             first_index=a.index, second_index=b.index, ops=f"{a.op}+{b.op}",
-            iterations=w.iterations, latency_s=(w.end_s - w.start_s) / w.iterations,
-            energy_j=float(stats["energy_j"][k]) / w.iterations,
-            mean_power_w=float(stats["mean_power_w"][k]),
-            flags=tuple(joulefarm.flag_names(int(stats["flags"][k]))),
-            true_energy_j=truth(w.start_s, w.end_s) / w.iterations if truth else None))
+            iterations=w.iterations, latency_s=lat.median_s,
+            energy_j=power * lat.median_s, mean_power_w=power,
+            flags=tuple(joulefarm.flag_names(int(stats["flags"][k]))) + lat.flags,
+            true_energy_j=(truth(w.start_s, w.end_s) / (w.end_s - w.start_s) * lat.median_s
+                           if truth else None),
+            latency_low_s=lat.low_s, latency_high_s=lat.high_s))
     return tuple(records)
 
 
@@ -484,11 +523,16 @@ def whole_record(raw: RawRun, fit: Alignment, meter: Meter, settings: MeasureSet
     w = raw.whole
     stats = integrate(raw, fit.offset_s, np.array([w.start_s]), np.array([w.end_s]))
     n = w.iterations
-    energy = float(stats["energy_j"][0])
     duration = w.end_s - w.start_s
+    power, coverage = float(stats["mean_power_w"][0]), float(stats["coverage"][0])
+    # Over the whole window at the covered part's mean power: a late meter read leaves a part
+    # uncovered, which would otherwise read as energy not spent.
+    energy = power * duration
     p50, p90, p99 = np.percentile(w.latencies_s, [50, 90, 99])
     truth = _truth(meter)
     flags = list(joulefarm.flag_names(int(stats["flags"][0])))
+    if coverage < MIN_USABLE_COVERAGE:
+        flags.append("low_coverage")
     if duration < min_duration_s:
         flags.append("min_duration_not_met")
     if n < settings.min_iterations:
@@ -498,8 +542,8 @@ def whole_record(raw: RawRun, fit: Alignment, meter: Meter, settings: MeasureSet
         latency_mean_s=duration / n, latency_p50_s=float(p50), latency_p90_s=float(p90),
         latency_p99_s=float(p99), energy_j=energy / n,
         active_energy_j=(energy - fit.idle_power_w * duration) / n,
-        mean_power_w=float(stats["mean_power_w"][0]), samples=int(stats["samples"][0]),
-        coverage=float(stats["coverage"][0]), flags=tuple(flags),
+        mean_power_w=power, samples=int(stats["samples"][0]),
+        coverage=coverage, flags=tuple(flags),
         true_energy_j=truth(w.start_s, w.end_s) / n if truth else None)
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import duckdb
 
+from joulefarm.errors import JoulefarmError
+
 IDLE_CLOSE_S = 0.25
 """The writer closes the file when no write came for this long."""
 READ_WAIT_S = 30.0
@@ -38,7 +40,7 @@ without it the writer wins the race back and closes again after its next write, 
 close and an open for nothing."""
 
 
-class DatabaseBusy(Exception):
+class DatabaseBusy(JoulefarmError):
     """The file stayed locked by another process for the whole wait."""
 
 

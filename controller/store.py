@@ -8,6 +8,7 @@ transaction: a failure leaves nothing half-stored.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import uuid
@@ -275,6 +276,71 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ALTER TABLE sweeps ADD COLUMN controller_pid INTEGER;
     ALTER TABLE sweeps ADD COLUMN heartbeat_at TIMESTAMPTZ;
     """),
+    # Latency as a median over batches of calls, with its confidence interval; energy with its
+    # stated uncertainty; which rows an estimator may train on; fusion only beyond the spread.
+    (3, """
+    ALTER TABLE layer_measurements ADD COLUMN latency_window_s DOUBLE;
+    ALTER TABLE layer_measurements ADD COLUMN latency_low_s DOUBLE;
+    ALTER TABLE layer_measurements ADD COLUMN latency_high_s DOUBLE;
+    ALTER TABLE layer_measurements ADD COLUMN batches INTEGER;
+    ALTER TABLE layer_measurements ADD COLUMN energy_err_j DOUBLE;
+    ALTER TABLE pair_measurements ADD COLUMN latency_low_s DOUBLE;
+    ALTER TABLE pair_measurements ADD COLUMN latency_high_s DOUBLE;
+    -- usable: no flag of the row or its run is in joulefarm.results.UNUSABLE_FLAGS (this
+    -- literal; tests/controller/test_store.py fails when the two part: a new list needs a
+    -- migration that replaces this view).
+    CREATE OR REPLACE VIEW layer_energy AS
+    SELECT r.sweep_id, r.device_name, r.model_name, l.layer_index, l.op, l.macs,
+           l.latency_s, l.latency_low_s, l.latency_high_s, l.energy_j, l.energy_err_j,
+           l.active_energy_j, l.mean_power_w, l.coverage, l.flags,
+           NOT list_has_any(list_concat(coalesce(l.flags, []), coalesce(r.flags, [])),
+                            ['no_samples', 'low_coverage', 'latency_unstable', 'non_monotonic',
+                             'saturated', 'host_contended', 'implausible_layer_sum'])
+               AS usable,
+           l.meter_kind, l.simulated,
+           CASE WHEN l.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
+           r.run_id
+    FROM layer_measurements l JOIN runs r USING (run_id);
+    -- The layers' sum against the whole model's median call (a median, as each layer's).
+    CREATE OR REPLACE VIEW additivity AS
+    SELECT r.run_id, r.sweep_id, r.device_name, r.model_name, r.mode,
+           r.latency_s AS layers_latency_s, w.latency_p50_s AS whole_latency_s,
+           r.latency_s / w.latency_p50_s AS latency_ratio,
+           r.energy_j AS layers_energy_j, w.energy_j AS whole_energy_j,
+           r.energy_j / w.energy_j AS energy_ratio, r.simulated
+    FROM runs r JOIN whole_measurements w USING (run_id)
+    WHERE r.mode <> 'whole';
+    -- fused: nn-Meter's rule, and a saving beyond the measured spread (the half-widths of the
+    -- three latencies' confidence intervals, added; joulefarm.results.saving_spread_s).
+    CREATE OR REPLACE VIEW layer_pairs AS
+    WITH p AS (
+        SELECT p.*, a.latency_s AS first_latency_s, b.latency_s AS second_latency_s,
+               a.latency_s + b.latency_s - p.latency_s AS latency_saved_s,
+               coalesce((a.latency_high_s - a.latency_low_s) / 2, 0)
+               + coalesce((b.latency_high_s - b.latency_low_s) / 2, 0)
+               + coalesce((p.latency_high_s - p.latency_low_s) / 2, 0) AS spread_s,
+               a.energy_j + b.energy_j AS sum_energy_j
+        FROM pair_measurements p
+        JOIN layer_measurements a ON a.run_id = p.run_id AND a.layer_index = p.first_index
+        JOIN layer_measurements b ON b.run_id = p.run_id AND b.layer_index = p.second_index
+    )
+    SELECT r.sweep_id, r.device_name, r.model_name, p.first_index, p.second_index, p.ops,
+           p.first_latency_s, p.second_latency_s,
+           p.first_latency_s + p.second_latency_s AS sum_latency_s,
+           p.latency_s AS pair_latency_s, p.latency_saved_s, p.spread_s,
+           p.latency_saved_s > 0.5 * least(p.first_latency_s, p.second_latency_s)
+               AND p.latency_saved_s > p.spread_s AS fused,
+           p.latency_saved_s > 2.0 * (
+               SELECT min(m.latency_s) FROM layer_measurements m WHERE m.run_id = p.run_id)
+               AS beyond_call_overhead,
+           p.sum_energy_j, p.energy_j AS pair_energy_j,
+           p.sum_energy_j / p.energy_j AS energy_ratio,
+           p.true_energy_j AS pair_true_energy_j, p.iterations, p.flags, p.meter_kind,
+           p.simulated,
+           CASE WHEN p.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
+           r.run_id
+    FROM p JOIN runs r USING (run_id);
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -295,6 +361,7 @@ _PAIR_SCHEMA = pa.schema([
     ("mean_power_w", pa.float64()), ("iterations", pa.int32()),
     ("flags", pa.list_(pa.string())), ("true_energy_j", pa.float64()),
     ("meter_kind", pa.string()), ("simulated", pa.bool_()),
+    ("latency_low_s", pa.float64()), ("latency_high_s", pa.float64()),
 ])
 
 
@@ -305,7 +372,10 @@ def _pair_table(run_id: str, pairs: Sequence[PairRecord], meter_kind: str,
     columns: dict[str, list[Any]] = {"run_id": [run_id] * n, "meter_kind": [meter_kind] * n,
                                      "simulated": [simulated] * n}
     for name in _PAIR_SCHEMA.names:
-        if name not in columns:  # None (no ground truth) becomes NULL
+        if name in _NAN_IS_NULL:  # None and NaN (not known) become NULL
+            columns[name] = [None if v is None or math.isnan(v) else v
+                             for v in (getattr(p, name) for p in pairs)]
+        elif name not in columns:
             columns[name] = [getattr(p, name) for p in pairs]
     return pa.Table.from_pydict(columns, schema=_PAIR_SCHEMA)
 
@@ -320,12 +390,17 @@ def _repeated(value: str, n: int) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(raw * n))
 
 
+# Columns where NaN means "not known" (no ground truth, no interval measured): NULL in the
+# database, so SQL's coalesce and aggregates treat them as missing rather than as NaN.
+_NAN_IS_NULL = frozenset({"true_energy_j", "latency_window_s", "latency_low_s",
+                          "latency_high_s", "energy_err_j"})
+
+
 def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
                  simulated: bool) -> pa.Table:
     """The layer_measurements rows of one run, straight from the result's columns (numpy
     arrays become Arrow arrays without a Python object per value)."""
     n = len(columns["index"])
-    truth = np.asarray(columns["true_energy_j"], dtype=np.float64)
     arrays = []
     for field in _LAYER_SCHEMA:
         name = field.name
@@ -335,8 +410,9 @@ def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
             arrays.append(_repeated(meter_kind, n))
         elif name == "simulated":
             arrays.append(pa.array(np.full(n, simulated), field.type))
-        elif name == "true_energy_j":  # NaN means "no ground truth": NULL in the database
-            arrays.append(pa.array(truth, field.type, mask=np.isnan(truth)))
+        elif name in _NAN_IS_NULL:
+            values = np.asarray(columns[_LAYER_FIELD[name]], dtype=np.float64)
+            arrays.append(pa.array(values, field.type, mask=np.isnan(values)))
         elif name == "flags":
             arrays.append(pa.array(columns["flags"], field.type))  # tuples convert as lists
         else:
@@ -430,9 +506,10 @@ class ResultStore:
         """The migrated layer_measurements must hold exactly the columns ingest writes
         (``joulefarm.results.LayerRecord``): a field added without its migration fails here,
         at open, not in the middle of a sweep."""
-        stored = [(name, kind) for name, kind, *_ in
-                  cur.execute("DESCRIBE layer_measurements").fetchall()]
-        expected = [(f.name, _SQL_OF[str(f.type)]) for f in _LAYER_SCHEMA]
+        # Compared as sets: ingest inserts by name, and migrations append columns at the end.
+        stored = sorted((name, kind) for name, kind, *_ in
+                        cur.execute("DESCRIBE layer_measurements").fetchall())
+        expected = sorted((f.name, _SQL_OF[str(f.type)]) for f in _LAYER_SCHEMA)
         if stored != expected:
             raise StoreError(
                 f"{self.path}: table layer_measurements has columns {stored}, but this "
@@ -621,11 +698,11 @@ class ResultStore:
         with self._transaction() as cur:
             # Bulk insert straight from the Arrow table: one scan, not a row at a time.
             cur.register("incoming_layers", table)
-            cur.execute("INSERT INTO layer_measurements SELECT * FROM incoming_layers")
+            cur.execute("INSERT INTO layer_measurements BY NAME SELECT * FROM incoming_layers")
             cur.unregister("incoming_layers")
             if pairs.num_rows:
                 cur.register("incoming_pairs", pairs)
-                cur.execute("INSERT INTO pair_measurements SELECT * FROM incoming_pairs")
+                cur.execute("INSERT INTO pair_measurements BY NAME SELECT * FROM incoming_pairs")
                 cur.unregister("incoming_pairs")
             try:
                 cur.execute(

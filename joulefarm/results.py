@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, overload
@@ -73,7 +74,11 @@ class LayerRecord:
     window_start_s: float = _column("DOUBLE")
     window_end_s: float = _column("DOUBLE")
     latency_s: float = _column("DOUBLE")
+    """Per call. Layers mode: the median over batches of calls, which one interruption cannot
+    move (``joulefarm.latency``); in situ: the mean of the op's calls."""
     energy_j: float = _column("DOUBLE")
+    """Per call, idle included. Layers mode: the window's mean power x ``latency_s``, so a part
+    of the window no sample covered is filled at the covered part's mean power."""
     active_energy_j: float = _column("DOUBLE")
     mean_power_w: float = _column("DOUBLE")
     samples: int = _column("BIGINT")
@@ -81,6 +86,31 @@ class LayerRecord:
     flags: tuple[str, ...] = _column("VARCHAR[]", default=())
     true_energy_j: float | None = _column("DOUBLE", default=None)
     """Only a simulated meter knows the truth; None for real meters (NULL, NaN in columns)."""
+    latency_window_s: float = _column("DOUBLE", default=math.nan)
+    """Window duration / iterations: the plain mean, inflated by anything else that ran."""
+    latency_low_s: float = _column("DOUBLE", default=math.nan)
+    latency_high_s: float = _column("DOUBLE", default=math.nan)
+    """The 95% confidence interval of ``latency_s`` (NaN where not measured by batches)."""
+    batches: int = _column("INTEGER", default=0)
+    energy_err_j: float = _column("DOUBLE", default=math.nan)
+    """Half-width of ``energy_j``'s stated uncertainty: the latency interval's, plus the
+    uncovered share of the window taken as wholly unknown, ``(1 - coverage) * energy_j``."""
+
+
+UNUSABLE_FLAGS: tuple[str, ...] = (
+    "no_samples", "low_coverage", "latency_unstable", "non_monotonic", "saturated",
+    "host_contended", "implausible_layer_sum",
+)
+"""A row (or a run) flagged with any of these is stored and shown, but no estimator trains on
+it. The meaning of every flag: docs/flags.md."""
+MIN_USABLE_COVERAGE = 0.8
+"""Below this share of a window covered by samples (a polled meter that fell behind), the
+coverage correction is a guess: the row is flagged ``low_coverage``."""
+
+
+def is_usable(flags: Iterable[str]) -> bool:
+    """Whether a row with these flags (its own and its run's) may train an estimator."""
+    return not set(flags) & set(UNUSABLE_FLAGS)
 
 
 def shape_text(shapes: Sequence[Sequence[int]]) -> str:
@@ -222,6 +252,9 @@ class PairRecord:
     flags: tuple[str, ...] = ()
     true_energy_j: float | None = None
     """The simulator's exact energy per call; None for real meters."""
+    latency_low_s: float = math.nan
+    latency_high_s: float = math.nan
+    """The 95% confidence interval of ``latency_s`` (a median over batches, as a layer's)."""
 
 
 FUSED_SAVING_SHARE = 0.5
@@ -239,7 +272,8 @@ class PairCheck:
     latency_saved_s: float
     """lat(a) + lat(b) - lat(ab)."""
     fused: bool
-    """nn-Meter's verdict (``FUSED_SAVING_SHARE``)."""
+    """nn-Meter's verdict (``FUSED_SAVING_SHARE``), and the saving beyond ``spread_s``: a
+    saving the measurements cannot tell from zero is not called fusion."""
     sum_energy_j: float
     energy_ratio: float
     """(E(a) + E(b)) / E(ab): above 1 when the pair costs less than its parts."""
@@ -247,6 +281,9 @@ class PairCheck:
     """The saving exceeds ``CALL_OVERHEAD_FACTOR`` x the run's cheapest layer call. Splitting
     adds one interpreter call per layer; for ops of a microsecond or two that call alone can
     pass nn-Meter's rule, so a "fused" pair that fails this saved a call, not work."""
+    spread_s: float = 0.0
+    """How far the saving could be off: the half-widths of the three latencies' confidence
+    intervals added (``saving_spread_s``); 0 where they were not measured."""
 
 
 # A saving up to this many times the run's cheapest layer call (about one interpreter call)
@@ -254,10 +291,19 @@ class PairCheck:
 CALL_OVERHEAD_FACTOR = 2.0
 
 
-def is_fused(latency_a_s: float, latency_b_s: float, latency_ab_s: float) -> bool:
-    """nn-Meter's fusion rule on per-call latencies."""
+def is_fused(latency_a_s: float, latency_b_s: float, latency_ab_s: float,
+             spread_s: float = 0.0) -> bool:
+    """nn-Meter's fusion rule on per-call latencies, with the saving beyond ``spread_s``."""
     saved = latency_a_s + latency_b_s - latency_ab_s
-    return bool(saved > FUSED_SAVING_SHARE * min(latency_a_s, latency_b_s))
+    return bool(saved > FUSED_SAVING_SHARE * min(latency_a_s, latency_b_s)
+                and saved > spread_s)
+
+
+def saving_spread_s(*intervals: tuple[float, float]) -> float:
+    """The half-widths of latency confidence intervals ``(low, high)``, added: a bound on how
+    far a sum or difference of those latencies could be off. Unmeasured (NaN) counts 0."""
+    return float(sum((high - low) / 2 for low, high in intervals
+                     if math.isfinite(low) and math.isfinite(high)))
 
 
 @dataclass(frozen=True)
@@ -319,13 +365,18 @@ def check_pairs(result: BenchmarkResult) -> tuple[PairCheck, ...]:
         if a is None or b is None:
             continue
         sum_energy = a.energy_j + b.energy_j
+        spread = saving_spread_s((a.latency_low_s, a.latency_high_s),
+                                 (b.latency_low_s, b.latency_high_s),
+                                 (p.latency_low_s, p.latency_high_s))
         checks.append(PairCheck(
             pair=p, sum_latency_s=a.latency_s + b.latency_s,
             latency_saved_s=a.latency_s + b.latency_s - p.latency_s,
-            fused=is_fused(a.latency_s, b.latency_s, p.latency_s), sum_energy_j=sum_energy,
+            fused=is_fused(a.latency_s, b.latency_s, p.latency_s, spread),
+            sum_energy_j=sum_energy,
             energy_ratio=sum_energy / p.energy_j if p.energy_j else float("nan"),
             beyond_call_overhead=(a.latency_s + b.latency_s - p.latency_s
-                                  > CALL_OVERHEAD_FACTOR * call_s)))
+                                  > CALL_OVERHEAD_FACTOR * call_s),
+            spread_s=spread))
     return tuple(checks)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+
 import numpy as np
 
 from joulefarm.enums import Mode
@@ -11,6 +15,7 @@ from joulefarm.results import (
     BenchmarkResult,
     DecimatedTrace,
     DeviceFacts,
+    LayerRecord,
     LayerTable,
     MeasureSettings,
     MeterDescription,
@@ -122,18 +127,32 @@ def layers_to_proto(table: LayerTable) -> pb.LayerColumns:
 
 
 def layers_from_proto(m: pb.LayerColumns) -> LayerTable:
-    columns: dict[str, object] = {k: np.asarray(getattr(m, k)) for k in LAYER_NUMERIC}
+    n = len(m.index)
+    columns: dict[str, object] = {k: _column_or_default(getattr(m, k), n, k)
+                                  for k in LAYER_NUMERIC}
     columns.update({k: list(getattr(m, k)) for k in LAYER_TEXT})
     columns["flags"] = [tuple(f.split(";")) if f else () for f in m.flags]
     return LayerTable(columns)
 
+
+def _column_or_default(values: Sequence[float], n: int, name: str) -> np.ndarray:
+    """A column as sent; one an older agent did not send (empty while the table has rows) is
+    its field's default (NaN, 0), so the controller still reads that agent's results."""
+    if len(values) == 0 and n > 0 and name in _LAYER_DEFAULTS:
+        return np.full(n, _LAYER_DEFAULTS[name], dtype=LAYER_NUMERIC[name])
+    return np.asarray(values)
+
+
+_LAYER_DEFAULTS = {f.name: f.default for f in fields(LayerRecord)
+                   if f.default is not MISSING and f.name in LAYER_NUMERIC}
 
 _PAIR_NUMBERS = ("first_index", "second_index", "iterations", "latency_s", "energy_j",
                  "mean_power_w")
 
 
 def pairs_to_proto(pairs: tuple[PairRecord, ...]) -> pb.PairColumns:
-    msg = pb.PairColumns(**{k: [getattr(p, k) for p in pairs] for k in _PAIR_NUMBERS},
+    msg = pb.PairColumns(**{k: [getattr(p, k) for p in pairs]
+                            for k in (*_PAIR_NUMBERS, "latency_low_s", "latency_high_s")},
                          ops=[p.ops for p in pairs])
     msg.flags.extend(";".join(p.flags) for p in pairs)
     msg.true_energy_j.extend(float("nan") if p.true_energy_j is None else p.true_energy_j
@@ -145,7 +164,10 @@ def pairs_from_proto(m: pb.PairColumns) -> tuple[PairRecord, ...]:
     return tuple(
         PairRecord(**{k: getattr(m, k)[i] for k in _PAIR_NUMBERS}, ops=m.ops[i],
                    flags=tuple(m.flags[i].split(";")) if m.flags[i] else (),
-                   true_energy_j=None if np.isnan(m.true_energy_j[i]) else m.true_energy_j[i])
+                   true_energy_j=None if np.isnan(m.true_energy_j[i]) else m.true_energy_j[i],
+                   # An older agent sends no interval: unmeasured.
+                   latency_low_s=m.latency_low_s[i] if len(m.latency_low_s) else math.nan,
+                   latency_high_s=m.latency_high_s[i] if len(m.latency_high_s) else math.nan)
         for i in range(len(m.first_index)))
 
 

@@ -11,7 +11,10 @@ Two kinds of sample:
   depend on the device).
 
 Repeated runs of the same (device, model) are merged by their median. Non-positive or
-non-finite targets are dropped.
+non-finite targets are dropped, and so is every measurement flagged unusable, by its own flags
+or its run's (``joulefarm.results.UNUSABLE_FLAGS``: too little of the window covered by the
+meter, a latency no statistic can pin down, layers that add up to an implausible whole, ...).
+A dropped layer still describes its model; it only trains nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import numpy as np
 
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import DeviceInfo, LayerDesc, from_row
+from joulefarm.results import is_usable
 
 SqlValue = bool | int | float | str | None
-"""A cell as DuckDB hands back the columns read here (timestamps are cast to text)."""
+"""A cell as DuckDB hands back the columns read here (timestamps are cast to text; the
+``flags`` lists are read by ``_usable``)."""
 Row = dict[str, SqlValue]
 
 TARGETS: dict[str, tuple[str, str]] = {"latency": ("latency_s", "s"), "energy": ("energy_j", "J")}
@@ -75,6 +80,8 @@ class Dataset:
     layer_sums: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     """(device, model sha256) -> {target: sum over layers of the layers-mode measurement}: what
     the whole model would cost if layers were additive."""
+    unusable: int = 0
+    """Measurements (layer rows and whole runs) left out because they are flagged unusable."""
 
     def value(self, sample: LayerSample | WholeSample, target: str) -> float:
         return float(getattr(sample, TARGETS[target][0]))
@@ -152,12 +159,14 @@ def load_dataset(db_path: str | Path) -> Dataset:
         layer_rows = _rows(con, """
             SELECT r.device_name, r.model_name, r.model_sha256, l.layer_index, l.op, l.macs,
                    l.param_bytes, l.act_in_bytes, l.act_out_bytes, l.input_shapes,
-                   l.output_shapes, l.latency_s, l.energy_j, l.simulated
+                   l.output_shapes, l.latency_s, l.energy_j, l.simulated,
+                   list_concat(coalesce(l.flags, []), coalesce(r.flags, [])) AS flags
             FROM layer_measurements l JOIN runs r USING (run_id)
             WHERE r.mode = 'layers'""")
         whole_rows = _rows(con, """
             SELECT r.device_name, r.model_name, r.model_sha256, w.latency_p50_s,
-                   w.latency_mean_s, w.energy_j, w.simulated
+                   w.latency_mean_s, w.energy_j, w.simulated,
+                   list_concat(coalesce(w.flags, []), coalesce(r.flags, [])) AS flags
             FROM whole_measurements w JOIN runs r USING (run_id)""")
     except duckdb.Error as e:
         raise EstimatorError(f"{path}: cannot read results (is this a joulefarm database?): "
@@ -191,6 +200,7 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
                   whole_rows: list[Row]) -> Dataset:
     """Merge raw rows into samples (see the module docstring for the rules)."""
     names: dict[str, str] = {}
+    unusable = 0
     descs: dict[str, dict[int, LayerDesc]] = defaultdict(dict)
     measured: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
     for row in layer_rows:
@@ -202,6 +212,9 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
         descs[sha][index] = from_row(str(row["op"]), _int(row["macs"]), _int(row["param_bytes"]),
                                      _int(row["act_in_bytes"]), _int(row["act_out_bytes"]),
                                      _text(row["input_shapes"]), _text(row["output_shapes"]))
+        if not _usable(row):
+            unusable += 1
+            continue
         measured[(str(row["device_name"]), sha, index)].append(
             (_num(row["latency_s"]), _num(row["energy_j"]), bool(row["simulated"])))
     model_layers = {sha: tuple(d[i] for i in sorted(d)) for sha, d in descs.items()}
@@ -210,6 +223,9 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
     for row in whole_rows:
         sha = str(row["model_sha256"])
         names.setdefault(sha, str(row["model_name"]))
+        if not _usable(row):
+            unusable += 1
+            continue
         latency = _num(row["latency_p50_s"])
         if not _ok(latency):
             latency = _num(row["latency_mean_s"])
@@ -246,7 +262,14 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
             index = min(descs[w.model_sha])
             layers.append(LayerSample(w.device, w.model_sha, w.model_name, index, layer_list[0],
                                       w.latency_s, w.energy_j, w.simulated, "whole_single"))
-    return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums))
+    return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums),
+                   unusable=unusable)
+
+
+def _usable(row: Row) -> bool:
+    """A row without a ``flags`` column (built by hand) counts as usable."""
+    flags: object = row.get("flags")
+    return is_usable(flags) if isinstance(flags, list | tuple) else True
 
 
 def _num(value: SqlValue) -> float:

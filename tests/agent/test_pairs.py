@@ -26,6 +26,7 @@ from joulefarm import wire
 from joulefarm.results import (
     BenchmarkResult,
     LayerRecord,
+    LayerTable,
     MeasureSettings,
     PairRecord,
     check_pairs,
@@ -145,18 +146,60 @@ def test_measure_times_every_adjacent_pair_close_to_the_truth(measured: Benchmar
     assert len(checks) == len(measured.pairs)
     for c, a, b in zip(checks, layers, layers[1:], strict=False):
         assert c.sum_latency_s == pytest.approx(a.latency_s + b.latency_s)
-        assert c.fused == (c.latency_saved_s > 0.5 * min(a.latency_s, b.latency_s))
+        assert c.spread_s == pytest.approx(
+            (a.latency_high_s - a.latency_low_s + b.latency_high_s - b.latency_low_s
+             + c.pair.latency_high_s - c.pair.latency_low_s) / 2)
+        assert c.fused == (c.latency_saved_s > 0.5 * min(a.latency_s, b.latency_s)
+                           and c.latency_saved_s > c.spread_s)
         assert c.energy_ratio == pytest.approx((a.energy_j + b.energy_j) / c.pair.energy_j)
     assert measured.whole is not None  # the whole-model check still runs after the pairs
+
+
+def test_a_saving_within_the_spread_is_not_fusion() -> None:
+    def layer(index: int, latency: float, half: float) -> LayerRecord:
+        return LayerRecord(
+            index=index, op="ADD", macs=0, param_bytes=0, act_in_bytes=0, act_out_bytes=0,
+            input_shapes="", output_shapes="", iterations=100, window_start_s=0.0,
+            window_end_s=1.0, latency_s=latency, energy_j=latency, active_energy_j=0.0,
+            mean_power_w=1.0, samples=10, coverage=1.0,
+            latency_low_s=latency - half, latency_high_s=latency + half)
+
+    def pair(half: float) -> PairRecord:
+        # a + b = 20 us, the pair 12 us: 8 us saved, beyond nn-Meter's 0.5 * 10 us.
+        return PairRecord(first_index=0, second_index=1, ops="ADD+ADD", iterations=100,
+                          latency_s=12e-6, energy_j=12e-6, mean_power_w=1.0,
+                          latency_low_s=12e-6 - half, latency_high_s=12e-6 + half)
+
+    def verdict(half: float) -> bool:
+        result = BenchmarkResult(
+            model_sha256="a" * 64, mode="layers", meter=MeterDescription("sim", True, 1e3),
+            runtime_name="x", runtime_version="0", num_threads=1, idle_power_w=0.0,
+            clock_offset_s=0.0, alignment_correlation=1.0, started_unix_s=0.0,
+            finished_unix_s=1.0, layers=LayerTable.from_records(
+                [layer(0, 10e-6, half), layer(1, 10e-6, half)]),
+            pairs=(pair(half),))
+        (check,) = check_pairs(result)
+        assert check.latency_saved_s == pytest.approx(8e-6)
+        assert check.spread_s == pytest.approx(3 * half)
+        return check.fused
+
+    assert verdict(1e-6)  # 8 us saved against 3 us of spread
+    assert not verdict(3e-6)  # 8 us saved against 9 us: cannot tell from no saving
 
 
 def test_pairs_cross_the_wire(measured: BenchmarkResult) -> None:
     back = wire.result_from_proto(wire.result_to_proto(measured).result)
     assert back.pairs == measured.pairs
     real = PairRecord(first_index=3, second_index=4, ops="A+B", iterations=7, latency_s=1e-4,
-                      energy_j=2e-4, mean_power_w=2.0, flags=("partial_coverage",))
+                      energy_j=2e-4, mean_power_w=2.0, flags=("partial_coverage",),
+                      latency_low_s=0.9e-4, latency_high_s=1.2e-4)
     msg = wire.pairs_to_proto((real,))
     assert wire.pairs_from_proto(msg) == (real,)  # no truth stays None
+    # An older agent sends no interval: the pair reads back with an unmeasured one.
+    msg.ClearField("latency_low_s")
+    msg.ClearField("latency_high_s")
+    (old,) = wire.pairs_from_proto(msg)
+    assert np.isnan(old.latency_low_s) and np.isnan(old.latency_high_s)
     request = wire.settings_to_proto("a" * 64, FAST)
     assert wire.settings_from_proto(request).pairs is True
     assert wire.settings_from_proto(wire.settings_to_proto("a", MeasureSettings())

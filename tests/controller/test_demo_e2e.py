@@ -140,13 +140,16 @@ def test_layers_mode_reports_additivity_against_the_whole_model(
     db, stdout = demo_db
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute(
-        "SELECT a.model_name, a.latency_ratio, a.energy_ratio, r.latency_s, w.latency_mean_s, "
-        "r.energy_j, w.energy_j FROM additivity a JOIN runs r USING (run_id) "
+        "SELECT a.model_name, a.latency_ratio, a.energy_ratio, r.latency_s, w.latency_p50_s, "
+        "r.energy_j, w.energy_j, r.flags FROM additivity a JOIN runs r USING (run_id) "
         "JOIN whole_measurements w USING (run_id)").fetchall()
     assert len(rows) == 9  # every device x model
-    for model, latency_ratio, energy_ratio, layers_s, whole_s, layers_j, whole_j in rows:
+    for model, latency_ratio, energy_ratio, layers_s, whole_s, layers_j, whole_j, flags in rows:
+        # Against the whole model's median call: a median, as each layer's latency is.
         assert latency_ratio == pytest.approx(layers_s / whole_s)
         assert energy_ratio == pytest.approx(layers_j / whole_j)
+        # The agent flags what no splitting explains.
+        assert ("implausible_layer_sum" in flags) == (not 1 / 3 <= latency_ratio <= 3), model
         # Splitting changes costs (lost fusion, cache effects, one call per layer), and on a
         # busy machine the layers and the whole model compete for the CPU at different moments;
         # a unit or per-call/per-window mix-up would still be off by orders of magnitude.

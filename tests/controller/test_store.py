@@ -111,6 +111,23 @@ def test_trace_file_is_written_and_removed_with_a_failed_run(tmp_path: Path) -> 
     assert files == [tmp_path / rel]  # the refused copy's file is gone
 
 
+def test_the_usable_view_knows_the_unusable_flags(tmp_path: Path) -> None:
+    # layer_energy.usable spells UNUSABLE_FLAGS out in a migration: a changed list needs a
+    # migration that replaces the view, and this fails until it has one.
+    import re
+
+    from joulefarm.results import UNUSABLE_FLAGS
+
+    path = tmp_path / "r.duckdb"
+    ResultStore(path).close()
+    _, rows = query_readonly(path, "SELECT sql FROM duckdb_views() WHERE view_name = "
+                                   "'layer_energy'")
+    # DuckDB keeps the view as list_has_any(flags, list_value('a', 'b', ...)).
+    listed = re.search(r"list_has_any\(.*, list_value\(('[^)]*)\)\)", rows[0][0])
+    assert listed is not None, rows[0][0]
+    assert tuple(re.findall(r"'([a-z_]+)'", listed.group(1))) == UNUSABLE_FLAGS
+
+
 def test_a_database_whose_layer_table_drifted_from_the_layer_record_is_refused(
         tmp_path: Path) -> None:
     # LayerRecord declares the per-layer columns once; ingest derives its Arrow schema from it
@@ -124,13 +141,55 @@ def test_a_database_whose_layer_table_drifted_from_the_layer_record_is_refused(
     ResultStore(path).close()
     con = duckdb.connect(str(path))
     names = [row[0] for row in con.execute("DESCRIBE layer_measurements").fetchall()]
-    assert names[1:-2] == [c.name for c in LAYER_COLUMNS]
+    # Ingest inserts by name; migrations append columns at the end.
+    assert sorted(names) == sorted(["run_id", "meter_kind", "simulated",
+                                    *(c.name for c in LAYER_COLUMNS)])
     con.execute("ALTER TABLE layer_measurements DROP COLUMN coverage")
     con.close()
     with pytest.raises(StoreError, match="layer_measurements has columns .* lacks its migration"):
         ResultStore(path)
     # Every field crosses the wire.
     record = LayerRecord(3, "CONV_2D", 10, 1, 2, 3, "1x2", "1x3", 5, 0.5, 0.6, 1e-3, 2e-3, 1e-3,
-                         2.0, 7, 0.9, ("gap",), 2.5e-3)
+                         2.0, 7, 0.9, ("gap",), 2.5e-3, 1.1e-3, 0.9e-3, 1.2e-3, 20, 3e-4)
     assert list(layers_from_proto(layers_to_proto(LayerTable.from_records([record])))) == [
         record]
+
+
+def test_unusable_rows_are_stored_shown_and_never_trained_on(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from controller.estimators.dataset import load_dataset
+
+    path = tmp_path / "r.duckdb"
+    clean = layer(0)
+    short = replace(layer(1), coverage=0.6, flags=("gap", "low_coverage"))
+    noisy = replace(layer(2), flags=("latency_unstable",))
+    with ResultStore(path) as store:
+        sweep = new_sweep(store)
+        (job,) = store.add_jobs(sweep, [("dev", "m", "a" * 64, {})])
+        store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m",
+                        result=result((clean, short, noisy)))
+    _, rows = query_readonly(path, "SELECT layer_index, usable, coverage FROM layer_energy "
+                                   "ORDER BY layer_index")
+    assert rows == [(0, True, 1.0), (1, False, 0.6), (2, False, 1.0)]
+    data = load_dataset(path)
+    assert [s.layer_index for s in data.layers] == [0]
+    assert data.unusable == 2
+    # Every layer still describes the model; only the measurements are left out.
+    assert len(data.model_layers["a" * 64]) == 3
+
+
+def test_a_run_flag_makes_every_row_of_the_run_unusable(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from controller.estimators.dataset import load_dataset
+
+    path = tmp_path / "r.duckdb"
+    with ResultStore(path) as store:
+        sweep = new_sweep(store)
+        (job,) = store.add_jobs(sweep, [("dev", "m", "a" * 64, {})])
+        run = replace(result((layer(0), layer(1))), flags=("implausible_layer_sum",))
+        store.store_run(job_id=job, sweep_id=sweep, device=facts(), model_name="m", result=run)
+    _, rows = query_readonly(path, "SELECT bool_or(usable) FROM layer_energy")
+    assert rows == [(False,)]
+    assert load_dataset(path).layers == [] and load_dataset(path).unusable == 2

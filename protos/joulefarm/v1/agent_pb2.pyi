@@ -141,7 +141,7 @@ class Progress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class LayerColumns(_message.Message):
-    __slots__ = ("index", "op", "macs", "param_bytes", "act_in_bytes", "act_out_bytes", "input_shapes", "output_shapes", "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
+    __slots__ = ("index", "op", "macs", "param_bytes", "act_in_bytes", "act_out_bytes", "input_shapes", "output_shapes", "iterations", "window_start_s", "window_end_s", "latency_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j", "latency_window_s", "latency_low_s", "latency_high_s", "batches", "energy_err_j")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     MACS_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,11 @@ class LayerColumns(_message.Message):
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_LOW_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_HIGH_S_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_ERR_J_FIELD_NUMBER: _ClassVar[int]
     index: _containers.RepeatedScalarFieldContainer[int]
     op: _containers.RepeatedScalarFieldContainer[str]
     macs: _containers.RepeatedScalarFieldContainer[int]
@@ -180,10 +185,15 @@ class LayerColumns(_message.Message):
     coverage: _containers.RepeatedScalarFieldContainer[float]
     flags: _containers.RepeatedScalarFieldContainer[str]
     true_energy_j: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, index: _Optional[_Iterable[int]] = ..., op: _Optional[_Iterable[str]] = ..., macs: _Optional[_Iterable[int]] = ..., param_bytes: _Optional[_Iterable[int]] = ..., act_in_bytes: _Optional[_Iterable[int]] = ..., act_out_bytes: _Optional[_Iterable[int]] = ..., input_shapes: _Optional[_Iterable[str]] = ..., output_shapes: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., window_start_s: _Optional[_Iterable[float]] = ..., window_end_s: _Optional[_Iterable[float]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., active_energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., samples: _Optional[_Iterable[int]] = ..., coverage: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ...) -> None: ...
+    latency_window_s: _containers.RepeatedScalarFieldContainer[float]
+    latency_low_s: _containers.RepeatedScalarFieldContainer[float]
+    latency_high_s: _containers.RepeatedScalarFieldContainer[float]
+    batches: _containers.RepeatedScalarFieldContainer[int]
+    energy_err_j: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[_Iterable[int]] = ..., op: _Optional[_Iterable[str]] = ..., macs: _Optional[_Iterable[int]] = ..., param_bytes: _Optional[_Iterable[int]] = ..., act_in_bytes: _Optional[_Iterable[int]] = ..., act_out_bytes: _Optional[_Iterable[int]] = ..., input_shapes: _Optional[_Iterable[str]] = ..., output_shapes: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., window_start_s: _Optional[_Iterable[float]] = ..., window_end_s: _Optional[_Iterable[float]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., active_energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., samples: _Optional[_Iterable[int]] = ..., coverage: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ..., latency_window_s: _Optional[_Iterable[float]] = ..., latency_low_s: _Optional[_Iterable[float]] = ..., latency_high_s: _Optional[_Iterable[float]] = ..., batches: _Optional[_Iterable[int]] = ..., energy_err_j: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class PairColumns(_message.Message):
-    __slots__ = ("first_index", "second_index", "ops", "iterations", "latency_s", "energy_j", "mean_power_w", "flags", "true_energy_j")
+    __slots__ = ("first_index", "second_index", "ops", "iterations", "latency_s", "energy_j", "mean_power_w", "flags", "true_energy_j", "latency_low_s", "latency_high_s")
     FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     SECOND_INDEX_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +203,8 @@ class PairColumns(_message.Message):
     MEAN_POWER_W_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_LOW_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_HIGH_S_FIELD_NUMBER: _ClassVar[int]
     first_index: _containers.RepeatedScalarFieldContainer[int]
     second_index: _containers.RepeatedScalarFieldContainer[int]
     ops: _containers.RepeatedScalarFieldContainer[str]
@@ -202,7 +214,9 @@ class PairColumns(_message.Message):
     mean_power_w: _containers.RepeatedScalarFieldContainer[float]
     flags: _containers.RepeatedScalarFieldContainer[str]
     true_energy_j: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, first_index: _Optional[_Iterable[int]] = ..., second_index: _Optional[_Iterable[int]] = ..., ops: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ...) -> None: ...
+    latency_low_s: _containers.RepeatedScalarFieldContainer[float]
+    latency_high_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, first_index: _Optional[_Iterable[int]] = ..., second_index: _Optional[_Iterable[int]] = ..., ops: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ..., latency_low_s: _Optional[_Iterable[float]] = ..., latency_high_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class WholeModelResult(_message.Message):
     __slots__ = ("iterations", "window_start_s", "window_end_s", "latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
