@@ -85,6 +85,13 @@ def _print_notes(trace: Trace | TimestampedTrace) -> None:
         err_console.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
+def _print_simulated(trace: Trace | TimestampedTrace, trace_file: Path) -> None:
+    """A simulated trace is never shown as a measurement."""
+    if trace.meta.get("simulated") is True:
+        err_console.print(f"note: {trace_file} is simulated: the power came from a model, not a "
+                          "meter", markup=False, soft_wrap=True)
+
+
 def _summary_line(trace: AnyTrace) -> str:
     from joulefarm.traces import summarize
 
@@ -159,6 +166,7 @@ def energy_cmd(
     options = _options(time_unit, power_unit, sample_rate_hz, interval_ms, rail, tz_offset_s,
                        date_order)
     trace = read_trace(trace_file, fmt.value, options)
+    _print_simulated(trace, trace_file)
     result = window_energy(trace, windows.start_s, windows.end_s, model=model.value,
                            offset_s=offset_s, drift_ppm=drift_ppm, max_gap_s=max_gap_s)
     if len(windows.rows) and not result["samples"].any():
@@ -216,4 +224,5 @@ def info_cmd(
     rows = [(key, value if isinstance(value, str) else json.dumps(_json_safe(value)))
             for key, value in trace.meta.items()]
     rows += [(f"summary.{key}", value) for key, value in summary.items()]
-    print_rows(["key", "value"], rows, OutputFormat.table, title=str(trace_file))
+    simulated = " (simulated)" if trace.meta.get("simulated") is True else ""
+    print_rows(["key", "value"], rows, OutputFormat.table, title=f"{trace_file}{simulated}")

@@ -10,8 +10,9 @@ the same on a device and on the controller.
 Formats: ``csv`` (generic time + power or current + voltage columns, optional sidecar JSON),
 ``monsoon`` (the ``monsoon`` package's CSV), ``spl`` (SPEC PTDaemon / MLPerf Power),
 ``tegrastats`` (NVIDIA Jetson logs, JetPack 4 to 7), ``jls`` (Joulescope, needs ``pyjls``),
-``npz`` (numpy), ``parquet`` (this package's own, needs ``pyarrow``). Traces read from meter
-logs are measurements: their ``meta["simulated"]`` is false unless the file says otherwise.
+``npz`` (numpy), ``parquet`` (this package's own, and the results store's per-run traces of
+min/max/mean buckets; needs ``pyarrow``). Traces read from meter logs are measurements: their
+``meta["simulated"]`` is false unless the file says otherwise.
 """
 
 from __future__ import annotations
