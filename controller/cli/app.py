@@ -1,7 +1,9 @@
 """The ``joulefarm`` command: registers every command group and turns errors into exit codes.
 
-Exit codes: 0 success; 1 the work ran but something failed (an unreachable device, a failed
-job); 2 bad input (a devices or suite file, a command line) and nothing ran.
+Exit codes (README.md, "Exit codes"): 0 success; 1 the work ran but something failed (an
+unreachable device, a failed job); 2 bad input (a devices or suite file, a command line, a
+missing database, an unknown sweep id, SQL that does not parse) and nothing ran. Each error
+class carries its code (``joulefarm.errors``); ``main`` only reads it.
 """
 
 from __future__ import annotations
@@ -35,13 +37,24 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    epilog="Exit codes: 0 success, 1 the work failed, 2 bad input (nothing ran).",
 )
 _state = {"debug": False}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from joulefarm.version import package_version  # importlib.metadata only
+
+        typer.echo(f"joulefarm {package_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _global(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
 

@@ -408,7 +408,11 @@ class _Validator(Checker):
 
         port = self.get_port(raw, at, "port", lowest=0)
         local = self.get(raw, at, "local", "boolean", required=False)
-        if local is not INVALID and local is not True:
+        # `locale = true` (reported as an unknown key, "did you mean 'local'?") must not also
+        # be reported as a remote device without a port; nor `prot = 1` as a missing port.
+        typo = ((local is MISSING and self.misspelling(at, "local"))
+                or (port is MISSING and self.misspelling(at, "port")))
+        if local is not INVALID and local is not True and not typo:
             # port 0 means "bind any free port": only the controller, which starts a local
             # agent itself, can learn which port that was.
             if port == 0:

@@ -114,6 +114,8 @@ class Checker:
         self.path = path
         self.lines = LineIndex(text)
         self.errors: list[ConfigError] = []
+        # Unknown keys that look like a valid one: table -> {valid key: key as written}.
+        self.misspelt: dict[KeyPath, dict[str, str]] = {}
 
     def error(self, key_path: KeyPath, message: str) -> None:
         self.errors.append(self.error_class(self.path, self.lines.line_of(key_path),
@@ -123,6 +125,15 @@ class Checker:
         for key in table:
             if key not in allowed:
                 self.error(at + (key,), unknown_key_message(key, allowed))
+                meant = closest(key, allowed)
+                if meant is not None:
+                    self.misspelt.setdefault(at, {}).setdefault(meant, key)
+
+    def misspelling(self, at: KeyPath, key: str) -> str | None:
+        """The unknown key of table ``at`` (already reported) that looks like ``key``, if
+        any: a check whose problem it explains (``locale = true`` leaves ``local`` unset)
+        stays quiet rather than report a consequence of the typo."""
+        return self.misspelt.get(at, {}).get(key)
 
     def get(
         self, table: Mapping[str, Any], at: KeyPath, key: str, expected: str, required: bool
@@ -185,9 +196,14 @@ def describe(value: Any) -> str:
     return f"{name} {shown}"
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def closest(word: str, choices: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def unknown_key_message(key: str, allowed: Sequence[str]) -> str:

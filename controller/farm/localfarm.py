@@ -10,11 +10,15 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,10 @@ from joulefarm.errors import JoulefarmError
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+# The local agents' folder (token, logs, model cache) in the temp dir, and the file in it that
+# names the controller process owning it.
+WORKDIR_PREFIX = "joulefarm-agents-"
+OWNER_FILE = "pid"
 
 
 class LocalAgentError(JoulefarmError):
@@ -49,8 +57,65 @@ def write_token(directory: Path) -> tuple[str, Path]:
     path = directory / "agent.token"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # O_CREAT's mode is not applied to an existing file
         f.write(token)
     return token, path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
+    """Remove the local-agent folders in ``root`` (the temp dir) left by controllers that died
+    without cleaning up (kill -9): only this user's, and only those whose recorded owner pid
+    is gone. A folder with no readable owner file (being created, or from an older version)
+    is kept. Returns the folders removed."""
+    root = Path(tempfile.gettempdir()) if root is None else root
+    uid = os.getuid()
+    removed: list[Path] = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if not path.name.startswith(WORKDIR_PREFIX):
+            continue
+        try:
+            st = path.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+                continue
+            pid = int((path / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid <= 0 or _pid_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def local_workdir(root: Path | None = None) -> Iterator[Path]:
+    """A fresh folder for the local agents, only this user can enter (0700), owned by this
+    process (its pid recorded for :func:`remove_stale_workdirs`), removed on exit. Folders
+    left by dead controllers are removed first."""
+    remove_stale_workdirs(root)
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX, dir=root) as tmp:
+        path = Path(tmp)
+        os.chmod(path, 0o700)  # mkdtemp already makes it 0700; say so
+        # Written whole then renamed: a cleanup running meanwhile never reads half a pid.
+        partial = path / f".{OWNER_FILE}.tmp"
+        partial.write_text(f"{os.getpid()}\n")
+        os.replace(partial, path / OWNER_FILE)
+        yield path
 
 
 def _first_line(stream: object, timeout_s: float) -> str | None:

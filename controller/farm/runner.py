@@ -7,7 +7,6 @@ validated before anything starts: bad input runs nothing.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from controller.config.registry import Device, Registry, load_registry
 from controller.config.suite import Suite, load_suite
-from controller.farm.localfarm import LocalAgentError, LocalFarm
+from controller.farm.localfarm import LocalAgentError, LocalFarm, local_workdir
 from controller.farm.sweep import (
     Endpoint,
     ProgressFn,
@@ -81,8 +80,7 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
     report = progress or (lambda *a: None)
     skipped: dict[str, str] = {}
     tokens = {d.name: read_device_token(d) for d in devices if not d.local}  # fail early
-    with tempfile.TemporaryDirectory(prefix="joulefarm-agents-") as tmp, \
-            LocalFarm(Path(tmp)) as farm, ExitStack() as tunnels:
+    with local_workdir() as tmp, LocalFarm(tmp) as farm, ExitStack() as tunnels:
         endpoints = []
         for device in devices:
             if device.local:

@@ -108,6 +108,47 @@ def test_help_imports_nothing_heavy() -> None:
     assert "Usage: joulefarm trace" in done.stdout  # the helps really printed
 
 
+def test_version_prints_the_version_and_imports_nothing_heavy() -> None:
+    from joulefarm.version import package_version
+
+    code = (
+        "import sys\n"
+        "from controller.cli.app import main\n"
+        "try:\n"
+        "    main(['--version'])\n"
+        "except SystemExit as e:\n"
+        "    print('EXIT', e.code)\n"
+        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"joulefarm {package_version()}", done.stdout
+    assert "EXIT 0" in done.stdout and "LOADED []" in done.stdout, done.stdout
+
+
+def test_help_names_the_exit_codes() -> None:
+    proc = run_cli("--help", timeout=60)
+    assert "Exit codes: 0 success, 1 the work failed, 2 bad input" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("query", "SELECT 1"), "no results database here"),
+    (("sweep", "status", "no-such-sweep"), "no sweep 'no-such-sweep'"),
+    (("query", "SELEKT * FROM runs"), "query failed"),
+])
+def test_bad_database_input_exits_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    # Exit codes (README): a missing database, an unknown sweep id and SQL that does not parse
+    # are bad input (2), not failed work (1).
+    from controller.store import ResultStore
+
+    db = tmp_path / "r.duckdb"
+    if "no results database here" not in message:
+        ResultStore(db).close()
+    done = run_cli(*args, "--db", str(db), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr, done.stderr
+
+
 def test_error_messages_are_printed_as_text_not_markup(tmp_path: Path) -> None:
     # Rich markup ate "[schedule]" from messages; data and messages are escaped now.
     suite = tmp_path / "nightly.toml"

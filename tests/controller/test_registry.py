@@ -25,7 +25,7 @@ from controller.config.registry import (
 )
 from controller.config.toml_check import LineIndex
 from joulefarm.errors import JoulefarmError
-from tests.helpers import REPO
+from tests.helpers import REPO, run_cli
 
 # A remote Pi with every optional key, written with separate tables (lines 1-26 matter below).
 VALID = """\
@@ -388,6 +388,48 @@ def test_unknown_ssh_key(tmp_path: Path) -> None:
         "jump, known_hosts, python, prefix, service, system_site_packages, tunnel, litert_lib, "
         "litert_version, build_on_device"
     )
+
+
+def test_misspelt_local_is_an_unknown_key_not_a_missing_port(tmp_path: Path) -> None:
+    # `locale = true` left `local` unset, so the device read as remote and the headline was
+    # "port: missing; a remote device ...", which sends the user the wrong way.
+    text = device(HOST.replace("local = true", "locale = true"))
+    path = write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert str(info.value) == (
+        f"{path}:7: device[0].locale: unknown key 'locale' (did you mean 'local'?)"
+    )
+    assert [e.field for e in info.value.problems] == ["device[0].locale"]
+
+
+def test_misspelt_port_is_an_unknown_key_not_a_missing_port(tmp_path: Path) -> None:
+    text = device('name = "a"\nplatform = "linux"\naddress = "10.0.0.2"\nprot = 50051\n',
+                  meter='kind = "rapl"')
+    assert error_of(tmp_path, text) == (
+        "7: device[0].prot: unknown key 'prot' (did you mean 'port'?)"
+    )
+
+
+def test_unrelated_unknown_key_keeps_the_missing_port(tmp_path: Path) -> None:
+    text = device('name = "a"\nplatform = "linux"\naddress = "10.0.0.2"\ncolour = "red"\n',
+                  meter='kind = "rapl"')
+    path = write(tmp_path, text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    assert [f"{e.line}: {e.field}" for e in info.value.problems] == [
+        "3: device[0].port", "7: device[0].colour"]
+
+
+def test_devices_validate_reports_the_misspelt_key_first(tmp_path: Path) -> None:
+    path = tmp_path / "devices.toml"
+    path.write_text((REPO / "devices.toml").read_text().replace("local = true", "locale = true"))
+    done = run_cli("devices", "validate", "--devices", str(path), timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines and all("unknown key 'locale' (did you mean 'local'?)" in x for x in lines), lines
+    assert lines[0].startswith(f"error: {path}:") and "device[0].locale" in lines[0]
+    assert "].port" not in done.stderr
 
 
 def test_quoted_unknown_key_is_shown_quoted(tmp_path: Path) -> None:
