@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 import joulefarm
+from agent.host_lease import MAX_WAIT_S as MAX_LEASE_WAIT_S
+from agent.host_lease import measuring_lease
 from agent.meters.base import AnyTrace, Meter, Trace
 from agent.runtimes.chain import LayerChain, LayerPairs, WholeModel
 from agent.runtimes.profiler import (
@@ -701,23 +703,35 @@ def measure(
     runtime: tuple[str, str],
     progress: ProgressFn | None = None,
     sysfs_root: Path = Path("/"),
+    host_lock: Path | None = None,
+    lease_wait_s: float = MAX_LEASE_WAIT_S,
 ) -> BenchmarkResult:
     """Run ``settings.mode``, with CPU clocks and temperatures read before and after: a run
-    that throttled is flagged, never silently averaged in."""
+    that throttled is flagged, never silently averaged in. The whole run holds the host's
+    measuring lease (``agent.host_lease``, ``host_lock``): no other agent on this machine
+    measures, or prepares a model, meanwhile."""
     modes = {Mode.WHOLE: measure_whole, Mode.LAYERS: measure_layers, Mode.INSITU: measure_insitu}
     if settings.mode not in Mode.values():
         raise InputError(f"unknown measuring mode {settings.mode!r} (known: "
                          f"{', '.join(Mode.values())})")
     run = modes[Mode(settings.mode)]
     settings = fit_to_meter(settings, meter.description.sample_rate_hz)
-    before = read_conditions(sysfs_root)
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)
-    try:
-        result = run(model_bytes, model_sha256, meter, settings, runtime, progress)
-    finally:
-        sys.setswitchinterval(switch)
-    after = read_conditions(sysfs_root)
-    flags = tuple(dict.fromkeys(result.flags + compare_conditions(before, after)))
+
+    def waiting(waited_s: float) -> None:
+        if progress:
+            progress(Progress("waiting", 0, 0, "another agent on this host is measuring; "
+                                               f"waiting for it ({waited_s:.0f} s)"))
+
+    with measuring_lease(host_lock, wait_s=lease_wait_s, on_wait=waiting) as contended:
+        before = read_conditions(sysfs_root)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)
+        try:
+            result = run(model_bytes, model_sha256, meter, settings, runtime, progress)
+        finally:
+            sys.setswitchinterval(switch)
+        after = read_conditions(sysfs_root)
+    extra = ("host_contended",) if contended else ()
+    flags = tuple(dict.fromkeys(result.flags + compare_conditions(before, after) + extra))
     return replace(result, flags=flags, conditions_before=before.as_dict(),
                    conditions_after=after.as_dict())

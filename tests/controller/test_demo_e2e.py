@@ -169,3 +169,14 @@ def test_model_features_are_stored_once_per_model(demo_db: tuple[Path, str]) -> 
             "SELECT l.layer_index, l.op, l.macs FROM model_layers l JOIN models m "
             "ON m.sha256 = l.model_sha256 WHERE m.name = ? ORDER BY 1", [spec.name]).fetchall()
         assert rows == [(x.index, x.op, x.macs) for x in expected]
+
+
+def test_agents_sharing_the_host_never_measure_at_once(demo_db: tuple[Path, str]) -> None:
+    # The demo's agents all run on this machine: each run holds the host's measuring lease.
+    db, _ = demo_db
+    con = duckdb.connect(str(db), read_only=True)
+    runs = con.execute("SELECT device_name, epoch(started_at), epoch(finished_at), flags "
+                       "FROM runs ORDER BY started_at").fetchall()
+    assert len({r[0] for r in runs}) > 1
+    for (_, _, end, flags), (_, start, _, _) in zip(runs, runs[1:], strict=False):
+        assert start >= end or "host_contended" in flags
