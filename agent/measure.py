@@ -573,8 +573,13 @@ def measure_layers(
 ) -> BenchmarkResult:
     """The whole layer-mode benchmark of one model on this device."""
     if progress:
-        progress(Progress("prepare", 0, 1, "splitting the model into layers"))
-    chain = LayerChain(model_bytes, **runtime_options(settings))
+        progress(Progress("prepare", 0, 0, "splitting the model into layers"))
+
+    def loading(k: int, n: int) -> None:
+        if progress:
+            progress(Progress("prepare", k, n, "loading the layers' interpreters"))
+
+    chain = LayerChain(model_bytes, **runtime_options(settings), on_load=loading)
     # Loaded before the meter starts, like the layers: only invokes run inside the trace.
     pairs = LayerPairs(chain) if settings.pairs else None
     whole_model = WholeModel(model_bytes, **runtime_options(settings))

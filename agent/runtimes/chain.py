@@ -119,7 +119,8 @@ class _SubModels:
     cannot bind dynamic outputs), and rebuilt if a later inference computes other values."""
 
     def __init__(self, model_bytes: bytes, models: list[LayerModel],
-                 options: dict[str, Any]) -> None:
+                 options: dict[str, Any],
+                 on_load: Callable[[int, int], None] | None = None) -> None:
         self._source = model_bytes
         self._options = options
         self.originals = list(models)
@@ -131,6 +132,8 @@ class _SubModels:
         self.outputs: list[list[int]] = [[] for _ in models]
         self.invokers: list[Callable[[], None]] = [_not_fed] * len(models)
         for k, model in enumerate(models):
+            if on_load:
+                on_load(k, len(models))
             if not self._deferred[k]:
                 self._load(k, model)
 
@@ -202,7 +205,10 @@ class LayerChain:
     """One interpreter per layer sub-model, chained to compute the whole model."""
 
     def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
-                 use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
+                 use_xnnpack: bool = False, delegate_path: str | None = None,
+                 on_load: Callable[[int, int], None] | None = None) -> None:
+        """``on_load(k, n)`` is told before each of the ``n`` layer interpreters is built
+        (a model of hundreds of layers takes a while)."""
         graph = load_graph(model_bytes)
         tensors = graph.subgraph.tensors
         self.model_bytes = bytes(model_bytes)
@@ -228,7 +234,8 @@ class LayerChain:
         self.layers: list[LayerInfo] = [by_index[m.index] for m in self.layer_models]
         """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
         bytes) reflect the shapes seen at run time if they differ from the file's."""
-        self._subs = _SubModels(self.model_bytes, self.layer_models, self.runtime_options)
+        self._subs = _SubModels(self.model_bytes, self.layer_models, self.runtime_options,
+                                on_load)
         self.interpreters = self._subs.interpreters
         """Each layer's interpreter (built at the first ``feed`` for a layer whose output shape
         is computed at run time)."""

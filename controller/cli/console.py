@@ -9,7 +9,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -89,23 +89,36 @@ def print_sections(sections: Sequence[tuple[str, Sequence[str], Sequence[Sequenc
         print_rows(columns, rows, fmt, title=title)
 
 
+# Stages of a job on a device (the agent's stages, and the controller's around them): plain
+# lines number the job. Others (starting, unhealthy, done) are about the device.
+_JOB_STAGES = frozenset({"upload", "prepare", "waiting", "layers", "whole", "insitu",
+                         "retrying", "unreachable"})
+PLAIN_EVERY_S = 10.0
+"""Plain output repeats a device's line at most this often while its state does not change
+(a cron log of a night shows progress without a line per layer)."""
+
+
 class DeviceProgress:
     """One row per device (state, current step, done/total), live on a terminal, plain
-    lines otherwise (CI logs, pipes)."""
+    lines otherwise (CI logs, pipes, cron): a line when a device's stage or job changes, and
+    while one runs at most one every ``PLAIN_EVERY_S`` saying where it is."""
 
-    def __init__(self, devices: Sequence[str]) -> None:
+    def __init__(self, devices: Sequence[str], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._rows = {d: ("waiting", 0, 0, "") for d in devices}
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
         self._live: Live | None = None
-        self._last_plain: dict[str, str] = {}
+        self._clock = clock
+        self._last_plain: dict[str, tuple[str, int, float]] = {}
 
     def _table(self) -> Table:
         table = Table(title="devices")
         for c in ("device", "state", "jobs", "eta", "current"):
             table.add_column(c)
         for name, (state, done, total, msg) in self._rows.items():
-            table.add_row(name, state, f"{done}/{total}", self._eta(name, done, total), msg)
+            table.add_row(name, state, f"{done}/{total}" if total else "",
+                          self._eta(name, done, total), msg)
         return table
 
     def _eta(self, device: str, done: int, total: int) -> str:
@@ -113,7 +126,7 @@ class DeviceProgress:
         started = self._started.get(device)
         if started is None or done == 0 or total <= done:
             return ""
-        remaining = (time.monotonic() - started) / done * (total - done)
+        remaining = (self._clock() - started) / done * (total - done)
         return f"{remaining:.0f} s" if remaining < 120 else f"{remaining / 60:.0f} min"
 
     def __enter__(self) -> DeviceProgress:
@@ -129,11 +142,21 @@ class DeviceProgress:
 
     def update(self, device: str, stage: str, done: int, total: int, message: str) -> None:
         with self._lock:
-            self._started.setdefault(device, time.monotonic())
+            now = self._clock()
+            self._started.setdefault(device, now)
             self._rows[device] = (stage, done, total, message)
             if self._live:
                 self._live.update(self._table())
-            elif stage != "layers" and self._last_plain.get(device) != f"{stage}{done}":
-                # Plain output: one line per state change, not per layer.
-                self._last_plain[device] = f"{stage}{done}"
-                console.print(f"[{device}] {stage} {done}/{total} {message}", markup=False)
+                return
+            last = self._last_plain.get(device)
+            if last is None or last[:2] != (stage, done) or now - last[2] >= PLAIN_EVERY_S:
+                self._last_plain[device] = (stage, done, now)
+                console.print(plain_line(device, stage, done, total, message), markup=False,
+                              soft_wrap=True)
+
+
+def plain_line(device: str, stage: str, done: int, total: int, message: str) -> str:
+    """``[device] job 3/10 layers: nmp layers: layer 120 CONV_2D (120/222)``; a device-level
+    state has no job counter (``[device] starting: local agent``)."""
+    counter = f" job {min(done + 1, total)}/{total}" if stage in _JOB_STAGES and total else ""
+    return f"[{device}]{counter} {stage}" + (f": {message}" if message else "")

@@ -205,8 +205,9 @@ class _DeviceRunner:
 
                 def on_progress(p: Progress) -> None:
                     if p.stage != "heartbeat":
+                        counter = f" ({p.done}/{p.total})" if p.total else ""
                         self.report(self.name, p.stage, k, total,
-                                    f"{label}: {p.message} ({p.done}/{p.total})")
+                                    f"{label}: {p.message}{counter}")
 
                 with self.lock:
                     result = client.run_benchmark(
