@@ -52,19 +52,20 @@ def agent_pid(device: str) -> int:
     raise LookupError(device)
 
 
-def assert_exactly_once(db: Path, sweep_id: str) -> None:
+def assert_exactly_once(db: Path, sweep_id: str, repetitions: int = 1) -> None:
+    n = 4 * repetitions
     con = duckdb.connect(str(db), read_only=True)
     jobs = con.execute("SELECT status, count(*) FROM jobs WHERE sweep_id = ? GROUP BY ALL",
                        [sweep_id]).fetchall()
-    assert jobs == [("done", 4)], jobs
+    assert jobs == [("done", n)], jobs
     runs = con.execute("SELECT count(*), count(DISTINCT job_id) FROM runs WHERE sweep_id = ?",
                        [sweep_id]).fetchone()
-    assert runs == (4, 4)
+    assert runs == (n, n)
     per_run = con.execute(
         "SELECT r.model_name, count(l.layer_index) FROM runs r "
         "JOIN layer_measurements l USING (run_id) WHERE sweep_id = ? GROUP BY r.run_id, 1",
         [sweep_id]).fetchall()
-    assert sorted(per_run) == sorted([(m, n) for m, n in LAYERS.items()] * 2)
+    assert sorted(per_run) == sorted([(m, k) for m, k in LAYERS.items()] * 2 * repetitions)
     orphans = con.execute("SELECT count(*) FROM layer_measurements "
                           "WHERE run_id NOT IN (SELECT run_id FROM runs)").fetchone()
     assert orphans == (0,)
@@ -111,9 +112,13 @@ def test_agent_that_stops_answering_is_waited_for_and_retried(tmp_path: Path) ->
 
 def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     db = tmp_path / "r.duckdb"
+    # Enough jobs that the sweep still runs while a user looks at it (4 per device).
+    suite = tmp_path / "fast4.toml"
+    suite.write_text(SUITE.read_text().replace("timeout_s = 120",
+                                               "timeout_s = 120\nrepetitions = 2"))
     proc = subprocess.Popen(
         [sys.executable, "-c", "from controller.cli.app import main; main()", "sweep", "run",
-         str(SUITE), "--devices", str(DEVICES), "--db", str(db)],
+         str(suite), "--devices", str(DEVICES), "--db", str(db)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
@@ -121,8 +126,8 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     for line in proc.stdout:
         if line.startswith("sweep ") and " started" in line:
             announced = line.split()[1]  # the id comes first, before any job
-        # "[sim-a] upload 1/2 ...": sim-a finished its first job and starts the second.
-        if "upload 1/2" in line:
+        # "[sim-a] job 2/4 upload: ...": sim-a finished its first job and starts the second.
+        if "job 2/4 upload" in line:
             break
         assert time.monotonic() < deadline, "the sweep never got going"
     assert announced is not None and announced.startswith("sweep-")
@@ -137,7 +142,7 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     (sweep_id, status), = con.execute("SELECT sweep_id, status FROM sweeps").fetchall()
     done_before = con.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
     con.close()
-    assert status == "running" and 1 <= done_before < 4 and sweep_id == announced
+    assert status == "running" and 1 <= done_before < 8 and sweep_id == announced
     # Stored as running, shown as what it is: its controller is gone.
     shown = run_cli("sweep", "status", "--db", str(db), "--format", "csv")
     assert "interrupted" in shown.stdout
@@ -146,6 +151,6 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     # The killed controller's agents notice their parent is gone and stop by themselves.
     report = resume(sweep_id, db, timing=FAST)
     assert report.ok, report.errors()
-    assert_exactly_once(db, sweep_id)
+    assert_exactly_once(db, sweep_id, repetitions=2)
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT status FROM sweeps").fetchone() == ("done",)
