@@ -295,7 +295,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
            l.active_energy_j, l.mean_power_w, l.coverage, l.flags,
            NOT list_has_any(list_concat(coalesce(l.flags, []), coalesce(r.flags, [])),
                             ['no_samples', 'low_coverage', 'latency_unstable', 'non_monotonic',
-                             'saturated', 'host_contended', 'implausible_layer_sum'])
+                             'saturated', 'host_contended', 'implausible_layer_sum',
+                             'charging'])
                AS usable,
            l.meter_kind, l.simulated,
            CASE WHEN l.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,

@@ -99,7 +99,7 @@ class LayerRecord:
 
 UNUSABLE_FLAGS: tuple[str, ...] = (
     "no_samples", "low_coverage", "latency_unstable", "non_monotonic", "saturated",
-    "host_contended", "implausible_layer_sum",
+    "host_contended", "implausible_layer_sum", "charging",
 )
 """A row (or a run) flagged with any of these is stored and shown, but no estimator trains on
 it. The meaning of every flag: docs/flags.md."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from enum import StrEnum
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -53,8 +54,9 @@ def _cell(value: object) -> str:
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: OutputFormat,
-               title: str | None = None) -> None:
-    """Print a result set as a rich table, CSV, or JSON (a list of objects)."""
+               title: str | None = None, *, compact: bool = False) -> None:
+    """Print a result set as a rich table, CSV, or JSON (a list of objects). ``compact``: a
+    table without vertical rules, numbers right-aligned and text never cut (80 columns)."""
     if fmt is OutputFormat.json:
         data = [{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows]
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -65,6 +67,16 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: Ou
         for row in rows:
             writer.writerow([_cell(v) for v in row])
         sys.stdout.write(buf.getvalue())
+    elif compact:
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+                      collapse_padding=True)
+        for k, c in enumerate(columns):
+            numeric = all(isinstance(row[k], int | float) or row[k] is None for row in rows)
+            table.add_column(c, justify="right" if numeric else "left",
+                             overflow="fold", no_wrap=not numeric)
+        for row in rows:
+            table.add_row(*[_cell(v) for v in row])
+        console.print(table)
     else:
         table = Table(title=title)
         for c in columns:

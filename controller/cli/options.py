@@ -14,6 +14,10 @@ DevicesOption = typer.Option(
 DbOption = typer.Option(
     None, "--db", help="Results database (default: $JOULEFARM_DB, else ./joulefarm.duckdb).",
     show_default=False)
+WideOption = typer.Option(False, "--wide",
+                          help="Every column of the summary (meter, energy source, layer count, "
+                               "the simulator's truth, idle power), not only those that fit 80 "
+                               "columns.")
 FormatOption = typer.Option(OutputFormat.table, "--format", "-f",
                             help="Output format: table, csv or json.")
 

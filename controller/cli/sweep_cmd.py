@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from controller.cli.console import DeviceProgress, OutputFormat, console, print_rows
-from controller.cli.demo_cmd import print_summary
-from controller.cli.options import DbOption, DevicesOption, FormatOption, db_path
+from controller.cli.options import DbOption, DevicesOption, FormatOption, WideOption, db_path
+from controller.cli.summary import print_summary
 from controller.demo import DEVICES_FILE, resolve_default
 
 if TYPE_CHECKING:  # the farm loads when a command runs, not for --help
@@ -47,11 +47,11 @@ FROM jobs WHERE sweep_id = ? ORDER BY device, job_id
 """
 
 
-def _run(report_fn: Callable[[ProgressFn], RunReport], names: list[str], database: Path
-         ) -> None:
+def _run(report_fn: Callable[[ProgressFn], RunReport], names: list[str], database: Path,
+         wide: bool) -> None:
     with DeviceProgress(names) as live:
         report = report_fn(live.update)
-    print_summary(report, database)
+    print_summary(report, database, wide=wide)
     if not report.ok:
         console.print(f"resume with: joulefarm sweep resume {report.outcome.sweep_id}")
         raise typer.Exit(code=1)
@@ -60,32 +60,27 @@ def _run(report_fn: Callable[[ProgressFn], RunReport], names: list[str], databas
 @app.command("run", help="Run SUITE on the devices it selects; every result is stored as it "
              "arrives, and a sweep cut short can be resumed.")
 def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
-        db: Path | None = DbOption) -> None:
+        db: Path | None = DbOption, wide: bool = WideOption) -> None:
     from controller.farm.runner import load_inputs, run_suite
 
     devices_path = resolve_default(devices, DEVICES_FILE)
     database = db_path(db)
     names = [d.name for d in load_inputs(devices_path, suite)[2]]
-    _run(
-        lambda p: run_suite(devices_path, suite, database, progress=p, on_start=announce_sweep),
-        names,
-        database,
-    )
+    _run(lambda p: run_suite(devices_path, suite, database, progress=p,
+                             on_start=announce_sweep), names, database, wide)
 
 
 def announce_sweep(sweep_id: str) -> None:
     """Said when a sweep starts: its id, and how to watch it from another terminal."""
-    console.print(
-        f"sweep {sweep_id} started; watch it with: joulefarm sweep status {sweep_id}",
-        soft_wrap=True,
-    )
+    console.print(f"sweep {sweep_id} started; watch it with: joulefarm sweep status "
+                  f"{sweep_id}", soft_wrap=True)
 
 
 @app.command("resume", help="Run the jobs of a sweep that did not complete (after a crash, "
              "an unreachable device, a failure); results already stored are kept, never "
              "duplicated.")
 def resume_cmd(sweep_id: str = SweepArgument, devices: Path | None = DevicesOption,
-               db: Path | None = DbOption) -> None:
+               db: Path | None = DbOption, wide: bool = WideOption) -> None:
     from controller.farm.runner import resume
     from controller.store import query_readonly
 
@@ -93,7 +88,7 @@ def resume_cmd(sweep_id: str = SweepArgument, devices: Path | None = DevicesOpti
     _, rows = query_readonly(database, "SELECT DISTINCT device_name FROM jobs WHERE sweep_id = ? "
                              "AND status <> 'done'", [sweep_id])
     _run(lambda p: resume(sweep_id, database, devices_path=devices, progress=p),
-         [r[0] for r in rows], database)
+         [r[0] for r in rows], database, wide)
 
 
 @app.command("status", help="List sweeps, or the jobs of one sweep.")

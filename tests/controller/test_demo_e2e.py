@@ -180,3 +180,38 @@ def test_agents_sharing_the_host_never_measure_at_once(demo_db: tuple[Path, str]
     assert len({r[0] for r in runs}) > 1
     for (_, _, end, flags), (_, start, _, _) in zip(runs, runs[1:], strict=False):
         assert start >= end or "host_contended" in flags
+
+
+def test_the_summary_fits_80_columns_and_explains_itself(demo_db: tuple[Path, str]) -> None:
+    db, stdout = demo_db
+    lines = stdout.splitlines()
+    title = next(k for k, line in enumerate(lines) if line.strip().startswith("sweep sweep-")
+                 and "energy per inference" in line)
+    legend = next(k for k, line in enumerate(lines) if line.startswith("ms, mJ:"))
+    table = lines[title + 1:legend]
+    assert table and max(len(line.rstrip()) for line in table) <= 80, "\n".join(table)
+    text = "\n".join(table)
+    assert "…" not in text  # no name cut short: tiny_cnn and res_block read in full
+    for name in ("orin-nano-sim", "rpi4-sim", "tiny_cnn", "res_block", "L/W", "err %"):
+        assert name in text
+    # Each column that needs it is explained where the user sees the table.
+    after = "\n".join(lines[legend:])
+    for word in ("(error_pct):", "(layers_vs_whole):", "(flagged):", "--wide"):
+        assert word in after
+
+
+def test_the_wide_summary_has_every_column(demo_db: tuple[Path, str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from controller.cli.summary import print_summary
+
+    db, _ = demo_db
+    (sweep_id,) = duckdb.connect(str(db), read_only=True).execute(
+        "SELECT sweep_id FROM sweeps").fetchone()
+    report = SimpleNamespace(outcome=SimpleNamespace(sweep_id=sweep_id), errors=lambda: [])
+    print_summary(report, db, wide=True)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    for column in ("meter", "energy_source", "sim_truth_mj", "idle_w", "error_pct"):
+        assert column in out
+    assert "--wide" not in out
