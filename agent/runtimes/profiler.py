@@ -637,10 +637,12 @@ class ProfiledModel:
         afters: list[float] = []
         raws = []
         in_chunk = 0
-        deadline = clock() + min_duration_s
         s.start()
+        t0 = clock()
+        # From the first inference's start: the inferences span at least min_duration_s, however
+        # long starting the profiler took (or a preemption there).
+        deadline = t0 + min_duration_s
         while True:
-            t0 = clock()
             invoke()
             t1 = clock()
             befores.append(t0)
@@ -654,6 +656,7 @@ class ProfiledModel:
                     break
                 s.start()
                 in_chunk = 0
+            t0 = clock()
         if s.capacity is not None and any(len(r) >= s.capacity for r in raws):
             raise ProfilerUnavailable("the profiler buffer overflowed during the run")
         n_nodes = len(self._facts.node_ops)

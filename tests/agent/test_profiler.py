@@ -89,22 +89,50 @@ def test_events_lie_inside_their_inference_and_do_not_overlap(
     assert abs(run.clock_offset_s) < 1e-3  # perf_counter is CLOCK_MONOTONIC on Linux
 
 
+# Inferences behind the statistics below: enough that interruptions (a loaded host) reach
+# only a minority of them.
+MANY = 60
+
+
 @needs_litert
-def test_sum_of_op_windows_matches_inference_latency(
-        recipe: tuple[str, bytes], litert_run: profiler.ProfileRun) -> None:
-    run = litert_run
+def test_sum_of_op_windows_matches_inference_latency(recipe: tuple[str, bytes]) -> None:
+    """The sum of an inference's op windows (busy) against its subgraph's Invoke window and
+    its perf_counter bracket.
+
+    Guaranteed on any host, for every inference: the op windows lie inside the Invoke window
+    and that inside the bracket, one after another, up to the timestamps' truncation
+    (BRACKET_TOLERANCE_S at each end, 1.5 us between ops): busy is bounded by both. How much
+    of them busy fills is the runtime's, not the profiler's: an interruption lengthens a bracket
+    and not the ops in it, and outside Invoke the C API's per-inference work grows with load for
+    most inferences (run_overhead_s ~0.12 ms idle, ~2 ms with both cores of a 2-core host busy,
+    where the median busy/bracket fell from 0.89 to 0.40). So the lower bounds are statistics
+    an interrupted minority cannot move: the median over many inferences against Invoke, the
+    least interrupted inference against its bracket, and median against median of the same
+    model unprofiled."""
+    run = profile_inferences(recipe[1], iterations=MANY, backend="litert-capi",
+                             measure_overhead=False)
+    ops = np.bincount(run.iteration, minlength=run.iterations)
     busy = np.bincount(run.iteration, weights=run.durations_s, minlength=run.iterations)
     bracket = run.inference_ends_s - run.inference_starts_s
-    assert ((busy / bracket) > 0.3).all() and ((busy / bracket) <= 1.0 + 1e-6).all()
     invoke = run.invoke_ends_s - run.invoke_starts_s
-    assert ((busy / invoke) > 0.6).all()
+    slack = 2 * BRACKET_TOLERANCE_S + (ops - 1) * 1.5e-6
+    assert (busy > 0).all()
+    assert (busy <= invoke + slack).all() and (busy <= bracket + slack).all()
+    assert (invoke <= bracket + 2 * BRACKET_TOLERANCE_S).all()
+    # What the profiler states about the gaps is the median of these same inferences.
+    assert run.overhead.gap_per_op_s == pytest.approx(np.median((invoke - busy) / ops))
+    assert run.overhead.run_overhead_s == pytest.approx(np.median(bracket - invoke))
+    # The ops are most of Invoke (the rest is the interpreter's dispatch between them).
+    assert np.median(busy / invoke) > 0.6
+    # Interruptions only lengthen brackets: the least interrupted shows the runtime's own cost.
+    assert (busy / bracket).max() > 0.3
     # Same kernels as the Python interpreter without delegates: the same order of magnitude.
     model = WholeModel(recipe[1])
     model.set_inputs(model.random_inputs(0))
     for _ in range(3):
         model.invoke()
     latencies = []
-    for _ in range(ITERATIONS):
+    for _ in range(MANY):
         t0 = time.perf_counter()
         model.invoke()
         latencies.append(time.perf_counter() - t0)
@@ -152,8 +180,11 @@ def test_runs_longer_than_the_event_buffer_are_read_in_chunks() -> None:
 def test_min_duration_extends_the_run() -> None:
     with open_profiled_model(build_recipe("mlp", 0), backend="litert-capi") as model:
         run = model.run(1, min_duration_s=0.03)
-    assert run.inference_ends_s[-1] - run.inference_starts_s[0] >= 0.03
-    assert run.iterations > 1
+    # The stopping rule, exact on any host: the first inference to end 30 ms or more after the
+    # first one started is the last. (How many that takes depends on the host's load.)
+    deadline = run.inference_starts_s[0] + 0.03
+    assert run.inference_ends_s[-1] >= deadline
+    assert (run.inference_ends_s[:-1] < deadline).all()
 
 
 @needs_litert
