@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,39 @@ def _layer_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]
             row.insert(6, (x.true_energy_j or 0.0) * 1e6)
         rows.append(row)
     return columns, rows
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole and math.isfinite(whole) else math.nan
+
+
+def _total_rows(result: BenchmarkResult, columns: list[str]) -> list[list[object]]:
+    """Under the layers, in their columns: ``total``, the layers' sum per inference (mean
+    power: that energy over that time); ``whole``, the unsplit model looped in the same run
+    (latency: its median call, as each layer's is a median; energy per inference); ``ratio``,
+    layers / whole of latency and energy (the additivity check)."""
+    layers = list(result.layers)
+    latency = sum(x.latency_s for x in layers)
+    energy = sum(x.energy_j for x in layers)
+    truth = sum(x.true_energy_j or 0.0 for x in layers)
+    rows: list[dict[str, object]] = [{
+        "index": "total", "op": f"{len(layers)} layers", "macs": sum(x.macs for x in layers),
+        "latency_us": latency * 1e6, "energy_uj": energy * 1e6, "sim_truth_uj": truth * 1e6,
+        "active_energy_uj": sum(x.active_energy_j for x in layers) * 1e6,
+        "mean_power_w": _ratio(energy, latency), "flags": []}]
+    w = result.whole
+    if w is not None:
+        whole_truth = w.true_energy_j or 0.0
+        rows.append({
+            "index": "whole", "op": "whole model", "iterations": w.iterations,
+            "latency_us": w.latency_p50_s * 1e6, "energy_uj": w.energy_j * 1e6,
+            "sim_truth_uj": whole_truth * 1e6, "active_energy_uj": w.active_energy_j * 1e6,
+            "mean_power_w": w.mean_power_w, "samples": w.samples, "flags": list(w.flags)})
+        rows.append({
+            "index": "ratio", "op": "layers/whole",
+            "latency_us": _ratio(latency, w.latency_p50_s), "energy_uj": _ratio(energy, w.energy_j),
+            "sim_truth_uj": _ratio(truth, whole_truth), "flags": []})
+    return [[row.get(c) for c in columns] for row in rows]
 
 
 def _whole_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
@@ -105,7 +139,11 @@ def bench(
     delegate: Path | None = DelegateOption,
     pairs: bool = PairsOption,
 ) -> None:
-    """Measure MODEL on this machine and print latency and energy (per layer or whole)."""
+    """Measure MODEL on this machine and print latency and energy (per layer or whole).
+
+    Layers mode ends with three rows: total (the layers' sum per inference), whole (the unsplit
+    model looped in the same run: its median call, energy per inference) and ratio (layers /
+    whole). In JSON they are the list "totals" beside "layers"."""
     from agent.local import measure, open_meter, runtime_info  # the agent, in-process
     from joulefarm.results import MeasureSettings
 
@@ -132,23 +170,30 @@ def bench(
     meter_text = (f"meter {result.meter.kind}"
                   f"{':' + result.meter.profile if result.meter.profile else ''} "
                   f"({source.upper()})")
-    sections = [("layers", *(_whole_rows(result) if mode == "whole" else _layer_rows(result)),
-                 f"{model.name}: {mode}, {meter_text}, {result.runtime_name} "
-                 f"{result.runtime_version}, idle {result.idle_power_w:.3f} W")]
+    columns, rows = _whole_rows(result) if mode == "whole" else _layer_rows(result)
+    totals = _total_rows(result, columns) if mode == Mode.LAYERS else []
+    title = (f"{model.name}: {mode}, {meter_text}, {result.runtime_name} "
+             f"{result.runtime_version}, idle {result.idle_power_w:.3f} W")
+    pair_sections = []
     if pairs:
-        sections.append(("pairs", *_pair_rows(result),
-                         f"{model.name}: layer pairs, {meter_text}; fused: lat(a) + lat(b) - "
-                         "lat(ab) > 0.5 min(lat(a), lat(b))"))
-    for _, columns, rows, _ in sections:
-        # Every row says where its energy comes from, in every format.
-        columns.append("energy_source")
-        for row in rows:
+        pair_sections.append(("pairs", *_pair_rows(result),
+                              f"{model.name}: layer pairs, {meter_text}; fused: lat(a) + lat(b) "
+                              "- lat(ab) > 0.5 min(lat(a), lat(b))"))
+    # Every row says where its energy comes from, in every format.
+    for section_columns, section_rows in [(columns, [*rows, *totals]),
+                                          *((c, r) for _, c, r, _ in pair_sections)]:
+        section_columns.append("energy_source")
+        for row in section_rows:
             row.append(source)
-    if pairs:  # JSON: {"layers": [...], "pairs": [...]}
-        print_sections(sections, fmt)
-    else:      # one result set, as always (JSON: a list)
-        _, columns, rows, title = sections[0]
+    if not totals:  # whole and insitu modes: one result set, as always (JSON: a list)
         print_rows(columns, rows, fmt, title=title)
+    elif fmt is OutputFormat.json:
+        # {"layers": [...], "totals": [{"index": "total", ...}, {"index": "whole", ...},
+        # {"index": "ratio", ...}], "pairs": [...]}: no total is ever read as a layer.
+        print_sections([("layers", columns, rows, title), ("totals", columns, totals, None),
+                        *pair_sections], fmt)
+    else:  # table and CSV: the totals are the last rows, labelled in the index column
+        print_sections([("layers", columns, [*rows, *totals], title), *pair_sections], fmt)
     if result.flags:
         console.print(f"run flags: {', '.join(result.flags)}")
 

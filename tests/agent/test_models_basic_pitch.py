@@ -73,7 +73,7 @@ def test_bench_layers_runs_on_the_published_model(nmp, tmp_path):
     proc = run_cli("bench", str(path), "--mode", "layers", "--profile", "rpi4",
                    "--min-layer-duration-s", "0.001", "--json", timeout=280)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout[proc.stdout.index("["):proc.stdout.rindex("]") + 1])
+    rows = json.loads(proc.stdout[proc.stdout.index("{"):proc.stdout.rindex("}") + 1])["layers"]
     assert len(rows) == 222
     assert all(r["energy_source"] == "simulated" and r["samples"] > 0 for r in rows)
     total = sum(r["energy_uj"] for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -29,16 +30,90 @@ def test_model_layers_json_lists_every_layer(model_file: Path) -> None:
     assert rows[0]["kernel"] == [3, 3]
 
 
+def _json(stdout: str) -> dict[str, list[dict[str, object]]]:
+    """Layers mode's JSON document (a "run flags:" line may follow it)."""
+    data: dict[str, list[dict[str, object]]] = json.loads(
+        stdout[stdout.index("{"):stdout.rindex("}") + 1])
+    return data
+
+
 def test_bench_layers_json_is_labelled_simulated(model_file: Path) -> None:
     proc = run_cli("bench", str(model_file), "--profile", "rpi4", "--min-layer-duration-s",
                    "0.005", "--json", timeout=120)
     assert proc.returncode == 0, proc.stderr
-    start = proc.stdout.index("[")
-    rows = json.loads(proc.stdout[start:proc.stdout.rindex("]") + 1])
+    data = _json(proc.stdout)
+    rows = data["layers"]
     assert len(rows) == len(read_layers(model_file.read_bytes()))
     for row in rows:
+        assert isinstance(row["index"], int)
         assert row["energy_uj"] == pytest.approx(row["sim_truth_uj"], rel=0.1)
         assert row["energy_source"] == "simulated"
+    assert [t["index"] for t in data["totals"]] == ["total", "whole", "ratio"]
+    assert all(t["energy_source"] == "simulated" for t in data["totals"])
+
+
+def _total_matches_the_rows(rows: list[dict[str, str]], rel: float) -> None:
+    """The rows as printed (text): ``total`` is the sum of the layer rows, ``whole`` the
+    unsplit model, ``ratio`` total / whole; rounding in the printed digits only."""
+    layers = [r for r in rows if r["index"].isdigit()]
+    by_label = {r["index"]: r for r in rows if not r["index"].isdigit()}
+    assert list(by_label) == ["total", "whole", "ratio"]
+    assert rows[-3:] == list(by_label.values())  # the last rows, after every layer
+    total, whole, ratio = by_label["total"], by_label["whole"], by_label["ratio"]
+    assert total["op"] == f"{len(layers)} layers" and whole["op"] == "whole model"
+    assert int(total["macs"]) == sum(int(r["macs"]) for r in layers)
+    for column in ("latency_us", "energy_uj", "sim_truth_uj", "active_energy_uj"):
+        assert float(total[column]) == pytest.approx(sum(float(r[column]) for r in layers),
+                                                     rel=rel), column
+    for column in ("latency_us", "energy_uj", "sim_truth_uj"):
+        assert float(whole[column]) > 0
+        assert float(ratio[column]) == pytest.approx(
+            float(total[column]) / float(whole[column]), rel=rel), column
+    assert int(whole["iterations"]) >= 5 and int(whole["samples"]) > 0
+    assert all(r["energy_source"] == "simulated" for r in rows)
+
+
+def test_bench_layers_prints_the_total_and_the_whole_model_in_every_format(
+        model_file: Path) -> None:
+    args = ("bench", str(model_file), "--mode", "layers", "--profile", "rpi4",
+            "--min-layer-duration-s", "0.003")
+    n = len(read_layers(model_file.read_bytes()))
+
+    proc = run_cli(*args, "--format", "csv", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "," in line]
+    rows = list(csv.DictReader(lines))
+    assert len(rows) == n + 3
+    _total_matches_the_rows(rows, rel=1e-5)  # six significant digits in every cell
+
+    proc = run_cli(*args, "--format", "json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = _json(proc.stdout)
+    assert len(data["layers"]) == n
+    _total_matches_the_rows([{k: str(v) for k, v in r.items()}
+                             for r in (*data["layers"], *data["totals"])], rel=1e-9)
+    # The whole model's latency is its median call, as each layer's is a median.
+    whole = data["totals"][1]
+    assert isinstance(whole["latency_us"], float) and isinstance(whole["energy_uj"], float)
+
+    proc = run_cli(*args, timeout=120)  # the table
+    assert proc.returncode == 0, proc.stderr
+    header, *body = [[cell.strip() for cell in line.split(line[0])[1:-1]]
+                     for line in proc.stdout.splitlines() if line and line[0] in "┃│"]
+    table = [dict(zip(header, row, strict=True)) for row in body]
+    assert len(table) == n + 3
+    _total_matches_the_rows(table, rel=1e-5)
+
+
+def test_total_rows_without_the_whole_model() -> None:
+    from controller.cli.bench_cmd import _total_rows
+    from tests.helpers.results import layer, result
+
+    columns = ["index", "op", "macs", "latency_us", "energy_uj", "sim_truth_uj", "flags"]
+    rows = _total_rows(result((layer(0, 2e-3), layer(1, 3e-3))), columns)
+    assert len(rows) == 1  # no whole model in the result: no whole, no ratio
+    assert rows[0][:3] == ["total", "2 layers", 200]
+    assert rows[0][3:6] == pytest.approx([2000.0, 5000.0, 5000.0])
 
 
 def test_bench_whole_reports_percentiles(model_file: Path) -> None:
