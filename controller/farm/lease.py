@@ -11,12 +11,12 @@ as Flower stores ``online_until``).
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from datetime import UTC, datetime
 from types import TracebackType
 
+from controller.farm.processes import pid_alive
 from controller.store import ResultStore
 
 LEASE_MISSED = 3
@@ -52,16 +52,6 @@ class SweepLease:
         self._thread.join()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
-
-
 def sweep_state(
     status: str,
     host: str | None,
@@ -75,7 +65,7 @@ def sweep_state(
     if status != "running":
         return status
     now = now or datetime.now(UTC)
-    if host == socket.gethostname() and pid is not None and not _alive(pid):
+    if host == socket.gethostname() and pid is not None and not pid_alive(pid):
         return "interrupted"
     if heartbeat_at is None or (now - heartbeat_at).total_seconds() > LEASE_MISSED * interval_s:
         return "interrupted"

@@ -25,6 +25,7 @@ from pathlib import Path
 from controller.config.registry import Device
 from controller.farm.agent_command import AgentPlace, agent_command
 from controller.farm.client import AgentClient
+from controller.farm.processes import pid_alive
 from joulefarm.errors import JoulefarmError
 
 START_TIMEOUT_S = 60.0
@@ -62,16 +63,6 @@ def write_token(directory: Path) -> tuple[str, Path]:
     return token, path
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
     """Remove the local-agent folders in ``root`` (the temp dir) left by controllers that died
     without cleaning up (kill -9): only this user's, and only those whose recorded owner pid
@@ -94,7 +85,7 @@ def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
             pid = int((path / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if pid <= 0 or _pid_alive(pid):
+        if pid <= 0 or pid_alive(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
         if not path.exists():
