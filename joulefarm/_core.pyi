@@ -6,10 +6,11 @@ Times are float64 seconds, power watts, energy joules. Windows are on the agent 
 ``[t0 + i/fs, t0 + (i+1)/fs)`` on the meter clock.
 """
 
-from typing import Literal, Self, TypedDict, final, type_check_only
+from typing import Literal, TypedDict, final, type_check_only
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self  # typing.Self is 3.11+; the agent runs on 3.10
 
 __all__ = [
     "__version__",

@@ -88,7 +88,8 @@ def batch_latencies(start_s: float, call_ends_s: npt.ArrayLike,
     b = max(1, min(max_batches, n))
     edges = np.linspace(0, n, b + 1).round().astype(np.int64)  # call counts at batch edges
     stamps = np.concatenate(([start_s], ends))
-    return np.diff(stamps[edges]) / np.diff(edges)
+    per_call: np.ndarray = np.diff(stamps[edges]) / np.diff(edges)
+    return per_call
 
 
 def loop_latency(start_s: float, call_ends_s: npt.ArrayLike,

@@ -8,6 +8,8 @@ python3 -m pip install --quiet -e '.[dev]'
 echo "== checks: ruff, mypy, import boundaries, rustfmt, clippy, the extension's stub"
 python3 -m ruff check .
 python3 -m mypy
+# The agent and the library it imports run on a device's Python 3.10 (stock JetPack 6).
+python3 -m mypy --python-version 3.10 agent joulefarm
 lint-imports --no-logo
 cargo fmt --manifest-path rust_core/Cargo.toml --all --check
 cargo clippy --quiet --manifest-path rust_core/Cargo.toml --workspace --all-targets -- -D warnings

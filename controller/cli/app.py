@@ -29,6 +29,7 @@ from controller.cli import (
     trace_cmd,
 )
 from controller.cli.console import err_console
+from controller.cli.launch import CONTROLLER_PACKAGES
 from joulefarm.errors import JoulefarmError
 
 app = typer.Typer(
@@ -89,6 +90,14 @@ def main(argv: list[str] | None = None) -> None:
         # The message is data (file names, fields like [schedule]): never read as markup.
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
         code = e.exit_code
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] in CONTROLLER_PACKAGES:
+            raise  # the entry point (launch.py) says which extra to install
+        if _state["debug"]:
+            raise
+        err_console.print(f"[bold red]internal error:[/] {escape(repr(e))} (run with --debug for "
+                          "the traceback)", markup=True, soft_wrap=True)
+        code = 1
     except Exception as e:
         if _state["debug"]:
             raise

@@ -67,7 +67,7 @@ def probe_device(session: SshSession, python: str) -> DeviceProbe:
     if result.exit_status != 0:
         raise ProvisionError(
             f"{session.endpoint.label}: cannot run {python!r} (exit status "
-            f"{result.exit_status}): {result.output.strip()[-300:]}. Install Python 3.11 or "
+            f"{result.exit_status}): {result.output.strip()[-300:]}. Install Python 3.10 or "
             "newer on the device, or point ssh.python at an interpreter.")
     try:
         info = json.loads(result.output.strip().splitlines()[-1])

@@ -1,10 +1,11 @@
 """What the agent needs on a device: the ONE list of its Python requirements, and the modules
 it must never import.
 
-The joulefarm wheel is installed with ``--no-deps`` (its metadata also lists the controller's
-DuckDB, polars, pyarrow, typer and rich, which a Pi or a phone should not carry), then these.
-Floors match pyproject.toml; `tests/test_provision_agent_light.py` checks that they agree and
-that the agent's imports are covered.
+The joulefarm wheel is installed with ``--no-deps`` (a phone on the litert-c runtime has no
+ai-edge-litert wheel to take), then these: pyproject.toml's base dependencies, which are the
+agent's alone (the controller's are the `controller` extra).
+`tests/controller/test_provision_agent_light.py` checks that the two lists agree and that the
+agent's imports are covered.
 """
 
 from __future__ import annotations
@@ -20,38 +21,60 @@ AGENT_REQUIREMENTS: tuple[str, ...] = (
     "numpy>=1.26",
     "flatbuffers>=24.3.25",
 )
+# The TFLite runtime for the Python (not litert-c) runtime: cp310-cp314 wheels, x86_64 and
+# aarch64 Linux with glibc >= 2.27 (manylinux_2_27).
+LITERT_REQUIREMENT = "ai-edge-litert>=2.0"
 
-# Controller-side packages: never imported by anything under agent/.
+# What is never installed on, nor imported by, a device: the controller and its packages
+# (pyproject's `controller` and `fit` extras), by import name.
 HEAVY_MODULES: tuple[str, ...] = (
-    "duckdb", "polars", "pyarrow", "sklearn", "paramiko", "typer", "rich", "controller",
+    "duckdb", "polars", "pyarrow", "sklearn", "paramiko", "onnxruntime", "typer", "rich",
+    "controller",
+)
+# The same, as distribution names, for what `pip list` shows in a device's venv.
+HEAVY_DISTRIBUTIONS: tuple[str, ...] = (
+    "duckdb", "polars", "pyarrow", "scikit-learn", "scipy", "paramiko", "onnxruntime", "onnx",
+    "typer", "rich", "cronsim",
 )
 
+# The oldest Python the agent (and the part of the joulefarm library it imports) runs on.
+MIN_DEVICE_PYTHON = (3, 10)
 # ai-edge-litert publishes wheels for these machines only (Linux names from `uname -m`).
 _LITERT_MACHINES = ("x86_64", "aarch64")
 
 
 class UnsupportedDeviceError(ProvisionError):
-    """No TFLite runtime is published for the device's Python and machine."""
+    """The device's Python, or its machine, cannot run the agent as asked."""
+
+
+def check_python(python: tuple[int, int]) -> None:
+    """Refuse a device Python older than 3.10 with what to do about it (JetPack 5 has 3.8)."""
+    if python >= MIN_DEVICE_PYTHON:
+        return
+    have = f"{python[0]}.{python[1]}"
+    raise UnsupportedDeviceError(
+        f"the device's Python is {have}; the agent needs Python 3.10 or newer. Install a newer "
+        "Python beside the system one and point ssh.python at it in devices.toml. On JetPack 5 "
+        "or Ubuntu 20.04: `sudo add-apt-repository ppa:deadsnakes/ppa && sudo apt install "
+        "python3.10 python3.10-venv`, then python = \"/usr/bin/python3.10\"; anywhere: `uv "
+        "python install 3.12` or pyenv. If no ai-edge-litert wheel fits that Python and "
+        "machine, also set ssh.litert_lib to a standalone libLiteRt.so (the litert-c runtime). "
+        "README.md, \"Devices\", has the steps.")
 
 
 def runtime_requirements(python: tuple[int, int], machine: str) -> tuple[str, ...]:
-    """The TFLite runtime for a device's Python (major, minor) and machine (``uname -m``).
-
-    ai-edge-litert (the maintained runtime) needs Python >= 3.11; older Pythons fall back to
-    tflite-runtime, whose wheels were built against numpy 1.x.
-    """
+    """The TFLite runtime for a device's Python (major, minor) and machine (``uname -m``)."""
+    check_python(python)
     if machine in ("armv7l", "armv6l"):
         raise UnsupportedDeviceError(
-            f"no TFLite runtime wheels for 32-bit ARM ({machine}): neither ai-edge-litert nor "
-            "tflite-runtime publishes them for current Pythons. Install a 64-bit OS (aarch64) "
-            "on the device, or build tflite-runtime from source there.")
+            f"no TFLite runtime wheels for 32-bit ARM ({machine}): ai-edge-litert publishes "
+            "none. Install a 64-bit OS (aarch64) on the device, or give it a libLiteRt.so "
+            "built for it with ssh.litert_lib (the litert-c runtime).")
     if machine not in _LITERT_MACHINES:
         raise UnsupportedDeviceError(
             f"no TFLite runtime wheels for machine {machine!r}; supported: "
-            f"{', '.join(_LITERT_MACHINES)}")
-    if python >= (3, 11):
-        return ("ai-edge-litert>=2.0",)
-    return ("tflite-runtime>=2.14", "numpy<2")
+            f"{', '.join(_LITERT_MACHINES)} (or ssh.litert_lib with a libLiteRt.so for it)")
+    return (LITERT_REQUIREMENT,)
 
 
 def agent_requirements(python: tuple[int, int], machine: str, *,
@@ -61,6 +84,7 @@ def agent_requirements(python: tuple[int, int], machine: str, *,
     ``python_runtime=False``: the agent runs models through a standalone ``libLiteRt.so``
     (the LiteRT C API), so no TFLite wheel is needed, nor one for the device to exist.
     """
+    check_python(python)
     if not python_runtime:
         return AGENT_REQUIREMENTS
     return AGENT_REQUIREMENTS + runtime_requirements(python, machine)

@@ -5,11 +5,12 @@ Building compiles the Rust core (~10 s incremental, 1-3 min from cold), so wheel
 under ``~/.cache/joulefarm/wheels/<source hash>/``: the hash covers every file that goes into
 the wheel, which a git revision alone would not (uncommitted edits).
 
-A wheel built here only fits devices with this machine's architecture and Python version (the
-extension is not abi3). For any other device the check below stops with a plan: build a
-matching wheel (cross-compile with ``maturin build --target ... --zig``) and pass it with
-``--wheel``, or let provisioning build the source distribution on the device
-(``ssh.build_on_device``, automatic on Termux), which needs Rust and maturin there.
+The extension uses the stable ABI (PyO3 ``abi3-py310``), so one wheel fits every CPython >= 3.10
+on devices with this machine's architecture and a glibc at least as new as its manylinux tag.
+For any other device the check below stops with a plan: build a matching wheel (cross-compile
+with ``maturin build --target ... --zig``) and pass it with ``--wheel``, or let provisioning
+build the source distribution on the device (``ssh.build_on_device``, automatic on Termux),
+which needs Rust and maturin there.
 """
 
 from __future__ import annotations
@@ -277,6 +278,8 @@ def mismatch_plan(device: str, wheel: Path, problem: str) -> str:
     return (
         f"{device}: the agent wheel {wheel.name} does not fit: {problem}. Either build it on "
         "the device (set `build_on_device = true` in its [device.ssh]; needs Rust and maturin "
-        "there), or build a wheel for it here with `maturin build --release --target "
-        "<arch>-unknown-linux-gnu --zig -i python3.X` and pass it with --wheel PATH."
+        "there), or build a wheel for it here with `rustup target add "
+        "<arch>-unknown-linux-gnu && maturin build --release --target "
+        "<arch>-unknown-linux-gnu --zig` (one abi3 wheel serves every Python >= 3.10) and "
+        "pass it with --wheel PATH."
     )

@@ -10,9 +10,14 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from controller.provision.requirements import (
     AGENT_REQUIREMENTS,
+    HEAVY_DISTRIBUTIONS,
     HEAVY_MODULES,
+    LITERT_REQUIREMENT,
+    UnsupportedDeviceError,
     agent_requirements,
 )
 from tests.helpers import REPO
@@ -96,13 +101,34 @@ def test_every_third_party_import_is_installed_on_the_device() -> None:
 
 
 def test_requirements_agree_with_pyproject() -> None:
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    declared = {dist_name(r): r for r in pyproject["project"]["dependencies"]}
-    for requirement in AGENT_REQUIREMENTS:
-        assert declared.get(dist_name(requirement)) == requirement, requirement
-    # The runtime is chosen per device; pyproject names the one for this controller's Python.
-    assert declared["ai-edge-litert"] == agent_requirements((3, 11), "x86_64")[-1]
-    assert not CONTROLLER_ONLY & {dist_name(r) for r in agent_requirements((3, 11), "x86_64")}
+    """pyproject's base dependencies are exactly what a device gets: the controller's packages
+    are an extra, so `pip install joulefarm` on a device pulls in nothing heavy either."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert sorted(project["dependencies"]) == sorted([*AGENT_REQUIREMENTS, LITERT_REQUIREMENT])
+    assert project["requires-python"] == ">=3.10"
+    for python in ((3, 10), (3, 11), (3, 13)):
+        assert agent_requirements(python, "aarch64") == (*AGENT_REQUIREMENTS, LITERT_REQUIREMENT)
+    controller = {dist_name(r) for r in project["optional-dependencies"]["controller"]}
+    assert set(HEAVY_DISTRIBUTIONS) - {"scikit-learn", "scipy", "onnx"} <= controller
+    assert not controller & {dist_name(r) for r in agent_requirements((3, 11), "x86_64")}
+
+
+@pytest.mark.parametrize("python", [(3, 8), (3, 9)])
+def test_an_old_device_python_is_refused_with_what_to_do(python: tuple[int, int]) -> None:
+    # JetPack 5 ships Python 3.8: the error names the fixes, whichever runtime is asked for.
+    for python_runtime in (True, False):
+        with pytest.raises(UnsupportedDeviceError) as err:
+            agent_requirements(python, "aarch64", python_runtime=python_runtime)
+        message = str(err.value)
+        assert f"Python is {python[0]}.{python[1]}" in message and "3.10 or newer" in message
+        assert "ssh.python" in message and "deadsnakes" in message
+        assert "ssh.litert_lib" in message
+
+
+def test_32_bit_arm_is_refused_unless_given_a_litert_library() -> None:
+    with pytest.raises(UnsupportedDeviceError, match="64-bit OS"):
+        agent_requirements((3, 11), "armv7l")
+    assert agent_requirements((3, 11), "armv7l", python_runtime=False) == AGENT_REQUIREMENTS
 
 
 def test_agent_starts_where_controller_packages_cannot_be_imported() -> None:

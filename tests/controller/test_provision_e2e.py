@@ -1,6 +1,7 @@
 """`joulefarm provision` end to end: this machine, reached over a real sshd on loopback, is the
-device. The agent goes into a temporary directory, in a venv made with --system-site-packages
-(so its requirements are already satisfied, offline), under the shell supervisor."""
+device. The agent goes into a temporary directory, under the shell supervisor, in a venv made
+with --system-site-packages (so its requirements are already satisfied, offline) — or, when the
+tests themselves run in a virtual environment, a plain venv whose requirements pip fetches."""
 
 from __future__ import annotations
 
@@ -21,25 +22,13 @@ from controller.provision.errors import ProvisionError, UnknownHostKeyError
 from controller.provision.provisioner import ProvisionOptions, WheelSource, provision_device
 from controller.provision.ssh import connect
 from controller.provision.verify import check_agent, check_agent_via_tunnel
-from controller.provision.wheel import build_wheel
+from tests.controller.conftest import in_virtualenv
 from tests.helpers.processes import is_zombie
-from tests.helpers.sshd import PASSPHRASE, SshServer, free_port
+from tests.helpers.sshd import PASSPHRASE, SshServer, device_entry, free_port
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
 _MAIN = "from controller.cli.app import main; main()\n"
-
-
-@pytest.fixture(scope="session")
-def agent_wheel() -> Path:
-    """The joulefarm wheel, built at most once per session (and cached across sessions)."""
-    if sys.prefix != sys.base_prefix:
-        pytest.skip("the device venv needs the system interpreter's packages; run the tests "
-                    "outside a virtual environment")
-    try:
-        return build_wheel()
-    except ProvisionError as exc:
-        pytest.skip(f"cannot build the joulefarm wheel here: {exc}")
 
 
 @dataclass
@@ -68,30 +57,12 @@ class Farm:
 
 def write_devices(root: Path, server: SshServer, agent_port: int) -> Path:
     path = root / "devices.toml"
-    path.write_text(f"""\
-schema_version = 1
-
-[[device]]
-name = "loop"
-platform = "linux"
-address = "127.0.0.1"
-port = {agent_port}
-token_file = "{root}/tokens/loop.token"
-
-[device.meter]
-kind = "sim"
-profile = "host"
-
-[device.ssh]
-user = "{server.user}"
-port = {server.port}
-key = "{server.encrypted_key}"
-known_hosts = "{root}/known_hosts"
-python = "{sys.executable}"
-prefix = "{root}/device-home/.joulefarm"
-service = "supervised"
-system_site_packages = true
-""")
+    path.write_text(device_entry(
+        server, name="loop", platform="linux", agent_port=agent_port,
+        token_file=root / "tokens/loop.token", known_hosts=root / "known_hosts",
+        python=sys.executable, prefix=root / "device-home/.joulefarm",
+        ssh_extra=f'service = "supervised"\n'
+                  f"system_site_packages = {str(not in_virtualenv()).lower()}\n"))
     return path
 
 
@@ -268,7 +239,7 @@ def test_a_sweep_reaches_a_tunnelled_device(farm: Farm, first_run: object,
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     devices = farm.root / "devices-tunnel.toml"
     devices.write_text(farm.devices_file.read_text().replace(
-        "system_site_packages = true", "system_site_packages = true\ntunnel = true")
+        "service = ", "tunnel = true\nservice = ")
         .replace('name = "loop"', 'name = "loop"\ntags = ["tunnel"]'))
     suite = farm.root / "suite.toml"
     suite.write_text('schema_version = 1\nname = "t"\n[select]\ntags = ["tunnel"]\n'

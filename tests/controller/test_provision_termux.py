@@ -32,7 +32,7 @@ from controller.provision import termux
 from controller.provision.errors import ProvisionError
 from controller.provision.verify import check_agent
 from tests.helpers.processes import is_zombie
-from tests.helpers.sshd import PASSPHRASE, SshServer, free_port, start_sshd
+from tests.helpers.sshd import PASSPHRASE, SshServer, device_entry, free_port, start_sshd
 
 _MAIN = "from controller.cli.app import main; main()\n"
 TERMUX_VERSION = "0.118.3"
@@ -187,33 +187,16 @@ def phone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phone]:
     home = root / "data/data/com.termux/files/home"
     install = home / ".joulefarm"
     devices_file = root / "devices.toml"
-    devices_file.write_text(f"""\
-schema_version = 1
-
-[[device]]
-name = "phone"
-platform = "android"
-address = "127.0.0.1"
-port = {free_port()}
-token_file = "{root}/phone.token"
-
-[device.meter]
-kind = "sim"
-profile = "host"
-
-[device.ssh]
-user = "{server.user}"
-port = {server.port}
-key = "{server.encrypted_key}"
-known_hosts = "{root}/known_hosts"
-python = "{sys.executable}"
-prefix = "{install}"
+    devices_file.write_text(device_entry(
+        server, name="phone", platform="android", agent_port=free_port(),
+        token_file=root / "phone.token", known_hosts=root / "known_hosts",
+        python=sys.executable, prefix=install, ssh_extra=f"""\
 litert_lib = "{lib}"
 litert_version = "2.3.0"
 # This "phone" has glibc, so the wheel built here would fit; a real one builds the Rust core
 # itself because no wheel fits bionic — take that path explicitly.
 build_on_device = true
-""")
+"""))
     (device,) = load_registry(devices_file).devices
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
     env["JOULEFARM_SSH_PASSPHRASE"] = PASSPHRASE

@@ -151,3 +151,32 @@ def start_sshd(directory: Path, extra_config: str = "") -> Iterator[SshServer]:
 @pytest.fixture(scope="session")
 def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     yield from start_sshd(tmp_path_factory.mktemp("sshd"))
+
+
+def device_entry(server: SshServer, *, name: str, platform: str, agent_port: int,
+                 token_file: Path, known_hosts: Path, python: str, prefix: Path,
+                 ssh_extra: str = "") -> str:
+    """A devices.toml for one device reached through `server` (with its passphrase key), its
+    agent on loopback with a simulated meter; `ssh_extra` lines go into [device.ssh]."""
+    return f"""\
+schema_version = 1
+
+[[device]]
+name = "{name}"
+platform = "{platform}"
+address = "127.0.0.1"
+port = {agent_port}
+token_file = "{token_file}"
+
+[device.meter]
+kind = "sim"
+profile = "host"
+
+[device.ssh]
+user = "{server.user}"
+port = {server.port}
+key = "{server.encrypted_key}"
+known_hosts = "{known_hosts}"
+python = "{python}"
+prefix = "{prefix}"
+{ssh_extra}"""
