@@ -6,7 +6,9 @@
 Prints, for a float32 uniform trace and contiguous windows with fractional edges:
   * rust_core ``integrate_windows`` (single thread: the core has no threads);
   * a vectorised numpy reference (prefix sums, the way one writes it in numpy) — target >= 10x;
-  * ``numpy.sum`` over the same array, a memory-bandwidth yardstick — target >= 0.6.
+  * ``numpy.sum`` over the same array, a memory-bandwidth yardstick — target >= 0.6;
+  * the cost of one small call (64 samples, one window) through the binding, beside a numpy
+    call of the same size: the stable ABI (abi3) the extension is built for could show there.
 Then, in a subprocess (so the first part's arrays do not count), the memory of
 ``StreamingIntegrator``: a ``--stream-samples`` float32 trace generated chunk by chunk (never
 whole) is fed through it with ``--windows`` windows; the peak RSS above the baseline taken just
@@ -161,6 +163,25 @@ def streaming_section(samples: int, windows: int, chunk: int) -> None:
           f"max relative difference {r['chunked_check_max_rel_diff']:.2e}")
 
 
+def call_overhead_section(repeat: int) -> None:
+    """Microseconds per call on a tiny input, where the binding's overhead (argument parsing,
+    array conversion, the result dict) is all there is to measure."""
+    power = np.linspace(1.0, 2.0, 64, dtype=np.float32)
+    starts, ends = np.array([0.001]), np.array([0.005])
+    calls = 20_000
+
+    def per_call(fn: Callable[[], object]) -> float:
+        best, _ = best_of(repeat, lambda: [fn() for _ in range(calls)])
+        return best / calls * 1e6
+
+    t_int = per_call(lambda: joulefarm.integrate(power, 10_000.0, starts, ends))
+    t_win = per_call(lambda: joulefarm.integrate_windows(power, 10_000.0, starts, ends))
+    t_np = per_call(lambda: np.sum(power))
+    abi = Path(joulefarm._core.__file__).name
+    print(f"call overhead ({abi}): integrate {t_int:5.2f} us, integrate_windows {t_win:5.2f} us "
+          f"per call on 64 samples (numpy.sum on the same: {t_np:5.2f} us)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=float, default=1e8)
@@ -206,6 +227,7 @@ def main() -> int:
     print(f"speed-up vs numpy reference : {t_np / t_rust:6.1f}x   (target >= 10x)")
     print(f"throughput vs numpy.sum     : {t_sum / t_rust:6.2f}    (target >= 0.6)")
     print(f"max relative difference rust vs reference: {err:.2e}")
+    call_overhead_section(ns.repeat)
     if ns.stream_samples > 0:
         del power, rust, ref
         streaming_section(int(ns.stream_samples), w, int(ns.stream_chunk))
