@@ -59,7 +59,7 @@ def check_python(python: tuple[int, int]) -> None:
         "python3.10 python3.10-venv`, then python = \"/usr/bin/python3.10\"; anywhere: `uv "
         "python install 3.12` or pyenv. If no ai-edge-litert wheel fits that Python and "
         "machine, also set ssh.litert_lib to a standalone libLiteRt.so (the litert-c runtime). "
-        "README.md, \"Devices\", has the steps.")
+        "docs/devices.md, \"JetPack 5\", has the steps.")
 
 
 def runtime_requirements(python: tuple[int, int], machine: str) -> tuple[str, ...]:
