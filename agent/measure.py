@@ -639,21 +639,26 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
     energy = np.asarray(stats["energy_j"], dtype=np.float64)
     samples = np.asarray(stats["samples"])
     coverage = np.asarray(stats["coverage"], dtype=np.float64)
-    window_flags, durations, truth = np.asarray(stats["flags"]), ends - starts, _truth(meter)
+    window_flags, durations = np.asarray(stats["flags"]), ends - starts
+    many_truths = getattr(meter, "true_energies_j", None) if meter.description.simulated else None
+    truth = many_truths(starts, ends) if many_truths else None
+    # One pass over the windows grouped by node (sorted once), not one mask per layer: a run
+    # has layers x iterations windows, and per-layer masks made this quadratic.
+    order = np.argsort(nodes, kind="stable")
+    sorted_nodes = nodes[order]
+    group_starts = np.searchsorted(sorted_nodes, [x.index for x in layers], side="left")
+    group_ends = np.searchsorted(sorted_nodes, [x.index for x in layers], side="right")
     records = []
-    for info in layers:  # folded weight-preparing nodes get no record
-        sel = nodes == info.index
-        k = int(sel.sum())
-        if k == 0:
+    for info, lo, hi in zip(layers, group_starts.tolist(), group_ends.tolist(), strict=True):
+        k = hi - lo
+        if k == 0:  # folded weight-preparing nodes get no record
             continue
+        sel = order[lo:hi]
         e, d = float(np.nansum(energy[sel])), float(durations[sel].sum())
         flags = {n for f in np.unique(window_flags[sel]) for n in joulefarm.flag_names(int(f))}
         if np.median(durations[sel]) < 2 * run.resolution_s:
             flags.add("below_timer_resolution")
-        true_j = None
-        if truth:
-            true_j = sum(truth(s, t) for s, t in zip(starts[sel].tolist(), ends[sel].tolist(),
-                                                     strict=True)) / k
+        true_j = float(truth[sel].sum()) / k if truth is not None else None
         records.append(LayerRecord(
             index=info.index, op=info.op, macs=int(info.macs),
             param_bytes=int(info.param_bytes), act_in_bytes=int(info.act_in_bytes),

@@ -10,7 +10,7 @@ It keeps the true step function, so the pipeline's accuracy can be checked again
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from array import array
 
 import numpy as np
 
@@ -19,13 +19,6 @@ from joulefarm.sim_profiles import PowerProfile, get_profile
 
 # Each run gets a clock offset drawn in +/- this range, so alignment is always exercised.
 MAX_SIM_CLOCK_OFFSET_S = 0.02
-
-
-@dataclass(frozen=True)
-class _Segment:
-    start_s: float
-    end_s: float
-    power_w: float
 
 
 class SimMeter(Meter):
@@ -57,9 +50,17 @@ class SimMeter(Meter):
             clock_offset_s = float(self._rng.uniform(-limit, limit))
         self.clock_offset_s = clock_offset_s
         self.drift_ppm = drift_ppm
-        self._segments: list[_Segment] = []
+        # What ran when, one entry per reported activity: flat float arrays, because an in-situ
+        # run reports every op of every inference (millions of windows) and objects per window
+        # would cost ~20x the memory.
+        self._seg_starts = array("d")
+        self._seg_ends = array("d")
+        self._seg_powers = array("d")
         self._start_s: float | None = None
         self._stop_s: float | None = None
+        # The true energy's breakpoints, built once at stop(): ground truth is then asked per
+        # window, and rebuilding them per query made in-situ runs quadratic in windows.
+        self._truth: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- the step function of true power ------------------------------------------------------
 
@@ -86,32 +87,41 @@ class SimMeter(Meter):
             power = self.layer_power_w(end_s - start_s, macs, bytes_moved)
         else:
             raise MeterError(f"unknown activity kind {kind!r}")
-        self._segments.append(_Segment(start_s, end_s, power))
+        self._seg_starts.append(start_s)
+        self._seg_ends.append(end_s)
+        self._seg_powers.append(power)
 
     def _breakpoints(self) -> tuple[np.ndarray, np.ndarray]:
         """Times (agent clock) and cumulative true energy (J) at every change of power.
 
         Time not covered by a reported activity counts as busy: the agent's Python code runs.
+        Activities never overlap; float jitter is clamped: each one is moved to start no earlier
+        than the previous one ended, and all are clipped to the run. Zero-length ones add
+        nothing. Vectorised: O(n log n) for n activities.
         """
         assert self._start_s is not None and self._stop_s is not None
+        begin, stop = self._start_s, self._stop_s
         busy = self.profile.idle_w + self.profile.busy_w
-        times = [self._start_s]
-        energy = [0.0]
-        now = self._start_s
-        for seg in sorted(self._segments, key=lambda s: s.start_s):
-            start = max(seg.start_s, now)  # activities never overlap; clamp float jitter
-            end = min(max(seg.end_s, start), self._stop_s)
-            if start > now:
-                energy.append(energy[-1] + busy * (start - now))
-                times.append(start)
-            if end > start:
-                energy.append(energy[-1] + seg.power_w * (end - start))
-                times.append(end)
-                now = end
-        if self._stop_s > now:
-            energy.append(energy[-1] + busy * (self._stop_s - now))
-            times.append(self._stop_s)
-        return np.asarray(times), np.asarray(energy)
+        starts = np.clip(np.frombuffer(self._seg_starts), begin, stop)
+        order = np.argsort(starts, kind="stable")
+        starts = starts[order]
+        ends = np.clip(np.frombuffer(self._seg_ends)[order], starts, stop)
+        powers = np.frombuffer(self._seg_powers)[order]
+        # Where the previous activity ended (or the run began): the running maximum of ends.
+        before = np.maximum.accumulate(np.concatenate(([begin], ends)))[:-1]
+        starts = np.maximum(starts, before)
+        ends = np.maximum(ends, starts)
+        # Breakpoints: begin, then each activity's (start, end), then stop. Pieces alternate
+        # busy gap (before -> start) and activity (start -> end).
+        times = np.empty(2 * len(starts) + 2)
+        times[0], times[-1] = begin, stop
+        times[1:-1:2], times[2:-1:2] = starts, ends
+        pieces = np.empty(2 * len(starts) + 1)
+        pieces[0:-1:2] = busy * (starts - before)
+        pieces[1:-1:2] = powers * (ends - starts)
+        last_end = ends[-1] if len(ends) else begin
+        pieces[-1] = busy * max(stop - last_end, 0.0)
+        return times, np.concatenate(([0.0], np.cumsum(pieces)))
 
     def to_meter_clock(self, agent_s: np.ndarray | float) -> np.ndarray | float:
         return agent_s * (1.0 + self.drift_ppm * 1e-6) + self.clock_offset_s
@@ -127,7 +137,7 @@ class SimMeter(Meter):
         if self._start_s is None or self._stop_s is not None:
             raise MeterError("stop() without a matching start()")
         self._stop_s = time.perf_counter()
-        times, cum_energy = self._breakpoints()
+        self._truth = times, cum_energy = self._breakpoints()
         fs = self.description.sample_rate_hz
         t0 = float(self.to_meter_clock(self._start_s))
         n = int((self._stop_s - self._start_s) * fs)
@@ -145,8 +155,11 @@ class SimMeter(Meter):
 
     def true_energy_j(self, start_s: float, end_s: float) -> float:
         """Exact energy of the true power over ``[start_s, end_s]`` on the agent clock."""
-        if self._stop_s is None:
+        return float(self.true_energies_j(np.array([start_s]), np.array([end_s]))[0])
+
+    def true_energies_j(self, starts_s: np.ndarray, ends_s: np.ndarray) -> np.ndarray:
+        """`true_energy_j` of many windows at once (O(log n) each)."""
+        if self._truth is None:
             raise MeterError("ground truth is known only after stop()")
-        times, cum_energy = self._breakpoints()
-        e0, e1 = np.interp([start_s, end_s], times, cum_energy)
-        return float(e1 - e0)
+        times, cum_energy = self._truth
+        return np.interp(ends_s, times, cum_energy) - np.interp(starts_s, times, cum_energy)

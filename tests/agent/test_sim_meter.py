@@ -80,3 +80,32 @@ def test_every_profile_is_plausible() -> None:
     for p in PROFILES.values():
         assert 0 < p.idle_w < 50 and p.noise_w >= 0 and p.lsb_w > 0
         assert p.default_sample_rate_hz >= 10_000
+
+
+def test_ground_truth_counts_gaps_as_busy_and_clamps_jitter_and_empty_windows() -> None:
+    """Reported windows as an in-situ run gives them: out of order, touching with float
+    jitter (an op starting a hair before the previous one ended), zero-length ones (below the
+    timer's resolution) inside a gap. Every stretch of the run is counted exactly once."""
+    profile = get_profile("rpi4")
+    busy, idle = profile.idle_w + profile.busy_w, profile.idle_w
+    meter = SimMeter(profile, sample_rate_hz=1_000, seed=0, clock_offset_s=0.0)
+    meter.start()
+    time.sleep(0.05)
+    begin = meter._start_s
+    assert begin is not None
+    meter.note_activity("idle", begin + 0.020, begin + 0.030)
+    meter.note_activity("idle", begin + 0.010, begin + 0.020)  # reported out of order
+    meter.note_activity("busy", begin + 0.0299999, begin + 0.035)  # jitter: overlaps by 1e-7
+    meter.note_activity("idle", begin + 0.040, begin + 0.040)  # zero length, inside a gap
+    meter.note_activity("idle", begin + 0.042, begin + 0.045)
+    meter.stop()
+    expected = (busy * 0.010 + idle * 0.020 + busy * (0.035 - 0.030) + busy * (0.042 - 0.035)
+                + idle * 0.003)
+    assert meter.true_energy_j(begin, begin + 0.045) == pytest.approx(expected, rel=1e-6)
+    # Many windows at once give the same as one at a time.
+    starts = begin + np.array([0.0, 0.012, 0.031, 0.040])
+    ends = starts + 0.004
+    many = meter.true_energies_j(starts, ends)
+    one_by_one = [meter.true_energy_j(s, e) for s, e in zip(starts, ends, strict=True)]
+    assert many.tolist() == pytest.approx(one_by_one, rel=1e-12)
+    assert many[1] == pytest.approx(idle * 0.004, rel=1e-6)
