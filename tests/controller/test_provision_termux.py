@@ -162,9 +162,6 @@ def _termux_prefix(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def phone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phone]:
-    if sys.prefix != sys.base_prefix:
-        pytest.skip("the device venv needs the system interpreter's packages; run the tests "
-                    "outside a virtual environment")
     missing = [tool for tool in ("runsvdir", "sv", "maturin", "cargo") if not shutil.which(tool)]
     if missing:
         pytest.skip(f"missing {', '.join(missing)} (runit from apt; Rust and maturin)")
@@ -296,14 +293,18 @@ def test_runit_restarts_a_killed_agent_and_stop_keeps_it_down(phone: Phone,
     old = phone.runit_pid()
     assert old is not None
     os.kill(old, signal.SIGKILL)
+    # runsv runs ./finish (which logs the exit) and then ./run again; supervise/pid can show
+    # the finish script's pid for a moment, so wait for the log line and a healthy agent.
+    log = phone.install / "agent.log"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and phone.runit_pid() in (None, old):
+    while time.monotonic() < deadline and (phone.runit_pid() in (None, old)
+                                           or "runit: agent exited" not in log.read_text()):
         time.sleep(0.2)
-    new = phone.runit_pid()
-    assert new not in (None, old)
-    assert "runit: agent exited" in (phone.install / "agent.log").read_text()
+    assert "runit: agent exited" in log.read_text()
     facts = check_agent(phone.device, phone.device.grpc_target(), phone.token(), timeout_s=30)
     assert facts is not None
+    new = phone.runit_pid()
+    assert new not in (None, old)
 
     subprocess.run(["sh", str(phone.install / "stop-agent.sh")], timeout=60, check=True,
                    env={**os.environ, "HOME": str(phone.root)})
