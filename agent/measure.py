@@ -616,8 +616,10 @@ def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
         progress(Progress("insitu", 0, 1, f"looping for {settings.min_duration_s:g} s"))
     run = model.run(settings.min_iterations, min_duration_s=settings.min_duration_s)
     by_node = {x.index: x for x in layers}
-    for start, end, node in zip(run.starts_s.tolist(), run.ends_s.tolist(),
-                                run.node_index.tolist(), strict=True):
+    # Ops of control-flow bodies (other subgraphs) run inside their parent op's window.
+    main = run.subgraph == 0
+    for start, end, node in zip(run.starts_s[main].tolist(), run.ends_s[main].tolist(),
+                                run.node_index[main].tolist(), strict=True):
         info = by_node.get(node)  # the simulator needs to know what ran when
         meter.note_activity("layer", start, end, macs=info.macs if info else 0,
                             bytes_moved=(info.act_in_bytes + info.act_out_bytes
@@ -633,7 +635,9 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
                      ) -> BenchmarkResult:
     """Integrate every (op, iteration) window with rust_core, then average per node."""
     fit = align_and_baseline(raw)
-    mapped = run.node_index >= 0  # XNNPACK's fused operators have no TFLite node
+    # XNNPACK's fused operators have no TFLite node; the ops of control-flow bodies (other
+    # subgraphs) ran inside their parent op's window, which already counts them.
+    mapped = (run.node_index >= 0) & (run.subgraph == 0)
     starts, ends, nodes = run.starts_s[mapped], run.ends_s[mapped], run.node_index[mapped]
     stats = integrate(raw, fit.offset_s, starts, ends)
     energy = np.asarray(stats["energy_j"], dtype=np.float64)
@@ -671,7 +675,8 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
                       else float(coverage[sel].mean())),
             flags=tuple(sorted(flags)), true_energy_j=true_j))
     result = _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(records))
-    extra = ("delegate_ops_unmapped",) if (~mapped).any() else ()
+    extra = ("delegate_ops_unmapped",) if ((run.node_index < 0) & (run.subgraph == 0)).any() \
+        else ()
     return replace(result, flags=tuple(dict.fromkeys(result.flags + extra)))
 
 

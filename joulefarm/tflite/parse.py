@@ -85,22 +85,22 @@ def read_layers(model_bytes: bytes, *, shapes: Mapping[int, Shape] | None = None
     """One ``LayerInfo`` per node, in execution order.
 
     ``shapes`` overrides the static shapes of some tensors (tensor index -> shape), e.g. with
-    shapes observed at run time in models with dynamic dimensions. Weight-preparing nodes are
-    left out unless ``include_weight_prep``. Raises ``ModelError`` for bad or unsupported models.
+    shapes observed at run time in models with dynamic dimensions. Folded nodes (weight
+    preparation, variable handles, one-time initialisation) are left out unless
+    ``include_weight_prep``. Raises ``ModelError`` for models it cannot read.
     """
     graph = load_graph(model_bytes)
     return [
         _layer_info(graph, n, shapes or {})
         for n in range(len(graph.ops))
-        if include_weight_prep or n not in graph.weight_prep
+        if include_weight_prep or n not in graph.folded
     ]
 
 
 def model_summary(model_bytes: bytes) -> dict[str, Any]:
     """Whole-model totals: layer count, op histogram, MACs, bytes, input/output signatures."""
     graph = load_graph(model_bytes)
-    layers = [_layer_info(graph, n, {}) for n in range(len(graph.ops))
-              if n not in graph.weight_prep]
+    layers = [_layer_info(graph, n, {}) for n in graph.layer_nodes]
     ops: dict[str, int] = {}
     for layer in layers:
         ops[layer.op] = ops.get(layer.op, 0) + 1
@@ -119,6 +119,8 @@ def model_summary(model_bytes: bytes) -> dict[str, Any]:
         "inputs": signature(list(graph.subgraph.inputs or [])),
         "outputs": signature(list(graph.subgraph.outputs or [])),
         "weight_prep_nodes": sorted(graph.weight_prep),
+        "setup_nodes": sorted(graph.setup),
+        "subgraphs": len(graph.model.subgraphs),
     }
 
 

@@ -18,8 +18,10 @@ import numpy as np
 
 from joulefarm.errors import ModelError
 from joulefarm.tflite.flatbuffer import make_buffer, pack_model
-from joulefarm.tflite.graph import Graph, load_graph
+from joulefarm.tflite.graph import Graph, load_graph, subgraph_references
 from joulefarm.tflite.schema import tfl
+
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,20 @@ class LayerModel:
             object.__setattr__(self, "nodes", (self.index,))
 
 
-def split_model(model_bytes: bytes) -> list[LayerModel]:
-    """One ``LayerModel`` per layer (weight-preparing nodes folded), in execution order.
+def split_model(model_bytes: bytes, shapes: Mapping[int, Shape] | None = None
+                ) -> list[LayerModel]:
+    """One ``LayerModel`` per layer (weight-preparing and setup nodes folded), in execution
+    order.
 
-    Raises ``ModelError`` for models it cannot read or split (several subgraphs, custom ops,
-    stateful ops).
+    A control-flow layer (``IF``, ``WHILE``, ``CALL``) carries its bodies; a layer that reads or
+    writes a resource variable carries the variable's handle and the model's one-time
+    initialisation (``CALL_ONCE``); a custom op is copied with its options, for a runtime that
+    resolves it. ``shapes`` (tensor index -> shape, e.g. what the runtime computed for the whole
+    model) replaces the file's shapes, which converters sometimes leave as placeholders.
+    Raises ``ModelError`` for models it cannot read.
     """
     graph = load_graph(model_bytes)
-    return [_sub_model(graph, (n,)) for n in range(len(graph.ops)) if n not in graph.weight_prep]
+    return [_sub_model(graph, (n,), shapes=shapes) for n in graph.layer_nodes]
 
 
 def pair_model(model_bytes: bytes, first: int, second: int) -> LayerModel:
@@ -71,9 +79,9 @@ def pair_model(model_bytes: bytes, first: int, second: int) -> LayerModel:
     for n in (first, second):
         if not 0 <= n < len(graph.ops):
             raise ModelError(f"node {n} does not exist (the model has {len(graph.ops)} nodes)")
-        if n in graph.weight_prep:
-            raise ModelError(f"node {n} ({graph.ops[n]}) only prepares weights; it is folded "
-                             "into its consumer and cannot be one of a pair")
+        if n in graph.folded:
+            raise ModelError(f"node {n} ({graph.ops[n]}) only prepares weights or state; it is "
+                             "folded into its consumer and cannot be one of a pair")
     operators = graph.subgraph.operators
     passed = set(operators[first].outputs or []) & set(operators[second].inputs or [])
     if first == second or not passed:
@@ -129,9 +137,14 @@ def freeze_inputs(model_bytes: bytes, layer: LayerModel,
 class _SubModel:
     """Builds one sub-model, copying tensors on first use."""
 
-    def __init__(self, graph: Graph, frozen: Mapping[int, np.ndarray] | None = None) -> None:
+    def __init__(self, graph: Graph, frozen: Mapping[int, np.ndarray] | None = None,
+                 shapes: Mapping[int, Shape] | None = None) -> None:
         self.graph = graph
         self.frozen = dict(frozen or {})
+        self.shapes = dict(shapes or {})
+        self.buffer_index: dict[int, int] = {}  # original buffer -> sub-model buffer
+        self.subgraph_index: dict[int, int] = {}  # original subgraph -> sub-model subgraph
+        self.subgraphs: list[tfl.SubGraphT] = []  # the sub-model's subgraphs after the first
         self.tensors: list[tfl.TensorT] = []
         self.buffers: list[tfl.BufferT] = [make_buffer()]
         self.operators: list[tfl.OperatorT] = []
@@ -152,15 +165,11 @@ class _SubModel:
             self.node(graph.producer[t])
             return self.mapped[t]
         original = graph.subgraph.tensors[t]
-        tensor = copy.copy(original)
+        tensor = self._runtime_shaped(t, copy.copy(original))
         tensor.buffer = 0
-        if graph.is_constant(t):
-            source = graph.model.buffers[original.buffer]
-            tensor.buffer = len(self.buffers)
-            if source.data is None:  # stored past the flatbuffer (models over 2 GB)
-                raise ModelError(f"tensor {t} keeps its data outside the flatbuffer; such "
-                                 "models cannot be split")
-            self.buffers.append(make_buffer(source.data.tobytes()))
+        # A variable tensor is state the op keeps between invocations: not an input either.
+        if graph.is_constant(t) or original.isVariable:
+            tensor.buffer = self._buffer(original.buffer, f"tensor {t}")
         elif t in self.frozen:
             value = np.ascontiguousarray(self.frozen[t])
             tensor.shape = list(value.shape)
@@ -179,19 +188,78 @@ class _SubModel:
         inputs = [self.tensor(t) for t in original.inputs or []]
         outputs = []
         for t in original.outputs or []:
-            tensor = copy.copy(self.graph.subgraph.tensors[t])
+            tensor = self._runtime_shaped(t, copy.copy(self.graph.subgraph.tensors[t]))
             tensor.buffer = 0
             self.tensors.append(tensor)
             self.mapped[t] = len(self.tensors) - 1
             outputs.append(self.mapped[t])
-        operator = copy.copy(original)
-        operator.opcodeIndex = self._code(original.opcodeIndex)
+        operator = self._operator(original)
         operator.inputs = inputs
         operator.outputs = outputs
         if original.intermediates is not None:
             operator.intermediates = [self._scratch(t) for t in original.intermediates]
         self.operators.append(operator)
         return outputs
+
+    def _operator(self, original: tfl.OperatorT) -> tfl.OperatorT:
+        """A copy of ``original`` with its op code and the subgraphs it names remapped."""
+        operator = copy.copy(original)
+        operator.opcodeIndex = self._code(original.opcodeIndex)
+        for attribute in ("builtinOptions", "builtinOptions2"):
+            options = getattr(original, attribute, None)
+            references = subgraph_references(options)
+            if not references:
+                continue
+            options = copy.copy(options)  # never edit the original graph's options
+            for name, _ in references:
+                value = getattr(options, name)
+                if isinstance(value, int):
+                    setattr(options, name, self._subgraph(value))
+                else:
+                    setattr(options, name, [self._subgraph(int(v)) for v in value])
+            setattr(operator, attribute, options)
+        return operator
+
+    def _subgraph(self, index: int) -> int:
+        """Sub-model index of original subgraph ``index`` (a control-flow body or an
+        initialiser), copied whole on first use with the subgraphs it names in turn."""
+        if index in self.subgraph_index:
+            return self.subgraph_index[index]
+        self.subgraph_index[index] = 1 + len(self.subgraphs)
+        original = self.graph.model.subgraphs[index]
+        copied = copy.copy(original)
+        self.subgraphs.append(copied)
+        copied.tensors = []
+        for k, tensor in enumerate(original.tensors or []):
+            tensor = copy.copy(tensor)
+            tensor.buffer = self._buffer(tensor.buffer, f"subgraph {index} tensor {k}")
+            copied.tensors.append(tensor)
+        copied.operators = [self._operator(op) for op in original.operators or []]
+        return self.subgraph_index[index]
+
+    def _buffer(self, index: int, what: str) -> int:
+        """Sub-model buffer holding the data of original buffer ``index`` (0: none)."""
+        source = self.graph.model.buffers[index] if index > 0 else None
+        if source is None or ((source.data is None or len(source.data) == 0)
+                              and source.offset <= 1):
+            return 0
+        if index not in self.buffer_index:
+            if source.data is None:  # stored past the flatbuffer (models over 2 GB)
+                raise ModelError(f"{what} keeps its data outside the flatbuffer; such models "
+                                 "cannot be split")
+            self.buffer_index[index] = len(self.buffers)
+            self.buffers.append(make_buffer(source.data.tobytes()))
+        return self.buffer_index[index]
+
+    def _runtime_shaped(self, t: int, tensor: tfl.TensorT) -> tfl.TensorT:
+        """The tensor with the shape the runtime computed for it, where that differs from the
+        file's (whose shape is then a converter's placeholder, not a fact)."""
+        shape = self.shapes.get(t)
+        if shape is not None and tuple(tensor.shape if tensor.shape is not None else ()) != (
+                tuple(shape)):
+            tensor.shape = [int(d) for d in shape]
+            tensor.shapeSignature = None
+        return tensor
 
     def _scratch(self, t: int) -> int:
         tensor = copy.copy(self.graph.subgraph.tensors[t])
@@ -206,12 +274,27 @@ class _SubModel:
         return self.code_index[index]
 
 
+def _uses_variables(graph: Graph, nodes: tuple[int, ...]) -> bool:
+    """Whether any of ``nodes`` reads a resource handle made by ``VAR_HANDLE``."""
+    return any(graph.ops[graph.producer[t]] == "VAR_HANDLE"
+               for n in nodes for t in graph.subgraph.operators[n].inputs or []
+               if t >= 0 and t in graph.producer)
+
+
 def _sub_model(graph: Graph, nodes: tuple[int, ...], extra_outputs: tuple[int, ...] = (),
-               frozen: Mapping[int, np.ndarray] | None = None) -> LayerModel:
+               frozen: Mapping[int, np.ndarray] | None = None,
+               shapes: Mapping[int, Shape] | None = None) -> LayerModel:
     """The sub-model of ``nodes`` (in execution order): the last node's outputs, then
     ``extra_outputs`` (original indices of tensors the earlier nodes write), are its outputs;
-    inputs in ``frozen`` become constants holding the given values."""
-    sub = _SubModel(graph, frozen)
+    inputs in ``frozen`` become constants holding the given values; ``shapes`` replace the
+    file's shapes of the tensors they name."""
+    sub = _SubModel(graph, frozen, shapes)
+    if _uses_variables(graph, nodes):
+        # The variable must hold what the model's initialiser gives it before the layer reads
+        # it: the CALL_ONCE nodes come first (they run at the first invocation only).
+        for n in sorted(graph.setup):
+            if graph.ops[n] == "CALL_ONCE":
+                sub.node(n)
     for n in nodes:
         sub.node(n)
     last = graph.subgraph.operators[nodes[-1]]
@@ -229,7 +312,7 @@ def _sub_model(graph: Graph, nodes: tuple[int, ...], extra_outputs: tuple[int, .
     model.description = (f"joulefarm split: node{'s' if len(nodes) > 1 else ''} "
                          f"{'+'.join(str(n) for n in nodes)} ({names})")
     model.operatorCodes = sub.codes
-    model.subgraphs = [subgraph]
+    model.subgraphs = [subgraph, *sub.subgraphs]
     model.buffers = sub.buffers
     return LayerModel(
         index=nodes[0],

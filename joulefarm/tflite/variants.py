@@ -29,6 +29,7 @@ def float16_weights(model_bytes: bytes) -> bytes:
     """The model with the float32 weights of weighted ops (``ops.OpEntry.weighted``) stored as
     float16 and expanded by a ``DEQUANTIZE`` node placed just before each consumer."""
     graph = load_graph(model_bytes)
+    graph.require_rewritable("float16_weights")
     model = graph.model
     subgraph = graph.subgraph
     tensors = subgraph.tensors
@@ -131,6 +132,7 @@ def quantize_int8(model_bytes: bytes, ranges: ActivationRanges, *, label: str = 
     description. Raises ``ModelError`` for ops outside the builder's set or non-float32 models.
     """
     graph = load_graph(model_bytes)
+    graph.require_rewritable("quantize_int8")
     int8_ops = sorted(name for name, entry in OPS.items() if entry.int8_version is not None)
     for n, op in enumerate(graph.ops):
         if op_entry(op).int8_version is None:

@@ -1,0 +1,69 @@
+"""Models that keep state or run other subgraphs are measurable whole, by layer and in situ:
+an ``IF`` with its bodies, and a running sum in a resource variable (hand-built with the real
+schema, run by the real runtime)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.runtimes.chain import LayerChain, WholeModel
+from joulefarm.tflite.flatbuffer import unpack_model
+from joulefarm.tflite.parse import read_layers
+from joulefarm.tflite.split import split_model
+from tests.helpers import run_cli
+from tests.helpers.stateful_models import if_model, running_sum_model
+
+
+def test_the_whole_model_keeps_its_state_between_invocations() -> None:
+    whole = WholeModel(running_sum_model())
+    x = np.full((1, 4), 1.5, np.float32)
+    sums = []
+    for _ in range(3):
+        whole.set_inputs([x])
+        whole.invoke()
+        sums.append(float(whole.outputs()[0][0, 0]))
+    assert sums == [1.5, 3.0, 4.5]
+
+
+def test_setup_nodes_are_folded_and_travel_with_the_layers_that_need_them() -> None:
+    model = running_sum_model()
+    assert [x.op for x in read_layers(model)] == ["READ_VARIABLE", "ADD", "ASSIGN_VARIABLE",
+                                                  "MUL"]
+    parts = {m.op: m for m in split_model(model)}
+    # The read carries the initialiser (CALL_ONCE, its subgraph) and the handle, so the
+    # variable holds its initial value when the layer runs alone.
+    read = read_layers(parts["READ_VARIABLE"].model_bytes, include_weight_prep=True)
+    assert [x.op for x in read] == ["CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE"]
+    assert len(unpack_model(parts["READ_VARIABLE"].model_bytes).subgraphs) == 2
+    assert len(unpack_model(parts["ADD"].model_bytes).subgraphs) == 1  # no state, no init
+
+
+def test_a_control_flow_layer_carries_its_bodies_and_computes_what_the_model_does() -> None:
+    model = if_model()
+    (layer,) = split_model(model)
+    assert layer.op == "IF"
+    chain = LayerChain(model)
+    whole = WholeModel(model)
+    x = np.full((1, 4), 1.5, np.float32)
+    for cond in (True, False):
+        inputs = [np.array([cond]), x]
+        whole.set_inputs(inputs)
+        whole.invoke()
+        assert np.array_equal(chain.feed(inputs)[0], whole.outputs()[0])
+    assert chain.feed([np.array([False]), x])[0][0, 0] == 3.0
+
+
+@pytest.mark.parametrize("build", [if_model, running_sum_model])
+@pytest.mark.parametrize("mode", ["whole", "layers", "insitu"])
+def test_every_mode_measures_them(build, mode: str, tmp_path) -> None:
+    path = tmp_path / f"{build.__name__}.tflite"
+    path.write_bytes(build())
+    done = run_cli("bench", str(path), "--mode", mode, "--min-duration-s", "0.1",
+                   "--min-layer-duration-s", "0.005", "--format", "csv")
+    assert done.returncode == 0, done.stdout + done.stderr
+    if mode != "whole":
+        ops = {line.split(",")[1] for line in done.stdout.splitlines()[1:] if line}
+        expected = {"IF"} if build is if_model else {"READ_VARIABLE", "ADD",
+                                                     "ASSIGN_VARIABLE", "MUL"}
+        assert expected <= ops, done.stdout

@@ -1,0 +1,126 @@
+"""Small TFLite models with what real streaming and control-flow models carry, built with the
+schema's object API: an ``IF`` with its two bodies in other subgraphs, and a running sum kept
+in a resource variable (``CALL_ONCE`` initialiser, ``VAR_HANDLE``, ``READ_VARIABLE``,
+``ASSIGN_VARIABLE``), as TensorFlow exports a streaming model's state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from joulefarm.tflite.flatbuffer import make_buffer, pack_model
+from joulefarm.tflite.schema import op_codes, tfl
+
+_GREATER = 127  # PLACEHOLDER_FOR_GREATER_OP_CODES: deprecated_builtin_code of codes > 127
+
+
+class _Model:
+    def __init__(self) -> None:
+        self.model = tfl.ModelT()
+        self.model.version = 3
+        self.model.buffers = [make_buffer()]
+        self.model.operatorCodes = []
+        self.model.subgraphs = []
+        self._codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        if name not in self._codes:
+            code = tfl.OperatorCodeT()
+            value = op_codes()[name]
+            code.builtinCode = value
+            code.deprecatedBuiltinCode = value if value < _GREATER else _GREATER
+            code.version = 1
+            self.model.operatorCodes.append(code)
+            self._codes[name] = len(self.model.operatorCodes) - 1
+        return self._codes[name]
+
+    def subgraph(self, name: str) -> tfl.SubGraphT:
+        graph = tfl.SubGraphT()
+        graph.name = name
+        graph.tensors, graph.operators, graph.inputs, graph.outputs = [], [], [], []
+        self.model.subgraphs.append(graph)
+        return graph
+
+    def tensor(self, graph: tfl.SubGraphT, name: str, shape: list[int],
+               kind: int = tfl.TensorType.FLOAT32, data: np.ndarray | None = None) -> int:
+        tensor = tfl.TensorT()
+        tensor.name, tensor.shape, tensor.type, tensor.buffer = name, shape, kind, 0
+        if data is not None:
+            self.model.buffers.append(make_buffer(np.ascontiguousarray(data).tobytes()))
+            tensor.buffer = len(self.model.buffers) - 1
+        graph.tensors.append(tensor)
+        return len(graph.tensors) - 1
+
+    def op(self, graph: tfl.SubGraphT, name: str, inputs: list[int], outputs: list[int],
+           options_type: int = 0, options: object = None) -> None:
+        operator = tfl.OperatorT()
+        operator.opcodeIndex = self.code(name)
+        operator.inputs, operator.outputs = inputs, outputs
+        operator.builtinOptionsType, operator.builtinOptions = options_type, options
+        graph.operators.append(operator)
+
+    def binary(self, graph: tfl.SubGraphT, name: str, a: int, b: int, out: int) -> None:
+        options_type = getattr(tfl.BuiltinOptions, f"{name.title()}Options")
+        options = getattr(tfl, f"{name.title()}OptionsT")()
+        self.op(graph, name, [a, b], [out], options_type, options)
+
+    def bytes(self) -> bytes:
+        return pack_model(self.model)
+
+
+def if_model(width: int = 4) -> bytes:
+    """``y = x + 1 if cond else x * 2``: inputs ``cond`` (bool [1]) and ``x`` (float [1, width]);
+    the two branches are subgraphs 1 and 2."""
+    m = _Model()
+    main, then, other = m.subgraph("main"), m.subgraph("then"), m.subgraph("else")
+    for graph, op, value in ((then, "ADD", 1.0), (other, "MUL", 2.0)):
+        x = m.tensor(graph, "x", [1, width])
+        c = m.tensor(graph, "c", [1, width], data=np.full((1, width), value, np.float32))
+        y = m.tensor(graph, "y", [1, width])
+        m.binary(graph, op, x, c, y)
+        graph.inputs, graph.outputs = [x], [y]
+    cond = m.tensor(main, "cond", [1], tfl.TensorType.BOOL)
+    x = m.tensor(main, "x", [1, width])
+    y = m.tensor(main, "y", [1, width])
+    options = tfl.IfOptionsT()
+    options.thenSubgraphIndex, options.elseSubgraphIndex = 1, 2
+    m.op(main, "IF", [cond, x], [y], tfl.BuiltinOptions.IfOptions, options)
+    main.inputs, main.outputs = [cond, x], [y]
+    return m.bytes()
+
+
+def running_sum_model(width: int = 4) -> bytes:
+    """``state += x; y = state * 1`` with ``state`` a resource variable, zero at first (set by a
+    ``CALL_ONCE`` initialiser): each invocation returns the sum of all inputs so far."""
+    m = _Model()
+    main, init = m.subgraph("main"), m.subgraph("init")
+
+    def handle(graph: tfl.SubGraphT) -> int:
+        h = m.tensor(graph, "state_handle", [], tfl.TensorType.RESOURCE)
+        options = tfl.VarHandleOptionsT()
+        options.container, options.sharedName = "", "state"
+        m.op(graph, "VAR_HANDLE", [], [h], tfl.BuiltinOptions.VarHandleOptions, options)
+        return h
+
+    h0 = handle(init)
+    zeros = m.tensor(init, "zeros", [1, width], data=np.zeros((1, width), np.float32))
+    m.op(init, "ASSIGN_VARIABLE", [h0, zeros], [], tfl.BuiltinOptions.AssignVariableOptions,
+         tfl.AssignVariableOptionsT())
+
+    once = tfl.CallOnceOptionsT()
+    once.initSubgraphIndex = 1
+    m.op(main, "CALL_ONCE", [], [], tfl.BuiltinOptions.CallOnceOptions, once)
+    h = handle(main)
+    x = m.tensor(main, "x", [1, width])
+    state = m.tensor(main, "state", [1, width])
+    total = m.tensor(main, "total", [1, width])
+    one = m.tensor(main, "one", [1, width], data=np.ones((1, width), np.float32))
+    y = m.tensor(main, "y", [1, width])
+    m.op(main, "READ_VARIABLE", [h], [state], tfl.BuiltinOptions.ReadVariableOptions,
+         tfl.ReadVariableOptionsT())
+    m.binary(main, "ADD", state, x, total)
+    m.op(main, "ASSIGN_VARIABLE", [h, total], [], tfl.BuiltinOptions.AssignVariableOptions,
+         tfl.AssignVariableOptionsT())
+    m.binary(main, "MUL", total, one, y)
+    main.inputs, main.outputs = [x], [y]
+    return m.bytes()
