@@ -24,9 +24,10 @@ def repo() -> Path:
     return REPO
 
 
-# Paths that matter are never silently skipped in CI: provisioning over the real sshd, and the
+# Paths that matter are never silently skipped in CI: provisioning over the real sshd (into the
+# device Pythons too), the controller's refusal of an old Python, and the
 # real published models. A skip there (sshd, runit or PyPI missing) fails a CI run instead.
-_MUST_RUN_MODULES = ("test_provision_",)
+_MUST_RUN_MODULES = ("test_provision_", "test_launch")
 _MUST_RUN_FIXTURES = ("nmp", "sshd_server")
 _must_run: set[str] = set()
 _skipped_must_run: list[str] = []
