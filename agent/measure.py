@@ -32,7 +32,7 @@ import joulefarm
 from agent.host_lease import MAX_WAIT_S as MAX_LEASE_WAIT_S
 from agent.host_lease import measuring_lease
 from agent.meters.base import AnyTrace, Meter, Trace
-from agent.runtimes.chain import LayerChain, LayerPairs, WholeModel
+from agent.runtimes.chain import LayerChain, LayerPairs, WholeModel, run_layers
 from agent.runtimes.profiler import (
     ProfiledModel,
     ProfileRun,
@@ -55,7 +55,8 @@ from joulefarm.results import (
     WholeModelRecord,
     shape_text,
 )
-from joulefarm.tflite.parse import LayerInfo, read_layers
+from joulefarm.tflite.inputs import InputPlan
+from joulefarm.tflite.parse import LayerInfo
 from joulefarm.traces.energy import window_energy
 
 # Busy/idle durations (ms) of the sync pattern: an irregular code, so that its
@@ -558,9 +559,20 @@ def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_
 
 
 def runtime_options(settings: MeasureSettings) -> dict[str, Any]:
-    """How the interpreters of a run are configured (threads, XNNPACK, external delegate)."""
+    """How the interpreters of a run are configured (threads, XNNPACK, external delegate) and
+    the shapes given for the model's inputs (``joulefarm.tflite.inputs.resolve_input_shapes``
+    sizes them, in every runtime)."""
     return {"num_threads": settings.num_threads, "use_xnnpack": settings.use_xnnpack,
-            "delegate_path": settings.delegate_path or None}
+            "delegate_path": settings.delegate_path or None,
+            "input_shapes": settings.input_shapes}
+
+
+def _input_flags(result: BenchmarkResult, plan: InputPlan | None) -> BenchmarkResult:
+    """The run flag ``batch_defaulted`` when an input's dynamic batch, given no shape, ran at
+    1 (the input shape rule)."""
+    if plan is None or not plan.batch_defaulted:
+        return result
+    return replace(result, flags=tuple(dict.fromkeys((*result.flags, "batch_defaulted"))))
 
 
 def measure_layers(
@@ -584,7 +596,8 @@ def measure_layers(
     pairs = LayerPairs(chain) if settings.pairs else None
     whole_model = WholeModel(model_bytes, **runtime_options(settings))
     raw = record_layers(chain, meter, settings, progress, whole_model, pairs)
-    return integrate_run(raw, chain, meter, settings, model_sha256, runtime)
+    return _input_flags(integrate_run(raw, chain, meter, settings, model_sha256, runtime),
+                        chain.input_plan)
 
 
 def measure_whole(
@@ -596,12 +609,13 @@ def measure_whole(
     progress: ProgressFn | None = None,
 ) -> BenchmarkResult:
     """The whole-model benchmark (MLPerf style): warm-up, timed loop, energy per inference."""
-    layers = read_layers(model_bytes)
+    model = WholeModel(model_bytes, **runtime_options(settings))
+    layers = model.run_layers(settings.seed)  # at the shapes the inputs run at
     macs = sum(x.macs for x in layers)
     moved = sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers)
-    model = WholeModel(model_bytes, **runtime_options(settings))
     raw = record_whole(model, macs, moved, meter, settings, progress)
-    return integrate_whole(raw, meter, settings, model_sha256, runtime)
+    return _input_flags(integrate_whole(raw, meter, settings, model_sha256, runtime),
+                        model.input_plan)
 
 
 def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
@@ -685,17 +699,20 @@ def measure_insitu(model_bytes: bytes, model_sha256: str, meter: Meter,
                    progress: ProgressFn | None = None) -> BenchmarkResult:
     """The whole model in situ: per-op windows from the runtime's profiler, energy per op.
     Raises ProfilerUnavailable (before the meter starts) when no profiler works here."""
-    layers = read_layers(model_bytes)
-    if progress:
-        progress(Progress("prepare", 0, 1, "loading the model in the profiler"))
     if settings.delegate_path:
         raise ProfilerUnavailable("in-situ profiling with an external delegate is not supported; "
                                   "use --mode layers or whole")
+    # Each layer's features at the shapes the inputs run at (the file's, unless resized).
+    layers = run_layers(model_bytes, seed=settings.seed, **runtime_options(settings))
+    if progress:
+        progress(Progress("prepare", 0, 1, "loading the model in the profiler"))
     with open_profiled_model(model_bytes, num_threads=settings.num_threads,
-                             use_xnnpack=settings.use_xnnpack, seed=settings.seed) as model:
+                             use_xnnpack=settings.use_xnnpack, seed=settings.seed,
+                             input_shapes=settings.input_shapes) as model:
         raw, run = record_insitu(model, layers, meter, settings, progress)
-    return integrate_insitu(raw, run, layers, meter, settings, model_sha256,
-                            (f"{runtime[0]} ({run.backend})", runtime[1]))
+    result = integrate_insitu(raw, run, layers, meter, settings, model_sha256,
+                              (f"{runtime[0]} ({run.backend})", runtime[1]))
+    return _input_flags(result, model.input_plan)
 
 
 def fit_to_meter(settings: MeasureSettings, sample_rate_hz: float) -> MeasureSettings:

@@ -407,3 +407,14 @@ class MeasureSettings:
     # Layers mode: also loop each adjacent data-dependent pair of layers as one sub-model, to
     # see which pairs the runtime fuses (ignored by the other modes).
     pairs: bool = False
+    # The shapes to run the model's inputs at, as (input name or position in decimal, shape)
+    # pairs; needed for inputs with dynamic dimensions. The rule, and what happens to inputs
+    # given none: ``joulefarm.tflite.inputs.resolve_input_shapes``. A mapping, or lists (a
+    # job's stored JSON), are accepted and kept as tuples.
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        given: Any = self.input_shapes or ()
+        items = given.items() if isinstance(given, Mapping) else given
+        object.__setattr__(self, "input_shapes", tuple(
+            (str(key), tuple(int(d) for d in shape)) for key, shape in items))

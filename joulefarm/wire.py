@@ -88,6 +88,7 @@ def settings_to_proto(model_sha256: str, s: MeasureSettings) -> pb.RunBenchmarkR
         min_iterations=s.min_iterations, idle_duration_s=s.idle_duration_s, seed=s.seed,
         min_duration_s=s.min_duration_s, use_xnnpack=s.use_xnnpack, delegate_path=s.delegate_path,
         pairs=s.pairs,
+        input_shapes=[pb.InputShape(input=key, dims=list(shape)) for key, shape in s.input_shapes],
     )
 
 
@@ -106,6 +107,7 @@ def settings_from_proto(r: pb.RunBenchmarkRequest) -> MeasureSettings:
         use_xnnpack=r.use_xnnpack,
         delegate_path=r.delegate_path,
         pairs=r.pairs,
+        input_shapes=tuple((x.input, tuple(x.dims)) for x in r.input_shapes),
     )
 
 

@@ -183,7 +183,8 @@ def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: b
     kernels, one per TFLite node); with it, ``BUILTIN`` (the default XNNPACK delegate applies).
     ``delegate_path`` names an external delegate library applied on top.
     ``input_shapes``, if given, resizes the inputs (in model input order) before allocation,
-    e.g. to pin dynamic batch dimensions. Load and allocation failures raise ``ModelError``.
+    e.g. to pin dynamic batch dimensions (the litert-c runtime compiles the model at them
+    directly). Load and allocation failures raise ``ModelError``.
     With the litert-c runtime this is an ``agent.runtimes.capi_interpreter.CApiInterpreter`` (the
     same
     methods), which cannot apply external delegates.
@@ -193,7 +194,7 @@ def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: b
     backend = _backend()
     if backend.lib is not None:
         interpreter = _load_capi(backend.lib, model_bytes, num_threads, use_xnnpack,
-                                 delegate_path)
+                                 delegate_path, input_shapes)
     else:
         interpreter = _load_python(backend.module, model_bytes, num_threads, use_xnnpack,
                                    delegate_path)
@@ -235,13 +236,21 @@ def _load_python(module: Any, model_bytes: bytes, num_threads: int, use_xnnpack:
 
 
 def _load_capi(lib: ctypes.CDLL, model_bytes: bytes, num_threads: int, use_xnnpack: bool,
-               delegate_path: str | None) -> Any:
+               delegate_path: str | None,
+               input_shapes: Sequence[Sequence[int]] | None = None) -> Any:
     if delegate_path:
         raise ModelError(f"external delegates need a Python runtime (ai-edge-litert or "
                          f"tflite-runtime): the {LITERT_C} runtime cannot load {delegate_path}")
     # Imported here: agent.runtimes.capi_interpreter imports joulefarm.tflite, which imports this
     # module.
     from agent.runtimes.capi_interpreter import CApiInterpreter
+    from joulefarm.tflite.inputs import with_input_shapes
+
+    if input_shapes is not None:
+        # The C API compiles the model as it loads it: at the shapes it will run at, not at the
+        # file's placeholders of dynamic dimensions, which it may not allocate (a convolution
+        # wider than a placeholder of 1).
+        model_bytes = with_input_shapes(model_bytes, input_shapes)
 
     # Without XNNPACK the CPU options ask for the plain builtin kernels, one per TFLite node,
     # as BUILTIN_WITHOUT_DEFAULT_DELEGATES does for the Python runtimes.

@@ -20,6 +20,7 @@ import agent.runtimes.backend as runtime
 from joulefarm.errors import ModelError
 from joulefarm.tflite.flatbuffer import numpy_dtype, per_tensor_quantization, shape_of
 from joulefarm.tflite.graph import load_graph
+from joulefarm.tflite.inputs import GivenShapes, InputPlan, given_pairs, resolve_input_shapes
 from joulefarm.tflite.parse import LayerInfo, read_layers
 from joulefarm.tflite.split import (
     LayerModel,
@@ -116,13 +117,21 @@ class _SubModels:
     input computed at run time (``computed_shape_operands``) gets its interpreter only when the
     values are known (``prepare``): those inputs are then frozen to the values the real model
     computed, so that its outputs are static, as every runtime can bind them (the LiteRT C API
-    cannot bind dynamic outputs), and rebuilt if a later inference computes other values."""
+    cannot bind dynamic outputs), and rebuilt if a later inference computes other values.
+
+    ``lazy``: every sub-model gets its interpreter at the first ``prepare``, sized for the
+    values it is fed. For a model run at other input shapes than its file's: the shapes stored
+    for its inner tensors are then placeholders that a layer may not even allocate at (a
+    convolution wider than a placeholder dimension of 1)."""
 
     def __init__(self, model_bytes: bytes, models: list[LayerModel],
                  options: dict[str, Any],
-                 on_load: Callable[[int, int], None] | None = None) -> None:
+                 on_load: Callable[[int, int], None] | None = None, *,
+                 lazy: bool = False) -> None:
         self._source = model_bytes
         self._options = options
+        self._lazy = lazy
+        self._on_load = on_load
         self.originals = list(models)
         self.models = list(models)
         self._deferred = [computed_shape_operands(model_bytes, m) for m in models]
@@ -131,6 +140,8 @@ class _SubModels:
         self.inputs: list[list[int]] = [[] for _ in models]
         self.outputs: list[list[int]] = [[] for _ in models]
         self.invokers: list[Callable[[], None]] = [_not_fed] * len(models)
+        if lazy:
+            return
         for k, model in enumerate(models):
             if on_load:
                 on_load(k, len(models))
@@ -153,8 +164,11 @@ class _SubModels:
         if self.interpreters[k] is not None and wanted.keys() == frozen.keys() and all(
                 np.array_equal(wanted[t], frozen[t]) for t in wanted):
             return
+        if self._lazy and self.interpreters[k] is None and self._on_load:
+            self._on_load(k, len(self.models))
         self._frozen[k] = wanted
-        model = freeze_inputs(self._source, self.originals[k], wanted)
+        model = (self.originals[k] if not self._deferred[k]
+                 else freeze_inputs(self._source, self.originals[k], wanted))
         # Sized as this inference's inputs: the file's shapes may not fit the frozen values.
         self._load(k, model, [values[t].shape for t in model.input_tensors])
 
@@ -165,13 +179,26 @@ def _not_fed() -> None:
 
 
 class WholeModel:
-    """The unsplit model in one interpreter: the reference the chain is checked against."""
+    """The unsplit model in one interpreter: the reference the chain is checked against.
+
+    Its inputs are sized by ``joulefarm.tflite.inputs.resolve_input_shapes`` from
+    ``input_shapes`` (by input name or position) before the interpreter allocates: an input
+    with a dynamic dimension other than the batch and no shape given is an ``InputError``."""
 
     def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
-                 use_xnnpack: bool = False, delegate_path: str | None = None) -> None:
-        self.interpreter = runtime.load_interpreter(model_bytes, num_threads=num_threads,
-                                                    use_xnnpack=use_xnnpack,
-                                                    delegate_path=delegate_path)
+                 use_xnnpack: bool = False, delegate_path: str | None = None,
+                 input_shapes: GivenShapes | None = None) -> None:
+        self.model_bytes = bytes(model_bytes)
+        self.input_plan: InputPlan = resolve_input_shapes(self.model_bytes, input_shapes)
+        """The shape each input runs at, and which were given or defaulted."""
+        # What a LayerChain of the same model needs to run as this one does (``run_layers``).
+        self._options: dict[str, Any] = {
+            "num_threads": num_threads, "use_xnnpack": use_xnnpack,
+            "delegate_path": delegate_path, "input_shapes": given_pairs(input_shapes)}
+        self.interpreter = runtime.load_interpreter(
+            self.model_bytes, num_threads=num_threads, use_xnnpack=use_xnnpack,
+            delegate_path=delegate_path,
+            input_shapes=self.input_plan.shapes if self.input_plan.resized else None)
         self._inputs = [d["index"] for d in self.interpreter.get_input_details()]
         self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
         self.input_specs: list[TensorSpec] = [
@@ -200,16 +227,63 @@ class WholeModel:
         """Copies of the model outputs after the last ``invoke``."""
         return [self.interpreter.get_tensor(i) for i in self._outputs]
 
+    def tensor_shapes(self) -> dict[int, tuple[int, ...]]:
+        """Every tensor's shape as the runtime sized it for the inputs set last, by tensor
+        index (call it after an ``invoke``: tensors whose shapes are computed at run time are
+        sized during it); empty where the runtime reaches only the model's inputs and outputs
+        (litert-c)."""
+        details = getattr(self.interpreter, "get_tensor_details", None)
+        if details is None:
+            return {}
+        try:
+            return {int(d["index"]): tuple(int(x) for x in d["shape"]) for d in details()}
+        except (ValueError, RuntimeError, KeyError):
+            return {}
+
+    def run_layers(self, seed: int = 0) -> list[LayerInfo]:
+        """The layers' features (``read_layers``) at the shapes this model runs at: the file's
+        when the inputs keep their stored shapes; else the shapes of one inference on seeded
+        random inputs (every tensor's from the runtime, or, where it reaches only inputs and
+        outputs, from a ``LayerChain`` of the model run on the same inputs)."""
+        if not self.input_plan.resized:
+            return read_layers(self.model_bytes)
+        inputs = self.random_inputs(seed)
+        self.set_inputs(inputs)
+        self.invoke()
+        shapes = self.tensor_shapes()
+        if shapes:
+            return read_layers(self.model_bytes, shapes=shapes)
+        chain = LayerChain(self.model_bytes, **self._options)
+        chain.feed(inputs)
+        return chain.layers
+
+
+def run_layers(model_bytes: bytes, *, seed: int = 0, input_shapes: GivenShapes | None = None,
+               **options: Any) -> list[LayerInfo]:
+    """``read_layers`` at the shapes ``model_bytes`` runs at with ``input_shapes``
+    (``WholeModel.run_layers``; no runtime is loaded when the inputs keep their stored
+    shapes). ``options``: those of ``WholeModel`` (threads, XNNPACK, delegate)."""
+    if not resolve_input_shapes(model_bytes, input_shapes).resized:
+        return read_layers(model_bytes)
+    return WholeModel(model_bytes, input_shapes=input_shapes, **options).run_layers(seed)
+
 
 class LayerChain:
     """One interpreter per layer sub-model, chained to compute the whole model."""
 
     def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
                  use_xnnpack: bool = False, delegate_path: str | None = None,
+                 input_shapes: GivenShapes | None = None,
                  on_load: Callable[[int, int], None] | None = None) -> None:
         """``on_load(k, n)`` is told before each of the ``n`` layer interpreters is built
-        (a model of hundreds of layers takes a while)."""
+        (a model of hundreds of layers takes a while). ``input_shapes`` (by input name or
+        position) sizes the model inputs as ``WholeModel``'s do
+        (``joulefarm.tflite.inputs.resolve_input_shapes``): ``input_specs`` and
+        ``random_inputs`` have those shapes. When they differ from the file's, every layer's
+        interpreter is built at the first ``feed``, sized for what the layer is fed there."""
         graph = load_graph(model_bytes)
+        self.input_plan: InputPlan = resolve_input_shapes(model_bytes, input_shapes)
+        """The shape each input runs at, and which were given or defaulted."""
         tensors = graph.subgraph.tensors
         self.model_bytes = bytes(model_bytes)
         """The model the chain was split from."""
@@ -221,11 +295,12 @@ class LayerChain:
         self._model_outputs = [int(t) for t in graph.subgraph.outputs or []]
         self.input_specs: list[TensorSpec] = []
         """(shape, dtype, quantisation) of each model input."""
+        run_shapes = self.input_plan.by_tensor()
         for t in self._model_inputs:
             dtype = numpy_dtype(tensors[t].type)
             if dtype is None:
                 raise ModelError(f"model input {t} has an unsupported type ({tensors[t].type})")
-            self.input_specs.append((tuple(shape_of(tensors[t])), dtype,
+            self.input_specs.append((run_shapes.get(t, tuple(shape_of(tensors[t]))), dtype,
                                      per_tensor_quantization(tensors[t])))
         self._static_shapes = {t: tuple(shape_of(tensor)) for t, tensor in enumerate(tensors)}
 
@@ -235,10 +310,10 @@ class LayerChain:
         """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
         bytes) reflect the shapes seen at run time if they differ from the file's."""
         self._subs = _SubModels(self.model_bytes, self.layer_models, self.runtime_options,
-                                on_load)
+                                on_load, lazy=self.input_plan.resized)
         self.interpreters = self._subs.interpreters
         """Each layer's interpreter (built at the first ``feed`` for a layer whose output shape
-        is computed at run time)."""
+        is computed at run time, and for every layer when the inputs are resized)."""
         self.invokers: list[Callable[[], None]] = self._subs.invokers
         """Bound ``invoke`` of each layer's interpreter: the hot loop calls these."""
 
@@ -312,7 +387,7 @@ class LayerPairs:
         """Chain positions of the two layers of each pair."""
         self._subs = _SubModels(chain.model_bytes, [
             pair_model(chain.model_bytes, chain.layer_models[a].index, chain.layer_models[b].index)
-            for a, b in self.positions], chain.runtime_options)
+            for a, b in self.positions], chain.runtime_options, lazy=chain.input_plan.resized)
         self.pair_models: list[LayerModel] = self._subs.models
         self.interpreters = self._subs.interpreters
         self.invokers: list[Callable[[], None]] = self._subs.invokers

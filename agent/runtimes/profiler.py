@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +55,7 @@ from joulefarm.tflite.flatbuffer import (
     shape_of,
     unpack_model,
 )
+from joulefarm.tflite.inputs import GivenShapes, InputPlan, resolve_input_shapes
 
 BACKENDS = ("litert-capi", "tflite-runtime-hook")
 """Backends in order of preference."""
@@ -216,6 +217,9 @@ class _ModelFacts:
     node_ops: tuple[str, ...]
     inputs: tuple[_TensorSpec, ...]
     outputs: tuple[_TensorSpec, ...]
+    resized: bool = False
+    """The inputs run at other shapes than the file's: the outputs' shapes in ``outputs`` are
+    the file's, not theirs; the runtime computes them."""
 
 
 def _model_facts(model_bytes: bytes) -> _ModelFacts:
@@ -238,6 +242,17 @@ def _model_facts(model_bytes: bytes) -> _ModelFacts:
     ops = tuple(op_name(model, op) for op in graph.operators or [])
     return _ModelFacts(ops, tuple(spec(int(t)) for t in graph.inputs or []),
                        tuple(spec(int(t)) for t in graph.outputs or []))
+
+
+def _at_shapes(facts: _ModelFacts, plan: InputPlan) -> _ModelFacts:
+    """``facts`` with the inputs at the shapes of ``plan``
+    (``joulefarm.tflite.inputs.resolve_input_shapes``)."""
+    if len(plan.shapes) != len(facts.inputs):
+        raise ModelError(f"model has {len(facts.inputs)} inputs, the input shapes are for "
+                         f"{len(plan.shapes)}")
+    inputs = tuple(replace(spec, shape=shape)
+                   for spec, shape in zip(facts.inputs, plan.shapes, strict=True))
+    return replace(facts, inputs=inputs, resized=plan.resized)
 
 
 def _random_inputs(facts: _ModelFacts, seed: int) -> list[np.ndarray]:
@@ -288,10 +303,14 @@ class _LiteRtSession:
         path, _, self.runtime = _litert_source()
         lib = litert_capi.load_library(path)
         self._facts = facts
+        # Inputs sized anew (the shape rule has checked them against the signature; the
+        # runtime may report the file's placeholder dimensions rather than -1, so the resize
+        # is not strict): the outputs take the shapes the runtime computes for them.
         self._model = litert_capi.CompiledModel(
             lib, model_bytes, num_threads=num_threads, use_xnnpack=use_xnnpack, profile=True,
             input_shapes=[(t.name, t.shape) for t in facts.inputs],
-            output_shapes=[(t.name, t.shape) for t in facts.outputs])
+            output_shapes=[] if facts.resized else [(t.name, t.shape) for t in facts.outputs],
+            strict_shapes=not facts.resized)
         try:
             self._in_order = _match(self._model.input_names, facts.inputs)
             self._out_order = _match(self._model.output_names, facts.outputs)
@@ -366,7 +385,8 @@ class _LiteRtSession:
         out: list[np.ndarray | None] = [None] * len(self._facts.outputs)
         for slot, model_output in enumerate(self._out_order):
             spec = self._facts.outputs[model_output]
-            out[model_output] = self._model.read_output(slot, spec.dtype, spec.shape)
+            shape = self._model.output_shapes[slot] if self._facts.resized else spec.shape
+            out[model_output] = self._model.read_output(slot, spec.dtype, shape)
         return [o for o in out if o is not None]
 
     def close(self) -> None:
@@ -392,6 +412,18 @@ class _HookSession:
         self.resolution_s = time.get_clock_info("perf_counter").resolution
         details = interpreter.get_input_details()
         order = _match([d["name"] for d in details], facts.inputs)
+        resize = [(d["index"], inputs[k].shape) for d, k in zip(details, order, strict=True)
+                  if tuple(int(x) for x in d["shape"]) != inputs[k].shape]
+        try:
+            for index, shape in resize:
+                interpreter.resize_tensor_input(index, list(shape), strict=False)
+            if resize:  # the profiler is attached already: allocating again keeps it
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            self._hooked.close()
+            raise ModelError(f"the runtime could not allocate the model's tensors for input "
+                             f"shapes {[list(s) for _, s in resize]}: "
+                             f"{' '.join(str(exc).split())}") from exc
         for detail, model_input in zip(details, order, strict=True):
             interpreter.set_tensor(detail["index"], inputs[model_input])
         self._output_details = interpreter.get_output_details()
@@ -534,9 +566,11 @@ class ProfiledModel:
     """
 
     def __init__(self, session: _Session, facts: _ModelFacts, *, num_threads: int,
-                 use_xnnpack: bool) -> None:
+                 use_xnnpack: bool, input_plan: InputPlan | None = None) -> None:
         self._session = session
         self._facts = facts
+        self.input_plan = input_plan
+        """The shape each input runs at (``joulefarm.tflite.inputs.resolve_input_shapes``)."""
         self.num_threads = num_threads
         self.use_xnnpack = use_xnnpack
         self.backend = session.backend
@@ -853,31 +887,39 @@ def _overhead_numbers(ops: float, gap: float, run_cost: float,
 
 def open_profiled_model(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: bool = False,
                         seed: int = 0, backend: str | None = None,
+                        input_shapes: GivenShapes | None = None,
                         _probe_first: bool = True) -> ProfiledModel:
     """Load ``model_bytes`` in the first backend that works (or ``backend``), with seeded random
-    inputs (``agent.runtimes.chain.random_array``, as ``WholeModel.random_inputs(seed)``).
+    inputs (``agent.runtimes.chain.random_array``, as ``WholeModel.random_inputs(seed)``) of the
+    shapes ``joulefarm.tflite.inputs.resolve_input_shapes`` gives for ``input_shapes`` (by input
+    name or position), as ``WholeModel``'s.
 
-    Raises ``ProfilerUnavailable`` (with every backend's reason) when none works, and
-    ``ModelError`` for models that cannot be read.
+    Raises ``ProfilerUnavailable`` (with every backend's reason) when none works, ``InputError``
+    for an input that needs a shape and has none, and ``ModelError`` for models that cannot be
+    read.
     """
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    facts = _model_facts(model_bytes)
+    plan = resolve_input_shapes(bytes(model_bytes), input_shapes)
+    facts = _at_shapes(_model_facts(model_bytes), plan)
     inputs = _random_inputs(facts, seed)
     session = _open_session(bytes(model_bytes), facts, inputs, backend, num_threads,
                             use_xnnpack, _probe_first)
-    return ProfiledModel(session, facts, num_threads=num_threads, use_xnnpack=use_xnnpack)
+    return ProfiledModel(session, facts, num_threads=num_threads, use_xnnpack=use_xnnpack,
+                         input_plan=plan)
 
 
 def profile_inferences(model_bytes: bytes, *, iterations: int, num_threads: int = 1,
                        use_xnnpack: bool = False, seed: int = 0, backend: str | None = None,
                        warmup: int = 3, measure_overhead: bool = True,
+                       input_shapes: GivenShapes | None = None,
                        _probe_first: bool = True) -> ProfileRun:
     """Load, warm up, optionally measure the profiler's own cost, then run ``iterations``
     profiled inferences; see ``ProfileRun``. Raises ``ProfilerUnavailable`` if no backend
     works."""
     with open_profiled_model(model_bytes, num_threads=num_threads, use_xnnpack=use_xnnpack,
-                             seed=seed, backend=backend, _probe_first=_probe_first) as model:
+                             seed=seed, backend=backend, input_shapes=input_shapes,
+                             _probe_first=_probe_first) as model:
         model.warmup(warmup)
         if measure_overhead:
             model.measure_overhead()

@@ -36,20 +36,25 @@ DelegateOption = typer.Option(None, "--delegate", help="External delegate librar
 PairsOption = typer.Option(False, "--pairs", help="Layers mode: also loop each adjacent pair of "
                            "layers (the second reading the first's output) as one sub-model and "
                            "print which pairs the runtime fuses (nn-Meter's rule).")
+InputShapeOption = typer.Option(
+    None, "--input-shape", metavar="NAME=D0,D1,...",
+    help="The shape to run a model input at, by name or position (0=1,16000); repeat for each "
+         "input. Needed for inputs with dynamic dimensions (-1 in their shape_signature); a "
+         "dynamic batch alone defaults to 1.", show_default=False)
 
 
 def _layer_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
-    columns = ["index", "op", "macs", "iterations", "latency_us", "energy_uj",
+    columns = ["index", "op", "input_shapes", "macs", "iterations", "latency_us", "energy_uj",
                "active_energy_uj", "mean_power_w", "samples", "flags"]
     if result.meter.simulated:
-        columns.insert(6, "sim_truth_uj")
+        columns.insert(7, "sim_truth_uj")
     rows = []
     for x in result.layers:
-        row: list[object] = [x.index, x.op, x.macs, x.iterations, x.latency_s * 1e6,
-                             x.energy_j * 1e6, x.active_energy_j * 1e6, x.mean_power_w,
-                             x.samples, list(x.flags)]
+        row: list[object] = [x.index, x.op, x.input_shapes, x.macs, x.iterations,
+                             x.latency_s * 1e6, x.energy_j * 1e6, x.active_energy_j * 1e6,
+                             x.mean_power_w, x.samples, list(x.flags)]
         if result.meter.simulated:
-            row.insert(6, (x.true_energy_j or 0.0) * 1e6)
+            row.insert(7, (x.true_energy_j or 0.0) * 1e6)
         rows.append(row)
     return columns, rows
 
@@ -138,6 +143,7 @@ def bench(
     xnnpack: bool = XnnpackOption,
     delegate: Path | None = DelegateOption,
     pairs: bool = PairsOption,
+    input_shape: list[str] | None = InputShapeOption,
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole).
 
@@ -145,12 +151,14 @@ def bench(
     model looped in the same run: its median call, energy per inference) and ratio (layers /
     whole). In JSON they are the list "totals" beside "layers"."""
     from agent.local import measure, open_meter, runtime_info  # the agent, in-process
-    from joulefarm.results import MeasureSettings
+    from joulefarm.results import MeasureSettings, shape_text
+    from joulefarm.tflite.inputs import parse_input_shape
 
     if mode not in Mode.values():
         raise InputError(f"--mode: unknown mode {mode!r} (known: {', '.join(Mode.values())})")
     if pairs and mode != Mode.LAYERS:
         raise InputError(f"--pairs needs --mode layers (got --mode {mode})")
+    input_shapes = tuple(parse_input_shape(text) for text in input_shape or ())
     content = read_model_file(model)
     try:
         power_meter = open_meter(meter, profile=profile, sample_rate_hz=sample_rate_hz)
@@ -158,13 +166,16 @@ def bench(
         raise MeterError(f"--meter {meter}: {e}") from e
     settings = MeasureSettings(mode=mode, num_threads=threads, min_duration_s=min_duration_s,
                                min_layer_duration_s=min_layer_duration_s, use_xnnpack=xnnpack,
-                               delegate_path=str(delegate) if delegate else "", pairs=pairs)
+                               delegate_path=str(delegate) if delegate else "", pairs=pairs,
+                               input_shapes=input_shapes)
     sha = hashlib.sha256(content).hexdigest()
     try:
         with console.status(f"measuring {model.name} ({mode})"):
             result = measure(content, sha, power_meter, settings, runtime_info())
     except ModelError as e:
         raise ModelError(f"{model}: {e}") from e
+    except InputError as e:  # an input the shape rule refuses (joulefarm.tflite.inputs)
+        raise InputError(f"{model}: {e}") from e
     fmt = OutputFormat.json if as_json else fmt
     source = "simulated" if result.meter.simulated else "measured"
     meter_text = (f"meter {result.meter.kind}"
@@ -172,7 +183,8 @@ def bench(
                   f"({source.upper()})")
     columns, rows = _whole_rows(result) if mode == "whole" else _layer_rows(result)
     totals = _total_rows(result, columns) if mode == Mode.LAYERS else []
-    title = (f"{model.name}: {mode}, {meter_text}, {result.runtime_name} "
+    inputs_text = "".join(f", input {key}={shape_text([shape])}" for key, shape in input_shapes)
+    title = (f"{model.name}: {mode}{inputs_text}, {meter_text}, {result.runtime_name} "
              f"{result.runtime_version}, idle {result.idle_power_w:.3f} W")
     pair_sections = []
     if pairs:

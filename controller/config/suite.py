@@ -18,6 +18,11 @@ or a .tflite file relative to the suite), how to measure them, and which devices
     recipe = "tiny_cnn"
     seed = 0
 
+    [[model]]
+    name = "speech"
+    file = "models/speech.tflite"
+    input_shapes = { audio = [1, 16000] }   # inputs with dynamic dimensions need a shape
+
 ``load_suite`` checks the whole file as the device registry is checked
 (``controller.config.toml_check``): every problem is found with its file, line and field,
 unknown keys and choices get a "did you mean", and the first problem in the file is raised as
@@ -39,6 +44,7 @@ from controller.config.toml_check import (
     ConfigError,
     KeyPath,
     describe,
+    did_you_mean,
     has_type,
     parse_toml,
     read_config_text,
@@ -46,23 +52,28 @@ from controller.config.toml_check import (
 )
 from controller.cron import Cron, CronError
 from joulefarm.enums import Mode
+from joulefarm.errors import InputError, ModelError
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import RECIPES
+from joulefarm.tflite.inputs import SUITE_KEY, ModelInput, model_inputs, resolve_input_shapes
 from joulefarm.tflite.sweep import KINDS, PROFILES, SweepConfig, sample_configs
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema_version", "name", "description", "select", "measure", "matrix", "model",
             "schedule")
-MODEL_KEYS = ("name", "recipe", "seed", "file", "sweep")
+MODEL_KEYS = ("name", "recipe", "seed", "file", "sweep", SUITE_KEY)
 SWEEP_KEYS = ("count", "kinds", "profile", "seed", "max_macs")
 SELECT_KEYS = ("names", "tags")
-SETTING_KEYS = tuple(f.name for f in fields(MeasureSettings))
+# Settings of every model alike; input shapes belong to one model ([[model]] input_shapes).
+PER_MODEL_SETTINGS = ("input_shapes",)
+SETTING_KEYS = tuple(f.name for f in fields(MeasureSettings) if f.name not in PER_MODEL_SETTINGS)
 MEASURE_KEYS = (*SETTING_KEYS, "timeout_s", "repetitions")
 SCHEDULE_KEYS = ("cron",)
 DEFAULT_TIMEOUT_S = 600.0
 # The TOML type each measuring setting takes (from MeasureSettings' annotations).
 _SETTING_TYPES = {f.name: {"str": "string", "int": "integer", "float": "number",
-                           "bool": "boolean"}[str(f.type)] for f in fields(MeasureSettings)}
+                           "bool": "boolean"}[str(f.type)] for f in fields(MeasureSettings)
+                  if f.name in SETTING_KEYS}
 
 
 class SuiteError(ConfigError):
@@ -78,6 +89,9 @@ class ModelSpec:
     file: Path | None = None
     # One configuration of a generated layer sweep (see joulefarm.tflite.sweep).
     sweep: SweepConfig | None = None
+    # The shapes to run the model's inputs at: (input name or position, shape) pairs
+    # (MeasureSettings.input_shapes; joulefarm.tflite.inputs.resolve_input_shapes).
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def source(self) -> str:
@@ -147,6 +161,15 @@ def load_suite(path: str | Path) -> Suite:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _input_listing(inputs: tuple[ModelInput, ...]) -> str:
+    """``'audio' (position 0, shape_signature [-1, -1])``, for each input."""
+    if not inputs:
+        return "none"
+    return ", ".join(f"{i.name!r} (position {i.position}, shape_signature {list(i.signature)})"
+                     if i.name else f"position {i.position} (shape_signature "
+                     f"{list(i.signature)})" for i in inputs)
 
 
 class _SuiteChecker(Checker):
@@ -301,20 +324,76 @@ class _SuiteChecker(Checker):
             return []
         seed = self.get(entry, at, "seed", "integer", required=False)
         seed = seed if _is_int(seed) else 0
+        shapes = self.input_shapes(entry, at)
         if "sweep" in entry:
-            return [ModelSpec(name=f"{name}-{k:03d}", sweep=config)
+            return [ModelSpec(name=f"{name}-{k:03d}", sweep=config, input_shapes=shapes)
                     for k, config in enumerate(self.sweep(entry, at + ("sweep",)))]
         if "recipe" in entry:
             recipe = self.get(entry, at, "recipe", "string", required=True)
             if isinstance(recipe, str) and recipe not in RECIPES:
                 self.error(at + ("recipe",), unknown_choice("recipe", recipe, sorted(RECIPES)))
                 return []
-            return [ModelSpec(name=name, recipe=recipe, seed=seed)] if isinstance(
-                recipe, str) else []
+            return [ModelSpec(name=name, recipe=recipe, seed=seed, input_shapes=shapes)
+                    ] if isinstance(recipe, str) else []
         file = self.get(entry, at, "file", "string", required=True)
         if not isinstance(file, str):
             return []
-        return [ModelSpec(name=name, seed=seed, file=self.suite_path.parent / file)]
+        path = self.suite_path.parent / file
+        if shapes:
+            self.check_shapes_against(path, shapes, at + (SUITE_KEY,))
+        return [ModelSpec(name=name, seed=seed, file=path, input_shapes=shapes)]
+
+    def input_shapes(self, entry: dict[str, Any], at: KeyPath
+                     ) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``input_shapes = { audio = [1, 16000] }``: input name (or position, ``0``) -> the
+        shape to run it at, each dimension an integer >= 1. Empty when absent or invalid."""
+        if SUITE_KEY not in entry:
+            return ()
+        where = at + (SUITE_KEY,)
+        table = entry[SUITE_KEY]
+        if not isinstance(table, dict):
+            self.error(where, "expected a table of input name (or position) = shape, e.g. "
+                              f"{SUITE_KEY} = {{ audio = [1, 16000] }}; got {describe(table)}")
+            return ()
+        out = []
+        valid = True
+        for key, shape in table.items():
+            if not isinstance(shape, list):
+                self.error(where + (key,), f"expected an array of dimensions, e.g. [1, 16000]; "
+                                           f"got {describe(shape)}")
+                valid = False
+                continue
+            bad = [k for k, d in enumerate(shape) if not _is_int(d) or d < 1]
+            for k in bad:
+                self.error(where + (key, k), f"expected an integer >= 1, got "
+                                             f"{describe(shape[k])}")
+            valid = valid and not bad
+            out.append((key, tuple(shape)))
+        return tuple(out) if valid else ()
+
+    def check_shapes_against(self, path: Path, shapes: tuple[tuple[str, tuple[int, ...]], ...],
+                             at: KeyPath) -> None:
+        """The input shape rule (``joulefarm.tflite.inputs.resolve_input_shapes``) on the model
+        file, where it can be read now: a name the model lacks is reported at its key, with
+        the model's inputs; any other problem at the table. An unreadable file is left for
+        when the model is materialised."""
+        try:
+            inputs = model_inputs(path.read_bytes())
+        except (OSError, ModelError):
+            return
+        names = {i.name for i in inputs}
+        unknown = [key for key, _ in shapes
+                   if key not in names and not (key.isdigit() and int(key) < len(inputs))]
+        for key in unknown:
+            self.error(at + (key,), f"{path.name} has no input {key!r}"
+                                    f"{did_you_mean(key, sorted(names))}; "
+                                    f"its inputs: {_input_listing(inputs)}")
+        if unknown:
+            return
+        try:
+            resolve_input_shapes(inputs, shapes)
+        except InputError as e:
+            self.error(at, f"{path.name}: {e}")
 
     def sweep(self, entry: dict[str, Any], at: KeyPath) -> list[SweepConfig]:
         """A generated layer sweep: ``{ count = 50, kinds = ["conv", ...], profile = "mobile",

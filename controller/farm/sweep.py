@@ -24,7 +24,7 @@ import grpc
 
 import joulefarm
 from controller.config.registry import Device
-from controller.config.suite import MaterialisedModel, Suite
+from controller.config.suite import PER_MODEL_SETTINGS, MaterialisedModel, ModelSpec, Suite
 from controller.farm.client import AgentCallError, AgentClient
 from controller.farm.lease import SweepLease
 from controller.farm.timing import DEFAULT_TIMING, Timing
@@ -99,8 +99,10 @@ _SETTING_NAMES = {f.name for f in fields(MeasureSettings)}
 
 def job_configs(suite: Suite) -> list[dict[str, object]]:
     """The suite's settings crossed with every combination of its ``[matrix]``, each repeated
-    ``repetitions`` times (repetition k runs with seed + k)."""
-    base = {k: v for k, v in asdict(suite.settings).items() if k in _SETTING_NAMES}
+    ``repetitions`` times (repetition k runs with seed + k). Settings of one model (its input
+    shapes) are added per model (``model_config``)."""
+    base = {k: v for k, v in asdict(suite.settings).items()
+            if k in _SETTING_NAMES and k not in PER_MODEL_SETTINGS}
     keys = list(suite.matrix)
     combos = itertools.product(*(suite.matrix[k] for k in keys)) if keys else [()]
     configs = []
@@ -109,6 +111,14 @@ def job_configs(suite: Suite) -> list[dict[str, object]]:
         for k in range(suite.repetitions):
             configs.append({**config, "seed": int(config["seed"]) + k, "repetition": k})
     return configs
+
+
+def model_config(model: ModelSpec, config: dict[str, object]) -> dict[str, object]:
+    """One job's config for ``model``: ``config`` and the model's own settings. Input shapes
+    are stored (``jobs.config``) as ``{"audio": [1, 16000]}``."""
+    if not model.input_shapes:
+        return config
+    return {**config, "input_shapes": {key: list(shape) for key, shape in model.input_shapes}}
 
 
 def materialise(suite: Suite) -> list[MaterialisedModel]:
@@ -126,7 +136,7 @@ def plan_sweep(suite: Suite, devices: Sequence[Device], store: ResultStore, *,
         joulefarm_version=package_version(), git_revision=git_revision(),
         rust_core_profile=joulefarm.build_profile(),
     )
-    store.add_jobs(sweep_id, [(d.name, m.spec.name, m.sha256, config)
+    store.add_jobs(sweep_id, [(d.name, m.spec.name, m.sha256, model_config(m.spec, config))
                               for d in devices for m in models for config in job_configs(suite)])
     return sweep_id
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.test_provision_pythons import find_python
 from tests.helpers import REPO
+from tests.helpers.pythons import find_python
 
 _LAUNCH = "from controller.cli.launch import main; main()"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from controller.provision.requirements import HEAVY_DISTRIBUTIONS
+from tests.helpers.pythons import find_python
 from tests.helpers.sshd import PASSPHRASE, SshServer, device_entry, free_port
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
@@ -33,17 +34,6 @@ _MAIN = "from controller.cli.app import main; main()\n"
 # What the agent's venv must hold (pip's names, lower case): the agent and its requirements.
 EXPECTED = {"joulefarm", "grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf",
             "numpy", "flatbuffers", "ai-edge-litert"}
-
-
-def find_python(version: str) -> Path | None:
-    """CPython `version` ("3.10") for a pretend device: the env override, then pyenv's."""
-    for item in os.environ.get("JOULEFARM_DEVICE_PYTHONS", "").split(","):
-        name, _, path = item.partition("=")
-        if name.strip() == version and path.strip():
-            return Path(path.strip())
-    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    found = sorted(root.glob(f"{version}.*/bin/python{version}"))
-    return found[-1] if found else None
 
 
 @dataclass

@@ -101,7 +101,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., already_cached: _Optional[bool] = ...) -> None: ...
 
 class RunBenchmarkRequest(_message.Message):
-    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s", "use_xnnpack", "delegate_path", "pairs")
+    __slots__ = ("model_sha256", "mode", "num_threads", "warmup_iterations", "min_layer_duration_s", "min_iterations", "idle_duration_s", "seed", "min_duration_s", "use_xnnpack", "delegate_path", "pairs", "input_shapes")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class RunBenchmarkRequest(_message.Message):
     USE_XNNPACK_FIELD_NUMBER: _ClassVar[int]
     DELEGATE_PATH_FIELD_NUMBER: _ClassVar[int]
     PAIRS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPES_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     num_threads: int
@@ -126,7 +127,16 @@ class RunBenchmarkRequest(_message.Message):
     use_xnnpack: bool
     delegate_path: str
     pairs: bool
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ..., use_xnnpack: _Optional[bool] = ..., delegate_path: _Optional[str] = ..., pairs: _Optional[bool] = ...) -> None: ...
+    input_shapes: _containers.RepeatedCompositeFieldContainer[InputShape]
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., num_threads: _Optional[int] = ..., warmup_iterations: _Optional[int] = ..., min_layer_duration_s: _Optional[float] = ..., min_iterations: _Optional[int] = ..., idle_duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., min_duration_s: _Optional[float] = ..., use_xnnpack: _Optional[bool] = ..., delegate_path: _Optional[str] = ..., pairs: _Optional[bool] = ..., input_shapes: _Optional[_Iterable[_Union[InputShape, _Mapping]]] = ...) -> None: ...
+
+class InputShape(_message.Message):
+    __slots__ = ("input", "dims")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    DIMS_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    dims: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, input: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "done", "total", "message")
