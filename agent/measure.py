@@ -45,6 +45,7 @@ from joulefarm.errors import InputError
 from joulefarm.latency import LoopLatency, loop_latency
 from joulefarm.results import (
     MIN_USABLE_COVERAGE,
+    NO_COST_FORMULA,
     BenchmarkResult,
     DecimatedTrace,
     LayerRecord,
@@ -232,7 +233,7 @@ def record_layers(
         if progress:
             progress(Progress("layers", i, total, f"layer {i} {chain.layers[i].op}"))
         # The interpreter's bound invoke: no lookup per call.
-        start, end, count, latency = _loop_window(chain.invokers[i], chain.layers[i].macs,
+        start, end, count, latency = _loop_window(chain.invokers[i], chain.layers[i].macs or 0,
                                                   _layer_bytes(chain, i), meter, settings)
         windows.append(LayerWindow(i, start, end, count, latency))
     pair_windows = []
@@ -242,7 +243,7 @@ def record_layers(
             progress(Progress("layers", n + k, total,
                               f"pair {a}+{b} {chain.layers[a].op}+{chain.layers[b].op}"))
         start, end, count, latency = _loop_window(
-            pair_invokers[k], chain.layers[a].macs + chain.layers[b].macs,
+            pair_invokers[k], (chain.layers[a].macs or 0) + (chain.layers[b].macs or 0),
             _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings)
         pair_windows.append(PairWindow(a, b, start, end, count, latency))
     whole = None
@@ -254,7 +255,7 @@ def record_layers(
         for _ in range(settings.warmup_iterations):
             whole_model.interpreter.invoke()
         layers = chain.layers
-        whole = loop_whole(whole_model, sum(x.macs for x in layers),
+        whole = loop_whole(whole_model, sum(x.macs or 0 for x in layers),
                            sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers),
                            meter, additivity_duration_s(settings), settings.min_iterations)
     trace = _tail_and_stop(meter)
@@ -450,10 +451,12 @@ def integrate_run(
         flags = list(joulefarm.flag_names(int(stats["flags"][k]))) + list(lat.flags)
         if coverage < MIN_USABLE_COVERAGE:
             flags.append("low_coverage")
+        if info.macs is None:
+            flags.append(NO_COST_FORMULA)
         layers.append(LayerRecord(
             index=info.index,
             op=info.op,
-            macs=int(info.macs),
+            macs=info.macs,
             param_bytes=int(info.param_bytes),
             act_in_bytes=int(info.act_in_bytes),
             act_out_bytes=int(info.act_out_bytes),
@@ -611,7 +614,7 @@ def measure_whole(
     """The whole-model benchmark (MLPerf style): warm-up, timed loop, energy per inference."""
     model = WholeModel(model_bytes, **runtime_options(settings))
     layers = model.run_layers(settings.seed)  # at the shapes the inputs run at
-    macs = sum(x.macs for x in layers)
+    macs = sum(x.macs or 0 for x in layers)
     moved = sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers)
     raw = record_whole(model, macs, moved, meter, settings, progress)
     return _input_flags(integrate_whole(raw, meter, settings, model_sha256, runtime),
@@ -635,7 +638,7 @@ def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
     for start, end, node in zip(run.starts_s[main].tolist(), run.ends_s[main].tolist(),
                                 run.node_index[main].tolist(), strict=True):
         info = by_node.get(node)  # the simulator needs to know what ran when
-        meter.note_activity("layer", start, end, macs=info.macs if info else 0,
+        meter.note_activity("layer", start, end, macs=(info.macs or 0) if info else 0,
                             bytes_moved=(info.act_in_bytes + info.act_out_bytes
                                          + info.param_bytes) if info else 0)
     trace = _tail_and_stop(meter)
@@ -676,9 +679,11 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
         flags = {n for f in np.unique(window_flags[sel]) for n in joulefarm.flag_names(int(f))}
         if np.median(durations[sel]) < 2 * run.resolution_s:
             flags.add("below_timer_resolution")
+        if info.macs is None:
+            flags.add(NO_COST_FORMULA)
         true_j = float(truth[sel].sum()) / k if truth is not None else None
         records.append(LayerRecord(
-            index=info.index, op=info.op, macs=int(info.macs),
+            index=info.index, op=info.op, macs=info.macs,
             param_bytes=int(info.param_bytes), act_in_bytes=int(info.act_in_bytes),
             act_out_bytes=int(info.act_out_bytes), input_shapes=shape_text(info.input_shapes),
             output_shapes=shape_text(info.output_shapes), iterations=k,

@@ -26,7 +26,14 @@ import pyarrow.parquet as pq
 
 from controller.database import READ_WAIT_S, DatabaseBusy, WriterConnection, read_only
 from joulefarm.errors import JoulefarmError
-from joulefarm.results import LAYER_COLUMNS, BenchmarkResult, DeviceFacts, PairRecord, shape_text
+from joulefarm.results import (
+    LAYER_COLUMNS,
+    NO_COST_FORMULA,
+    BenchmarkResult,
+    DeviceFacts,
+    PairRecord,
+    shape_text,
+)
 from joulefarm.tflite.parse import LayerInfo
 
 DEFAULT_DB_ENV = "JOULEFARM_DB"
@@ -416,6 +423,9 @@ def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
             arrays.append(pa.array(values, field.type, mask=np.isnan(values)))
         elif name == "flags":
             arrays.append(pa.array(columns["flags"], field.type))  # tuples convert as lists
+        elif name == "macs":  # unknown (no cost formula) is NULL, not the column's 0
+            unknown = np.array([NO_COST_FORMULA in f for f in columns["flags"]], dtype=bool)
+            arrays.append(pa.array(columns["macs"], field.type, mask=unknown))
         else:
             arrays.append(pa.array(columns[_LAYER_FIELD[name]], field.type))
     return pa.Table.from_arrays(arrays, schema=_LAYER_SCHEMA)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -45,6 +45,11 @@ class DeviceFacts:
     thermal_zones: tuple[str, ...] = ()
 
 
+NO_COST_FORMULA = "no_cost_formula"
+"""Layer flag: the op has no cost formula in ``joulefarm.tflite.ops``, so its MACs are unknown
+(None, NULL), never a made-up count."""
+
+
 def _column(sql: str, *, name: str | None = None, default: Any = MISSING) -> Any:
     """A ``LayerRecord`` field and how it is stored: its SQL type, and its column name in
     ``layer_measurements`` where that differs from the field's."""
@@ -64,7 +69,9 @@ class LayerRecord:
     index: int = _column("INTEGER", name="layer_index")
     """TFLite node index."""
     op: str = _column("VARCHAR")
-    macs: int = _column("BIGINT")
+    macs: int | None = _column("BIGINT")
+    """None (NULL) for an op without a cost formula, flagged ``no_cost_formula``: held as 0
+    in ``LayerTable``'s integer column and on the wire, where the flag says it is unknown."""
     param_bytes: int = _column("BIGINT")
     act_in_bytes: int = _column("BIGINT")
     act_out_bytes: int = _column("BIGINT")
@@ -178,6 +185,10 @@ class LayerTable(Sequence[LayerRecord]):
         columns: dict[str, Sequence[object]] = dict(zip(LAYER_FIELDS, values, strict=True))
         columns["true_energy_j"] = [np.nan if v is None else v
                                     for v in columns["true_energy_j"]]
+        flags = cast("Sequence[tuple[str, ...]]", columns["flags"])
+        columns["flags"] = [(*f, NO_COST_FORMULA) if m is None and NO_COST_FORMULA not in f
+                            else f for m, f in zip(columns["macs"], flags, strict=True)]
+        columns["macs"] = [0 if v is None else v for v in columns["macs"]]
         return cls(columns)
 
     def __len__(self) -> int:
@@ -200,6 +211,8 @@ class LayerTable(Sequence[LayerRecord]):
             values[name] = (int if dtype is np.int64 else float)(values[name])
         if np.isnan(values["true_energy_j"]):
             values["true_energy_j"] = None
+        if NO_COST_FORMULA in values["flags"]:
+            values["macs"] = None
         return LayerRecord(**values)
 
     def __eq__(self, other: object) -> bool:

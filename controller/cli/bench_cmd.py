@@ -73,7 +73,7 @@ def _total_rows(result: BenchmarkResult, columns: list[str]) -> list[list[object
     energy = sum(x.energy_j for x in layers)
     truth = sum(x.true_energy_j or 0.0 for x in layers)
     rows: list[dict[str, object]] = [{
-        "index": "total", "op": f"{len(layers)} layers", "macs": sum(x.macs for x in layers),
+        "index": "total", "op": f"{len(layers)} layers", "macs": sum(x.macs or 0 for x in layers),
         "latency_us": latency * 1e6, "energy_uj": energy * 1e6, "sim_truth_uj": truth * 1e6,
         "active_energy_uj": sum(x.active_energy_j for x in layers) * 1e6,
         "mean_power_w": _ratio(energy, latency), "flags": []}]

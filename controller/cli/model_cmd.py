@@ -49,4 +49,6 @@ def layers(model: Path = ModelArgument,
                    output_shapes=_shapes(d["output_shapes"]))
         rows.append([row[c] for c in columns])
     print_rows(columns, rows, fmt, title=f"{model} ({len(rows)} layers, "
-               f"{sum(x.macs for x in infos):,} MACs)")
+               f"{sum(x.macs or 0 for x in infos):,} MACs"
+               + (f"; {unknown} without a cost formula" if (unknown := sum(
+                   x.macs is None for x in infos)) else "") + ")")

@@ -30,7 +30,8 @@ ops unseen in training)."""
 
 LAYER_FEATURES: tuple[tuple[str, str, str], ...] = (
     ("log_macs", "ln(MAC)", "ln(1 + multiply-accumulates per inference; element count for "
-                            "elementwise ops, as joulefarm.tflite.ops defines)"),
+                            "elementwise ops, as joulefarm.tflite.ops defines; 0 for ops "
+                            "without a cost formula)"),
     ("log_param_bytes", "ln(byte)", "ln(1 + bytes of constant inputs)"),
     ("log_act_in_bytes", "ln(byte)", "ln(1 + bytes of activation inputs)"),
     ("log_act_out_bytes", "ln(byte)", "ln(1 + bytes of outputs)"),
@@ -83,7 +84,8 @@ class LayerDesc:
 
 def from_layer_info(info: LayerInfo) -> LayerDesc:
     """The description of a layer read from a model file."""
-    return LayerDesc(info.op, int(info.macs), int(info.param_bytes), int(info.act_in_bytes),
+    # An op without a cost formula (macs None) counts no MACs in the features.
+    return LayerDesc(info.op, int(info.macs or 0), int(info.param_bytes), int(info.act_in_bytes),
                      int(info.act_out_bytes), tuple(info.input_shapes),
                      tuple(info.output_shapes))
 

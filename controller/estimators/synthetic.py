@@ -58,11 +58,11 @@ class SyntheticDevice:
         if layer.op == "CONV_2D" and layer.kernel == (1, 1):
             efficiency *= 0.7  # 1x1 convs reuse less data per weight
         moved = layer.param_bytes + layer.act_in_bytes + layer.act_out_bytes
-        return (self.overhead_s + layer.macs / (self.peak_macs_per_s * efficiency)
+        return (self.overhead_s + (layer.macs or 0) / (self.peak_macs_per_s * efficiency)
                 + moved / self.bytes_per_s)
 
     def power_w(self, layer: LayerInfo, latency_s: float) -> float:
-        compute_share = min(1.0, layer.macs / (self.peak_macs_per_s * latency_s))
+        compute_share = min(1.0, (layer.macs or 0) / (self.peak_macs_per_s * latency_s))
         return self.idle_w + self.dynamic_w * (0.3 + 0.7 * compute_share)
 
 

@@ -220,7 +220,7 @@ def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0) -> Pairs:
 def reference_macs() -> dict[str, int]:
     """Total MACs of each reference model, from its bytes (a device may have run it only
     whole, which stores no layers)."""
-    return {name: sum(layer.macs for layer in read_layers(content))
+    return {name: sum(layer.macs or 0 for layer in read_layers(content))
             for name, content in reference_models()}
 
 

@@ -124,7 +124,10 @@ class LayerSpec(ABC):
 
     def macs(self, shape: Shape) -> int:
         """The layer's multiply-accumulates on an input of ``shape`` (the op registry's rule)."""
-        return op_entry(self.op).macs(self.op_shapes(shape))
+        macs = op_entry(self.op).macs(self.op_shapes(shape))
+        if macs is None:  # every op the builder makes has a formula; its shapes must fit it
+            raise ValueError(f"{self.op}: the MAC formula cannot read shape {shape}")
+        return macs
 
     @abstractmethod
     def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:

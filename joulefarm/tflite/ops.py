@@ -18,9 +18,14 @@ MACs, per inference with the batch included, by family:
 - ``pool``: output elements * kh * kw, the count of input elements the windows visit (not a
   multiply, but the work that scales)
 - ``metadata`` (``RESHAPE``, ``SQUEEZE``...): 0
-- ``elementwise`` (``ADD``, ``SOFTMAX``, ``MEAN``, ``CONCATENATION``, ``PAD``, activations, and
-  every op without an entry): the larger of the op's activation input and output element
-  counts, so elementwise ops count their output and reductions count their input.
+- ``elementwise`` (arithmetic, activations, comparisons, reductions, data movement such as
+  ``CONCATENATION``, ``PAD``, ``GATHER``, ``TRANSPOSE``, resizing; each listed in ``OPS``): the
+  larger of the op's activation input and output element counts, so elementwise ops count their
+  output and reductions count their input.
+- ``unknown`` (every op without an entry: ``RFFT2D``, custom ops, control flow, ...): no
+  formula, so no count. The parser reports ``macs = None`` and measurements carry the flag
+  ``no_cost_formula``; a count is never made up. A formula that cannot read a node's shapes
+  gives None too.
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ def _elementwise(s: OpShapes) -> int | None:
     return max((elements(x) for x in (*s.inputs, *s.outputs)), default=0)
 
 
+def _unknown(s: OpShapes) -> int | None:
+    return None
+
+
 def _weight_kernel(s: OpShapes) -> tuple[int, int] | None:
     w = s.operand(1)
     return (w[1], w[2]) if len(w) == 4 else None
@@ -135,6 +144,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("pool", _pool, _pool_kernel),
     Family("metadata", _metadata),
     Family("elementwise", _elementwise),
+    Family("unknown", _unknown),
 )}
 
 
@@ -157,12 +167,11 @@ class OpEntry:
     int8_version: int | None = None
     int8_same_scale: bool = False
 
-    def macs(self, shapes: OpShapes) -> int:
-        """Multiply-accumulates of one node (see the module docstring)."""
+    def macs(self, shapes: OpShapes) -> int | None:
+        """Multiply-accumulates of one node (see the module docstring); None where the op has
+        no formula or its formula cannot read the node's shapes."""
         value = FAMILIES[self.family].macs(shapes)
-        if value is None:  # shapes the family's rule cannot read: count elements
-            value = _elementwise(shapes)
-        return int(value or 0)
+        return None if value is None else int(value)
 
     def kernel(self, shapes: OpShapes) -> tuple[int, int] | None:
         """(kh, kw) of convolutions and pools; None for other ops."""
@@ -189,12 +198,27 @@ OPS: dict[str, OpEntry] = {e.name: e for e in (
     OpEntry("CONCATENATION", "elementwise", int8_version=2, int8_same_scale=True),
     OpEntry("PAD", "elementwise", int8_version=2, int8_same_scale=True),
     OpEntry("MEAN", "elementwise", int8_version=2),
+    # Work that scales with the elements touched (see the module docstring), by name.
+    *(OpEntry(name, "elementwise") for name in (
+        "SUB", "MUL", "DIV", "FLOOR_DIV", "FLOOR_MOD", "MAXIMUM", "MINIMUM",
+        "SQUARED_DIFFERENCE", "POW", "ADD_N", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1",
+        "LEAKY_RELU", "PRELU", "LOGISTIC", "TANH", "HARD_SWISH", "GELU", "ELU", "EXP", "LOG",
+        "SQRT", "RSQRT", "SQUARE", "ABS", "NEG", "SIN", "COS", "FLOOR", "CEIL", "ROUND", "SIGN",
+        "LOG_SOFTMAX", "QUANTIZE", "DEQUANTIZE", "CAST", "SUM", "REDUCE_MAX", "REDUCE_MIN",
+        "REDUCE_PROD", "REDUCE_ANY", "REDUCE_ALL", "PADV2", "MIRROR_PAD", "STRIDED_SLICE",
+        "SLICE", "GATHER", "GATHER_ND", "TRANSPOSE", "SPLIT", "SPLIT_V", "PACK", "UNPACK",
+        "TILE", "BROADCAST_TO", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
+        "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "DEPTH_TO_SPACE",
+        "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "ARG_MAX", "ARG_MIN",
+        "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND",
+        "LOGICAL_OR", "LOGICAL_NOT", "SELECT", "SELECT_V2", "ZEROS_LIKE", "ONES_LIKE", "FILL",
+        "CUMSUM", "COMPLEX_ABS", "REAL", "IMAG", "READ_VARIABLE", "ASSIGN_VARIABLE")),
 )}
 
 
 def op_entry(name: str) -> OpEntry:
-    """The registry entry of ``name``; an op without one counts as elementwise work."""
-    return OPS.get(name) or OpEntry(name, "elementwise")
+    """The registry entry of ``name``; an op without one has no cost formula."""
+    return OPS.get(name) or OpEntry(name, "unknown")
 
 
 def kernel_area(family: str, macs: int, inputs: Sequence[Shape], outputs: Sequence[Shape]

@@ -49,8 +49,9 @@ class LayerInfo:
     """``"SAME"`` or ``"VALID"`` for ops that pad."""
     activation: str | None
     """Fused activation (``"NONE"``, ``"RELU"``, ``"RELU6"``, ...) of ops that have one."""
-    macs: int
-    """Multiply-accumulates (or element counts), defined per op in the module docstring."""
+    macs: int | None
+    """Multiply-accumulates (or element counts), defined per op family in
+    ``joulefarm.tflite.ops``; None for an op without a cost formula (never a made-up count)."""
     param_bytes: int
     """Bytes of the constant inputs (weights, biases, shape/axis operands) as the kernel reads
     them, i.e. after folded dequantization."""
@@ -113,7 +114,8 @@ def model_summary(model_bytes: bytes) -> dict[str, Any]:
     return {
         "layers": len(layers),
         "ops": ops,
-        "macs": sum(layer.macs for layer in layers),
+        "macs": sum(layer.macs or 0 for layer in layers),
+        "layers_without_cost_formula": sum(layer.macs is None for layer in layers),
         "param_bytes": sum(_tensor_bytes(graph, t, {}) for t in graph.constants
                            if t not in _prep_inputs(graph)),
         "inputs": signature(list(graph.subgraph.inputs or [])),

@@ -67,3 +67,20 @@ def test_every_mode_measures_them(build, mode: str, tmp_path) -> None:
         expected = {"IF"} if build is if_model else {"READ_VARIABLE", "ADD",
                                                      "ASSIGN_VARIABLE", "MUL"}
         assert expected <= ops, done.stdout
+
+
+def test_an_op_without_a_cost_formula_has_unknown_macs_everywhere(tmp_path) -> None:
+    import json
+
+    path = tmp_path / "if.tflite"
+    path.write_bytes(if_model())
+    (layer,) = read_layers(path.read_bytes())
+    assert layer.macs is None  # IF has no cost formula: not an element count
+    listed = run_cli("model", "layers", str(path), "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["macs"] is None
+    done = run_cli("bench", str(path), "--mode", "layers", "--min-layer-duration-s", "0.005",
+                   "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (measured,) = json.loads(done.stdout)["layers"]
+    assert measured["macs"] is None and "no_cost_formula" in measured["flags"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -242,4 +243,32 @@ def test_every_spec_s_macs_before_building_equal_the_parsed_models() -> None:
         parsed = read_layers(build_model(shape, layers))[-1]
         assert parsed.op == spec.op
         assert parsed.macs == spec.macs(shape) > 0, spec
-    assert op_entry("RFFT2D").family == "elementwise"  # ops without an entry count elements
+    assert op_entry("RFFT2D").family == "unknown"  # ops without an entry have no formula
+
+
+def test_ops_without_a_formula_get_no_count() -> None:
+    from joulefarm.tflite.ops import OpShapes, op_entry
+
+    node = OpShapes(((1, 16),), ((1, 16),), ((1, 16),))
+    assert op_entry("SIN").macs(node) == 16  # listed: elementwise, its formula is its elements
+    assert op_entry("RFFT2D").macs(node) is None  # no formula: never a made-up count
+    assert op_entry("CUSTOM:Convolution2DTransposeBias").family == "unknown"
+    # A formula that cannot read the node's shapes gives None too, not an element count.
+    assert op_entry("CONV_2D").macs(OpShapes(((1, 16),), ((1, 16),), ((1, 16),))) is None
+
+
+def test_unknown_macs_survive_the_table_and_the_wire() -> None:
+    from joulefarm.results import LayerRecord, LayerTable
+    from joulefarm.wire import layers_from_proto, layers_to_proto
+
+    known = LayerRecord(index=0, op="ADD", macs=16, param_bytes=0, act_in_bytes=64,
+                        act_out_bytes=64, input_shapes="[1,16]", output_shapes="[1,16]",
+                        iterations=10, window_start_s=0.0, window_end_s=1.0, latency_s=0.1,
+                        energy_j=1.0, active_energy_j=0.5, mean_power_w=10.0, samples=100,
+                        coverage=1.0)
+    unknown = replace(known, index=1, op="RFFT2D", macs=None)
+    table = LayerTable.from_records([known, unknown])
+    assert table.columns["macs"].tolist() == [16, 0]
+    assert table[1].macs is None and table[1].flags == ("no_cost_formula",)
+    again = layers_from_proto(layers_to_proto(table))
+    assert [x.macs for x in again] == [16, None]
