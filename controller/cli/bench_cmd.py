@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from controller.cli.console import OutputFormat, console, print_rows, print_sections
+from controller.cli.console import (
+    OutputFormat,
+    console,
+    err_console,
+    print_rows,
+    print_sections,
+)
 from controller.cli.model_cmd import ModelArgument, read_model_file
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError, MeterError, ModelError
@@ -207,7 +213,9 @@ def bench(
     else:  # table and CSV: the totals are the last rows, labelled in the index column
         print_sections([("layers", columns, [*rows, *totals], title), *pair_sections], fmt)
     if result.flags:
-        console.print(f"run flags: {', '.join(result.flags)}")
+        # CSV and JSON keep stdout to the data, which a program reads whole.
+        out = console if fmt is OutputFormat.table else err_console
+        out.print(f"run flags: {', '.join(result.flags)}")
 
 
 def register(app: typer.Typer) -> None:

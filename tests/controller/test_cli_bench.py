@@ -31,9 +31,8 @@ def test_model_layers_json_lists_every_layer(model_file: Path) -> None:
 
 
 def _json(stdout: str) -> dict[str, list[dict[str, object]]]:
-    """Layers mode's JSON document (a "run flags:" line may follow it)."""
-    data: dict[str, list[dict[str, object]]] = json.loads(
-        stdout[stdout.index("{"):stdout.rindex("}") + 1])
+    """Layers mode's JSON document: stdout holds nothing else (run flags go to stderr)."""
+    data: dict[str, list[dict[str, object]]] = json.loads(stdout)
     return data
 
 
