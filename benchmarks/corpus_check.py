@@ -45,8 +45,10 @@ LOG_PREFIXES = ("INFO:", "WARNING:", "W0000", "I0000", "E0000")
 
 # --- the runtime check, run as `corpus_check.py --probe MODEL` in a subprocess ---------------
 
-def probe(path: str) -> dict[str, Any]:
-    """Load, allocate and invoke ``path`` once on zero inputs (dynamic dims resized to 1)."""
+def probe(path: str, given: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """Load, allocate and invoke ``path`` once on zero inputs: an input with a shape in
+    ``given`` (by name or position, the corpus entry's ``input_shapes``) is resized to it, other
+    dynamic dims to 1."""
     import numpy as np
     from ai_edge_litert import interpreter as litert  # type: ignore[import-untyped]
 
@@ -57,16 +59,17 @@ def probe(path: str) -> dict[str, Any]:
             model_path=path, num_threads=1,
             experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         details = interp.get_input_details()
-        for detail in details:
+        for position, detail in enumerate(details):
             signature = [int(d) for d in detail["shape_signature"]]
+            wanted = (given or {}).get(detail["name"], (given or {}).get(str(position)))
             entry = {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
                      "shape_signature": signature, "dtype": np.dtype(detail["dtype"]).name}
             result["inputs"].append(entry)
             if -1 in signature:
                 result["dynamic_inputs"].append(entry)
                 result["stage"] = "resize"
-                interp.resize_tensor_input(detail["index"], [1 if d == -1 else d
-                                                             for d in signature], strict=True)
+                interp.resize_tensor_input(detail["index"], wanted or [
+                    1 if d == -1 else d for d in signature], strict=True)
         result["stage"] = "allocate"
         interp.allocate_tensors()
         result["stage"] = "invoke"
@@ -229,8 +232,9 @@ def check_model(model: Any, cache: Path, args: argparse.Namespace) -> dict[str, 
         return result
     result["path"] = str(path)
 
-    step = run_step([sys.executable, str(Path(__file__).resolve()), "--probe", str(path)],
-                    path, args.timeout)
+    shapes = {name: list(dims) for name, dims in model.input_shapes}
+    step = run_step([sys.executable, str(Path(__file__).resolve()), "--probe", str(path),
+                     "--probe-shapes", json.dumps(shapes)], path, args.timeout)
     stdout = step.pop("stdout", "")
     if step["status"] == "ok":
         try:
@@ -254,6 +258,8 @@ def check_model(model: Any, cache: Path, args: argparse.Namespace) -> dict[str, 
         command = [*jf, "bench", str(path), "--mode", mode, "--meter", "sim", "--json",
                    "--min-duration-s", str(args.min_duration_s),
                    "--min-layer-duration-s", str(args.min_layer_duration_s)]
+        for name, dims in model.input_shapes:
+            command += ["--input-shape", f"{name}={','.join(map(str, dims))}"]
         step = run_step(command, path, args.timeout)
         data = parse_json_output(step)
         if step["status"] == "ok":
@@ -478,6 +484,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true", help="list the selected models and stop")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the raw results here")
     parser.add_argument("--probe", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-shapes", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in args.modes if m not in MODES]
@@ -489,7 +496,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.probe:
-        print(json.dumps(probe(args.probe)))
+        print(json.dumps(probe(args.probe, json.loads(args.probe_shapes))))
         return 0
 
     from joulefarm.tflite.corpus import CORPUS, by_package

@@ -57,11 +57,13 @@ _WHEELS: dict[str, tuple[str, str, int]] = {
 
 
 def _model(package: str, name: str, member: str, sha256: str, domain: str, dtype: str,
-           note: str = "") -> PublishedModel:
+           note: str = "", input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+           ) -> PublishedModel:
     licence, model_licence, wheel_bytes = _WHEELS[package]
     return PublishedModel(name=name, package=package, member=member, sha256=sha256,
                           licence=licence, domain=domain, dtype=dtype,
-                          model_licence=model_licence, wheel_bytes=wheel_bytes, note=note)
+                          model_licence=model_licence, wheel_bytes=wheel_bytes, note=note,
+                          input_shapes=input_shapes)
 
 
 _MP = "mediapipe==0.10.14"
@@ -185,7 +187,7 @@ CORPUS: tuple[PublishedModel, ...] = (
            "96fa0adccb6e8cf95cb14465409a1a2898ee4a96a85bb9ed3c7eb0e68bf163e8",
            "audio", "float32",
            "fully dynamic input [-1,-1] (batch, samples): with 1 sample CONV_2D cannot prepare; "
-           "openWakeWord feeds 1280 samples (80 ms at 16 kHz)"),
+           "openWakeWord feeds 1280 samples (80 ms at 16 kHz)", (("0", (1, 1280)),)),
     _model(_OWW, "openwakeword/embedding_model",
            "wyoming_openwakeword/models/embedding_model.tflite",
            "c0aea21eb84a4ce90a08c870da41b7a7173b45269e6a3207c71d67c40f3a59d8",

@@ -49,6 +49,9 @@ class PublishedModel:
     wheel for another machine differs; the model's bytes do not)."""
     note: str = ""
     """What stands out in the model's graph (custom ops, dynamic shapes, state, sparsity)."""
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """The shape its users feed a dynamic input (input name or position -> shape), where the
+    file's placeholder would not run: ``joulefarm bench --input-shape`` takes the same."""
 
 
 BASIC_PITCH_NMP = PublishedModel(
