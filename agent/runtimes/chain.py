@@ -146,7 +146,13 @@ class _SubModels:
             if on_load:
                 on_load(k, len(models))
             if not self._deferred[k]:
-                self._load(k, model)
+                try:
+                    self._load(k, model)
+                except ModelError:
+                    # The file's shapes of its inner tensors may be a converter's placeholders
+                    # it cannot allocate at (a CONV_2D input stored as [1, 1]): build it at the
+                    # first feed, sized for what it is fed; a failure there names the layer.
+                    self.interpreters[k] = None
 
     def _load(self, k: int, model: LayerModel,
               input_shapes: list[tuple[int, ...]] | None = None) -> None:
@@ -170,7 +176,12 @@ class _SubModels:
         model = (self.originals[k] if not self._deferred[k]
                  else freeze_inputs(self._source, self.originals[k], wanted))
         # Sized as this inference's inputs: the file's shapes may not fit the frozen values.
-        self._load(k, model, [values[t].shape for t in model.input_tensors])
+        try:
+            self._load(k, model, [values[t].shape for t in model.input_tensors])
+        except ModelError as exc:
+            shapes = ", ".join(str(list(values[t].shape)) for t in model.input_tensors)
+            raise ModelError(f"node {model.index} ({model.op}) cannot run on its own at the "
+                             f"shapes the model feeds it ({shapes}): {exc}") from exc
 
 
 def _not_fed() -> None:

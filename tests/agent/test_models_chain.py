@@ -157,3 +157,27 @@ def test_impossible_resize_is_model_error():
         LayerChain(model).run([np.zeros((2, 6, 6, 2), np.float32)])
     with pytest.raises(ModelError, match="whole model: the runtime could not allocate"):
         WholeModel(model).set_inputs([np.zeros((2, 6, 6, 2), np.float32)])
+
+
+def test_placeholder_shapes_in_the_file_do_not_stop_a_layer() -> None:
+    """Converters leave placeholder shapes on inner tensors (a STRIDED_SLICE output stored as
+    [1, 1] is [1, 144000] at run time): the whole model runs (the runtime computes them), and
+    so must each layer, at the shapes it is fed; its features then say those shapes."""
+    from joulefarm.tflite.builder import tiny_cnn
+    from joulefarm.tflite.flatbuffer import pack_model
+
+    model = unpack_model(tiny_cnn())
+    graph = model.subgraphs[0]
+    inner = graph.operators[2].inputs[0]  # the 1x1 conv's input: 32 channels, not 1
+    real = list(graph.tensors[inner].shape)
+    graph.tensors[inner].shape = [1, 1, 1, 1]
+    graph.tensors[inner].shapeSignature = None
+    placeholder = pack_model(model)
+    chain = LayerChain(placeholder)
+    whole = WholeModel(placeholder)
+    inputs = chain.random_inputs(0)
+    whole.set_inputs(inputs)
+    whole.invoke()
+    assert np.array_equal(chain.feed(inputs)[0], whole.outputs()[0])
+    assert list(chain.layers[2].input_shapes[0]) == real
+    chain.invoke_layer(2)
