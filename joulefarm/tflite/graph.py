@@ -155,6 +155,12 @@ def load_graph(model_bytes: bytes) -> Graph:
             constants.update(outputs)  # a resource handle: travels with its readers
         for t in outputs:
             producer[t] = n
+    # An empty tensor nothing writes (RESHAPE's optional shape operand stored as shape [0]) is
+    # a constant with no bytes: its buffer holds nothing because there is nothing to hold.
+    model_inputs = {int(t) for t in graph.inputs or []}
+    constants.update(t for t, tensor in enumerate(tensors)
+                     if t not in producer and t not in model_inputs and not tensor.isVariable
+                     and tensor.shape is not None and 0 in list(tensor.shape))
     return Graph(model, graph, ops, constants, weight_prep, producer, setup, refs, problems)
 
 def _has_data(buffers: list[tfl.BufferT], index: int) -> bool:

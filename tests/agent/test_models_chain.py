@@ -181,3 +181,24 @@ def test_placeholder_shapes_in_the_file_do_not_stop_a_layer() -> None:
     assert np.array_equal(chain.feed(inputs)[0], whole.outputs()[0])
     assert list(chain.layers[2].input_shapes[0]) == real
     chain.invoke_layer(2)
+
+
+def test_an_empty_operand_nothing_writes_is_a_constant_not_an_input() -> None:
+    """Converters store RESHAPE's optional shape operand as an empty tensor ([0], no bytes;
+    BirdNET, openWakeWord): it is no layer input, there being no value to feed it (before,
+    the chain looked for one and failed with a KeyError)."""
+    from joulefarm.tflite.builder import tiny_cnn
+    from joulefarm.tflite.flatbuffer import pack_model
+    from joulefarm.tflite.graph import load_graph
+    from joulefarm.tflite.split import split_model
+
+    model = unpack_model(tiny_cnn())
+    graph = model.subgraphs[0]
+    codes = [model.operatorCodes[op.opcodeIndex].builtinCode for op in graph.operators]
+    reshape = graph.operators[codes.index(22)]  # RESHAPE
+    empty = graph.tensors[reshape.inputs[1]]
+    empty.shape, empty.shapeSignature, empty.buffer = [0], None, 0
+    stored = pack_model(model)
+    (part,) = [m for m in split_model(stored) if m.op == "RESHAPE"]
+    assert part.input_tensors == (reshape.inputs[0],)
+    assert load_graph(stored).is_constant(reshape.inputs[1])
