@@ -18,6 +18,7 @@ segment gives the baseline; ``joulefarm.integrate_windows`` integrates every win
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -46,6 +47,7 @@ from joulefarm.latency import LoopLatency, loop_latency
 from joulefarm.results import (
     MIN_USABLE_COVERAGE,
     NO_COST_FORMULA,
+    NOT_ISOLATED,
     BenchmarkResult,
     DecimatedTrace,
     LayerRecord,
@@ -59,6 +61,8 @@ from joulefarm.results import (
 from joulefarm.tflite.inputs import InputPlan
 from joulefarm.tflite.parse import LayerInfo
 from joulefarm.traces.energy import window_energy
+
+log = logging.getLogger(__name__)
 
 # Busy/idle durations (ms) of the sync pattern: an irregular code, so that its
 # autocorrelation has one clear peak and the offset cannot lock onto a wrong period.
@@ -230,6 +234,10 @@ def record_layers(
 
     windows = []
     for i in range(n):
+        if i in chain.not_isolated:  # recorded as such (integrate_run); the rest is measured
+            if progress:
+                progress(Progress("layers", i, total, chain.not_isolated[i][:300]))
+            continue
         if progress:
             progress(Progress("layers", i, total, f"layer {i} {chain.layers[i].op}"))
         # The interpreter's bound invoke: no lookup per call.
@@ -239,6 +247,9 @@ def record_layers(
     pair_windows = []
     pair_invokers = pairs.invokers if pairs is not None else []
     for k, (a, b) in enumerate(pairs.positions if pairs is not None else ()):
+        if pairs is not None and (k in pairs.not_isolated or a in chain.not_isolated
+                                  or b in chain.not_isolated):
+            continue
         if progress:
             progress(Progress("layers", n + k, total,
                               f"pair {a}+{b} {chain.layers[a].op}+{chain.layers[b].op}"))
@@ -480,14 +491,41 @@ def integrate_run(
             batches=lat.batches,
             energy_err_j=energy_uncertainty_j(power, lat, coverage),
         ))
+    layers = _with_not_isolated(layers, chain)
     whole = None
     if raw.whole is not None:
         whole = whole_record(raw, fit, meter, settings, additivity_duration_s(settings))
         ratio = sum(x.latency_s for x in layers) / whole.latency_p50_s
-        if not 1 / MAX_LAYER_SUM_RATIO <= ratio <= MAX_LAYER_SUM_RATIO:
+        # With a layer not measured (not_isolated) the sum is partial: no check to make.
+        if not chain.not_isolated and not 1 / MAX_LAYER_SUM_RATIO <= ratio <= MAX_LAYER_SUM_RATIO:
             fit = replace(fit, flags=(*fit.flags, "implausible_layer_sum"))
     return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers),
                    whole=whole, pairs=pair_records(raw, chain, fit, meter))
+
+
+def _with_not_isolated(layers: list[LayerRecord], chain: LayerChain) -> list[LayerRecord]:
+    """The measured layers and, in chain order among them, a row for each layer that cannot
+    run on its own: named (index, op, features), nothing measured (NaN), flagged
+    ``not_isolated`` (the reason is in the agent's log and its progress)."""
+    if not chain.not_isolated:
+        return layers
+    by_index = {x.index: x for x in layers}
+    rows = []
+    for position, info in enumerate(chain.layers):
+        if info.index in by_index:
+            rows.append(by_index[info.index])
+        elif position in chain.not_isolated:
+            log.warning("%s", chain.not_isolated[position])
+            nan = math.nan
+            flags = (NOT_ISOLATED, NO_COST_FORMULA) if info.macs is None else (NOT_ISOLATED,)
+            rows.append(LayerRecord(
+                index=info.index, op=info.op, macs=info.macs,
+                param_bytes=int(info.param_bytes), act_in_bytes=int(info.act_in_bytes),
+                act_out_bytes=int(info.act_out_bytes), input_shapes=shape_text(info.input_shapes),
+                output_shapes=shape_text(info.output_shapes), iterations=0, window_start_s=nan,
+                window_end_s=nan, latency_s=nan, energy_j=nan, active_energy_j=nan,
+                mean_power_w=nan, samples=0, coverage=0.0, flags=flags))
+    return rows
 
 
 def energy_uncertainty_j(power_w: float, latency: LoopLatency, coverage: float) -> float:

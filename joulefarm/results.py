@@ -45,6 +45,9 @@ class DeviceFacts:
     thermal_zones: tuple[str, ...] = ()
 
 
+NOT_ISOLATED = "not_isolated"
+"""Layer flag: the layer could not run on its own (its sub-model does not load or run), so it
+was not measured (NaN); the others were, fed from the whole model where they needed its output."""
 NO_COST_FORMULA = "no_cost_formula"
 """Layer flag: the op has no cost formula in ``joulefarm.tflite.ops``, so its MACs are unknown
 (None, NULL), never a made-up count."""
@@ -106,7 +109,7 @@ class LayerRecord:
 
 UNUSABLE_FLAGS: tuple[str, ...] = (
     "no_samples", "low_coverage", "latency_unstable", "non_monotonic", "saturated",
-    "host_contended", "implausible_layer_sum", "charging",
+    "host_contended", "implausible_layer_sum", "charging", "not_isolated",
 )
 """A row (or a run) flagged with any of these is stored and shown, but no estimator trains on
 it. The meaning of every flag: docs/flags.md."""

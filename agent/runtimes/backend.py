@@ -176,12 +176,15 @@ def load_delegate(module: ModuleType, path: str) -> Any:
 
 def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: bool = False,
                      input_shapes: Sequence[Sequence[int]] | None = None,
-                     delegate_path: str | None = None) -> Any:
+                     delegate_path: str | None = None,
+                     preserve_all_tensors: bool = False) -> Any:
     """An allocated ``Interpreter`` for ``model_bytes``.
 
     Without XNNPACK the op resolver is ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (plain builtin
     kernels, one per TFLite node); with it, ``BUILTIN`` (the default XNNPACK delegate applies).
     ``delegate_path`` names an external delegate library applied on top.
+    ``preserve_all_tensors``: every inner tensor can be read after ``invoke`` (Python runtimes
+    only).
     ``input_shapes``, if given, resizes the inputs (in model input order) before allocation,
     e.g. to pin dynamic batch dimensions (the litert-c runtime compiles the model at them
     directly). Load and allocation failures raise ``ModelError``.
@@ -193,11 +196,14 @@ def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: b
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     backend = _backend()
     if backend.lib is not None:
+        if preserve_all_tensors:
+            raise ModelError(f"the {LITERT_C} runtime reaches only a model's inputs and "
+                             "outputs, not its inner tensors")
         interpreter = _load_capi(backend.lib, model_bytes, num_threads, use_xnnpack,
                                  delegate_path, input_shapes)
     else:
         interpreter = _load_python(backend.module, model_bytes, num_threads, use_xnnpack,
-                                   delegate_path)
+                                   delegate_path, preserve_all_tensors)
     try:
         if input_shapes is not None:
             details = interpreter.get_input_details()
@@ -216,7 +222,7 @@ def load_interpreter(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: b
 
 
 def _load_python(module: Any, model_bytes: bytes, num_threads: int, use_xnnpack: bool,
-                 delegate_path: str | None) -> Any:
+                 delegate_path: str | None, preserve_all_tensors: bool = False) -> Any:
     resolver = module.OpResolverType
     resolver_type = (
         resolver.BUILTIN if use_xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -230,6 +236,9 @@ def _load_python(module: Any, model_bytes: bytes, num_threads: int, use_xnnpack:
                 num_threads=num_threads,
                 experimental_op_resolver_type=resolver_type,
                 experimental_delegates=delegates,
+                # Every inner tensor readable after invoke (memory is not reused): the values
+                # that feed a layer which cannot run on its own come from here.
+                experimental_preserve_all_tensors=preserve_all_tensors,
             )
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"the runtime could not load the model: {_one_line(exc)}") from exc

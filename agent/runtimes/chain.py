@@ -327,6 +327,11 @@ class LayerChain:
         is computed at run time, and for every layer when the inputs are resized)."""
         self.invokers: list[Callable[[], None]] = self._subs.invokers
         """Bound ``invoke`` of each layer's interpreter: the hot loop calls these."""
+        self.not_isolated: dict[int, str] = {}
+        """Chain position -> why that layer cannot run on its own (found at ``feed``). Its
+        outputs then come from the whole model run on the same inputs, so every other layer is
+        still fed what it sees in the model and still measured."""
+        self._reference: Any = None  # the whole model, every inner tensor kept (on need)
 
     def __len__(self) -> int:
         return len(self.layer_models)
@@ -351,17 +356,55 @@ class LayerChain:
         values: dict[int, np.ndarray] = dict(
             zip(self._model_inputs, _as_inputs(inputs, self.input_specs), strict=True)
         )
+        arrays = [values[t] for t in self._model_inputs]
+        reference: Any = None  # the whole model, run on these inputs (on need)
         subs = self._subs
         for k in range(len(subs.models)):
-            subs.prepare(k, values)
-            m, it = subs.models[k], subs.interpreters[k]
-            _load_inputs(it, subs.inputs[k], [values[t] for t in m.input_tensors],
-                         f"node {m.index} ({m.op})")
-            it.invoke()
-            for index, t in zip(subs.outputs[k], m.output_tensors, strict=True):
-                values[t] = it.get_tensor(index)
+            m = subs.models[k]
+            if k not in self.not_isolated:
+                try:
+                    subs.prepare(k, values)
+                    it = subs.interpreters[k]
+                    _load_inputs(it, subs.inputs[k], [values[t] for t in m.input_tensors],
+                                 f"node {m.index} ({m.op})")
+                    it.invoke()
+                    for index, t in zip(subs.outputs[k], m.output_tensors, strict=True):
+                        values[t] = it.get_tensor(index)
+                    continue
+                except (ModelError, RuntimeError, ValueError) as exc:
+                    self._not_isolated(k, f"node {m.index} ({m.op}) cannot run on its own: "
+                                          f"{' '.join(str(exc).split())}")
+            if reference is None:
+                reference = self._run_reference(arrays, k)
+            for t in m.output_tensors:
+                values[t] = reference.get_tensor(t)
         self._refresh_layers(values)
         return values
+
+    def _not_isolated(self, k: int, reason: str) -> None:
+        self.not_isolated[k] = reason
+
+        def refuse() -> None:
+            raise ModelError(reason)
+
+        self.invokers[k] = refuse
+
+    def _run_reference(self, arrays: list[np.ndarray], k: int) -> Any:
+        """The whole model, every inner tensor kept, run on ``arrays``: where the outputs of
+        layer ``k``, which cannot run on its own, are read."""
+        try:
+            if self._reference is None:
+                self._reference = runtime.load_interpreter(
+                    self.model_bytes, preserve_all_tensors=True,
+                    input_shapes=[a.shape for a in arrays], **self.runtime_options)
+            whole = self._reference
+            _load_inputs(whole, [d["index"] for d in whole.get_input_details()], arrays,
+                         "whole model")
+            whole.invoke()
+        except (ModelError, RuntimeError, ValueError) as exc:
+            raise ModelError(f"{self.not_isolated[k]}; and the whole model cannot give its "
+                             f"outputs to the layers after it: {exc}") from exc
+        return whole
 
     def adjacent_pairs(self) -> list[tuple[int, int]]:
         """Chain positions ``(i, i + 1)`` where layer ``i + 1`` reads an output of layer ``i``:
@@ -403,6 +446,8 @@ class LayerPairs:
         self.interpreters = self._subs.interpreters
         self.invokers: list[Callable[[], None]] = self._subs.invokers
         """Bound ``invoke`` of each pair's interpreter: the hot loop calls these."""
+        self.not_isolated: dict[int, str] = {}
+        """Pair index -> why that pair cannot run on its own (found at ``feed``)."""
 
     def __len__(self) -> int:
         return len(self.pair_models)
@@ -412,10 +457,17 @@ class LayerPairs:
         (``LayerChain.tensor_values``)."""
         subs = self._subs
         for k in range(len(subs.models)):
-            subs.prepare(k, values)
+            if k in self.not_isolated:
+                continue
             m = subs.models[k]
-            _load_inputs(subs.interpreters[k], subs.inputs[k],
-                         [values[t] for t in m.input_tensors], f"pair {m.op}")
+            try:
+                subs.prepare(k, values)
+                _load_inputs(subs.interpreters[k], subs.inputs[k],
+                             [values[t] for t in m.input_tensors], f"pair {m.op}")
+            except (ModelError, RuntimeError, ValueError) as exc:
+                # Like a layer that cannot run alone: the pair is left out, the rest measured.
+                self.not_isolated[k] = (f"pair {m.op} cannot run on its own: "
+                                        f"{' '.join(str(exc).split())}")
 
     def outputs(self, k: int) -> dict[int, np.ndarray]:
         """Pair ``k``'s outputs after its last invoke, by original tensor index."""

@@ -12,7 +12,7 @@ from joulefarm.tflite.flatbuffer import unpack_model
 from joulefarm.tflite.parse import read_layers
 from joulefarm.tflite.split import split_model
 from tests.helpers import run_cli
-from tests.helpers.stateful_models import if_model, running_sum_model
+from tests.helpers.stateful_models import assign_then_read_model, if_model, running_sum_model
 
 
 def test_the_whole_model_keeps_its_state_between_invocations() -> None:
@@ -84,3 +84,30 @@ def test_an_op_without_a_cost_formula_has_unknown_macs_everywhere(tmp_path) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     (measured,) = json.loads(done.stdout)["layers"]
     assert measured["macs"] is None and "no_cost_formula" in measured["flags"]
+
+
+def test_a_layer_that_cannot_run_alone_is_named_and_the_rest_measured(tmp_path) -> None:
+    """A variable read with no initialiser holds a value only after the model's own assign:
+    alone it fails in the runtime. It is reported (named, flagged, nothing made up), its
+    output comes from the whole model, and every other layer is measured."""
+    import json
+
+    model = assign_then_read_model()
+    chain, whole = LayerChain(model), WholeModel(model)
+    x = np.full((1, 4), 2.0, np.float32)
+    whole.set_inputs([x])
+    whole.invoke()
+    assert np.array_equal(chain.feed([x])[0], whole.outputs()[0])
+    (reason,) = chain.not_isolated.values()
+    assert reason.startswith("node 2 (READ_VARIABLE) cannot run on its own: ")
+
+    path = tmp_path / "assign_then_read.tflite"
+    path.write_bytes(model)
+    done = run_cli("bench", str(path), "--mode", "layers", "--min-layer-duration-s", "0.005",
+                   "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["op"]: row for row in json.loads(done.stdout)["layers"]}
+    assert rows["READ_VARIABLE"]["flags"] == ["not_isolated"]
+    assert rows["READ_VARIABLE"]["latency_us"] is None
+    assert rows["ADD"]["latency_us"] > 0 and "not_isolated" not in rows["ADD"]["flags"]
+    assert "node 2 (READ_VARIABLE) cannot run on its own" in done.stderr

@@ -124,3 +124,25 @@ def running_sum_model(width: int = 4) -> bytes:
     m.binary(main, "MUL", total, one, y)
     main.inputs, main.outputs = [x], [y]
     return m.bytes()
+
+
+def assign_then_read_model(width: int = 4) -> bytes:
+    """``state = x; y = read(state) + 1`` with no initialiser: the variable holds a value only
+    because the model assigns it before reading it, so its read cannot run on its own."""
+    m = _Model()
+    main = m.subgraph("main")
+    h = m.tensor(main, "state_handle", [], tfl.TensorType.RESOURCE)
+    options = tfl.VarHandleOptionsT()
+    options.container, options.sharedName = "", "state"
+    m.op(main, "VAR_HANDLE", [], [h], tfl.BuiltinOptions.VarHandleOptions, options)
+    x = m.tensor(main, "x", [1, width])
+    state = m.tensor(main, "state", [1, width])
+    one = m.tensor(main, "one", [1, width], data=np.ones((1, width), np.float32))
+    y = m.tensor(main, "y", [1, width])
+    m.op(main, "ASSIGN_VARIABLE", [h, x], [], tfl.BuiltinOptions.AssignVariableOptions,
+         tfl.AssignVariableOptionsT())
+    m.op(main, "READ_VARIABLE", [h], [state], tfl.BuiltinOptions.ReadVariableOptions,
+         tfl.ReadVariableOptionsT())
+    m.binary(main, "ADD", state, one, y)
+    main.inputs, main.outputs = [x], [y]
+    return m.bytes()
