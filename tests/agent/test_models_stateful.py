@@ -1,6 +1,6 @@
-"""Models that keep state or run other subgraphs are measurable whole, by layer and in situ:
-an ``IF`` with its bodies, and a running sum in a resource variable (hand-built with the real
-schema, run by the real runtime)."""
+"""Models that keep state, run other subgraphs or use a custom op the runtime resolves are
+measurable whole, by layer and in situ: an ``IF`` with its bodies, a running sum in a resource
+variable, ``AudioSpectrogram`` (hand-built with the real schema, run by the real runtime)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from joulefarm.tflite.flatbuffer import unpack_model
 from joulefarm.tflite.parse import read_layers
 from joulefarm.tflite.split import split_model
 from tests.helpers import run_cli
-from tests.helpers.stateful_models import assign_then_read_model, if_model, running_sum_model
+from tests.helpers.stateful_models import (
+    assign_then_read_model,
+    if_model,
+    running_sum_model,
+    spectrogram_model,
+)
 
 
 def test_the_whole_model_keeps_its_state_between_invocations() -> None:
@@ -54,7 +59,7 @@ def test_a_control_flow_layer_carries_its_bodies_and_computes_what_the_model_doe
     assert chain.feed([np.array([False]), x])[0][0, 0] == 3.0
 
 
-@pytest.mark.parametrize("build", [if_model, running_sum_model])
+@pytest.mark.parametrize("build", [if_model, running_sum_model, spectrogram_model])
 @pytest.mark.parametrize("mode", ["whole", "layers", "insitu"])
 def test_every_mode_measures_them(build, mode: str, tmp_path) -> None:
     path = tmp_path / f"{build.__name__}.tflite"
@@ -64,9 +69,9 @@ def test_every_mode_measures_them(build, mode: str, tmp_path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     if mode != "whole":
         ops = {line.split(",")[1] for line in done.stdout.splitlines()[1:] if line}
-        expected = {"IF"} if build is if_model else {"READ_VARIABLE", "ADD",
-                                                     "ASSIGN_VARIABLE", "MUL"}
-        assert expected <= ops, done.stdout
+        expected = {if_model: {"IF"}, spectrogram_model: {"CUSTOM:AudioSpectrogram"},
+                    running_sum_model: {"READ_VARIABLE", "ADD", "ASSIGN_VARIABLE", "MUL"}}
+        assert expected[build] <= ops, done.stdout
 
 
 def test_an_op_without_a_cost_formula_has_unknown_macs_everywhere(tmp_path) -> None:

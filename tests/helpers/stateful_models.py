@@ -1,7 +1,8 @@
-"""Small TFLite models with what real streaming and control-flow models carry, built with the
-schema's object API: an ``IF`` with its two bodies in other subgraphs, and a running sum kept
-in a resource variable (``CALL_ONCE`` initialiser, ``VAR_HANDLE``, ``READ_VARIABLE``,
-``ASSIGN_VARIABLE``), as TensorFlow exports a streaming model's state.
+"""Small TFLite models with what real streaming, control-flow and audio models carry, built with
+the schema's object API: an ``IF`` with its two bodies in other subgraphs, a running sum kept in
+a resource variable (``CALL_ONCE`` initialiser, ``VAR_HANDLE``, ``READ_VARIABLE``,
+``ASSIGN_VARIABLE``), as TensorFlow exports a streaming model's state, and a custom op the
+runtime resolves.
 """
 
 from __future__ import annotations
@@ -144,5 +145,30 @@ def assign_then_read_model(width: int = 4) -> bytes:
     m.op(main, "READ_VARIABLE", [h], [state], tfl.BuiltinOptions.ReadVariableOptions,
          tfl.ReadVariableOptionsT())
     m.binary(main, "ADD", state, one, y)
+    main.inputs, main.outputs = [x], [y]
+    return m.bytes()
+
+
+def spectrogram_model(samples: int = 1024) -> bytes:
+    """One custom op the runtime resolves itself (TFLite registers ``AudioSpectrogram`` among
+    its custom ops): audio [samples, 1] -> spectrogram [1, frames, 129], window 256, stride
+    128, its options a flexbuffer as converters write them."""
+    from flatbuffers import flexbuffers
+
+    m = _Model()
+    main = m.subgraph("main")
+    frames = 1 + (samples - 256) // 128
+    x = m.tensor(main, "audio", [samples, 1])
+    y = m.tensor(main, "spectrogram", [1, frames, 129])
+    code = tfl.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = op_codes()["CUSTOM"]
+    code.customCode, code.version = "AudioSpectrogram", 1
+    m.model.operatorCodes.append(code)
+    operator = tfl.OperatorT()
+    operator.opcodeIndex = len(m.model.operatorCodes) - 1
+    operator.inputs, operator.outputs = [x], [y]
+    operator.customOptions = list(flexbuffers.Dumps(
+        {"window_size": 256, "stride": 128, "magnitude_squared": True}))
+    main.operators.append(operator)
     main.inputs, main.outputs = [x], [y]
     return m.bytes()
