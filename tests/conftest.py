@@ -28,7 +28,7 @@ def repo() -> Path:
 # device Pythons too), the controller's refusal of an old Python, and the
 # real published models. A skip there (sshd, runit or PyPI missing) fails a CI run instead.
 _MUST_RUN_MODULES = ("test_provision_", "test_launch")
-_MUST_RUN_FIXTURES = ("nmp", "sshd_server")
+_MUST_RUN_FIXTURES = ("nmp", "sshd_server", "corpus_model")
 _must_run: set[str] = set()
 _skipped_must_run: list[str] = []
 
