@@ -10,14 +10,23 @@ from agent.measure import measure
 from agent.meters.base import Meter
 from agent.meters.factory import open_meter
 from agent.runtimes.backend import runtime_info
-from agent.runtimes.chain import calibration_ranges
+from agent.runtimes.chain import WholeModel, calibration_ranges
 from joulefarm.tflite.builder import RECIPES
+from joulefarm.tflite.inputs import GivenShapes
+from joulefarm.tflite.parse import LayerInfo
 
 
 def build_recipe(name: str, seed: int = 0) -> bytes:
     """The bytes of recipe ``name`` (``joulefarm.tflite.RECIPES``); int8 recipes are calibrated
     in this machine's TFLite runtime."""
     return RECIPES[name](seed, calibrate=calibration_ranges)
+
+
+def runtime_layers(model_bytes: bytes, input_shapes: GivenShapes | None = None
+                   ) -> list[LayerInfo]:
+    """The model's layers with the shapes this machine's runtime computes for one inference
+    (``LayerInfo.file_shapes_differ`` marks where the file stores others)."""
+    return WholeModel(model_bytes, input_shapes=input_shapes).run_layers()
 
 
 __all__ = [
@@ -28,4 +37,5 @@ __all__ = [
     "measure",
     "open_meter",
     "runtime_info",
+    "runtime_layers",
 ]

@@ -45,6 +45,7 @@ from joulefarm.enums import Mode
 from joulefarm.errors import InputError
 from joulefarm.latency import LoopLatency, loop_latency
 from joulefarm.results import (
+    FILE_SHAPES_DIFFER,
     MIN_USABLE_COVERAGE,
     NO_COST_FORMULA,
     NOT_ISOLATED,
@@ -464,6 +465,8 @@ def integrate_run(
             flags.append("low_coverage")
         if info.macs is None:
             flags.append(NO_COST_FORMULA)
+        if info.file_shapes_differ:
+            flags.append(FILE_SHAPES_DIFFER)
         layers.append(LayerRecord(
             index=info.index,
             op=info.op,
@@ -719,6 +722,8 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
             flags.add("below_timer_resolution")
         if info.macs is None:
             flags.add(NO_COST_FORMULA)
+        if info.file_shapes_differ:
+            flags.add(FILE_SHAPES_DIFFER)
         true_j = float(truth[sel].sum()) / k if truth is not None else None
         records.append(LayerRecord(
             index=info.index, op=info.op, macs=info.macs,

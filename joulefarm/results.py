@@ -45,6 +45,9 @@ class DeviceFacts:
     thermal_zones: tuple[str, ...] = ()
 
 
+FILE_SHAPES_DIFFER = "file_shapes_differ"
+"""Layer flag: the layer's shapes (and so its MACs and bytes) are those the runtime computed;
+the model file stores others for some of its tensors (a converter's placeholders)."""
 NOT_ISOLATED = "not_isolated"
 """Layer flag: the layer could not run on its own (its sub-model does not load or run), so it
 was not measured (NaN); the others were, fed from the whole model where they needed its output."""

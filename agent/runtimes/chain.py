@@ -256,14 +256,14 @@ class WholeModel:
         when the inputs keep their stored shapes; else the shapes of one inference on seeded
         random inputs (every tensor's from the runtime, or, where it reaches only inputs and
         outputs, from a ``LayerChain`` of the model run on the same inputs)."""
-        if not self.input_plan.resized:
-            return read_layers(self.model_bytes)
         inputs = self.random_inputs(seed)
         self.set_inputs(inputs)
         self.invoke()
         shapes = self.tensor_shapes()
         if shapes:
             return read_layers(self.model_bytes, shapes=shapes)
+        if not self.input_plan.resized:
+            return read_layers(self.model_bytes)
         chain = LayerChain(self.model_bytes, **self._options)
         chain.feed(inputs)
         return chain.layers

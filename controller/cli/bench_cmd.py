@@ -17,6 +17,7 @@ from controller.cli.console import (
     print_sections,
 )
 from controller.cli.model_cmd import ModelArgument, read_model_file
+from controller.cli.options import InputShapeOption
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError, MeterError, ModelError
 
@@ -42,11 +43,7 @@ DelegateOption = typer.Option(None, "--delegate", help="External delegate librar
 PairsOption = typer.Option(False, "--pairs", help="Layers mode: also loop each adjacent pair of "
                            "layers (the second reading the first's output) as one sub-model and "
                            "print which pairs the runtime fuses (nn-Meter's rule).")
-InputShapeOption = typer.Option(
-    None, "--input-shape", metavar="NAME=D0,D1,...",
-    help="The shape to run a model input at, by name or position (0=1,16000); repeat for each "
-         "input. Needed for inputs with dynamic dimensions (-1 in their shape_signature); a "
-         "dynamic batch alone defaults to 1.", show_default=False)
+
 
 
 def _layer_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:

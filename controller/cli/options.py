@@ -26,3 +26,10 @@ def db_path(value: Path | None) -> Path:
     from controller.store import default_db_path
 
     return value if value is not None else default_db_path()
+
+
+InputShapeOption = typer.Option(
+    None, "--input-shape", metavar="NAME=D0,D1,...",
+    help="The shape to run a model input at, by name or position (0=1,16000); repeat for each "
+         "input. Needed for inputs with dynamic dimensions (-1 in their shape_signature); a "
+         "dynamic batch alone defaults to 1.", show_default=False)

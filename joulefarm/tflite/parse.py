@@ -59,6 +59,9 @@ class LayerInfo:
     """Bytes of the non-constant inputs (each distinct tensor once)."""
     act_out_bytes: int
     """Bytes of the outputs."""
+    file_shapes_differ: bool = False
+    """The shapes above are the runtime's, and the file stores others for some of these
+    tensors (a converter's placeholders): read with ``shapes`` from a run."""
 
 
 def layer_to_dict(layer: LayerInfo) -> dict[str, Any]:
@@ -166,6 +169,8 @@ def _layer_info(graph: Graph, n: int, shapes: Mapping[int, Shape]) -> LayerInfo:
     if hasattr(options, "strideH") and hasattr(options, "strideW"):
         stride = (int(options.strideH), int(options.strideW))
     operands = tuple(_shape(graph, t, shapes) if t >= 0 else () for t in operator.inputs or [])
+    differ = any(t in shapes and tuple(shapes[t]) != tuple(shape_of(tensors[t]))
+                 for t in (*act_inputs, *outputs))
     node = OpShapes(in_shapes, out_shapes, operands, options)
     entry = op_entry(op)
 
@@ -184,4 +189,5 @@ def _layer_info(graph: Graph, n: int, shapes: Mapping[int, Shape]) -> LayerInfo:
         param_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(const_inputs)),
         act_in_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(act_inputs)),
         act_out_bytes=sum(_tensor_bytes(graph, t, shapes) for t in dict.fromkeys(outputs)),
+        file_shapes_differ=differ,
     )

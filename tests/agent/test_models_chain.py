@@ -202,3 +202,39 @@ def test_an_empty_operand_nothing_writes_is_a_constant_not_an_input() -> None:
     (part,) = [m for m in split_model(stored) if m.op == "RESHAPE"]
     assert part.input_tensors == (reshape.inputs[0],)
     assert load_graph(stored).is_constant(reshape.inputs[1])
+
+
+def test_layer_tables_give_the_runtime_s_shapes_and_mark_the_file_s_placeholders(
+        tmp_path) -> None:
+    """BirdNET stores [1, 1] for tensors that are [1, 144000] at run time, so its file's MACs
+    are 56x too small: the layer tables use what the runtime computes and say where the file
+    differs."""
+    import json
+
+    from joulefarm.tflite.builder import tiny_cnn
+    from joulefarm.tflite.flatbuffer import pack_model
+    from joulefarm.tflite.parse import read_layers
+    from tests.helpers import run_cli
+
+    model = unpack_model(tiny_cnn())
+    graph = model.subgraphs[0]
+    inner = graph.operators[2].inputs[0]  # the 1x1 conv's input
+    graph.tensors[inner].shape, graph.tensors[inner].shapeSignature = [1, 1, 1, 1], None
+    path = tmp_path / "placeholder.tflite"
+    path.write_bytes(pack_model(model))
+    honest = {x.index: x for x in read_layers(tiny_cnn())}
+
+    listed = run_cli("model", "layers", str(path), "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["index"]: row for row in json.loads(listed.stdout)}
+    assert rows[2]["input_shapes"] == [list(honest[2].input_shapes[0])]
+    assert rows[2]["macs"] == honest[2].macs and rows[2]["file_shapes_differ"]
+    assert not rows[0]["file_shapes_differ"]
+    from_file = run_cli("model", "layers", str(path), "--file-shapes", "--format", "json")
+    assert json.loads(from_file.stdout)[2]["input_shapes"] == [[1, 1, 1, 1]]
+
+    measured = run_cli("bench", str(path), "--mode", "layers", "--min-layer-duration-s",
+                       "0.003", "--json")
+    assert measured.returncode == 0, measured.stderr
+    layers = {row["index"]: row for row in json.loads(measured.stdout)["layers"]}
+    assert "file_shapes_differ" in layers[2]["flags"] and layers[2]["macs"] == honest[2].macs
