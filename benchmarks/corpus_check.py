@@ -248,8 +248,10 @@ def check_model(model: Any, cache: Path, args: argparse.Namespace) -> dict[str, 
 
     jf = joulefarm_command()
     if not args.no_model_layers:
-        step = run_step([*jf, "model", "layers", str(path), "--format", "json"], path,
-                        args.timeout)
+        step = run_step([*jf, "model", "layers", str(path), "--format", "json",
+                         *(arg for name, dims in model.input_shapes
+                           for arg in ("--input-shape", f"{name}={','.join(map(str, dims))}"))],
+                        path, args.timeout)
         data = parse_json_output(step)
         if isinstance(data, list):
             step["layers"] = len(data)

@@ -8,7 +8,7 @@ import typer
 
 from controller.cli.console import OutputFormat, err_console, print_rows
 from controller.cli.options import FormatOption, InputShapeOption
-from joulefarm.errors import ModelError
+from joulefarm.errors import InputError, ModelError
 
 ModelArgument = typer.Argument(..., help="A .tflite file.", show_default=False)
 
@@ -49,9 +49,11 @@ def layers(model: Path = ModelArgument,
             given = tuple(parse_input_shape(text) for text in input_shape or ())
             try:
                 infos = runtime_layers(content, given)
-            except ModelError as e:
+            except (ModelError, InputError) as e:
                 if given:
                     raise
+                # A dynamic input with no shape given, or a model the runtime cannot load:
+                # the file's shapes are still worth seeing, said to be the file's.
                 note = f"the file's shapes: the runtime cannot run the model ({e})"
     except ModelError as e:
         raise ModelError(f"{model}: {e}") from e

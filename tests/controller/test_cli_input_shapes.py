@@ -211,3 +211,13 @@ def test_suite_input_shapes_reach_the_agent_and_are_stored(tmp_path: Path, audio
     (error,) = outcome.devices["speech-agent"].errors
     assert "model input 'audio' (position 0) has a dynamic shape" in error
     assert "input_shapes = { audio = [1, N] }" in error
+
+
+def test_model_layers_of_a_dynamic_model_without_a_shape_shows_the_file_s_and_says_so(
+        tmp_path: Path) -> None:
+    path = tmp_path / "audio.tflite"
+    path.write_bytes(audio_model())
+    done = run_cli("model", "layers", str(path), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert "the file's shapes: the runtime cannot run the model" in done.stderr
+    assert "--input-shape" in done.stderr
