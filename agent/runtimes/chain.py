@@ -364,7 +364,7 @@ class LayerChain:
             if k not in self.not_isolated:
                 try:
                     subs.prepare(k, values)
-                    it = subs.interpreters[k]
+                    m, it = subs.models[k], subs.interpreters[k]  # prepare may rebuild it
                     _load_inputs(it, subs.inputs[k], [values[t] for t in m.input_tensors],
                                  f"node {m.index} ({m.op})")
                     it.invoke()

@@ -56,6 +56,7 @@ from joulefarm.tflite.flatbuffer import (
     unpack_model,
 )
 from joulefarm.tflite.inputs import GivenShapes, InputPlan, resolve_input_shapes
+from joulefarm.tflite.split import computed_shape_operands_of_model, with_static_shape_operands
 
 BACKENDS = ("litert-capi", "tflite-runtime-hook")
 """Backends in order of preference."""
@@ -885,6 +886,28 @@ def _overhead_numbers(ops: float, gap: float, run_cost: float,
                             on_s, off_s)
 
 
+def _static_outputs(model_bytes: bytes, inputs: list[np.ndarray], num_threads: int) -> bytes:
+    """The model with its computed shape operands read from constants holding what one
+    inference on ``inputs`` computes (``split.with_static_shape_operands``): a Keras model with a
+    dynamic batch reshapes to SHAPE -> STRIDED_SLICE -> PACK, which makes its outputs dynamic
+    tensors that the LiteRT C API cannot bind. Node for node the same work; the model as it is
+    where it has no such operand, or where no Python runtime can compute them (litert-c)."""
+    computed = computed_shape_operands_of_model(model_bytes)
+    if not computed:
+        return model_bytes
+    try:
+        whole = runtime.load_interpreter(model_bytes, num_threads=num_threads,
+                                         preserve_all_tensors=True,
+                                         input_shapes=[a.shape for a in inputs])
+        for detail, array in zip(whole.get_input_details(), inputs, strict=True):
+            whole.set_tensor(detail["index"], array)
+        whole.invoke()
+        values = {t: whole.get_tensor(t) for t in computed}
+    except (ModelError, RuntimeError, ValueError):
+        return model_bytes
+    return with_static_shape_operands(model_bytes, values)
+
+
 def open_profiled_model(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: bool = False,
                         seed: int = 0, backend: str | None = None,
                         input_shapes: GivenShapes | None = None,
@@ -903,8 +926,8 @@ def open_profiled_model(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack
     plan = resolve_input_shapes(bytes(model_bytes), input_shapes)
     facts = _at_shapes(_model_facts(model_bytes), plan)
     inputs = _random_inputs(facts, seed)
-    session = _open_session(bytes(model_bytes), facts, inputs, backend, num_threads,
-                            use_xnnpack, _probe_first)
+    session = _open_session(_static_outputs(bytes(model_bytes), inputs, num_threads), facts,
+                            inputs, backend, num_threads, use_xnnpack, _probe_first)
     return ProfiledModel(session, facts, num_threads=num_threads, use_xnnpack=use_xnnpack,
                          input_plan=plan)
 

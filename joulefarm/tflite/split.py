@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from joulefarm.errors import ModelError
-from joulefarm.tflite.flatbuffer import make_buffer, pack_model
+from joulefarm.tflite.flatbuffer import make_buffer, op_name, pack_model, unpack_model
 from joulefarm.tflite.graph import Graph, load_graph, subgraph_references
 from joulefarm.tflite.schema import tfl
 
@@ -132,6 +132,46 @@ def freeze_inputs(model_bytes: bytes, layer: LayerModel,
         raise ModelError(f"node {layer.index} ({layer.op}) has no inputs {sorted(unknown)}")
     last_outputs = len(graph.subgraph.operators[layer.nodes[-1]].outputs or [])
     return _sub_model(graph, layer.nodes, layer.output_tensors[last_outputs:], values)
+
+
+def computed_shape_operands_of_model(model_bytes: bytes) -> tuple[int, ...]:
+    """Tensors of the main subgraph that set an op's output shape and are computed at run time
+    (``SHAPE_OPERANDS``): what makes a whole model's outputs dynamic tensors."""
+    graph = load_graph(model_bytes)
+    found: list[int] = []
+    for n, operator in enumerate(graph.subgraph.operators or []):
+        operands = operator.inputs or []
+        for position in SHAPE_OPERANDS.get(graph.ops[n], ()):
+            if position < len(operands):
+                t = int(operands[position])
+                if t >= 0 and not graph.is_constant(t) and t not in found:
+                    found.append(t)
+    return tuple(found)
+
+
+def with_static_shape_operands(model_bytes: bytes, values: Mapping[int, np.ndarray]) -> bytes:
+    """The whole model with each computed shape operand in ``values`` (tensor index -> the value
+    one inference computed) read from a new constant holding that value instead, so that the
+    ops it shapes have static outputs (the LiteRT C API cannot bind dynamic ones). The nodes that
+    computed it stay in the graph and still run: the work is the model's, node for node, and
+    node indices do not change."""
+    model = unpack_model(model_bytes)
+    graph = model.subgraphs[0]
+    replaced: dict[int, int] = {}
+    for t, value in values.items():
+        array = np.ascontiguousarray(value)
+        constant = copy.copy(graph.tensors[t])
+        constant.shape, constant.shapeSignature = list(array.shape), None
+        model.buffers.append(make_buffer(array.tobytes()))
+        constant.buffer = len(model.buffers) - 1
+        graph.tensors.append(constant)
+        replaced[t] = len(graph.tensors) - 1
+    for operator in graph.operators or []:
+        name = op_name(model, operator)
+        positions = SHAPE_OPERANDS.get(name, ())
+        operator.inputs = [replaced.get(int(t), int(t)) if k in positions else int(t)
+                           for k, t in enumerate(operator.inputs or [])]
+    return pack_model(model)
 
 
 class _SubModel:

@@ -79,3 +79,19 @@ def test_bench_layers_runs_on_the_published_model(nmp, tmp_path):
     total = sum(r["energy_uj"] for r in rows)
     truth = sum(r["sim_truth_uj"] for r in rows)
     assert total == pytest.approx(truth, rel=0.05)
+    assert not any("not_isolated" in r["flags"] for r in rows)
+
+
+def test_insitu_runs_on_the_published_model_despite_its_dynamic_outputs(nmp):
+    """Its Keras reshapes take their target shape from SHAPE -> STRIDED_SLICE -> PACK, so its
+    outputs are dynamic tensors, which the LiteRT C API cannot bind: the profiled model reads
+    those operands from constants of the values one inference computes (the nodes that compute
+    them still run), and every op is measured in place."""
+    from agent.runtimes.profiler import profile_inferences
+    from joulefarm.tflite.parse import read_layers
+    from joulefarm.tflite.split import computed_shape_operands_of_model
+
+    assert computed_shape_operands_of_model(nmp)  # what made it unmeasurable before
+    run = profile_inferences(nmp, iterations=2, backend="litert-capi", measure_overhead=False)
+    profiled = set(run.node_index[run.node_index >= 0].tolist())
+    assert {x.index for x in read_layers(nmp)} <= profiled  # SHAPE, PACK, RESHAPE included
