@@ -349,6 +349,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
            r.run_id
     FROM p JOIN runs r USING (run_id);
     """),
+    # A layer that cannot run on its own (not_isolated) is stored with nothing measured: it
+    # joins the unusable flags (joulefarm.results.UNUSABLE_FLAGS; this literal again).
+    (4, """
+    CREATE OR REPLACE VIEW layer_energy AS
+    SELECT r.sweep_id, r.device_name, r.model_name, l.layer_index, l.op, l.macs,
+           l.latency_s, l.latency_low_s, l.latency_high_s, l.energy_j, l.energy_err_j,
+           l.active_energy_j, l.mean_power_w, l.coverage, l.flags,
+           NOT list_has_any(list_concat(coalesce(l.flags, []), coalesce(r.flags, [])),
+                            ['no_samples', 'low_coverage', 'latency_unstable', 'non_monotonic',
+                             'saturated', 'host_contended', 'implausible_layer_sum',
+                             'charging', 'not_isolated'])
+               AS usable,
+           l.meter_kind, l.simulated,
+           CASE WHEN l.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
+           r.run_id
+    FROM layer_measurements l JOIN runs r USING (run_id);
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
