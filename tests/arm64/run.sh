@@ -26,17 +26,41 @@
 #   cross            the aarch64 wheel is cross-built on this host (rustup's
 #                    aarch64-unknown-linux-gnu std, Debian's gcc-aarch64-linux-gnu as linker,
 #                    target dir cached beside the root) and given with `provision --wheel`.
-# The default is the on-device build because it is the path a real Pi takes and it is cached
-# after the first run; its cold time is long (below) but under the provisioner's 1 h limit.
+# The default is the on-device build: it is the path a real Pi takes, needs only Debian and
+# crates.io, and its cold time (13 min with qemu 10) is tolerable and paid once per cache.
 #
-# Timings measured on a 2-core Debian 12 x86_64 host, qemu-user-static 7.2 (bookworm):
-# TIMINGS
+# Emulator: bookworm's qemu-user-static 7.2 made the on-device build ~43 min cold (rustc ~3x
+# slower than under qemu 10.0) and once deadlocked it (a forked cargo child stuck on a futex
+# before exec'ing rustc). So the static qemu-aarch64 10.0.2 of bookworm-backports is used
+# (fetched with a private apt state, cached, registered for the run only; details below);
+# JOULEFARM_ARM64_QEMU=system keeps the host's.
+#
+# Timings (2-core Debian 12 x86_64 host, shared with another test run while measuring):
+#   qemu 10.0.2, on-device build, cold (empty cache):  1277 s (21 min) =
+#     host setup 6 s (fetching qemu) + root build 192 s + apt in the root 186 s + sshd 1 s
+#     + provision 882 s [venv 24 s, on-device Rust build 800 s, pip requirements 44 s]
+#     + layers job 5 s + db check 4 s
+#   qemu 10.0.2, on-device build, warm:  40 s (provision 27 s, maturin 7 s: cargo up to date)
+#   ... warm, but the Rust sources changed: 390 s (our two crates recompiled on the device)
+#   qemu 10.0.2, cross-built wheel: cross-build 19 s cold / 1 s warm; with the root cached
+#     52 s (cold target dir) / 33 s (warm) in all
+#   qemu 7.2 (JOULEFARM_ARM64_QEMU=system), on-device build: root build 100 s, apt 385 s,
+#     provision 2795 s (venv ~6 min, on-device Rust build ~43 min); warm 94 s
+#
+# Workarounds in here (comments at each): /sys/devices/system/cpu is masked inside the root
+# (LiteRT's cpuinfo crashed on the host's CPU lists under qemu 7.2); the host's local CA
+# certificates are given to the root (cargo and pip behind a TLS-inspecting proxy); and when
+# the Rust sources changed since the device's last build, the Cargo fingerprints of our own
+# two crates are dropped, because build_on_device unpacks an sdist whose files all carry one
+# fixed mtime (2006) and cargo would otherwise keep the stale build (a project bug).
 #
 # Usage: tests/arm64/run.sh, as root (it mounts, chroots, registers binfmt, may apt-get install)
 # Environment:
 #   JOULEFARM_ARM64_ROOT    the cached arm64 root (default ~/.cache/joulefarm/arm64-root);
 #                           delete it (and ROOT-cross-target) for a cold run
 #   JOULEFARM_ARM64_BUILD   device (default) or cross: where the Rust core is compiled
+#   JOULEFARM_ARM64_QEMU    backports (default: qemu-user 10 of bookworm-backports, cached in
+#                           ~/.cache/joulefarm/qemu-user-bookworm-backports) or system
 #   JOULEFARM_ARM64_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #   JOULEFARM_ARM64_KEEP=1  keep the work directory (logs, devices.toml, the DuckDB file)
 # Last line: `arm64 device: OK (cold|warm, N s)`; on failure `arm64 device: FAILED (...)`, exit 1.
@@ -132,6 +156,23 @@ stamp_lines() {  # prefixes each line with the seconds since $1 (microseconds), 
     done
 }
 
+CHILD=""
+run_fg() {  # "$@" (a command or an exported function) in a process group of its own, waited
+    # on in the background: bash runs a trap only between commands, so a long step in the
+    # foreground would hold off cleanup after a signal until it ended; cleanup kills the group.
+    setsid bash -c 'set -o pipefail; "$@"' run_fg "$@" &
+    CHILD=$!
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+
+provision_step() {  # provision_step START_US [--wheel PATH]: the CLI, its lines time-stamped
+    joulefarm provision "$DEVICE" --devices "$WORK/devices.toml" --trust-new-host "${@:2}" 2>&1 \
+        | stamp_lines "$1" | tee "$WORK/provision.log"
+}
+
 # --- the chroot -------------------------------------------------------------------------------
 
 in_root() {  # a command inside the root with a clean environment
@@ -204,6 +245,10 @@ cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
+    if [ -n "$CHILD" ]; then  # a step a signal interrupted
+        kill -TERM -- "-$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
     if [ -n "$WORK" ] && [ -d "$ROOT" ]; then
         if [ -f "$ROOT$PREFIX/stop-agent.sh" ] && ((${#MOUNTED[@]})); then
             log "stopping the agent ($PREFIX/stop-agent.sh)"
@@ -274,7 +319,7 @@ joulefarm() {  # the controller CLI of THIS checkout (whatever an editable insta
 }
 
 rust_sources_hash() {  # what the Rust core is compiled from, as the sdist carries it
-    (cd "$REPO" && find rust_core -path rust_core/target -prune -o -type f \
+    (cd "$REPO" && find rust_core -name target -prune -o -type f \
         \( -name '*.rs' -o -name 'Cargo.*' \) -print | LC_ALL=C sort | xargs sha256sum \
         | sha256sum | cut -d' ' -f1)
 }
@@ -287,6 +332,9 @@ exec 9>"$ROOT.lock"
 flock -n 9 || die "another run holds $ROOT.lock"
 WORK=$(mktemp -d -t joulefarm-arm64.XXXXXX)
 chmod 700 "$WORK"
+# What the steps run_fg starts in a new bash need.
+export REPO ROOT WORK DEVICE
+export -f log now_us run_logged in_root joulefarm stamp_lines provision_step
 log "arm64 device test: root $ROOT, Rust core built: $BUILD, work directory $WORK"
 
 phase "host setup" "packages, binfmt_misc, the controller"
@@ -407,7 +455,7 @@ else
         rm -rf --one-file-system "$partial"
     fi
     log "building $ROOT (log: $WORK/mmdebstrap.log)"
-    run_logged "$WORK/mmdebstrap.log" mmdebstrap --arch=arm64 --variant=minbase \
+    run_fg run_logged "$WORK/mmdebstrap.log" mmdebstrap --arch=arm64 --variant=minbase \
         --include=ca-certificates "$SUITE" "$partial" "$MIRROR"
     mv "$partial" "$ROOT"
     date -u +%Y-%m-%dT%H:%M:%SZ >"$ROOT/$MARKER"
@@ -438,14 +486,14 @@ tree_sums() { [ -d "$1" ] && (cd "$1" && find . -type f -name '*.crt' -exec sha2
     | sort); return 0; }
 HOST_CAS=/usr/local/share/ca-certificates
 ROOT_CAS=$ROOT/usr/local/share/ca-certificates/joulefarm-host
-notes=()
+notes=""
 if [ "$(tree_sums "$HOST_CAS")" != "$(tree_sums "$ROOT_CAS")" ]; then
     log "giving the device this host's local CA certificates ($HOST_CAS)"
     rm -rf "$ROOT_CAS"
     mkdir -p "$ROOT_CAS"
     [ -d "$HOST_CAS" ] && cp -a "$HOST_CAS/." "$ROOT_CAS/"
     run_logged "$WORK/root-ca.log" in_root update-ca-certificates
-    notes+=("local CAs updated")
+    notes="local CA certificates updated; "
 fi
 missing=()
 for p in "${ROOT_PACKAGES[@]}"; do
@@ -455,15 +503,15 @@ for p in "${ROOT_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
     log "apt-get install ${missing[*]} (emulated; log: $WORK/root-apt.log)"
-    run_logged "$WORK/root-apt.log" in_root apt-get update -q
-    run_logged "$WORK/root-apt.log" in_root env DEBIAN_FRONTEND=noninteractive \
+    run_fg run_logged "$WORK/root-apt.log" in_root apt-get update -q
+    run_fg run_logged "$WORK/root-apt.log" in_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}"
     in_root apt-get clean
-    notes+=("installed ${#missing[@]} packages and their dependencies")
+    notes+="installed ${#missing[@]} packages and their dependencies"
 else
-    notes+=("cached: all installed")
+    notes+="cached: all installed"
 fi
-phase_done "${notes[*]}"
+phase_done "$notes"
 log "device: $(in_root uname -m), Debian $(cat "$ROOT/etc/debian_version"), \
 $(in_root python3 --version), $(in_root rustc --version | cut -d' ' -f1-2), \
 $(in_root maturin --version)"
@@ -568,8 +616,7 @@ if [ "$BUILD" = device ] && [ -d "$ROOT$PREFIX/build/target/release/.fingerprint
     log "the Rust sources changed since the device's last build: cargo rebuilds joulefarm's crates"
     rm -rf "$ROOT$PREFIX"/build/target/release/.fingerprint/joulefarm-{energy,python}-*
 fi
-joulefarm provision "$DEVICE" --devices "$WORK/devices.toml" --trust-new-host \
-    "${WHEEL_ARGS[@]}" 2>&1 | stamp_lines "$PHASE_T" | tee "$WORK/provision.log"
+run_fg provision_step "$PHASE_T" "${WHEEL_ARGS[@]}"
 grep -q "\] device: Linux aarch64" "$WORK/provision.log" \
     || die "the probe did not report Linux aarch64"
 grep -q "\[$DEVICE\] healthy" "$WORK/provision.log" \
@@ -612,7 +659,7 @@ name = "mlp"
 recipe = "mlp"
 EOF
 DB="$WORK/arm64.duckdb"
-joulefarm sweep run "$WORK/suite.toml" --devices "$WORK/devices.toml" --db "$DB"
+run_fg joulefarm sweep run "$WORK/suite.toml" --devices "$WORK/devices.toml" --db "$DB"
 phase_done
 
 phase "db check" "joulefarm query on $DB"
