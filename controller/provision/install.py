@@ -6,6 +6,7 @@ Every step is safe to repeat: provisioning again replaces the agent in place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import shlex
@@ -245,10 +246,22 @@ def install_schema(session: SshSession, layout: RemoteLayout) -> None:
 def build_on_device(session: SshSession, layout: RemoteLayout, sdist: Path) -> str:
     """Build the agent wheel on the device from the source distribution; returns its path.
 
-    The Cargo target directory stays under the prefix, so provisioning again after a change
-    recompiles only what changed (a phone takes minutes for a cold build).
+    The same source distribution as last time (its sha256, stamped beside the wheel) reuses the
+    wheel built then. Otherwise it is unpacked with fresh mtimes (``tar -m``: maturin stamps
+    every file of an sdist with one fixed date, and Cargo, which compares mtimes, would take
+    changed sources for built ones) and built with the Cargo target directory kept under the
+    prefix, so the dependencies are not compiled again (a phone takes minutes for a cold build).
     """
     q = shlex.quote
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    src, out = layout.path("build/src"), layout.path("build/wheels")
+    stamp = layout.path("build/sdist.sha256")
+    previous = session.run(f"cat {q(stamp)} 2>/dev/null && ls {q(out)}",
+                           what="looking for the wheel built last time", check=False)
+    lines = previous.output.split()
+    built = sorted(name for name in lines[1:] if name.endswith(".whl"))
+    if previous.exit_status == 0 and lines and lines[0] == digest and built:
+        return posixpath.join(out, built[-1])
     remote = layout.path(f"wheels/{sdist.name}")
     session.mkdir_private(layout.path("wheels"))
     session.put(sdist, remote)
@@ -259,12 +272,11 @@ def build_on_device(session: SshSession, layout: RemoteLayout, sdist: Path) -> s
             f"{session.endpoint.label}: building the agent on the device needs maturin and "
             "Rust there (Termux: `pkg install rust maturin`; elsewhere: rustup and "
             "`pip install maturin`)")
-    src, out = layout.path("build/src"), layout.path("build/wheels")
     session.run(
-        f"rm -rf {q(src)} {q(out)} && mkdir -p {q(src)} {q(out)} && "
-        f"tar -xzf {q(remote)} -C {q(src)} --strip-components=1 && cd {q(src)} && "
+        f"rm -rf {q(src)} {q(out)} {q(stamp)} && mkdir -p {q(src)} {q(out)} && "
+        f"tar -m -xzf {q(remote)} -C {q(src)} --strip-components=1 && cd {q(src)} && "
         f"CARGO_TARGET_DIR={q(layout.path('build/target'))} maturin build --release "
-        f"--interpreter {q(layout.python)} --out {q(out)}",
+        f"--interpreter {q(layout.python)} --out {q(out)} && echo {digest} > {q(stamp)}",
         what="building the agent on the device (maturin, Rust release build)",
         timeout_s=BUILD_ON_DEVICE_TIMEOUT_S)
     listed = session.run(f"ls {q(out)}", what="finding the built wheel").output.split()

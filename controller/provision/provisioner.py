@@ -151,7 +151,7 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
             report(f"created the virtual environment {layout.venv}")
         if sdist is not None:
             report(f"building the agent on the device from {sdist.name} (Rust release build; "
-                   "minutes on a phone)")
+                   "minutes on a phone; the wheel built last time if the sources are the same)")
             built = install.build_on_device(session, layout, sdist)
             report(f"installing {built.rsplit('/', 1)[-1]} (--no-deps)")
             install.install_remote_wheel(session, layout, built)

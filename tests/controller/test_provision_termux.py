@@ -312,8 +312,13 @@ def test_runit_restarts_a_killed_agent_and_stop_keeps_it_down(phone: Phone,
     assert not Path(f"/proc/{new}").exists() or is_zombie(new)
     time.sleep(2)  # runsv would have restarted it by now if it were going to
     assert phone.runit_pid() is None
-    # Provisioning again brings it back up (and reuses the venv and the Cargo build).
+    # Provisioning again brings it back up, reusing the venv and, the sources being the same
+    # (the sdist's sha256 is stamped beside it), the wheel built on the device last time.
+    (wheel,) = (phone.install / "build/wheels").glob("*.whl")
+    built_at = wheel.stat().st_mtime_ns
+    assert (phone.install / "build/sdist.sha256").read_text().strip()
     again = phone.cli("phone")
+    assert wheel.stat().st_mtime_ns == built_at
     assert again.returncode == 0, again.stdout + again.stderr
     assert "created the virtual environment" not in again.stdout
     assert phone.runit_pid() is not None and not (phone.service / "down").exists()
