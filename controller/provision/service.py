@@ -41,9 +41,11 @@ _SUPERVISOR = """\
 cd "$(dirname "$0")" || exit 1
 echo $$ > supervisor.pid
 child=""
+sleeper=""
 stop() {
     trap - TERM INT
     [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
+    [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null  # no sleep outlives its supervisor
     rm -f supervisor.pid agent.pid
     exit 0
 }
@@ -62,7 +64,9 @@ while :; do
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) supervisor: agent pid $child exited with status" \\
         "$status after ${lived}s; restarting in ${delay}s" >>agent.log
     sleep "$delay" &
-    wait $!
+    sleeper=$!
+    wait "$sleeper"
+    sleeper=""
     [ "$delay" -lt 32 ] && delay=$((delay * 2))
 done
 """
