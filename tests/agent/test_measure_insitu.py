@@ -4,6 +4,7 @@ integrated against a simulated meter with ground truth."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 
@@ -38,9 +39,15 @@ def test_insitu_energy_per_op_against_the_simulator() -> None:
     truth = sum(x.true_energy_j for x in result.layers)
     # Ops are shorter than a few meter samples: per op the error is larger, in total small.
     assert total == pytest.approx(truth, rel=0.1)
+    # The profiler's clock: LiteRT reports whole microseconds; the hook reads perf_counter.
+    resolution = (1e-6 if result.runtime_name.endswith("(litert-capi)")
+                  else time.get_clock_info("perf_counter").resolution)
     for layer in result.layers:
         assert layer.iterations >= 5 and layer.samples > 0
         if layer.latency_s > 100e-6:
             assert layer.energy_j == pytest.approx(layer.true_energy_j, rel=0.15)
-        if layer.latency_s < 2e-6:
+        # The flag's rule is a median call under 2 x resolution; latency_s is the mean. A mean
+        # under the resolution guarantees it (Markov: fewer than half the calls can then last
+        # 2 x resolution or more); a mean just under 2 us did not, with calls of 1 and 2 us.
+        if layer.latency_s < resolution:
             assert "below_timer_resolution" in layer.flags
