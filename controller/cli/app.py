@@ -90,16 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         # The message is data (file names, fields like [schedule]): never read as markup.
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
         code = e.exit_code
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] in CONTROLLER_PACKAGES:
-            raise  # the entry point (launch.py) says which extra to install
-        if _state["debug"]:
-            raise
-        err_console.print(f"[bold red]internal error:[/] {escape(repr(e))} (run with --debug for "
-                          "the traceback)", markup=True, soft_wrap=True)
-        code = 1
     except Exception as e:
-        if _state["debug"]:
+        missing = e.name if isinstance(e, ModuleNotFoundError) else None
+        # A missing controller package: the entry point (launch.py) says which extra to install.
+        if _state["debug"] or (missing or "").split(".")[0] in CONTROLLER_PACKAGES:
             raise
         err_console.print(f"[bold red]internal error:[/] {escape(repr(e))} (run with --debug for "
                           "the traceback)", markup=True, soft_wrap=True)
