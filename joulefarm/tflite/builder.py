@@ -524,6 +524,203 @@ class Softmax(LayerSpec):
         return "softmax"
 
 
+UNARY_OPS: tuple[str, ...] = (
+    "LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "ELU", "EXP", "LOG",
+    "SQRT", "RSQRT", "SQUARE", "ABS", "NEG", "SIN", "COS", "FLOOR",
+)
+"""Float32 ops of one input, output of the same shape, no required options: ``Unary``."""
+
+BINARY_OPS: tuple[str, ...] = (
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW",
+    "FLOOR_DIV", "PRELU",
+)
+"""Float32 ops of two inputs (the second a constant broadcast to the first): ``Binary``."""
+
+OPERANDS: tuple[str, ...] = ("scalar", "channel", "full")
+"""Shapes of ``Binary``'s constant operand: one value, one per channel (last dimension; what
+PRELU's alpha and a bias-like MUL hold), or the input's whole shape."""
+
+REDUCE_OPS: tuple[str, ...] = ("SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "MEAN")
+
+
+@dataclass(frozen=True)
+class Unary(LayerSpec):
+    """One of ``UNARY_OPS`` applied elementwise (the op is a field: one spec for all)."""
+
+    name: str
+
+    @property
+    def op(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if self.name not in UNARY_OPS:
+            raise ValueError(f"layer {i}: {self.name} is not one of {UNARY_OPS}")
+        return shape
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape = self.out_shape(g.shapes[x], i)
+        y = g.tensor(shape, self._label(i))
+        g.op(self.name, [x], [y])
+        return y
+
+    def describe(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Binary(LayerSpec):
+    """One of ``BINARY_OPS`` of the input and a constant of ``operand`` shape (``OPERANDS``)."""
+
+    name: str
+    operand: str = "full"
+
+    @property
+    def op(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if self.name not in BINARY_OPS:
+            raise ValueError(f"layer {i}: {self.name} is not one of {BINARY_OPS}")
+        if self.operand not in OPERANDS:
+            raise ValueError(f"layer {i}: operand must be one of {OPERANDS}")
+        return shape
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = self.out_shape(g.shapes[x], i), self._label(i)
+        const_shape = {"scalar": (), "channel": (shape[-1],), "full": shape}[self.operand]
+        if self.name == "PRELU" and not const_shape:
+            const_shape = (1,)  # PRELU's alpha needs a rank of at least one
+        # Positive values: POW, DIV, FLOOR_DIV, SQRT-like ops stay finite on random inputs.
+        data = g.rng.uniform(0.5, 1.5, size=const_shape).astype(np.float32)
+        other = g.tensor(const_shape, f"{label}/operand", data)
+        y = g.tensor(shape, label)
+        g.op(self.name, [x, other], [y])
+        return y
+
+    def describe(self) -> str:
+        return f"{self.name.lower()}({self.operand})"
+
+
+@dataclass(frozen=True)
+class Reduce(LayerSpec):
+    """One of ``REDUCE_OPS`` over ``axes``."""
+
+    name: str
+    axes: tuple[int, ...] = (-1,)
+    keep_dims: bool = False
+
+    @property
+    def op(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def _axes(self, shape: Shape) -> list[int]:
+        return sorted({a % len(shape) for a in self.axes})
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if self.name not in REDUCE_OPS:
+            raise ValueError(f"layer {i}: {self.name} is not one of {REDUCE_OPS}")
+        axes = self._axes(shape)
+        return tuple(1 if d in axes else s for d, s in enumerate(shape)
+                     if self.keep_dims or d not in axes)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        axis = g.int_const(self._axes(shape), f"{label}/axes")
+        options = tfl.ReducerOptionsT()
+        options.keepDims = self.keep_dims
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.name, [x, axis], [y], tfl.BuiltinOptions.ReducerOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return (f"{self.name.lower()}(axes={','.join(map(str, self.axes))},"
+                f"keep={int(self.keep_dims)})")
+
+
+@dataclass(frozen=True)
+class Transpose(LayerSpec):
+    """TRANSPOSE by ``perm``."""
+
+    op: ClassVar[str] = "TRANSPOSE"
+    perm: tuple[int, ...]
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if sorted(self.perm) != list(range(len(shape))):
+            raise ValueError(f"layer {i} (Transpose): {self.perm} is no permutation of "
+                             f"{len(shape)} axes")
+        return tuple(shape[p] for p in self.perm)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        perm = g.int_const(self.perm, f"{label}/perm")
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.op, [x, perm], [y], tfl.BuiltinOptions.TransposeOptions,
+             tfl.TransposeOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return f"transpose({','.join(map(str, self.perm))})"
+
+
+@dataclass(frozen=True)
+class StridedSlice(LayerSpec):
+    """STRIDED_SLICE with ``begin``, ``end`` and ``strides`` (one each per dimension)."""
+
+    op: ClassVar[str] = "STRIDED_SLICE"
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
+    strides: tuple[int, ...]
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if not len(self.begin) == len(self.end) == len(self.strides) == len(shape):
+            raise ValueError(f"layer {i} (StridedSlice): begin, end and strides need "
+                             f"{len(shape)} entries")
+        out = []
+        for d, b, e, s in zip(shape, self.begin, self.end, self.strides, strict=True):
+            if not (0 <= b < e <= d and s >= 1):
+                raise ValueError(f"layer {i} (StridedSlice): [{b}:{e}:{s}] does not fit {d}")
+            out.append(-(-(e - b) // s))
+        return tuple(out)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        consts = [g.int_const(v, f"{label}/{n}") for n, v in
+                  (("begin", self.begin), ("end", self.end), ("strides", self.strides))]
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.op, [x, *consts], [y], tfl.BuiltinOptions.StridedSliceOptions,
+             tfl.StridedSliceOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return ("slice(" + ",".join(f"{b}:{e}:{s}" for b, e, s in
+                                    zip(self.begin, self.end, self.strides, strict=True)) + ")")
+
+
+@dataclass(frozen=True)
+class ResizeBilinear(LayerSpec):
+    """RESIZE_BILINEAR of an NHWC input to ``size`` (height, width)."""
+
+    op: ClassVar[str] = "RESIZE_BILINEAR"
+    size: Pair
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if len(shape) != 4:
+            raise ValueError(f"layer {i} (ResizeBilinear) needs an NHWC input, got {shape}")
+        return (shape[0], self.size[0], self.size[1], shape[3])
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        size = g.int_const(self.size, f"{label}/size")
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.op, [x, size], [y], tfl.BuiltinOptions.ResizeBilinearOptions,
+             tfl.ResizeBilinearOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return f"resize({self.size[0]}x{self.size[1]})"
+
+
 def build_model(input_shape: Sequence[int], layers: Sequence[LayerSpec], *, seed: int = 0,
                 name: str = "model") -> bytes:
     """A float32 TFLite model applying ``layers`` in order to one input of ``input_shape``.

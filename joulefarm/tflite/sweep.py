@@ -30,9 +30,14 @@ from typing import TypeVar
 import numpy as np
 
 from joulefarm.tflite.builder import (
+    BINARY_OPS,
+    OPERANDS,
     RECIPES,
+    REDUCE_OPS,
+    UNARY_OPS,
     Add,
     AveragePool2D,
+    Binary,
     Concatenation,
     Conv2D,
     DepthwiseConv2D,
@@ -41,8 +46,13 @@ from joulefarm.tflite.builder import (
     MaxPool2D,
     Mean,
     Pad,
+    Reduce,
     Reshape,
+    ResizeBilinear,
     Softmax,
+    StridedSlice,
+    Transpose,
+    Unary,
     _out_size,  # the builder's own SAME/VALID rule
     build_model,
 )
@@ -51,6 +61,15 @@ KINDS: tuple[str, ...] = (
     "conv", "dwconv", "fc", "maxpool", "avgpool", "add", "concat", "mean", "softmax", "pad",
 )
 """Layer kinds the sampler draws, each named after the layer it measures."""
+
+ELEMENTWISE_KINDS: tuple[str, ...] = ("unary", "binary", "reduce", "transpose", "slice",
+                                      "resize")
+"""Kinds of the ops that are neither convolutions nor pools, on tensors of rank 2-4 from a few
+elements to ``max_elements``: the small ops real models are full of, whose cost is mostly the
+call's fixed part. ``unary``, ``binary`` and ``reduce`` draw their op from the builder's
+``UNARY_OPS``, ``BINARY_OPS`` and ``REDUCE_OPS``."""
+
+ALL_KINDS: tuple[str, ...] = KINDS + ELEMENTWISE_KINDS
 
 PROFILES: tuple[str, ...] = ("mobile", "broad")
 
@@ -160,10 +179,64 @@ def _out_hw(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
         return None
 
 
-def _draw(rng: np.random.Generator, kind: str, profile: str
+def _tensor_shape(rng: np.random.Generator, max_elements: int) -> tuple[int, ...]:
+    """A rank 2-4 activation shape, batch 1, its element count log-uniform in
+    [2, max_elements]: channels (last dimension) log-uniform up to 1024, the rest spread over
+    the other dimensions."""
+    rank = _pick(rng, (2, 3, 4, 4))
+    total = _log_int(rng, 2, max_elements)
+    c = min(_log_int(rng, 1, 1024), total)
+    rest = max(total // c, 1)
+    if rank == 2:
+        return (1, c * rest) if rng.random() < 0.5 else (1, c)
+    if rank == 3:
+        return (1, rest, c)
+    h = _log_int(rng, 1, rest)
+    return (1, h, max(rest // h, 1), c)
+
+
+def _draw_elementwise(rng: np.random.Generator, kind: str, max_elements: int
+                      ) -> tuple[tuple[int, ...], tuple[LayerSpec, ...], int]:
+    shape = _tensor_shape(rng, max_elements)
+    rank = len(shape)
+    spec: LayerSpec
+    if kind == "unary":
+        spec = Unary(_pick(rng, UNARY_OPS))
+    elif kind == "binary":
+        name = _pick(rng, BINARY_OPS)
+        spec = Binary(name, "channel" if name == "PRELU" else _pick(rng, OPERANDS))
+    elif kind == "reduce":
+        axes = _pick(rng, [(a,) for a in range(1, rank)] + ([(1, 2)] if rank == 4 else []))
+        spec = Reduce(_pick(rng, REDUCE_OPS), axes, bool(rng.random() < 0.5))
+    elif kind == "transpose":
+        perm = tuple(int(p) for p in rng.permutation(rank - 1) + 1)
+        spec = Transpose((0, *perm))
+    elif kind == "slice":
+        begin, end, strides = [0], [1], [1]
+        for d in shape[1:]:
+            b = int(rng.integers(0, max(d // 4, 1)))
+            e = int(rng.integers(b + 1, d + 1))
+            begin.append(b)
+            end.append(e)
+            strides.append(_pick(rng, (1, 1, 1, 2)) if e - b > 1 else 1)
+        spec = StridedSlice(tuple(begin), tuple(end), tuple(strides))
+    elif kind == "resize":
+        if rank != 4:
+            shape = (1, *_spatial(rng, "mobile"), _pick(rng, _CHANNELS[:12]))
+        factor = _pick(rng, (0.5, 2.0, 2.0, 4.0))
+        spec = ResizeBilinear((max(int(shape[1] * factor), 1), max(int(shape[2] * factor), 1)))
+    else:
+        raise ValueError(f"unknown sweep kind {kind!r} (known: {', '.join(ALL_KINDS)})")
+    return shape, (spec,), spec.macs(shape)
+
+
+def _draw(rng: np.random.Generator, kind: str, profile: str,
+          max_elements: int = DEFAULT_MAX_ELEMENTS
           ) -> tuple[tuple[int, ...], tuple[LayerSpec, ...], int]:
     """One candidate (input shape, layers, MACs of the measured layer); MACs -1 where the
     drawn layer does not fit its input."""
+    if kind in ELEMENTWISE_KINDS:
+        return _draw_elementwise(rng, kind, max_elements)
     h, w = _spatial(rng, profile)
     if kind == "conv":
         cin = _pick(rng, _CHANNELS)
@@ -250,6 +323,8 @@ def _max_elements(shape: tuple[int, ...], layers: tuple[LayerSpec, ...]) -> int:
             largest = max(largest, shape[1] * shape[2] * spec.filters)
         if isinstance(spec, Concatenation):
             largest = max(largest, 2 * math.prod(shape))
+        if isinstance(spec, ResizeBilinear) and len(shape) == 4:
+            largest = max(largest, shape[0] * spec.size[0] * spec.size[1] * shape[3])
         if isinstance(spec, FullyConnected):
             largest = max(largest, shape[0] * spec.units, spec.units * shape[-1])
     return largest
@@ -272,9 +347,9 @@ def sample_configs(
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown sweep profile {profile!r} (known: {', '.join(PROFILES)})")
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in ALL_KINDS]
     if unknown or not kinds:
-        raise ValueError(f"unknown sweep kinds {unknown} (known: {', '.join(KINDS)})")
+        raise ValueError(f"unknown sweep kinds {unknown} (known: {', '.join(ALL_KINDS)})")
     rng = np.random.default_rng(seed)
     configs: list[SweepConfig] = []
     seen: set[str] = set()
@@ -285,7 +360,7 @@ def sample_configs(
             raise ValueError(f"could not draw {n} distinct configurations within the caps "
                              f"(max_macs={max_macs}, max_elements={max_elements})")
         kind = kinds[len(configs) % len(kinds)]
-        shape, layers, macs = _draw(rng, kind, profile)
+        shape, layers, macs = _draw(rng, kind, profile, max_elements)
         if macs < 0 or macs > max_macs or _max_elements(shape, layers) > max_elements:
             continue
         config = SweepConfig(kind, shape, layers, seed=len(configs))
@@ -386,7 +461,9 @@ def reference_models() -> list[tuple[str, bytes]]:
 
 
 __all__ = [
+    "ALL_KINDS",
     "DEFAULT_MAX_MACS",
+    "ELEMENTWISE_KINDS",
     "KINDS",
     "PROFILES",
     "REFERENCE_RECIPES",

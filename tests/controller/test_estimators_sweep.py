@@ -90,3 +90,29 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown sweep profile"):
         sample_configs(3, profile="huge")
     assert isinstance(sample_configs(1)[0], SweepConfig)
+
+
+def test_small_op_kinds_span_sizes_and_run():
+    """The small-op kinds draw their ops from the builder's lists, over tensors from a few
+    elements to the cap, and every model runs."""
+    from joulefarm.tflite.builder import BINARY_OPS, REDUCE_OPS, UNARY_OPS
+    from joulefarm.tflite.ops import elements
+    from joulefarm.tflite.sweep import ELEMENTWISE_KINDS
+    configs = sample_configs(120, seed=5, kinds=ELEMENTWISE_KINDS, max_elements=200_000)
+    assert Counter(c.kind for c in configs) == {k: 20 for k in ELEMENTWISE_KINDS}
+    allowed = {"unary": set(UNARY_OPS), "binary": set(BINARY_OPS), "reduce": set(REDUCE_OPS),
+               "transpose": {"TRANSPOSE"}, "slice": {"STRIDED_SLICE"},
+               "resize": {"RESIZE_BILINEAR"}}
+    sizes = []
+    for config in configs:
+        model = config.build()
+        (layer,) = read_layers(model)
+        assert layer.op in allowed[config.kind], config.name
+        sizes.append(elements(config.input_shape))
+        whole = WholeModel(model)
+        whole.set_inputs(whole.random_inputs(0))
+        whole.invoke()
+    assert min(sizes) < 100 and max(sizes) > 20_000  # tiny ops and large ones
+    assert max(sizes) <= 200_000
+    again = sample_configs(120, seed=5, kinds=ELEMENTWISE_KINDS, max_elements=200_000)
+    assert [c.name for c in again] == [c.name for c in configs]

@@ -17,6 +17,7 @@ from joulefarm.tflite import (
     FullyConnected,
     MaxPool2D,
     build_model,
+    read_layers,
 )
 from joulefarm.tflite.flatbuffer import buffer_data_offsets, numpy_dtype, unpack_model
 
@@ -182,3 +183,61 @@ def test_load_interpreter_pins_input_shapes():
     model = build_model((1, 16), [FullyConnected(4)])
     interpreter = load_interpreter(model, input_shapes=[(5, 16)])
     assert tuple(interpreter.get_output_details()[0]["shape"]) == (5, 4)
+
+
+def _generic_specs():
+    from joulefarm.tflite.builder import (
+        BINARY_OPS,
+        OPERANDS,
+        REDUCE_OPS,
+        UNARY_OPS,
+        Binary,
+        Reduce,
+        ResizeBilinear,
+        StridedSlice,
+        Transpose,
+        Unary,
+    )
+    return ([Unary(op) for op in UNARY_OPS]
+            + [Binary(op, operand) for op in BINARY_OPS for operand in OPERANDS]
+            + [Reduce(op, (1, 2), keep) for op in REDUCE_OPS for keep in (False, True)]
+            + [Transpose((0, 2, 1, 3)), StridedSlice((0, 1, 0, 0), (1, 8, 6, 3), (1, 2, 1, 1)),
+               ResizeBilinear((16, 20))])
+
+
+@pytest.mark.parametrize("spec", _generic_specs(), ids=lambda s: s.describe())
+def test_generic_op_specs_run_with_their_shapes_and_macs(spec):
+    """Every op the sweeps draw for the small-op kinds runs in the real runtime, with the
+    output shape the spec states and the MACs the op registry gives the parsed node."""
+    shape = (1, 8, 6, 3)
+    model = build_model(shape, [spec], seed=3)
+    x = np.random.default_rng(0).uniform(0.1, 2.0, shape).astype(np.float32)
+    out = run_once(model, x)
+    assert out.shape == spec.out_shape(shape)
+    assert np.all(np.isfinite(out))
+    (layer,) = read_layers(model)
+    assert layer.op == spec.op
+    assert layer.macs == spec.macs(shape)
+
+
+def test_generic_op_values_match_numpy():
+    from joulefarm.tflite.builder import Binary, Reduce, Transpose, Unary
+    shape = (1, 4, 5, 3)
+    x = np.random.default_rng(1).uniform(0.1, 2.0, shape).astype(np.float32)
+    np.testing.assert_allclose(run_once(build_model(shape, [Unary("SQRT")]), x), np.sqrt(x),
+                               rtol=1e-5)
+    np.testing.assert_allclose(run_once(build_model(shape, [Reduce("SUM", (1, 2))]), x),
+                               x.sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_array_equal(run_once(build_model(shape, [Transpose((0, 3, 1, 2))]), x),
+                                  x.transpose(0, 3, 1, 2))
+    model = build_model(shape, [Binary("MUL", "channel")], seed=4)
+    (alpha,) = [c for c in constants(model).values() if c.dtype == np.float32]
+    np.testing.assert_allclose(run_once(model, x), x * alpha, rtol=1e-6)
+
+
+def test_generic_specs_refuse_ops_they_do_not_build():
+    from joulefarm.tflite.builder import Binary, Unary
+    with pytest.raises(ValueError, match="not one of"):
+        build_model((1, 4), [Unary("CONV_2D")])
+    with pytest.raises(ValueError, match="operand"):
+        build_model((1, 4), [Binary("ADD", "row")])
