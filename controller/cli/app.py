@@ -29,7 +29,7 @@ from controller.cli import (
     trace_cmd,
 )
 from controller.cli.console import err_console
-from controller.cli.launch import CONTROLLER_PACKAGES
+from controller.cli.launch import CONTROLLER_PACKAGES, FIT_PACKAGES
 from joulefarm.errors import JoulefarmError
 
 app = typer.Typer(
@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         code = e.exit_code
     except Exception as e:
         missing = e.name if isinstance(e, ModuleNotFoundError) else None
-        # A missing controller package: the entry point (launch.py) says which extra to install.
-        if _state["debug"] or (missing or "").split(".")[0] in CONTROLLER_PACKAGES:
+        # A missing package of an extra: the entry point (launch.py) says which to install.
+        if _state["debug"] or (missing or "").split(".")[0] in (*CONTROLLER_PACKAGES,
+                                                                 *FIT_PACKAGES):
             raise
         err_console.print(f"[bold red]internal error:[/] {escape(repr(e))} (run with --debug for "
                           "the traceback)", markup=True, soft_wrap=True)

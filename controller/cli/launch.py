@@ -12,6 +12,8 @@ MIN_PYTHON = (3, 11)
 # What the `controller` extra installs (pyproject.toml), by import name.
 CONTROLLER_PACKAGES = ("duckdb", "pytz", "pyarrow", "polars", "typer", "paramiko", "packaging",
                        "onnxruntime", "rich", "cronsim")
+# What the `fit` extra installs (joulefarm fit), by import name.
+FIT_PACKAGES = ("sklearn", "scipy", "onnx")
 
 
 def main() -> None:
@@ -29,7 +31,15 @@ def main() -> None:
         # package shows up here too, not only at the import above.
         app_main()
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in CONTROLLER_PACKAGES:
+        missing = (exc.name or "").split(".")[0]
+        if missing in FIT_PACKAGES:
+            sys.stderr.write(
+                f"joulefarm: fitting estimators needs the fit extra ({exc.name} is missing). "
+                "Install it with: pip install 'joulefarm[fit]' (from a checkout: "
+                "pip install -e '.[controller,fit]'). Predicting needs only the controller "
+                "extra.\n")
+            sys.exit(2)
+        if missing not in CONTROLLER_PACKAGES:
             raise
         sys.stderr.write(
             f"joulefarm: the controller's packages are not installed ({exc.name} is missing). "

@@ -27,10 +27,8 @@ def test_an_old_python_is_told_the_controller_needs_3_11() -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("missing", ["typer", "duckdb"])
-def test_a_missing_controller_extra_names_the_install_command(missing: str,
-                                                              tmp_path: Path) -> None:
-    # typer is imported on start; duckdb only when a command opens the database.
+def _run_without(missing: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """The entry point with ``argv``, every import of package ``missing`` failing."""
     block = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -38,12 +36,29 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] == {missing!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
 sys.meta_path.insert(0, Block())
-sys.argv = ["joulefarm", "query", "--db", {str(tmp_path / "none.duckdb")!r}, "SELECT 1"]
+sys.argv = {["joulefarm", *argv]!r}
 {_LAUNCH}
 """
-    done = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
+
+
+@pytest.mark.parametrize("missing", ["typer", "duckdb"])
+def test_a_missing_controller_extra_names_the_install_command(missing: str,
+                                                              tmp_path: Path) -> None:
+    # typer is imported on start; duckdb only when a command opens the database.
+    done = _run_without(missing, ["query", "--db", str(tmp_path / "none.duckdb"), "SELECT 1"])
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"({missing} is missing)" in done.stderr
     assert "pip install 'joulefarm[controller]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("missing", ["sklearn", "onnx"])
+def test_fit_without_the_fit_extra_names_it(missing: str, tmp_path: Path) -> None:
+    done = _run_without(missing, ["fit", "--target", "latency", "--db",
+                                  str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "e")])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"({missing} is missing)" in done.stderr
+    assert "pip install 'joulefarm[fit]'" in done.stderr
     assert "Traceback" not in done.stderr
