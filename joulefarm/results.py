@@ -121,9 +121,21 @@ MIN_USABLE_COVERAGE = 0.8
 coverage correction is a guess: the row is flagged ``low_coverage``."""
 
 
-def is_usable(flags: Iterable[str]) -> bool:
-    """Whether a row with these flags (its own and its run's) may train an estimator."""
-    return not set(flags) & set(UNUSABLE_FLAGS)
+ENERGY_ONLY_FLAGS: tuple[str, ...] = (
+    "no_samples", "low_coverage", "non_monotonic", "saturated", "charging",
+)
+"""Unusable flags that concern only the meter's samples: the row's latency, timed on the
+agent's clock, still trains a latency estimator."""
+
+
+def is_usable(flags: Iterable[str], target: str = "energy") -> bool:
+    """Whether a row with these flags (its own and its run's) may train an estimator of
+    ``target`` (``"energy"``: every unusable flag counts; ``"latency"``: those of
+    ``ENERGY_ONLY_FLAGS`` do not)."""
+    bad = set(flags) & set(UNUSABLE_FLAGS)
+    if target == "latency":
+        bad -= set(ENERGY_ONLY_FLAGS)
+    return not bad
 
 
 def shape_text(shapes: Sequence[Sequence[int]]) -> str:

@@ -9,6 +9,7 @@ import typer
 from controller.cli.console import OutputFormat, err_console, print_rows
 from controller.cli.options import FormatOption, InputShapeOption
 from joulefarm.errors import InputError, ModelError
+from joulefarm.tflite.parse import LayerInfo
 
 ModelArgument = typer.Argument(..., help="A .tflite file.", show_default=False)
 
@@ -26,20 +27,14 @@ def _shapes(shapes: list[list[int]]) -> str:
     return ",".join("x".join(map(str, s)) for s in shapes)
 
 
-@app.command("layers", help="List a model's layers with their features (op, shapes, kernel, "
-             "stride, padding, dtype, MACs, parameter and activation bytes). Shapes are those "
-             "the runtime computes for one inference, marked * where the file stores others "
-             "(a converter's placeholders); --file-shapes reads the file alone.")
-def layers(model: Path = ModelArgument,
-           fmt: OutputFormat = FormatOption,
-           input_shape: list[str] | None = InputShapeOption,
-           file_shapes: bool = typer.Option(
-               False, "--file-shapes", help="The shapes stored in the file, without running "
-               "the model (also what is shown when the runtime cannot load it).")) -> None:
+def model_layers(model: Path, content: bytes, input_shape: list[str] | None,
+                 file_shapes: bool) -> tuple[list[LayerInfo], str]:
+    """The layers of ``content`` at the shapes the runtime computes (``--input-shape`` for
+    dynamic inputs), or the file's shapes with ``file_shapes``; the note says when the
+    runtime could not run the model and the file's shapes stand in."""
     from joulefarm.tflite.inputs import parse_input_shape
-    from joulefarm.tflite.parse import layer_to_dict, read_layers
+    from joulefarm.tflite.parse import read_layers
 
-    content = read_model_file(model)
     note = ""
     try:
         infos = read_layers(content)
@@ -57,6 +52,23 @@ def layers(model: Path = ModelArgument,
                 note = f"the file's shapes: the runtime cannot run the model ({e})"
     except ModelError as e:
         raise ModelError(f"{model}: {e}") from e
+    return infos, note
+
+
+@app.command("layers", help="List a model's layers with their features (op, shapes, kernel, "
+             "stride, padding, dtype, MACs, parameter and activation bytes). Shapes are those "
+             "the runtime computes for one inference, marked * where the file stores others "
+             "(a converter's placeholders); --file-shapes reads the file alone.")
+def layers(model: Path = ModelArgument,
+           fmt: OutputFormat = FormatOption,
+           input_shape: list[str] | None = InputShapeOption,
+           file_shapes: bool = typer.Option(
+               False, "--file-shapes", help="The shapes stored in the file, without running "
+               "the model (also what is shown when the runtime cannot load it).")) -> None:
+    from joulefarm.tflite.parse import layer_to_dict
+
+    content = read_model_file(model)
+    infos, note = model_layers(model, content, input_shape, file_shapes)
     dicts = [layer_to_dict(x) for x in infos]
     if note:  # the runtime could not run it: say whose shapes these are
         err_console.print(note, markup=False)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import typer
 
-from controller.cli.console import OutputFormat, console, print_rows
-from controller.cli.model_cmd import ModelArgument, read_model_file
-from controller.cli.options import FormatOption
-from joulefarm.errors import ModelError
+from controller.cli.console import OutputFormat, console, err_console, print_rows
+from controller.cli.model_cmd import ModelArgument, model_layers, read_model_file
+from controller.cli.options import FormatOption, InputShapeOption
 
 DeviceOption = typer.Option(..., "--device", help="Device to predict for (one the estimator "
                             "was fitted on).", show_default=False)
@@ -28,17 +27,25 @@ def predict(
     model: Path = ModelArgument,
     device: str = DeviceOption,
     estimator: Path = EstimatorOption,
+    input_shape: list[str] | None = InputShapeOption,
+    file_shapes: bool = typer.Option(
+        False, "--file-shapes", help="Describe the layers by the shapes stored in the file, "
+        "without running the model (a converter's placeholder shapes then reach the "
+        "features)."),
     fmt: OutputFormat = FormatOption,
 ) -> None:
-    """Predict MODEL's per-layer and whole-model latency or energy on DEVICE."""
+    """Predict MODEL's per-layer and whole-model latency or energy on DEVICE, with a
+    calibrated interval on the whole model. Layers are described at the shapes the runtime
+    computes for one inference (--input-shape for dynamic inputs)."""
+    from controller.estimators.features import from_layer_info
     from controller.estimators.predict import Estimator  # onnxruntime loads only when needed
 
     est = Estimator(estimator)
     content = read_model_file(model)
-    try:
-        result = est.predict(content, device)
-    except ModelError as e:
-        raise ModelError(f"{model}: {e}") from e
+    infos, note = model_layers(model, content, input_shape, file_shapes)
+    if note:
+        err_console.print(note, markup=False)
+    result = est.predict_layers([from_layer_info(x) for x in infos], device)
     source = est.manifest.get("energy_source", "n/a")
     layer_scale, layer_unit = _LAYER_SCALE[result.unit]
     total_scale, total_unit = _TOTAL_SCALE[result.unit]
@@ -57,14 +64,22 @@ def predict(
             if name == "gp" and result.gp_std is not None:
                 row.append(float(result.gp_std[i]) * layer_scale)
         rows.append(row)
-    total_columns = ["estimator", f"total_{total_unit}", f"std_{total_unit}", "preferred"]
-    total_rows = [[name, value * total_scale, None if std is None else std * total_scale,
-                   name == result.preferred]
-                  for name, (value, std) in result.totals.items()]
+    level = f"{100 * result.interval_level:.0f}"
+    total_columns = ["estimator", f"total_{total_unit}", f"std_{total_unit}",
+                     f"low{level}_{total_unit}", f"high{level}_{total_unit}", "preferred"]
+    total_rows = []
+    for name, (value, std) in result.totals.items():
+        bounds = (result.intervals or {}).get(name)
+        total_rows.append([name, value * total_scale, None if std is None else std * total_scale,
+                           None if bounds is None else bounds[0] * total_scale,
+                           None if bounds is None else bounds[1] * total_scale,
+                           name == result.preferred])
 
     if fmt is OutputFormat.json:
         data = {"model": str(model), "device": device, "target": result.target,
                 "unit": result.unit, "energy_source": source,
+                "interval_level": result.interval_level,
+                "unseen_ops": list(result.unseen_ops),
                 "layers": [dict(zip(columns, r, strict=True)) for r in rows],
                 "totals": [dict(zip(total_columns, r, strict=True)) for r in total_rows]}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -84,8 +99,14 @@ def predict(
     print_rows(total_columns, total_rows, fmt,
                title=f"whole model (sum of layers, corrected for non-additivity; std: GP, "
                      f"layer errors taken as independent{label})")
-    console.print(f"preferred estimator: {result.preferred} "
-                  f"(lowest cross-validated error when fitted)", markup=False)
+    console.print(f"preferred estimator: {result.preferred} (lowest cross-validated error "
+                  "when fitted, and better than the baselines)", markup=False)
+    if result.intervals:
+        console.print(f"low/high: the {level}% interval, calibrated on models of packages left "
+                      "out when fitting", markup=False)
+    if result.unseen_ops:
+        console.print(f"ops never seen in training: {', '.join(result.unseen_ops)}: priced by "
+                      "their op family's model, the interval widened for them", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import joulefarm
@@ -24,6 +24,8 @@ QUICK_LAYERS = MeasureSettings(mode="layers", min_layer_duration_s=0.005, min_it
 """Layer-mode settings for tests: short windows, still well over the sync pattern's needs."""
 QUICK_WHOLE = MeasureSettings(mode="whole", min_duration_s=0.02, min_iterations=5,
                               idle_duration_s=0.05, warmup_iterations=2)
+QUICK_INSITU = MeasureSettings(mode="insitu", min_duration_s=0.05, min_iterations=5,
+                               idle_duration_s=0.05, warmup_iterations=2)
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class ModelToMeasure:
     name: str
     content: bytes
     modes: tuple[str, ...] = ("layers",)
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Shapes for dynamic inputs (``MeasureSettings.input_shapes``)."""
 
 
 def local_facts(device_name: str, profile: str) -> DeviceFacts:
@@ -48,6 +52,7 @@ def measure_into_store(
     *,
     layers_settings: MeasureSettings = QUICK_LAYERS,
     whole_settings: MeasureSettings = QUICK_WHOLE,
+    insitu_settings: MeasureSettings = QUICK_INSITU,
     progress: Callable[[str], None] | None = None,
 ) -> int:
     """Measure every model in its modes on this machine as ``device_name``; returns the number
@@ -65,7 +70,9 @@ def measure_into_store(
             store.add_model(sha, model.name, "generated", len(model.content),
                             read_layers(model.content))
             for mode in model.modes:
-                settings = layers_settings if mode == "layers" else whole_settings
+                settings = replace({"layers": layers_settings, "whole": whole_settings,
+                                    "insitu": insitu_settings}[mode],
+                                   input_shapes=model.input_shapes)
                 if progress:
                     progress(f"{device_name}: {mode} {i + 1}/{len(models)} {model.name}")
                 meter = open_meter("sim", profile=profile, seed=i)

@@ -28,22 +28,26 @@ class CorrectionJson(TypedDict):
     alpha: float
     beta: float
     n_models: int
+    gamma: NotRequired[float]
     formula: NotRequired[str]
 
 
 @dataclass
 class Correction:
-    """whole = alpha * sum(layers) + beta * (n_layers - 1).
+    """whole = alpha * sum(layers) + beta * (n_layers - 1) + gamma.
 
     Each isolated layer was measured with its own interpreter call, so a sum of n layers
     counts n call overheads where the whole model pays one: ``beta`` (target units per extra
-    layer, usually negative) takes that back; ``alpha`` scales what remains (cache reuse
-    between layers, or its absence). A total never drops below ``FLOOR`` of the plain sum.
+    layer, usually negative) takes that back. An in-situ layer time holds the profiler's own
+    per-op cost (``beta`` again) and none of the call's fixed cost (copying inputs, starting
+    the plan): ``gamma``, per model. ``alpha`` scales what remains (cache reuse between
+    layers, or its absence). A total never drops below ``FLOOR`` of the plain sum.
     """
 
     alpha: float = 1.0
     beta: float = 0.0
     n_models: int = 0
+    gamma: float = 0.0
 
     FLOOR = 0.25
 
@@ -51,18 +55,20 @@ class Correction:
         """(corrected total, the factor applied to the sum's spread)."""
         if self.n_models == 0 or total <= 0:
             return total, 1.0
-        corrected = self.alpha * total + self.beta * max(n_layers - 1, 0)
+        corrected = self.alpha * total + self.beta * max(n_layers - 1, 0) + self.gamma
         corrected = max(corrected, self.FLOOR * total)
         return corrected, corrected / total
 
     def to_json(self) -> CorrectionJson:
         return {"alpha": self.alpha, "beta": self.beta, "n_models": self.n_models,
-                "formula": "whole = max(alpha * sum(layers) + beta * (n_layers - 1), "
+                "gamma": self.gamma,
+                "formula": "whole = max(alpha * sum(layers) + beta * (n_layers - 1) + gamma, "
                            f"{self.FLOOR} * sum(layers))"}
 
     @classmethod
     def from_json(cls, data: CorrectionJson) -> Correction:
-        return cls(float(data["alpha"]), float(data["beta"]), int(data["n_models"]))
+        return cls(float(data["alpha"]), float(data["beta"]), int(data["n_models"]),
+                   float(data.get("gamma", 0.0)))
 
 
 def lognormal_variance(log_mean: np.ndarray, log_std: np.ndarray) -> np.ndarray:

@@ -2,10 +2,14 @@
 
 Two kinds of sample:
 
-- a **layer sample**: one layer of one model on one device, from ``layers``-mode runs (the
-  layer looped alone). A model with a single layer that was also measured ``whole`` uses the
-  whole run's median latency (and its energy per inference) instead: that is the nn-Meter way
-  of measuring a kernel, and the median resists the CPU contention that inflates a mean.
+- a **layer sample**: one layer of one model on one device, from ``insitu`` runs (the op's
+  time inside the whole model, from the runtime's profiler) where the device ran the model in
+  situ, else from ``layers`` runs (the layer looped alone). In-situ times add up to the whole
+  model (the profiler's per-op overhead and the call's fixed cost are left to the correction),
+  and they are what the op costs with the caches as the model leaves them. A layers-mode model
+  with a single layer that was also measured ``whole`` uses the whole run's median latency
+  (and its energy per inference) instead: that is the nn-Meter way of measuring a kernel, and
+  the median resists the CPU contention that inflates a mean.
 - a **whole sample**: a model measured ``whole`` on a device (median latency, energy per
   inference); its layers come from any ``layers`` run of the same model (the features do not
   depend on the device).
@@ -14,7 +18,8 @@ Repeated runs of the same (device, model) are merged by their median. Non-positi
 non-finite targets are dropped, and so is every measurement flagged unusable, by its own flags
 or its run's (``joulefarm.results.UNUSABLE_FLAGS``: too little of the window covered by the
 meter, a latency no statistic can pin down, layers that add up to an implausible whole, ...).
-A dropped layer still describes its model; it only trains nothing.
+A flag about the meter's samples alone (``ENERGY_ONLY_FLAGS``) drops the energy and keeps
+the latency. A dropped layer still describes its model; it only trains nothing.
 """
 
 from __future__ import annotations
@@ -53,8 +58,8 @@ class LayerSample:
     energy_j: float
     simulated: bool
     source: str
-    """``"layers"`` (looped inside a layers run) or ``"whole_single"`` (a one-layer model
-    measured whole)."""
+    """``"insitu"`` (the op's time inside the whole model), ``"layers"`` (looped alone inside
+    a layers run) or ``"whole_single"`` (a one-layer model measured whole)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,11 @@ class Dataset:
     """(device, model sha256) -> {target: sum over layers of the layers-mode measurement}: what
     the whole model would cost if layers were additive."""
     unusable: int = 0
-    """Measurements (layer rows and whole runs) left out because they are flagged unusable."""
+    """Measurements (layer rows and whole runs) left out because they are flagged unusable
+    for both targets."""
+    energy_only_unusable: int = 0
+    """Measurements whose energy is left out (a flag about the meter) but whose latency
+    trains."""
 
     def value(self, sample: LayerSample | WholeSample, target: str) -> float:
         return float(getattr(sample, TARGETS[target][0]))
@@ -108,12 +117,15 @@ def _ok(value: float | None) -> bool:
 
 def model_family(name: str) -> str:
     """The family a model belongs to, for leave-one-family-out validation: the layer kind of
-    a sweep model (``sweep:conv ...`` -> ``conv``), ``reference`` for the reference set, else
-    the name up to its first space, colon or digit."""
+    a sweep model (``sweep:conv ...`` -> ``conv``), ``reference`` for the reference set, the
+    part before the slash of a ``package/model`` name, else the name up to its first space,
+    colon or digit."""
     if name.startswith("sweep:"):
         return name[len("sweep:"):].split(" ", 1)[0]
     if name.startswith("ref:"):
         return "reference"
+    if "/" in name.split(" ", 1)[0]:  # a corpus model, "package/model": its package
+        return name.split("/", 1)[0]
     stem = name.split(" ", 1)[0].split(":", 1)[0]
     for i, ch in enumerate(stem):
         if ch.isdigit() and i > 0:
@@ -157,12 +169,13 @@ def load_dataset(db_path: str | Path) -> Dataset:
     try:
         devices = _load_devices(_rows(con, _device_sql(con)))
         layer_rows = _rows(con, """
-            SELECT r.device_name, r.model_name, r.model_sha256, l.layer_index, l.op, l.macs,
+            SELECT r.device_name, r.model_name, r.model_sha256, r.mode, l.layer_index, l.op,
+                   l.macs,
                    l.param_bytes, l.act_in_bytes, l.act_out_bytes, l.input_shapes,
                    l.output_shapes, l.latency_s, l.energy_j, l.simulated,
                    list_concat(coalesce(l.flags, []), coalesce(r.flags, [])) AS flags
             FROM layer_measurements l JOIN runs r USING (run_id)
-            WHERE r.mode = 'layers'""")
+            WHERE r.mode IN ('layers', 'insitu')""")
         whole_rows = _rows(con, """
             SELECT r.device_name, r.model_name, r.model_sha256, w.latency_p50_s,
                    w.latency_mean_s, w.energy_j, w.simulated,
@@ -200,37 +213,42 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
                   whole_rows: list[Row]) -> Dataset:
     """Merge raw rows into samples (see the module docstring for the rules)."""
     names: dict[str, str] = {}
-    unusable = 0
+    counts = {"unusable": 0, "energy_only": 0}
     descs: dict[str, dict[int, LayerDesc]] = defaultdict(dict)
     measured: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    in_situ: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
     for row in layer_rows:
         sha = str(row["model_sha256"])
         names[sha] = str(row["model_name"])
         layer_index = row["layer_index"]
         assert layer_index is not None  # NOT NULL in layer_measurements
         index = int(layer_index)
-        descs[sha][index] = from_row(str(row["op"]), _int(row["macs"]), _int(row["param_bytes"]),
-                                     _int(row["act_in_bytes"]), _int(row["act_out_bytes"]),
-                                     _text(row["input_shapes"]), _text(row["output_shapes"]))
-        if not _usable(row):
-            unusable += 1
+        desc = from_row(str(row["op"]), _int(row["macs"]), _int(row["param_bytes"]),
+                        _int(row["act_in_bytes"]), _int(row["act_out_bytes"]),
+                        _text(row["input_shapes"]), _text(row["output_shapes"]))
+        insitu = row.get("mode") == "insitu"
+        if not insitu or index not in descs[sha]:  # a layers run's shapes are the fed ones
+            descs[sha][index] = desc
+        targets = _usable_targets(row, counts)
+        if targets is None:
             continue
-        measured[(str(row["device_name"]), sha, index)].append(
-            (_num(row["latency_s"]), _num(row["energy_j"]), bool(row["simulated"])))
+        (in_situ if insitu else measured)[(str(row["device_name"]), sha, index)].append(targets)
     model_layers = {sha: tuple(d[i] for i in sorted(d)) for sha, d in descs.items()}
+    # A (device, model) measured in situ trains on its in-situ times only: two kinds of time
+    # for one layer would teach the models two answers.
+    situ_models = {(device, sha) for device, sha, _ in in_situ}
+    measured = {k: v for k, v in measured.items() if (k[0], k[1]) not in situ_models}
 
     whole_runs: dict[tuple[str, str], list[tuple[float, float, bool]]] = defaultdict(list)
     for row in whole_rows:
         sha = str(row["model_sha256"])
         names.setdefault(sha, str(row["model_name"]))
-        if not _usable(row):
-            unusable += 1
-            continue
         latency = _num(row["latency_p50_s"])
         if not _ok(latency):
             latency = _num(row["latency_mean_s"])
-        whole_runs[(str(row["device_name"]), sha)].append(
-            (latency, _num(row["energy_j"]), bool(row["simulated"])))
+        targets = _usable_targets({**row, "latency_s": latency}, counts)
+        if targets is not None:
+            whole_runs[(str(row["device_name"]), sha)].append(targets)
     wholes = [
         WholeSample(device, sha, names[sha], _median(r[0] for r in runs),
                     _median(r[1] for r in runs), any(r[2] for r in runs))
@@ -241,15 +259,16 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
     layers: list[LayerSample] = []
     sums: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: {"latency": 0.0,
                                                                         "energy": 0.0})
-    for (device, sha, index), runs in sorted(measured.items()):
+    merged = [(key, runs, "layers") for key, runs in measured.items()]
+    merged += [(key, runs, "insitu") for key, runs in in_situ.items()]
+    for (device, sha, index), runs, source in sorted(merged):
         latency = _median(r[0] for r in runs)
         energy = _median(r[1] for r in runs)
         sums[(device, sha)]["latency"] += latency
         sums[(device, sha)]["energy"] += energy
         simulated = any(r[2] for r in runs)
-        source = "layers"
         whole = whole_by_key.get((device, sha))
-        if whole is not None and len(model_layers[sha]) == 1:
+        if source == "layers" and whole is not None and len(model_layers[sha]) == 1:
             latency, energy, simulated, source = (whole.latency_s, whole.energy_j,
                                                   whole.simulated, "whole_single")
         layers.append(LayerSample(device, sha, names[sha], index, descs[sha][index], latency,
@@ -263,13 +282,23 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
             layers.append(LayerSample(w.device, w.model_sha, w.model_name, index, layer_list[0],
                                       w.latency_s, w.energy_j, w.simulated, "whole_single"))
     return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums),
-                   unusable=unusable)
+                   unusable=counts["unusable"], energy_only_unusable=counts["energy_only"])
 
 
-def _usable(row: Row) -> bool:
-    """A row without a ``flags`` column (built by hand) counts as usable."""
+def _usable_targets(row: Row, counts: dict[str, int]) -> tuple[float, float, bool] | None:
+    """(latency, energy, simulated) of a row, a target its flags rule out as NaN; None when
+    both are ruled out (counted in ``counts``). A row without a ``flags`` column (built by
+    hand) counts as usable."""
     flags: object = row.get("flags")
-    return is_usable(flags) if isinstance(flags, list | tuple) else True
+    latency, energy = _num(row["latency_s"]), _num(row["energy_j"])
+    if isinstance(flags, list | tuple):
+        if not is_usable(flags, "latency"):
+            counts["unusable"] += 1
+            return None
+        if not is_usable(flags, "energy"):
+            counts["energy_only"] += 1
+            energy = float("nan")
+    return latency, energy, bool(row["simulated"])
 
 
 def _num(value: SqlValue) -> float:

@@ -35,6 +35,7 @@ from controller.estimators.features import (
     device_feature_names,
     op_onehot_names,
 )
+from controller.estimators.intervals import Calibration, calibrate
 from controller.estimators.manifest import (
     METRICS_CSV,
     METRICS_MD,
@@ -132,7 +133,8 @@ def _float(value: float | None) -> float | None:
 
 
 def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[str, Any]],
-                   metrics: list[MetricRow], db_path: str) -> dict[str, Any]:
+                   metrics: list[MetricRow], db_path: str,
+                   calibration: Calibration | None = None) -> dict[str, Any]:
     per_device_input = [n for n, _, _ in LAYER_FEATURES] + op_onehot_names(est.ops)
     devices: dict[str, Any] = {}
     for name in sorted(est.per_device):
@@ -161,6 +163,12 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
         "training_data_sha256": dataset.data_hash(),
         "training_layers": est.n_layers,
         "training_whole_models": len(dataset.wholes),
+        "excluded": {"unusable": dataset.unusable,
+                     "energy_only_unusable": dataset.energy_only_unusable,
+                     "note": "measurements left out by their flags (docs/flags.md): unusable "
+                             "for both targets; energy_only_unusable: a meter flag dropped "
+                             "the energy, the latency trained"},
+        "layer_source": sorted({s.source for s in dataset.layers}),
         "libraries": library_versions(),
         "onnx": {"ir_version": IR_VERSION, "opsets": dict(OPSETS), "input": "features",
                  "dtype": "float64", "outputs": "log_mean = ln(target) [, log_std]"},
@@ -174,6 +182,7 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
             "embedding": f"ln({est.target} in {TARGETS[est.target][1]}) on each reference model",
         },
         "ops": est.ops,
+        "seen_ops": est.seen_ops,
         "other_op": OTHER_OP,
         "platforms": est.platforms,
         "estimators": entries,
@@ -182,6 +191,7 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
         "correction_note": "a device's own correction (devices.NAME.correction) when it has "
                            "one, else this one",
         "uncertainty": UNCERTAINTY_NOTE,
+        "interval": (calibration or Calibration()).to_json(),
         "baselines": {
             "flops": "target = flops_ratio * MACs (one ratio per device, median on training "
                      "layers)",
@@ -231,15 +241,19 @@ def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, fol
     dataset = load_dataset(db_path)
     if not dataset.devices_with(target):
         raise EstimatorError(f"{db_path}: no layer measurements with a {target} to fit on")
+    residuals: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     metrics = run_validation(dataset, target, folds=folds, schemes=schemes, seed=seed,
-                             with_gp=validate_gp, progress=progress)
+                             with_gp=validate_gp, progress=progress, residuals=residuals)
+    # Leave-family-out residuals (a whole package unseen) are the honest ones for new
+    # models; the grouped folds' where the family split was not run.
+    calibration = calibrate(residuals.get("family") or residuals.get("grouped") or {})
     if progress:
         progress(f"{target}: fitting on all data")
     est = fit_estimator(dataset, target, seed=seed, progress=progress)
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     entries, _, _ = write_models(est, directory)
-    manifest = build_manifest(est, dataset, entries, metrics, str(db_path))
+    manifest = build_manifest(est, dataset, entries, metrics, str(db_path), calibration)
     write_manifest(directory, manifest)
     source = manifest["energy_source"]
     title = f"{target} estimators vs baselines ({db_path})" + (

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from joulefarm.results import parse_shapes
+from joulefarm.tflite.ops import FAMILIES, elements, op_entry
 from joulefarm.tflite.ops import kernel_area as ops_kernel_area
-from joulefarm.tflite.ops import op_entry
 from joulefarm.tflite.parse import LayerInfo
 
 Shape = tuple[int, ...]
@@ -49,14 +49,19 @@ LAYER_FEATURES: tuple[tuple[str, str, str], ...] = (
     ("log_stride_w", "ln(ratio)", "ln(input width / output width), >= 0"),
     ("n_inputs", "count", "number of activation (non-constant) inputs"),
     ("in_rank", "count", "rank of the first activation input"),
+    ("log_elem_bytes", "ln(byte)", "ln(bytes per activation input element): 0 for int8, "
+                                   "ln 4 for float32 (the kernel a runtime picks)"),
+    *((f"family={name}", "0/1", f"the op is of the op registry's {name!r} family "
+       "(joulefarm.tflite.ops): what a model of an op never seen in training goes by")
+      for name in FAMILIES),
 )
 """(name, unit, description) of each layer feature, in vector order."""
 
 GP_FEATURES: tuple[str, ...] = (
     "log_macs", "log_param_bytes", "log_act_in_bytes", "log_act_out_bytes", "log_in_h",
-    "log_in_w", "log_in_c", "log_out_c", "log_kernel_area", "log_stride_w",
+    "log_in_w", "log_in_c", "log_out_c", "log_kernel_area", "log_stride_w", "log_elem_bytes",
 )
-"""The layer features a Gaussian process sees: an ARD kernel over all 17 overfits the few
+"""The layer features a Gaussian process sees: an ARD kernel over all of them overfits the few
 hundred points a sweep gives per op type."""
 
 DEVICE_FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -126,6 +131,9 @@ def layer_vector(desc: LayerDesc) -> np.ndarray:
     n, h, w, c = _hwc(first_in)
     _, oh, ow, oc = _hwc(first_out)
     moved = desc.param_bytes + desc.act_in_bytes + desc.act_out_bytes
+    in_elements = sum(elements(shape) for shape in desc.input_shapes)
+    elem_bytes = desc.act_in_bytes / in_elements if in_elements and desc.act_in_bytes else 4.0
+    family = op_entry(desc.op).family
     values = (
         math.log1p(desc.macs),
         math.log1p(desc.param_bytes),
@@ -144,6 +152,8 @@ def layer_vector(desc: LayerDesc) -> np.ndarray:
         max(math.log(w / ow), 0.0),
         float(len(desc.input_shapes)),
         float(len(first_in)),
+        math.log(max(elem_bytes, 0.125)),
+        *(1.0 if family == name else 0.0 for name in FAMILIES),
     )
     return np.asarray(values, dtype=np.float64)
 

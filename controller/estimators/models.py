@@ -77,6 +77,9 @@ class FittedEstimator:
     n_layers: int = 0
     notes: list[str] = field(default_factory=list)
     device_corrections: dict[str, Correction] = field(default_factory=dict)
+    seen_ops: list[str] = field(default_factory=list)
+    """Every op with a training sample (those under ``MIN_OP_SAMPLES`` included, which the
+    ``_OTHER`` model learnt); a layer of any other op is predicted by its family alone."""
 
     def correction_for(self, device: str) -> Correction:
         return self.device_corrections.get(device, self.correction)
@@ -187,6 +190,7 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         per_device=per_device, cross_hw=cross, device_blocks=blocks, device_scales=scales,
         correction=fit_correction(dataset, target, set(by_device)), flops_ratio=flops,
         power_w=power, n_layers=len(samples), notes=notes,
+        seen_ops=sorted(counts),
         device_corrections=_device_corrections(dataset, target, set(by_device)))
 
 
@@ -238,10 +242,12 @@ def _device_corrections(dataset: Dataset, target: str, devices: set[str]
 
 
 def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correction:
-    """Least squares, in relative error, of whole = alpha * sum + beta * (n_layers - 1) on
-    models measured whole whose every layer has a training target on that device. The sum
-    is over those targets, the very quantity the per-layer models learn, so the correction
-    maps a sum of their predictions to a whole model. A ridge term pulls alpha towards 1."""
+    """Least squares, in relative error, of whole = alpha * sum + beta * (n_layers - 1) +
+    gamma on models measured whole whose every layer has a training target on that device.
+    The sum is over those targets, the very quantity the per-layer models learn, so the
+    correction maps a sum of their predictions to a whole model. A ridge term pulls alpha
+    towards 1; beta and gamma are fitted only where the models vary in layer count and where
+    single-layer models or several sizes pin the constant down."""
     targets: dict[tuple[str, str], list[float]] = defaultdict(list)
     for s in _usable(dataset, dataset.layers, target):
         targets[(s.device, s.model_sha)].append(dataset.value(s, target))
@@ -255,15 +261,20 @@ def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correcti
             rows.append((len(layers), sum(values), whole))
     if not rows:
         return Correction()
-    design = np.asarray([[total / whole, (n - 1) / whole] for n, total, whole in rows])
+    design = np.asarray([[total / whole, (n - 1) / whole, 1 / whole]
+                         for n, total, whole in rows])
     rhs = np.ones(len(rows))
     ridge = math.sqrt(CORRECTION_RIDGE)
-    design = np.vstack([design, [ridge, 0.0]])
+    columns = [0]
+    if np.any(design[:, 1]):  # only single-layer models: no per-layer overhead to learn
+        columns.append(1)
+    if len(rows) >= MIN_CORRECTION_MODELS:
+        columns.append(2)
+    design = np.vstack([design[:, columns], [ridge] + [0.0] * (len(columns) - 1)])
     rhs = np.append(rhs, ridge)
-    if not np.any(design[:, 1]):  # only single-layer models: no overhead to learn
-        design = design[:, :1]
-    coef = np.linalg.lstsq(design, rhs, rcond=None)[0]
-    return Correction(float(coef[0]), float(coef[1]) if len(coef) > 1 else 0.0, len(rows))
+    coef = dict(zip(columns, np.linalg.lstsq(design, rhs, rcond=None)[0], strict=True))
+    return Correction(float(coef[0]), float(coef.get(1, 0.0)), len(rows),
+                      float(coef.get(2, 0.0)))
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -315,6 +326,12 @@ def predict_layers(est: FittedEstimator, device: str, descs: Sequence[LayerDesc]
     if ratio is not None and math.isfinite(ratio):
         values["flops"] = ratio * np.asarray([max(d.macs, 1) for d in descs], dtype=np.float64)
     return LayerPredictions(values, gp_std)
+
+
+def unseen_mask(est: FittedEstimator, descs: Sequence[LayerDesc]) -> np.ndarray:
+    """True for each layer whose op no training sample had."""
+    seen = set(est.seen_ops)
+    return np.asarray([d.op not in seen for d in descs], dtype=bool)
 
 
 def predict_whole(est: FittedEstimator, device: str, descs: Sequence[LayerDesc], **kwargs

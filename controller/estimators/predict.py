@@ -24,6 +24,7 @@ from controller.estimators.features import (
     from_layer_info,
     layer_matrix,
 )
+from controller.estimators.intervals import Calibration
 from controller.estimators.manifest import read_manifest
 from joulefarm.tflite.parse import read_layers
 
@@ -48,6 +49,13 @@ class ModelPrediction:
     totals: dict[str, tuple[float, float | None]]
     """Estimator -> (whole-model prediction, standard deviation or None)."""
     preferred: str
+    unseen_ops: tuple[str, ...] = ()
+    """Ops of this model that no training sample had: priced by their op family's model,
+    with a wider interval."""
+    intervals: dict[str, tuple[float, float]] | None = None
+    """Estimator -> (low, high) of its calibrated interval (``interval_level``) on the whole
+    model; estimators without a calibration are absent."""
+    interval_level: float = 0.0
 
 
 class Estimator:
@@ -60,6 +68,9 @@ class Estimator:
         self.unit: str = self.manifest["unit"]
         self.ops: list[str] = list(self.manifest["ops"])
         self.correction = Correction.from_json(self.manifest["correction"])
+        self.calibration = Calibration.from_json(self.manifest.get("interval"))
+        # Older estimators list no seen ops: every op of theirs with a model counts as seen.
+        self.seen_ops: set[str] = set(self.manifest.get("seen_ops", self.ops))
         self._files: dict[tuple[str, str | None, str], str] = {
             (e["kind"], e.get("device"), e["op"]): e["file"] for e in self.manifest["estimators"]
         }
@@ -140,9 +151,21 @@ class Estimator:
                 gp_log_std ** 2 / 2)
         preferred = self.manifest.get("preferred") or next(
             (k for k in PREFERENCE if k in totals), "flops")
+        unseen = np.asarray([d.op not in self.seen_ops for d in descs], dtype=bool)
+        intervals = {}
+        for name, (total, std) in totals.items():
+            share = (float(values[name][unseen].sum() / values[name].sum())
+                     if unseen.any() and values[name].sum() > 0 else 0.0)
+            bounds = self.calibration.interval(name, total, (std or 0.0) / total if total > 0
+                                               else 0.0, share)
+            if bounds is not None:
+                intervals[name] = bounds
         return ModelPrediction(device, self.target, self.unit, descs, values, gp_std,
                                gp_log_std, totals,
-                               preferred if preferred in totals else next(iter(totals)))
+                               preferred if preferred in totals else next(iter(totals)),
+                               tuple(sorted({d.op for d, u in zip(descs, unseen, strict=True)
+                                             if u})),
+                               intervals, self.calibration.level)
 
     def predict(self, model_bytes: bytes, device: str) -> ModelPrediction:
         """Predictions for every layer of a .tflite model and for the whole model."""

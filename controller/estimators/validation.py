@@ -25,8 +25,10 @@ from typing import TypedDict
 
 import numpy as np
 
+from controller.estimators.combine import whole_totals
 from controller.estimators.dataset import Dataset, LayerSample, WholeSample, model_family
 from controller.estimators.features import device_vector, embedding
+from controller.estimators.intervals import Residual
 from controller.estimators.metrics import METRIC_COLUMNS, Scores, scores
 from controller.estimators.models import (
     FittedEstimator,
@@ -34,6 +36,7 @@ from controller.estimators.models import (
     predict_layers,
     predict_whole,
     reference_values,
+    unseen_mask,
 )
 from joulefarm.tflite.parse import read_layers
 from joulefarm.tflite.sweep import reference_models, reference_names
@@ -56,6 +59,9 @@ class MetricRow:
 
 Pairs = dict[tuple[str, str], list[tuple[float, float]]]
 """(level, estimator) -> [(measured, predicted)]."""
+
+Residuals = dict[str, list[Residual]]
+"""Estimator -> a ``intervals.Residual`` per held-out whole model (for ``calibrate``)."""
 
 FewShot = dict[str, tuple[tuple[np.ndarray, float] | None, float | None]]
 """Held-out device -> (its device block and scale, its FLOPs ratio), from reference runs."""
@@ -100,8 +106,10 @@ def _score_fold(dataset: Dataset, target: str, est: FittedEstimator,
                 layers: list[LayerSample], wholes: list[WholeSample], pairs: Pairs, *,
                 latency_est: FittedEstimator | None = None,
                 few_shot: FewShot | None = None,
-                only: Iterable[str] | None = None) -> None:
-    """Add (measured, predicted) pairs of ``layers`` and ``wholes`` to ``pairs``."""
+                only: Iterable[str] | None = None,
+                residuals: Residuals | None = None) -> None:
+    """Add (measured, predicted) pairs of ``layers`` and ``wholes`` to ``pairs``, and the
+    whole models' residuals to ``residuals`` when given."""
     keep = set(only) if only is not None else None
     by_device: dict[str, list[LayerSample]] = defaultdict(list)
     for s in layers:
@@ -125,13 +133,22 @@ def _score_fold(dataset: Dataset, target: str, est: FittedEstimator,
         kwargs = _device_kwargs(w.device, few_shot)
         if few_shot is None and w.device not in est.per_device:
             continue
-        totals = predict_whole(est, w.device, descs, **kwargs)
+        layer_pred = predict_layers(est, w.device, descs, **kwargs)
+        totals = whole_totals(layer_pred.values, layer_pred.gp_log_std,
+                              est.correction_for(w.device), len(descs))
         if latency_est is not None and w.device in latency_est.per_device:
             lat_total = predict_whole(latency_est, w.device, descs)["trees"][0]
             totals = {**totals, "const_power": (lat_total * est.power_w[w.device], None)}
-        for name, (total, _) in totals.items():
+        unseen = unseen_mask(est, descs)
+        for name, (total, std) in totals.items():
             if keep is None or name in keep:
                 pairs[("model", name)].append((value, total))
+                if residuals is not None and total > 0:
+                    layer_values = layer_pred.values.get(name)
+                    share = (float(layer_values[unseen].sum() / layer_values.sum())
+                             if layer_values is not None and unseen.any() else 0.0)
+                    residuals.setdefault(name, []).append(
+                        (math.log(value / total), (std or 0.0) / total, share))
 
 
 def _device_kwargs(device: str, few_shot: FewShot | None) -> _FewShotArgs:
@@ -151,7 +168,7 @@ def _fit(dataset: Dataset, target: str, seed: int, with_gp: bool, with_cross: bo
 
 
 def grouped_kfold(dataset: Dataset, target: str, *, folds: int = 5, seed: int = 0,
-                  with_gp: bool = True) -> Pairs:
+                  with_gp: bool = True, residuals: Residuals | None = None) -> Pairs:
     shas = sorted({s.model_sha for s in dataset.layers if not _is_reference(dataset, s.model_sha)})
     order = np.random.default_rng(seed).permutation(len(shas))
     fold_of = {shas[i]: k % folds for k, i in enumerate(order)}
@@ -162,12 +179,12 @@ def grouped_kfold(dataset: Dataset, target: str, *, folds: int = 5, seed: int = 
         est, latency = _fit(train, target, seed, with_gp)
         _score_fold(dataset, target, est, [s for s in dataset.layers if s.model_sha in test],
                     [w for w in dataset.wholes if w.model_sha in test], pairs,
-                    latency_est=latency)
+                    latency_est=latency, residuals=residuals)
     return pairs
 
 
-def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool = True
-                     ) -> Pairs:
+def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool = True,
+                     residuals: Residuals | None = None) -> Pairs:
     families: dict[str, set[str]] = defaultdict(set)
     for sha, name in dataset.model_names.items():
         if not _is_reference(dataset, sha):
@@ -182,7 +199,7 @@ def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: b
         est, latency = _fit(train, target, seed, with_gp)
         _score_fold(dataset, target, est, [s for s in dataset.layers if s.model_sha in test],
                     [w for w in dataset.wholes if w.model_sha in test], pairs,
-                    latency_est=latency)
+                    latency_est=latency, residuals=residuals)
     return pairs
 
 
@@ -236,16 +253,22 @@ def _few_shot_flops(refs: dict[str, float]) -> float | None:
 
 def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
                    schemes: Iterable[str] = SCHEMES, seed: int = 0, with_gp: bool = True,
-                   progress: Callable[[str], None] | None = None) -> list[MetricRow]:
-    """Every scheme's metrics table rows (estimators and baselines side by side)."""
+                   progress: Callable[[str], None] | None = None,
+                   residuals: dict[str, Residuals] | None = None) -> list[MetricRow]:
+    """Every scheme's metrics table rows (estimators and baselines side by side). Given
+    ``residuals``, each of the grouped and family schemes adds its whole models' residuals
+    under its name."""
     rows: list[MetricRow] = []
     for scheme in schemes:
         if progress:
             progress(f"{target}: validating ({scheme})")
+        found = None if residuals is None else residuals.setdefault(scheme, {})
         if scheme == "grouped":
-            pairs = grouped_kfold(dataset, target, folds=folds, seed=seed, with_gp=with_gp)
+            pairs = grouped_kfold(dataset, target, folds=folds, seed=seed, with_gp=with_gp,
+                                  residuals=found)
         elif scheme == "family":
-            pairs = leave_family_out(dataset, target, seed=seed, with_gp=with_gp)
+            pairs = leave_family_out(dataset, target, seed=seed, with_gp=with_gp,
+                                     residuals=found)
         elif scheme == "device":
             pairs = leave_device_out(dataset, target, seed=seed)
         else:
@@ -263,12 +286,20 @@ def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
 _ORDER = {"gp": 0, "trees": 1, "cross_hw": 2, "flops": 3, "const_power": 4}
 
 
+BASELINES: tuple[str, ...] = ("flops", "const_power")
+
+
 def preferred_estimator(rows: list[MetricRow]) -> str | None:
-    """The estimator with the lowest MAPE, whole models first, in the grouped split."""
+    """The estimator with the lowest MAPE, whole models first, in the grouped split, among
+    those that beat every baseline scored beside them (FLOPs, and constant power for
+    energy): one that does not is never preferred. None when no estimator beats them."""
     for level in ("model", "layer"):
-        candidates = [r for r in rows if r.split.startswith("grouped") and r.level == level
-                      and r.estimator in ("gp", "trees", "cross_hw")
-                      and math.isfinite(r.scores.mape_pct)]
+        scored = [r for r in rows if r.split.startswith("grouped") and r.level == level
+                  and math.isfinite(r.scores.mape_pct)]
+        baseline = min((r.scores.mape_pct for r in scored if r.estimator in BASELINES),
+                       default=math.inf)
+        candidates = [r for r in scored if r.estimator in ("gp", "trees", "cross_hw")]
         if candidates:
-            return min(candidates, key=lambda r: r.scores.mape_pct).estimator
+            best = min(candidates, key=lambda r: r.scores.mape_pct)
+            return best.estimator if best.scores.mape_pct < baseline else None
     return None

