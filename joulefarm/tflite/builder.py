@@ -536,9 +536,10 @@ BINARY_OPS: tuple[str, ...] = (
 )
 """Float32 ops of two inputs (the second a constant broadcast to the first): ``Binary``."""
 
-OPERANDS: tuple[str, ...] = ("scalar", "channel", "full")
-"""Shapes of ``Binary``'s constant operand: one value, one per channel (last dimension; what
-PRELU's alpha and a bias-like MUL hold), or the input's whole shape."""
+OPERANDS: tuple[str, ...] = ("scalar", "channel", "full", "input")
+"""``Binary``'s second operand: a constant of one value, of one per channel (last dimension;
+what PRELU's alpha and a bias-like MUL hold) or of the input's whole shape; or the input
+itself (two activation inputs, as in x * x or a gate times a signal)."""
 
 REDUCE_OPS: tuple[str, ...] = ("SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "MEAN")
 
@@ -586,8 +587,17 @@ class Binary(LayerSpec):
             raise ValueError(f"layer {i}: operand must be one of {OPERANDS}")
         return shape
 
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        if self.operand == "input":
+            return OpShapes((shape, shape), (self.out_shape(shape),), (shape, shape))
+        return super().op_shapes(shape)
+
     def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
         shape, label = self.out_shape(g.shapes[x], i), self._label(i)
+        if self.operand == "input":
+            y = g.tensor(shape, label)
+            g.op(self.name, [x, x], [y])
+            return y
         const_shape = {"scalar": (), "channel": (shape[-1],), "full": shape}[self.operand]
         if self.name == "PRELU" and not const_shape:
             const_shape = (1,)  # PRELU's alpha needs a rank of at least one

@@ -205,6 +205,8 @@ def _draw_elementwise(rng: np.random.Generator, kind: str, max_elements: int
     elif kind == "binary":
         name = _pick(rng, BINARY_OPS)
         spec = Binary(name, "channel" if name == "PRELU" else _pick(rng, OPERANDS))
+        if name == "PRELU" or (name in ("POW", "DIV", "FLOOR_DIV") and spec.operand == "input"):
+            spec = Binary(name, "channel")  # alpha is a constant; x ** x overflows
     elif kind == "reduce":
         axes = _pick(rng, [(a,) for a in range(1, rank)] + ([(1, 2)] if rank == 4 else []))
         spec = Reduce(_pick(rng, REDUCE_OPS), axes, bool(rng.random() < 0.5))
