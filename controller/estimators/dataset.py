@@ -37,6 +37,11 @@ import numpy as np
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import DeviceInfo, LayerDesc, from_row
 from joulefarm.results import is_usable
+from joulefarm.tflite.ops import op_entry
+
+COMPUTE_FAMILIES = ("conv", "depthwise", "transpose_conv", "conv3d", "fully_connected",
+                    "matmul", "pool")
+"""Op families whose cost the MAC count carries: a layer of one without MACs trains nothing."""
 
 SqlValue = bool | int | float | str | None
 """A cell as DuckDB hands back the columns read here (timestamps are cast to text; the
@@ -91,6 +96,10 @@ class Dataset:
     energy_only_unusable: int = 0
     """Measurements whose energy is left out (a flag about the meter) but whose latency
     trains."""
+    no_features: int = 0
+    """Layer measurements left out because their MACs say nothing: a convolution, pool or
+    fully connected layer with no or zero MACs (its cost formula could not read its shapes).
+    Such a layer would teach a per-op model that zero MACs cost milliseconds."""
 
     def value(self, sample: LayerSample | WholeSample, target: str) -> float:
         return float(getattr(sample, TARGETS[target][0]))
@@ -213,7 +222,7 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
                   whole_rows: list[Row]) -> Dataset:
     """Merge raw rows into samples (see the module docstring for the rules)."""
     names: dict[str, str] = {}
-    counts = {"unusable": 0, "energy_only": 0}
+    counts = {"unusable": 0, "energy_only": 0, "no_features": 0}
     descs: dict[str, dict[int, LayerDesc]] = defaultdict(dict)
     measured: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
     in_situ: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
@@ -229,6 +238,9 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
         insitu = row.get("mode") == "insitu"
         if not insitu or index not in descs[sha]:  # a layers run's shapes are the fed ones
             descs[sha][index] = desc
+        if desc.macs <= 0 and op_entry(desc.op).family in COMPUTE_FAMILIES:
+            counts["no_features"] += 1
+            continue
         targets = _usable_targets(row, counts)
         if targets is None:
             continue
@@ -282,7 +294,8 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
             layers.append(LayerSample(w.device, w.model_sha, w.model_name, index, layer_list[0],
                                       w.latency_s, w.energy_j, w.simulated, "whole_single"))
     return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums),
-                   unusable=counts["unusable"], energy_only_unusable=counts["energy_only"])
+                   unusable=counts["unusable"], energy_only_unusable=counts["energy_only"],
+                   no_features=counts["no_features"])
 
 
 def _usable_targets(row: Row, counts: dict[str, int]) -> tuple[float, float, bool] | None:

@@ -165,9 +165,11 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
         "training_whole_models": len(dataset.wholes),
         "excluded": {"unusable": dataset.unusable,
                      "energy_only_unusable": dataset.energy_only_unusable,
+                     "no_features": dataset.no_features,
                      "note": "measurements left out by their flags (docs/flags.md): unusable "
                              "for both targets; energy_only_unusable: a meter flag dropped "
-                             "the energy, the latency trained"},
+                             "the energy, the latency trained; no_features: a convolution, "
+                             "pool or fully connected layer whose MACs could not be counted"},
         "layer_source": sorted({s.source for s in dataset.layers}),
         "libraries": library_versions(),
         "onnx": {"ir_version": IR_VERSION, "opsets": dict(OPSETS), "input": "features",

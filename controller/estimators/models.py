@@ -47,6 +47,8 @@ MIN_OP_SAMPLES = 8
 MIN_CORRECTION_MODELS = 3
 """A device gets a correction of its own with this many multi-layer models measured both
 ways (call overheads differ between devices); otherwise it uses the one fitted on all."""
+MIN_CORRECTION_LAYERS = 3
+"""Models of this many layers or more fit the correction, where there are enough of them."""
 CORRECTION_RIDGE = 0.1
 """Weight of the pull of the correction's alpha towards 1, in units of one model's squared
 relative error (so it fades with data)."""
@@ -245,9 +247,10 @@ def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correcti
     """Least squares, in relative error, of whole = alpha * sum + beta * (n_layers - 1) +
     gamma on models measured whole whose every layer has a training target on that device.
     The sum is over those targets, the very quantity the per-layer models learn, so the
-    correction maps a sum of their predictions to a whole model. A ridge term pulls alpha
-    towards 1; beta and gamma are fitted only where the models vary in layer count and where
-    single-layer models or several sizes pin the constant down."""
+    correction maps a sum of their predictions to a whole model. Models of
+    ``MIN_CORRECTION_LAYERS`` or more layers are used where there are enough of them. A ridge
+    term pulls alpha towards 1; beta is fitted only where the models vary in layer count, and
+    gamma where there are enough models to pin a constant down."""
     targets: dict[tuple[str, str], list[float]] = defaultdict(list)
     for s in _usable(dataset, dataset.layers, target):
         targets[(s.device, s.model_sha)].append(dataset.value(s, target))
@@ -261,6 +264,11 @@ def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correcti
             rows.append((len(layers), sum(values), whole))
     if not rows:
         return Correction()
+    multi = [r for r in rows if r[0] >= MIN_CORRECTION_LAYERS]
+    if len(multi) >= MIN_CORRECTION_MODELS:
+        # Hundreds of single-op sweep models say little about how the sum of a real model's
+        # layers becomes its whole, and would outvote the models that do.
+        rows = multi
     design = np.asarray([[total / whole, (n - 1) / whole, 1 / whole]
                          for n, total, whole in rows])
     rhs = np.ones(len(rows))

@@ -132,3 +132,33 @@ def test_an_estimator_that_loses_to_a_baseline_is_not_preferred():
     rows.append(_row("model", "const_power", 50.0))
     rows[2] = _row("model", "flops", 35.0)
     assert preferred_estimator(rows) == "trees"
+
+
+def test_a_compute_layer_without_macs_trains_nothing():
+    """A fully connected layer whose MAC formula could not read its shapes (0 MACs, 200 KB
+    of weights, milliseconds) would teach the FC model that no work costs milliseconds."""
+    rows = [dict(_layer_row("insitu", 0, 2e-3), op="FULLY_CONNECTED", macs=0,
+                 param_bytes=196_992),
+            dict(_layer_row("insitu", 1, 1e-6), op="RANGE", macs=None)]
+    data = build_dataset({"d": DEVICE}, rows, [])
+    assert [s.desc.op for s in data.layers] == ["RANGE"]  # no formula at all: its own model
+    assert data.no_features == 1
+    assert len(data.model_layers["m"]) == 2  # still a layer of its model
+
+
+def test_single_op_models_do_not_outvote_real_ones_in_the_correction():
+    rng = np.random.default_rng(1)
+    layers, wholes, model_layers = [], [], {}
+    for m in range(300):
+        n_layers = 1 if m < 290 else 30
+        sha = f"m{m}"
+        times = rng.uniform(1e-6, 50e-6, n_layers)
+        model_layers[sha] = tuple(_desc(10 + i) for i in range(n_layers))
+        for i, t in enumerate(times):
+            layers.append(LayerSample("d", sha, sha, i, model_layers[sha][i], float(t), 1.0,
+                                      True, "insitu"))
+        # Single-op models run 30% faster whole than in situ; real models add up.
+        whole = 0.7 * times.sum() if n_layers == 1 else times.sum()
+        wholes.append(WholeSample("d", sha, sha, float(whole), 1.0, True))
+    data = Dataset(layers, wholes, model_layers, {}, {"d": DEVICE})
+    assert fit_correction(data, "latency", {"d"}).alpha == pytest.approx(1.0, abs=0.02)
