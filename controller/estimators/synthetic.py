@@ -30,7 +30,7 @@ from joulefarm.results import (
 )
 from joulefarm.tflite.ops import op_entry
 from joulefarm.tflite.parse import LayerInfo, read_layers
-from joulefarm.tflite.sweep import reference_models, sample_chains, sample_configs
+from joulefarm.tflite.sweep import KINDS, reference_models, sample_chains, sample_configs
 
 # The synthetic devices' compute efficiency per op family (share of the peak MAC rate; every
 # other family as elementwise work): what makes per-op models necessary.
@@ -140,6 +140,7 @@ def build_synthetic_db(
     seed: int = 0,
     noise: float = 0.02,
     profile: str = "mobile",
+    kinds: Sequence[str] = KINDS,
 ) -> Path:
     """Write a results database at ``path``: per device, ``n_configs`` single-layer sweep
     models (layers mode), ``n_chains`` multi-layer models (layers and whole mode) and the
@@ -147,7 +148,7 @@ def build_synthetic_db(
     path = Path(path)
     rng = np.random.default_rng(seed)
     models: list[tuple[str, bytes, bool, bool]] = []  # name, bytes, layers run, whole run
-    for config in sample_configs(n_configs, seed=seed, profile=profile):
+    for config in sample_configs(n_configs, seed=seed, profile=profile, kinds=kinds):
         models.append((config.name, config.build(), True, False))
     for config in sample_chains(n_chains, seed=seed):
         models.append((config.name, config.build(), True, True))
