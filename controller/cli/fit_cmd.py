@@ -61,9 +61,22 @@ def fit(
     print_rows(list(TABLE_COLUMNS), [r.as_row() for r in result.metrics], fmt,
                title=f"{target} estimators vs baselines{label} ({path})")
     if not quiet:
+        preferred = manifest.get("preferred") or ("none: no estimator beat the FLOPs and "
+                                                  "constant-power baselines")
+        excluded = manifest["excluded"]
+        console.print(f"trained on {manifest['training_layers']} layer and "
+                      f"{manifest['training_whole_models']} whole-model measurements; left "
+                      f"out: {excluded['unusable']} flagged unusable, "
+                      f"{excluded['no_features']} without MACs"
+                      + (f", {excluded['energy_only_unusable']} energies (meter flags)"
+                         if target == "energy" else ""), markup=False)
+        interval = manifest["interval"]
+        if interval["floor"]:
+            console.print(f"{100 * interval['level']:.0f}% intervals calibrated on "
+                          f"{interval['n_models']} held-out whole models", markup=False)
         console.print(f"wrote {len(result.files)} ONNX models, manifest.json, metrics.csv and "
-                      f"metrics.md to {result.directory} (preferred: "
-                      f"{manifest.get('preferred') or 'n/a'})", markup=False)
+                      f"metrics.md to {result.directory} (preferred: {preferred})",
+                      markup=False)
         for note in result.estimator.notes:
             console.print(f"note: {note}", markup=False)
 

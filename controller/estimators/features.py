@@ -124,6 +124,18 @@ def kernel_area(desc: LayerDesc) -> float:
                            desc.output_shapes)
 
 
+def elem_bytes(desc: LayerDesc) -> float:
+    """Bytes per activation input element (4 when the layer has no activation input)."""
+    in_elements = sum(elements(shape) for shape in desc.input_shapes)
+    return desc.act_in_bytes / in_elements if in_elements and desc.act_in_bytes else 4.0
+
+
+def kernel_key(desc: LayerDesc) -> str:
+    """What the per-op models are keyed by: the op, and ``:int8`` where its activations are
+    one byte (an int8 kernel is another kernel: nn-Meter keys its models the same way)."""
+    return f"{desc.op}:int8" if elem_bytes(desc) <= 1.0 else desc.op
+
+
 def layer_vector(desc: LayerDesc) -> np.ndarray:
     """The ``LAYER_FEATURES`` of one layer, float64, in order."""
     first_in = desc.input_shapes[0] if desc.input_shapes else ()
@@ -131,8 +143,6 @@ def layer_vector(desc: LayerDesc) -> np.ndarray:
     n, h, w, c = _hwc(first_in)
     _, oh, ow, oc = _hwc(first_out)
     moved = desc.param_bytes + desc.act_in_bytes + desc.act_out_bytes
-    in_elements = sum(elements(shape) for shape in desc.input_shapes)
-    elem_bytes = desc.act_in_bytes / in_elements if in_elements and desc.act_in_bytes else 4.0
     family = op_entry(desc.op).family
     values = (
         math.log1p(desc.macs),
@@ -152,14 +162,15 @@ def layer_vector(desc: LayerDesc) -> np.ndarray:
         max(math.log(w / ow), 0.0),
         float(len(desc.input_shapes)),
         float(len(first_in)),
-        math.log(max(elem_bytes, 0.125)),
+        math.log(max(elem_bytes(desc), 0.125)),
         *(1.0 if family == name else 0.0 for name in FAMILIES),
     )
     return np.asarray(values, dtype=np.float64)
 
 
 def op_onehot_names(ops: Sequence[str]) -> list[str]:
-    """Column names of the op one-hot block for the ops known at fit time (plus ``OTHER_OP``)."""
+    """Column names of the op one-hot block for the kernels (``kernel_key``) known at fit time
+    (plus ``OTHER_OP``)."""
     return [f"op={op}" for op in ops] + [f"op={OTHER_OP}"]
 
 
@@ -174,7 +185,8 @@ def layer_matrix(descs: Sequence[LayerDesc], ops: Sequence[str]) -> np.ndarray:
     per-device model."""
     if not descs:
         return np.zeros((0, len(LAYER_FEATURES) + len(ops) + 1))
-    return np.vstack([np.concatenate([layer_vector(d), op_onehot(d.op, ops)]) for d in descs])
+    return np.vstack([np.concatenate([layer_vector(d), op_onehot(kernel_key(d), ops)])
+                      for d in descs])
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from controller.estimators.features import (
     cross_matrix,
     device_vector,
     embedding,
+    kernel_key,
     layer_matrix,
 )
 from controller.estimators.regressors import GPModel, TreeModel, fit_gp, fit_trees
@@ -151,7 +152,7 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         raise EstimatorError(f"no layer measurements with a positive {target} to fit on")
     counts: dict[str, int] = defaultdict(int)
     for s in samples:
-        counts[s.desc.op] += 1
+        counts[kernel_key(s.desc)] += 1
     ops = sorted(op for op, n in counts.items() if n >= MIN_OP_SAMPLES)
     by_device: dict[str, list[LayerSample]] = defaultdict(list)
     for s in samples:
@@ -192,7 +193,7 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         per_device=per_device, cross_hw=cross, device_blocks=blocks, device_scales=scales,
         correction=fit_correction(dataset, target, set(by_device)), flops_ratio=flops,
         power_w=power, n_layers=len(samples), notes=notes,
-        seen_ops=sorted(counts),
+        seen_ops=sorted({s.desc.op for s in samples}),
         device_corrections=_device_corrections(dataset, target, set(by_device)))
 
 
@@ -202,7 +203,8 @@ def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], targe
     y_all = _log_target(dataset, rows, target)
     groups: dict[str, np.ndarray] = {OTHER_OP: np.arange(len(rows))}
     for op in ops:
-        index = np.asarray([i for i, s in enumerate(rows) if s.desc.op == op], dtype=int)
+        index = np.asarray([i for i, s in enumerate(rows) if kernel_key(s.desc) == op],
+                           dtype=int)
         if len(index) >= MIN_OP_SAMPLES:
             groups[op] = index
     models = {}
@@ -226,7 +228,8 @@ def _fit_cross(dataset: Dataset, samples: list[LayerSample], ops: list[str],
     y = _log_target(dataset, samples, target) - shift
     models = {OTHER_OP: fit_trees(x, y, seed=seed)}
     for op in ops:
-        index = np.asarray([i for i, s in enumerate(samples) if s.desc.op == op], dtype=int)
+        index = np.asarray([i for i, s in enumerate(samples) if kernel_key(s.desc) == op],
+                           dtype=int)
         if len(index) >= MIN_OP_SAMPLES:
             models[op] = fit_trees(x[index], y[index], seed=seed)
     return models
@@ -310,9 +313,9 @@ def predict_layers(est: FittedEstimator, device: str, descs: Sequence[LayerDesc]
         trees = np.zeros(len(descs))
         gp_mean = np.zeros(len(descs))
         gp_std = np.zeros(len(descs))
-        for key in {est.op_key(device, d.op) for d in descs}:
+        for key in {est.op_key(device, kernel_key(d)) for d in descs}:
             index = np.asarray([i for i, d in enumerate(descs)
-                                if est.op_key(device, d.op) == key])
+                                if est.op_key(device, kernel_key(d)) == key])
             m = models[key]
             trees[index] = m.trees.predict(x[index])
             if m.gp is not None:
@@ -326,8 +329,9 @@ def predict_layers(est: FittedEstimator, device: str, descs: Sequence[LayerDesc]
     if est.cross_hw and block is not None:
         xc = cross_matrix(x, block[0])
         cross = np.zeros(len(descs))
-        for key in {est.cross_key(d.op) for d in descs}:
-            index = np.asarray([i for i, d in enumerate(descs) if est.cross_key(d.op) == key])
+        for key in {est.cross_key(kernel_key(d)) for d in descs}:
+            index = np.asarray([i for i, d in enumerate(descs)
+                                if est.cross_key(kernel_key(d)) == key])
             cross[index] = est.cross_hw[key].predict(xc[index]) + block[1]
         values["cross_hw"] = np.exp(cross)
     ratio = flops_ratio if flops_ratio is not None else est.flops_ratio.get(device)

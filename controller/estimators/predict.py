@@ -22,6 +22,7 @@ from controller.estimators.features import (
     LayerDesc,
     cross_matrix,
     from_layer_info,
+    kernel_key,
     layer_matrix,
 )
 from controller.estimators.intervals import Calibration
@@ -108,7 +109,8 @@ class Estimator:
             return None
         mean = np.zeros(len(descs))
         std = np.zeros(len(descs)) if kind == "gp" else None
-        keys = [d.op if (kind, device, d.op) in self._files else OTHER_OP for d in descs]
+        keys = [kernel_key(d) if (kind, device, kernel_key(d)) in self._files else OTHER_OP
+                for d in descs]
         for key in sorted(set(keys)):
             index = np.asarray([i for i, k in enumerate(keys) if k == key])
             outputs = self._run(self._files[(kind, device, key)], x[index])

@@ -290,11 +290,15 @@ BASELINES: tuple[str, ...] = ("flops", "const_power")
 
 
 def preferred_estimator(rows: list[MetricRow]) -> str | None:
-    """The estimator with the lowest MAPE, whole models first, in the grouped split, among
-    those that beat every baseline scored beside them (FLOPs, and constant power for
-    energy): one that does not is never preferred. None when no estimator beats them."""
+    """The estimator with the lowest MAPE, whole models first, among those that beat every
+    baseline scored beside them (FLOPs, and constant power for energy): one that does not is
+    never preferred. Judged on leave-one-family-out where it ran (a family never seen is what
+    a new model is), else on the grouped folds. None when no estimator beats the baselines."""
+    splits = {r.split for r in rows}
+    split = "leave_family_out" if "leave_family_out" in splits else next(
+        (s for s in sorted(splits) if s.startswith("grouped")), None)
     for level in ("model", "layer"):
-        scored = [r for r in rows if r.split.startswith("grouped") and r.level == level
+        scored = [r for r in rows if r.split == split and r.level == level
                   and math.isfinite(r.scores.mape_pct)]
         baseline = min((r.scores.mape_pct for r in scored if r.estimator in BASELINES),
                        default=math.inf)
