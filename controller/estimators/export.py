@@ -43,7 +43,7 @@ from controller.estimators.manifest import (
     slug,
     write_manifest,
 )
-from controller.estimators.models import FittedEstimator, fit_estimator
+from controller.estimators.models import FittedEstimator, fit_estimator, gp_kernels
 from controller.estimators.onnx_graphs import IR_VERSION, OPSETS, gp_model_proto, tree_model_proto
 from controller.estimators.validation import (
     SCHEMES,
@@ -243,15 +243,16 @@ def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, fol
     dataset = load_dataset(db_path)
     if not dataset.devices_with(target):
         raise EstimatorError(f"{db_path}: no layer measurements with a {target} to fit on")
-    residuals: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
-    metrics = run_validation(dataset, target, folds=folds, schemes=schemes, seed=seed,
-                             with_gp=validate_gp, progress=progress, residuals=residuals)
-    # Leave-family-out residuals (a whole package unseen) are the honest ones for new
-    # models; the grouped folds' where the family split was not run.
-    calibration = calibrate(residuals.get("family") or residuals.get("grouped") or {})
     if progress:
         progress(f"{target}: fitting on all data")
     est = fit_estimator(dataset, target, seed=seed, progress=progress)
+    residuals: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    metrics = run_validation(dataset, target, folds=folds, schemes=schemes, seed=seed,
+                             with_gp=validate_gp, progress=progress, residuals=residuals,
+                             kernels=gp_kernels(est))
+    # Leave-family-out residuals (a whole package unseen) are the honest ones for new
+    # models; the grouped folds' where the family split was not run.
+    calibration = calibrate(residuals.get("family") or residuals.get("grouped") or {})
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     entries, _, _ = write_models(est, directory)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.gaussian_process.kernels import Kernel
 
 from controller.estimators.combine import Correction, whole_totals
 from controller.estimators.dataset import Dataset, LayerSample
@@ -142,11 +143,24 @@ def _ratio(values: np.ndarray) -> float:
     return float(np.exp(np.median(np.log(values)))) if len(values) else float("nan")
 
 
+GPKernels = dict[tuple[str, str], Kernel]
+"""(device, op key) -> the fitted kernel of its Gaussian process."""
+
+
+def gp_kernels(est: FittedEstimator) -> GPKernels:
+    """The hyperparameters of every Gaussian process of ``est``."""
+    return {(device, op): m.gp.gp.kernel_ for device, models in est.per_device.items()
+            for op, m in models.items() if m.gp is not None}
+
+
 def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool = True,
                   with_cross: bool = True,
-                  progress: Callable[[str], None] | None = None) -> FittedEstimator:
+                  progress: Callable[[str], None] | None = None,
+                  kernels: GPKernels | None = None) -> FittedEstimator:
     """Fit every model of ``target`` on ``dataset``. Raises ``EstimatorError`` when there is
-    nothing to fit."""
+    nothing to fit. Given ``kernels`` (``gp_kernels`` of a fit on all the data), a Gaussian
+    process whose (device, op) has one keeps its hyperparameters and only computes its
+    posterior: validation folds cost a factorisation per op instead of a search."""
     samples = _usable(dataset, dataset.layers, target)
     if not samples:
         raise EstimatorError(f"no layer measurements with a positive {target} to fit on")
@@ -164,7 +178,9 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
     for device, rows in sorted(by_device.items()):
         if progress:
             progress(f"{target}: per-device models for {device} ({len(rows)} layers)")
-        per_device[device] = _fit_device(dataset, rows, ops, target, seed, with_gp)
+        per_device[device] = _fit_device(dataset, rows, ops, target, seed, with_gp,
+                                         {op: k for (d, op), k in (kernels or {}).items()
+                                          if d == device})
 
     blocks: dict[str, np.ndarray] = {}
     scales: dict[str, float] = {}
@@ -198,7 +214,7 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
 
 
 def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], target: str,
-                seed: int, with_gp: bool) -> dict[str, OpModels]:
+                seed: int, with_gp: bool, kernels: dict[str, Kernel]) -> dict[str, OpModels]:
     x_all = layer_matrix([s.desc for s in rows], ops)
     y_all = _log_target(dataset, rows, target)
     groups: dict[str, np.ndarray] = {OTHER_OP: np.arange(len(rows))}
@@ -211,7 +227,8 @@ def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], targe
     for key, index in groups.items():
         x, y = x_all[index], y_all[index]
         trees = fit_trees(x, y, seed=seed)
-        gp = fit_gp(x, y, seed=seed, base=trees.base) if with_gp and len(index) >= 3 else None
+        gp = (fit_gp(x, y, seed=seed, base=trees.base, kernel=kernels.get(key))
+              if with_gp and len(index) >= 3 else None)
         models[key] = OpModels(trees, gp, len(index))
     return models
 

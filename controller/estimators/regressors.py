@@ -25,7 +25,7 @@ from scipy.optimize import minimize, nnls
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 
 from controller.estimators.features import GP_FEATURES, LAYER_FEATURES
 
@@ -41,6 +41,10 @@ are subsampled (seeded)."""
 GP_MAX_ITER = 200
 TREES = 64
 TREE_MIN_SAMPLES_LEAF = 2
+TREE_MAX_POINTS = 4000
+"""Trees fit on at most this many rows (seeded subsample): past a few thousand configurations
+of one op more rows add time, not accuracy (the ``_OTHER`` model of a 50,000-row database
+would otherwise grow trees over all of them)."""
 
 
 @dataclass
@@ -82,8 +86,11 @@ class TreeModel:
 
 
 def fit_trees(x: np.ndarray, y_log: np.ndarray, *, seed: int = 0,
-              base: LinearBase | None = None) -> TreeModel:
+              base: LinearBase | None = None, max_points: int = TREE_MAX_POINTS) -> TreeModel:
     base = base or fit_base(x, y_log)
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+        x, y_log = x[keep], y_log[keep]
     trees = ExtraTreesRegressor(n_estimators=TREES, min_samples_leaf=TREE_MIN_SAMPLES_LEAF,
                                 max_features=1.0, random_state=seed, n_jobs=1)
     trees.fit(x, y_log - base.predict(x))
@@ -122,7 +129,11 @@ def _optimizer(obj_func, initial_theta, bounds):  # noqa: ANN001, ANN202 - sklea
 
 
 def fit_gp(x: np.ndarray, y_log: np.ndarray, *, seed: int = 0, columns: np.ndarray = GP_COLUMNS,
-           base: LinearBase | None = None, max_points: int = GP_MAX_POINTS) -> GPModel:
+           base: LinearBase | None = None, max_points: int = GP_MAX_POINTS,
+           kernel: Kernel | None = None) -> GPModel:
+    """A GP on the residual of ``base``. Given ``kernel`` (hyperparameters fitted before, on
+    more data), only the posterior is computed: one Cholesky factorisation instead of a
+    hyperparameter search, what validation folds use."""
     base = base or fit_base(x, y_log)
     if len(x) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
@@ -132,11 +143,13 @@ def fit_gp(x: np.ndarray, y_log: np.ndarray, *, seed: int = 0, columns: np.ndarr
     x_scale = sub.std(axis=0)
     x_scale[x_scale == 0] = 1.0  # constant columns (e.g. h = w = 1 for FC) carry nothing
     z = (sub - x_mean) / x_scale
-    kernel = (ConstantKernel(1.0, (1e-3, 1e2))
-              * Matern(length_scale=np.ones(len(columns)), length_scale_bounds=(5e-2, 1e3),
-                       nu=2.5)
-              + WhiteKernel(1e-2, (1e-6, 1.0)))
-    gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=_optimizer,
+    fixed = kernel is not None
+    kernel = kernel or (ConstantKernel(1.0, (1e-3, 1e2))
+                        * Matern(length_scale=np.ones(len(columns)),
+                                 length_scale_bounds=(5e-2, 1e3), nu=2.5)
+                        + WhiteKernel(1e-2, (1e-6, 1.0)))
+    gp = GaussianProcessRegressor(kernel, normalize_y=True,
+                                  optimizer=None if fixed else _optimizer,
                                   n_restarts_optimizer=0, random_state=seed)
     with warnings.catch_warnings():
         # ARD drives the length scale of an irrelevant feature to its upper bound, and a
