@@ -160,7 +160,8 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
     """Fit every model of ``target`` on ``dataset``. Raises ``EstimatorError`` when there is
     nothing to fit. Given ``kernels`` (``gp_kernels`` of a fit on all the data), a Gaussian
     process whose (device, op) has one keeps its hyperparameters and only computes its
-    posterior: validation folds cost a factorisation per op instead of a search."""
+    posterior: validation folds cost a factorisation per op instead of a search. Without,
+    each op's hyperparameters are searched once, on the device with the most layers."""
     samples = _usable(dataset, dataset.layers, target)
     if not samples:
         raise EstimatorError(f"no layer measurements with a positive {target} to fit on")
@@ -175,12 +176,22 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
     notes: list[str] = []
 
     per_device: dict[str, dict[str, OpModels]] = {}
-    for device, rows in sorted(by_device.items()):
+    # An op's GP hyperparameters are searched on the device with the most layers and shared
+    # by the others, which compute only their own posterior: length scales say which
+    # features matter for an op, much the same on every CPU, and the search is most of the
+    # time a fit takes.
+    shared: dict[str, Kernel] = {}
+    for device, rows in sorted(by_device.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         if progress:
             progress(f"{target}: per-device models for {device} ({len(rows)} layers)")
-        per_device[device] = _fit_device(dataset, rows, ops, target, seed, with_gp,
-                                         {op: k for (d, op), k in (kernels or {}).items()
-                                          if d == device})
+        given = (shared if kernels is None else
+                 {op: k for (d, op), k in kernels.items() if d == device})
+        models = _fit_device(dataset, rows, ops, target, seed, with_gp, given)
+        per_device[device] = models
+        for op, m in models.items():
+            if m.gp is not None:
+                shared.setdefault(op, m.gp.gp.kernel_)
+    per_device = dict(sorted(per_device.items()))
 
     blocks: dict[str, np.ndarray] = {}
     scales: dict[str, float] = {}
