@@ -146,3 +146,24 @@ def test_nothing_to_fit(dataset):
     empty = subset(dataset, lambda _d, _s: False)
     with pytest.raises(EstimatorError, match="no layer measurements"):
         fit_estimator(empty, "latency")
+
+
+def test_gp_hyperparameters_are_searched_once_per_op_and_kept_in_folds(dataset, split):
+    from controller.estimators.models import gp_kernels
+    est = fit_estimator(dataset, "latency", with_cross=False)
+    kernels = gp_kernels(est)
+    devices = sorted(est.per_device)
+    op = "CONV_2D"
+    first, second = (est.per_device[d][op].gp for d in devices[:2])
+    assert first is not None and second is not None
+    # Shared length scales, each device its own posterior (its own data and base).
+    np.testing.assert_array_equal(first.gp.kernel_.theta, second.gp.kernel_.theta)
+    assert not np.array_equal(first.gp.alpha_, second.gp.alpha_)
+    # A fold keeps the full fit's hyperparameters and refits only the posterior.
+    train, _ = split
+    fold = fit_estimator(train, "latency", with_cross=False, kernels=kernels)
+    for device in devices:
+        for key, m in fold.per_device[device].items():
+            if m.gp is not None and (device, key) in kernels:
+                np.testing.assert_array_equal(m.gp.gp.kernel_.theta,
+                                              kernels[(device, key)].theta)
