@@ -65,6 +65,11 @@ class LayerSample:
     source: str
     """``"insitu"`` (the op's time inside the whole model), ``"layers"`` (looped alone inside
     a layers run) or ``"whole_single"`` (a one-layer model measured whole)."""
+    trains: bool = True
+    """False for an in-situ time under twice the profiler's resolution
+    (``below_timer_resolution``): timestamps a microsecond apart, taken in step with a
+    periodic loop, bias such an average by up to a microsecond either way. It still counts
+    in its model's sum; it teaches no op model."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
     descs: dict[str, dict[int, LayerDesc]] = defaultdict(dict)
     measured: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
     in_situ: dict[tuple[str, str, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    imprecise: set[tuple[str, str, int]] = set()
     for row in layer_rows:
         sha = str(row["model_sha256"])
         names[sha] = str(row["model_name"])
@@ -245,6 +251,9 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
         if targets is None:
             continue
         (in_situ if insitu else measured)[(str(row["device_name"]), sha, index)].append(targets)
+        flags: object = row.get("flags")
+        if insitu and isinstance(flags, list | tuple) and "below_timer_resolution" in flags:
+            imprecise.add((str(row["device_name"]), sha, index))
     model_layers = {sha: tuple(d[i] for i in sorted(d)) for sha, d in descs.items()}
     # A (device, model) measured in situ trains on its in-situ times only: two kinds of time
     # for one layer would teach the models two answers.
@@ -280,11 +289,13 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
         sums[(device, sha)]["energy"] += energy
         simulated = any(r[2] for r in runs)
         whole = whole_by_key.get((device, sha))
-        if source == "layers" and whole is not None and len(model_layers[sha]) == 1:
+        trains = (device, sha, index) not in imprecise
+        if whole is not None and len(model_layers[sha]) == 1:
             latency, energy, simulated, source = (whole.latency_s, whole.energy_j,
                                                   whole.simulated, "whole_single")
+            trains = True
         layers.append(LayerSample(device, sha, names[sha], index, descs[sha][index], latency,
-                                  energy, simulated, source))
+                                  energy, simulated, source, trains))
     # Single-layer models measured only whole still make layer samples if any device ran
     # them layer by layer (the features are the same everywhere).
     for w in wholes:

@@ -100,11 +100,14 @@ def _log_target(dataset: Dataset, samples: Sequence[LayerSample], target: str) -
     return np.log(np.asarray([dataset.value(s, target) for s in samples], dtype=np.float64))
 
 
-def _usable(dataset: Dataset, samples: Sequence[LayerSample], target: str) -> list[LayerSample]:
+def _usable(dataset: Dataset, samples: Sequence[LayerSample], target: str,
+            training: bool = True) -> list[LayerSample]:
+    """Samples with a positive, finite target; with ``training``, only those that may teach
+    an op model (``LayerSample.trains``)."""
     out = []
     for s in samples:
         value = dataset.value(s, target)
-        if math.isfinite(value) and value > 0:
+        if math.isfinite(value) and value > 0 and (s.trains or not training):
             out.append(s)
     return out
 
@@ -215,13 +218,22 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         power[device] = _ratio(np.asarray([s.energy_j / s.latency_s for s in rows
                                            if s.latency_s > 0 and s.energy_j > 0
                                            and math.isfinite(s.energy_j)]))
-    return FittedEstimator(
+    est = FittedEstimator(
         target=target, ops=ops, platforms=platforms, reference=reference_names(),
         per_device=per_device, cross_hw=cross, device_blocks=blocks, device_scales=scales,
-        correction=fit_correction(dataset, target, set(by_device)), flops_ratio=flops,
-        power_w=power, n_layers=len(samples), notes=notes,
-        seen_ops=sorted({s.desc.op for s in samples}),
-        device_corrections=_device_corrections(dataset, target, set(by_device)))
+        correction=Correction(), flops_ratio=flops, power_w=power, n_layers=len(samples),
+        notes=notes, seen_ops=sorted({s.desc.op for s in samples}))
+
+    def predicted_sum(device: str, descs: Sequence[LayerDesc]) -> float:
+        return float(predict_layers(est, device, descs).values["trees"].sum())
+
+    # The correction maps what prediction will add up (the op models' predictions) to whole
+    # models, not the measured layer times: it then also takes back what the op models
+    # learnt that a model's own ops do not pay.
+    est.correction = fit_correction(dataset, target, set(by_device), predicted_sum)
+    est.device_corrections = _device_corrections(dataset, target, set(by_device),
+                                                 predicted_sum)
+    return est
 
 
 def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], target: str,
@@ -236,12 +248,35 @@ def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], targe
             groups[op] = index
     models = {}
     for key, index in groups.items():
+        index = _balanced(index, [rows[i].model_sha for i in index], seed)
         x, y = x_all[index], y_all[index]
         trees = fit_trees(x, y, seed=seed)
         gp = (fit_gp(x, y, seed=seed, base=trees.base, kernel=kernels.get(key))
               if with_gp and len(index) >= 3 else None)
         models[key] = OpModels(trees, gp, len(index))
     return models
+
+
+MAX_ROWS_PER_MODEL = 8
+"""An op model takes at most this many layers of one kernel from any one model."""
+
+
+def _balanced(index: np.ndarray, models: Sequence[str], seed: int) -> np.ndarray:
+    """``index`` with at most ``MAX_ROWS_PER_MODEL`` rows of each model (a seeded draw): a
+    real model repeats one kind of layer dozens of times, and its quirks (birdnet's 69 small
+    MULs at 10-200 us behind dynamic tensors) would otherwise be what its op's model learns
+    of every small MUL; a sweep gives each configuration once."""
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for i, sha in zip(index.tolist(), models, strict=True):
+        by_model[sha].append(i)
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for sha in sorted(by_model):
+        rows = by_model[sha]
+        if len(rows) > MAX_ROWS_PER_MODEL:
+            rows = sorted(rng.choice(rows, MAX_ROWS_PER_MODEL, replace=False).tolist())
+        keep.extend(rows)
+    return np.asarray(sorted(keep), dtype=int)
 
 
 def _fit_cross(dataset: Dataset, samples: list[LayerSample], ops: list[str],
@@ -263,27 +298,32 @@ def _fit_cross(dataset: Dataset, samples: list[LayerSample], ops: list[str],
     return models
 
 
-def _device_corrections(dataset: Dataset, target: str, devices: set[str]
-                        ) -> dict[str, Correction]:
+LayerSum = Callable[[str, Sequence[LayerDesc]], float]
+"""(device, a model's layers) -> what its layers add up to."""
+
+
+def _device_corrections(dataset: Dataset, target: str, devices: set[str],
+                        layer_sum: LayerSum | None = None) -> dict[str, Correction]:
     out = {}
     for device in sorted(devices):
         multi = [w for w in dataset.wholes
                  if w.device == device and len(dataset.model_layers.get(w.model_sha, ())) > 1]
         if len(multi) >= MIN_CORRECTION_MODELS:
-            out[device] = fit_correction(dataset, target, {device})
+            out[device] = fit_correction(dataset, target, {device}, layer_sum)
     return out
 
 
-def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correction:
+def fit_correction(dataset: Dataset, target: str, devices: set[str],
+                   layer_sum: LayerSum | None = None) -> Correction:
     """Least squares, in relative error, of whole = alpha * sum + beta * (n_layers - 1) +
-    gamma on models measured whole whose every layer has a training target on that device.
-    The sum is over those targets, the very quantity the per-layer models learn, so the
-    correction maps a sum of their predictions to a whole model. Models of
+    gamma on models measured whole whose every layer was measured on that device. The sum is
+    ``layer_sum`` (the op models' predictions, what prediction adds up) or, without it, the
+    measured layer times. Models of
     ``MIN_CORRECTION_LAYERS`` or more layers are used where there are enough of them. A ridge
     term pulls alpha towards 1; beta is fitted only where the models vary in layer count, and
     gamma where there are enough models to pin a constant down."""
     targets: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for s in _usable(dataset, dataset.layers, target):
+    for s in _usable(dataset, dataset.layers, target, training=False):
         targets[(s.device, s.model_sha)].append(dataset.value(s, target))
     rows = []
     for w in dataset.wholes:
@@ -292,7 +332,8 @@ def fit_correction(dataset: Dataset, target: str, devices: set[str]) -> Correcti
         whole = dataset.value(w, target)
         if (w.device in devices and layers and len(values) == len(layers)
                 and math.isfinite(whole) and whole > 0):
-            rows.append((len(layers), sum(values), whole))
+            total = sum(values) if layer_sum is None else layer_sum(w.device, layers)
+            rows.append((len(layers), total, whole))
     if not rows:
         return Correction()
     multi = [r for r in rows if r[0] >= MIN_CORRECTION_LAYERS]

@@ -162,3 +162,28 @@ def test_single_op_models_do_not_outvote_real_ones_in_the_correction():
         wholes.append(WholeSample("d", sha, sha, float(whole), 1.0, True))
     data = Dataset(layers, wholes, model_layers, {}, {"d": DEVICE})
     assert fit_correction(data, "latency", {"d"}).alpha == pytest.approx(1.0, abs=0.02)
+
+
+def test_in_situ_times_under_the_timer_resolution_count_but_do_not_train():
+    rows = [_layer_row("insitu", 0, 0.4e-6, ["below_timer_resolution"]),
+            _layer_row("insitu", 1, 30e-6)]
+    single = [_layer_row("insitu", 0, 1.2e-6, ["below_timer_resolution"], sha="one")]
+    whole = {"device_name": "d", "model_name": "one", "model_sha256": "one",
+             "latency_p50_s": 0.7e-6, "latency_mean_s": 0.8e-6, "energy_j": 1e-6,
+             "simulated": True, "flags": []}
+    data = build_dataset({"d": DEVICE}, rows + single, [whole])
+    by_key = {(s.model_sha, s.layer_index): s for s in data.layers}
+    assert not by_key[("m", 0)].trains and by_key[("m", 1)].trains
+    assert data.layer_sums[("d", "m")]["latency"] == pytest.approx(30.4e-6)
+    # A one-op model measured whole: the whole run's median call, timed precisely, trains.
+    assert by_key[("one", 0)].trains and by_key[("one", 0)].source == "whole_single"
+    assert by_key[("one", 0)].latency_s == 0.7e-6
+
+
+def test_no_model_teaches_an_op_model_more_than_its_share():
+    from controller.estimators.models import MAX_ROWS_PER_MODEL, _balanced
+    models = ["big"] * 60 + [f"sweep{i}" for i in range(20)]
+    kept = _balanced(np.arange(80), models, seed=0)
+    assert sum(1 for i in kept if models[i] == "big") == MAX_ROWS_PER_MODEL
+    assert {models[i] for i in kept} >= {f"sweep{i}" for i in range(20)}
+    assert np.array_equal(kept, _balanced(np.arange(80), models, seed=0))
