@@ -224,8 +224,10 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         correction=Correction(), flops_ratio=flops, power_w=power, n_layers=len(samples),
         notes=notes, seen_ops=sorted({s.desc.op for s in samples}))
 
-    def predicted_sum(device: str, descs: Sequence[LayerDesc]) -> float:
-        return float(predict_layers(est, device, descs).values["trees"].sum())
+    sums = _predicted_sums(est, dataset)
+
+    def predicted_sum(device: str, model_sha: str) -> float:
+        return sums[(device, model_sha)]
 
     # The correction maps what prediction will add up (the op models' predictions) to whole
     # models, not the measured layer times: it then also takes back what the op models
@@ -234,6 +236,24 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
     est.device_corrections = _device_corrections(dataset, target, set(by_device),
                                                  predicted_sum)
     return est
+
+
+def _predicted_sums(est: FittedEstimator, dataset: Dataset) -> dict[tuple[str, str], float]:
+    """(device, model sha256) -> the sum of the trees' predictions of the model's layers, for
+    every model measured whole on a device with models: one batched prediction per device
+    (a call per model costs the trees' fixed overhead a thousand times)."""
+    out: dict[tuple[str, str], float] = {}
+    for device in est.per_device:
+        shas = [w.model_sha for w in dataset.wholes
+                if w.device == device and dataset.model_layers.get(w.model_sha)]
+        if not shas:
+            continue
+        models = [dataset.model_layers[sha] for sha in shas]
+        values = predict_layers(est, device, [d for m in models for d in m]).values["trees"]
+        bounds = np.cumsum([0] + [len(m) for m in models])
+        for sha, lo, hi in zip(shas, bounds[:-1], bounds[1:], strict=True):
+            out[(device, sha)] = float(values[lo:hi].sum())
+    return out
 
 
 def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], target: str,
@@ -298,8 +318,8 @@ def _fit_cross(dataset: Dataset, samples: list[LayerSample], ops: list[str],
     return models
 
 
-LayerSum = Callable[[str, Sequence[LayerDesc]], float]
-"""(device, a model's layers) -> what its layers add up to."""
+LayerSum = Callable[[str, str], float]
+"""(device, model sha256) -> what the model's layers add up to."""
 
 
 def _device_corrections(dataset: Dataset, target: str, devices: set[str],
@@ -332,7 +352,7 @@ def fit_correction(dataset: Dataset, target: str, devices: set[str],
         whole = dataset.value(w, target)
         if (w.device in devices and layers and len(values) == len(layers)
                 and math.isfinite(whole) and whole > 0):
-            total = sum(values) if layer_sum is None else layer_sum(w.device, layers)
+            total = sum(values) if layer_sum is None else layer_sum(w.device, w.model_sha)
             rows.append((len(layers), total, whole))
     if not rows:
         return Correction()
