@@ -234,6 +234,8 @@ def main() -> None:
         log(f"fitted {fitted.estimator.n_layers} layers in {time.time() - fit_started:.0f} s")
     estimator = Estimator(est_dir)
     preferred = estimator.manifest.get("preferred") or "gp"
+    if not estimator.manifest.get("preferred"):
+        log("no estimator beat the baselines in validation: reporting gp")
 
     directory = args.models or heldout_dir(work / "heldout", cache)
     files = sorted(directory.glob("*.tflite"))

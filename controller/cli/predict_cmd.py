@@ -38,7 +38,9 @@ def predict(
     calibrated interval on the whole model. Layers are described at the shapes the runtime
     computes for one inference (--input-shape for dynamic inputs)."""
     from controller.estimators.features import from_layer_info
-    from controller.estimators.predict import Estimator  # onnxruntime loads only when needed
+
+    # onnxruntime loads only when needed
+    from controller.estimators.predict import PREFERENCE, Estimator
 
     est = Estimator(estimator)
     content = read_model_file(model)
@@ -99,8 +101,13 @@ def predict(
     print_rows(total_columns, total_rows, fmt,
                title=f"whole model (sum of layers, corrected for non-additivity; std: GP, "
                      f"layer errors taken as independent{label})")
-    console.print(f"preferred estimator: {result.preferred} (lowest cross-validated error "
-                  "when fitted, and better than the baselines)", markup=False)
+    if est.manifest.get("preferred"):
+        console.print(f"preferred estimator: {result.preferred} (lowest cross-validated error "
+                      "when fitted, and better than the baselines)", markup=False)
+    else:
+        console.print(f"no estimator beat the baselines when fitted (metrics.md); marked: "
+                      f"{result.preferred}, the first of {', '.join(PREFERENCE)} here",
+                      markup=False)
     if result.intervals:
         console.print(f"low/high: the {level}% interval, calibrated on models of packages left "
                       "out when fitting", markup=False)

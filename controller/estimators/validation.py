@@ -10,8 +10,10 @@ device leaks into training.
 Reference models are calibration data: always in training, never scored.
 
 Each scheme scores every estimator at two levels: ``layer`` (each layer of a test model on its
-device) and ``model`` (a test model with two or more layers measured whole, predicted as the
-corrected sum of its layers). Metrics: MAPE, RMSPE, share within 5 % and 10 %, Spearman.
+device) and ``model`` (a test model with three or more layers measured whole, predicted as the
+corrected sum of its layers: the two-layer add and concat sweeps would outnumber the models
+users predict). The model level's residuals also calibrate the intervals. Metrics: MAPE,
+RMSPE, share within 5 % and 10 %, Spearman.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from controller.estimators.features import device_vector, embedding
 from controller.estimators.intervals import Residual
 from controller.estimators.metrics import METRIC_COLUMNS, Scores, scores
 from controller.estimators.models import (
+    MIN_CORRECTION_LAYERS,
     FittedEstimator,
     GPKernels,
     fit_estimator,
@@ -129,7 +132,7 @@ def _score_fold(dataset: Dataset, target: str, est: FittedEstimator,
     for w in wholes:
         descs = dataset.model_layers.get(w.model_sha)
         value = dataset.value(w, target)
-        if not descs or len(descs) < 2 or not _ok(value):
+        if not descs or len(descs) < MIN_CORRECTION_LAYERS or not _ok(value):
             continue
         kwargs = _device_kwargs(w.device, few_shot)
         if few_shot is None and w.device not in est.per_device:
