@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from controller.cli.console import OutputFormat, err_console, print_rows
 from controller.cli.options import FormatOption, InputShapeOption
 from joulefarm.errors import InputError, ModelError
-from joulefarm.tflite.parse import LayerInfo
+
+if TYPE_CHECKING:  # numpy loads with it: --help stays light
+    from joulefarm.tflite.parse import LayerInfo
 
 ModelArgument = typer.Argument(..., help="A .tflite file.", show_default=False)
 

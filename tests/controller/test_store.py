@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -173,8 +174,11 @@ def test_unusable_rows_are_stored_shown_and_never_trained_on(tmp_path: Path) -> 
                                    "ORDER BY layer_index")
     assert rows == [(0, True, 1.0), (1, False, 0.6), (2, False, 1.0)]
     data = load_dataset(path)
-    assert [s.layer_index for s in data.layers] == [0]
-    assert data.unusable == 2
+    # low_coverage speaks of the meter: the energy is left out, the latency (the agent's
+    # clock) still trains; latency_unstable leaves out both.
+    assert [s.layer_index for s in data.layers] == [0, 1]
+    assert math.isnan(data.layers[1].energy_j) and data.layers[1].latency_s > 0
+    assert (data.unusable, data.energy_only_unusable) == (1, 1)
     # Every layer still describes the model; only the measurements are left out.
     assert len(data.model_layers["a" * 64]) == 3
 
