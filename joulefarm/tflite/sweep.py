@@ -204,9 +204,11 @@ def _draw_elementwise(rng: np.random.Generator, kind: str, max_elements: int
         spec = Unary(_pick(rng, UNARY_OPS))
     elif kind == "binary":
         name = _pick(rng, BINARY_OPS)
-        spec = Binary(name, "channel" if name == "PRELU" else _pick(rng, OPERANDS))
-        if name == "PRELU" or (name in ("POW", "DIV", "FLOOR_DIV") and spec.operand == "input"):
-            spec = Binary(name, "channel")  # alpha is a constant; x ** x overflows
+        # PRELU's alpha is a constant; x ** x and x / x on the input itself say little.
+        operand = "channel" if name == "PRELU" else _pick(rng, OPERANDS)
+        if name in ("POW", "DIV", "FLOOR_DIV") and operand == "input":
+            operand = "channel"
+        spec = Binary(name, operand)
     elif kind == "reduce":
         axes = _pick(rng, [(a,) for a in range(1, rank)] + ([(1, 2)] if rank == 4 else []))
         spec = Reduce(_pick(rng, REDUCE_OPS), axes, bool(rng.random() < 0.5))

@@ -5,6 +5,7 @@ never seen named and priced wider, and no estimator preferred over a baseline it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -59,22 +60,28 @@ def _desc(n: int) -> LayerDesc:
     return LayerDesc("ADD", n, 0, 4 * n, 4 * n, ((1, n),), ((1, n),))
 
 
-def test_correction_learns_a_fixed_call_cost():
-    """whole = sum(in-situ layers) - 0.2 us per extra layer (the profiler's own cost) + 4 us
-    per call: single-layer and multi-layer models pin both down."""
-    rng = np.random.default_rng(0)
+def _in_situ_models(layer_counts: list[int], whole_of: Callable[[np.ndarray], float],
+                    rng: np.random.Generator) -> Dataset:
+    """One model per count, its layers' in-situ times drawn in 1-50 us, its whole time
+    ``whole_of(times)``."""
     layers, wholes, model_layers = [], [], {}
-    for m in range(30):
-        n_layers = 1 if m < 15 else int(rng.integers(2, 40))
+    for m, n_layers in enumerate(layer_counts):
         sha = f"m{m}"
         times = rng.uniform(1e-6, 50e-6, n_layers)
         model_layers[sha] = tuple(_desc(10 + i) for i in range(n_layers))
         for i, t in enumerate(times):
             layers.append(LayerSample("d", sha, sha, i, model_layers[sha][i], float(t), 1.0,
                                       True, "insitu"))
-        whole = times.sum() - 0.2e-6 * (n_layers - 1) + 4e-6
-        wholes.append(WholeSample("d", sha, sha, float(whole), 1.0, True))
-    data = Dataset(layers, wholes, model_layers, {}, {"d": DEVICE})
+        wholes.append(WholeSample("d", sha, sha, float(whole_of(times)), 1.0, True))
+    return Dataset(layers, wholes, model_layers, {}, {"d": DEVICE})
+
+
+def test_correction_learns_a_fixed_call_cost():
+    """whole = sum(in-situ layers) - 0.2 us per extra layer (the profiler's own cost) + 4 us
+    per call: single-layer and multi-layer models pin both down."""
+    rng = np.random.default_rng(0)
+    data = _in_situ_models([1 if m < 15 else int(rng.integers(2, 40)) for m in range(30)],
+                           lambda times: times.sum() - 0.2e-6 * (len(times) - 1) + 4e-6, rng)
     correction = fit_correction(data, "latency", {"d"})
     assert correction.gamma == pytest.approx(4e-6, rel=0.05)
     assert correction.beta == pytest.approx(-0.2e-6, rel=0.1)
@@ -147,20 +154,10 @@ def test_a_compute_layer_without_macs_trains_nothing():
 
 
 def test_single_op_models_do_not_outvote_real_ones_in_the_correction():
-    rng = np.random.default_rng(1)
-    layers, wholes, model_layers = [], [], {}
-    for m in range(300):
-        n_layers = 1 if m < 290 else 30
-        sha = f"m{m}"
-        times = rng.uniform(1e-6, 50e-6, n_layers)
-        model_layers[sha] = tuple(_desc(10 + i) for i in range(n_layers))
-        for i, t in enumerate(times):
-            layers.append(LayerSample("d", sha, sha, i, model_layers[sha][i], float(t), 1.0,
-                                      True, "insitu"))
-        # Single-op models run 30% faster whole than in situ; real models add up.
-        whole = 0.7 * times.sum() if n_layers == 1 else times.sum()
-        wholes.append(WholeSample("d", sha, sha, float(whole), 1.0, True))
-    data = Dataset(layers, wholes, model_layers, {}, {"d": DEVICE})
+    # Single-op models run 30% faster whole than in situ; real models add up.
+    data = _in_situ_models([1] * 290 + [30] * 10,
+                           lambda times: 0.7 * times.sum() if len(times) == 1 else times.sum(),
+                           np.random.default_rng(1))
     assert fit_correction(data, "latency", {"d"}).alpha == pytest.approx(1.0, abs=0.02)
 
 
