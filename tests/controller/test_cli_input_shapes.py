@@ -195,8 +195,12 @@ def test_suite_input_shapes_reach_the_agent_and_are_stored(tmp_path: Path, audio
     assert outcome.status == "done", outcome
     _, rows = query_readonly(db, "SELECT j.model_name, j.config->'input_shapes', r.flags "
                                  "FROM runs r JOIN jobs j USING (job_id) ORDER BY 1")
-    assert [(name, json.loads(shapes), flags) for name, shapes, flags in rows] == [
-        ("kws-1s", {"audio": [1, 16000]}, []), ("kws-half", {"0": [1, 8000]}, [])]
+    assert [(name, json.loads(shapes)) for name, shapes, _ in rows] == [
+        ("kws-1s", {"audio": [1, 16000]}), ("kws-half", {"0": [1, 8000]})]
+    # Given shapes: no input was left to a default. (Other run flags, such as
+    # implausible_layer_sum when a loaded machine slows the layer loops, are not this
+    # test's business.)
+    assert all("batch_defaulted" not in flags for _, _, flags in rows)
     _, rows = query_readonly(db, "SELECT r.model_name, l.input_shapes FROM layer_measurements l "
                                  "JOIN runs r USING (run_id) "
                                  "WHERE l.op = 'CONV_2D' ORDER BY 1")
