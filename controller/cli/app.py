@@ -17,6 +17,7 @@ from controller.cli import (
     bench_cmd,
     demo_cmd,
     devices_cmd,
+    enroll_cmd,
     export_cmd,
     fit_cmd,
     model_cmd,
@@ -68,6 +69,7 @@ schedule_cmd.register(app)
 provision_cmd.register(app)
 fit_cmd.register(app)
 predict_cmd.register(app)
+enroll_cmd.register(app)
 app.add_typer(devices_cmd.app, name="devices")
 app.add_typer(sweep_cmd.app, name="sweep")
 app.add_typer(suite_cmd.app, name="suite")

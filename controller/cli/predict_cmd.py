@@ -13,8 +13,9 @@ from controller.cli.console import OutputFormat, console, err_console, print_row
 from controller.cli.model_cmd import ModelArgument, model_layers, read_model_file
 from controller.cli.options import FormatOption, InputShapeOption
 
-DeviceOption = typer.Option(..., "--device", help="Device to predict for (one the estimator "
-                            "was fitted on).", show_default=False)
+DeviceOption = typer.Option(..., "--device", help="Device to predict for: one the estimator "
+                            "was fitted on, or one added with `joulefarm enroll`.",
+                            show_default=False)
 EstimatorOption = typer.Option(..., "--estimator", help="Estimator directory written by "
                                "`joulefarm fit`.", show_default=False)
 
@@ -101,14 +102,26 @@ def predict(
     print_rows(total_columns, total_rows, fmt,
                title=f"whole model (sum of layers, corrected for non-additivity; std: GP, "
                      f"layer errors taken as independent{label})")
-    if est.manifest.get("preferred"):
+    if est.enrolled(device):
+        runs = est.manifest["devices"][device]["enrolled"]["reference_runs"]
+        console.print(f"{device} was enrolled from its {runs} reference runs: predicted by the "
+                      "cross-hardware model (and the FLOPs baseline)", markup=False)
+        if result.intervals:
+            console.print(f"low/high: the {level}% interval, calibrated on training devices "
+                          "left out and predicted from their reference runs alone",
+                          markup=False)
+        else:
+            console.print("no interval: the estimator was not validated across devices (fit "
+                          "it with three or more devices that ran the reference suite, and "
+                          "the 'device' split)", markup=False)
+    elif est.manifest.get("preferred"):
         console.print(f"preferred estimator: {result.preferred} (lowest cross-validated error "
                       "when fitted, and better than the baselines)", markup=False)
     else:
         console.print(f"no estimator beat the baselines when fitted (metrics.md); marked: "
                       f"{result.preferred}, the first of {', '.join(PREFERENCE)} here",
                       markup=False)
-    if result.intervals:
+    if result.intervals and not est.enrolled(device):
         console.print(f"low/high: the {level}% interval, calibrated on models of packages left "
                       "out when fitting", markup=False)
     if result.unseen_ops:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # the farm loads when a command runs, not for --help
 
 app = typer.Typer(help="Run suites on the farm; see and resume sweeps.", no_args_is_help=True)
 
-SuiteArgument = typer.Argument(..., help="Suite file, e.g. benchmarks/demo.toml.",
+SuiteArgument = typer.Argument(..., help="Suite file, e.g. benchmarks/demo.toml, or a built-in "
+                               "suite by name: reference (the runs `joulefarm enroll` needs).",
                                show_default=False)
 SweepArgument = typer.Argument(..., help="Sweep id (see `joulefarm sweep status`).",
                                show_default=False)

@@ -56,12 +56,26 @@ from joulefarm.errors import InputError, ModelError
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import RECIPES
 from joulefarm.tflite.inputs import SUITE_KEY, ModelInput, model_inputs, resolve_input_shapes
-from joulefarm.tflite.sweep import KINDS, PROFILES, SweepConfig, sample_configs
+from joulefarm.tflite.sweep import (
+    KINDS,
+    PROFILES,
+    SweepConfig,
+    reference_model,
+    reference_names,
+    sample_configs,
+)
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema_version", "name", "description", "select", "measure", "matrix", "model",
             "schedule")
-MODEL_KEYS = ("name", "recipe", "seed", "file", "sweep", SUITE_KEY)
+MODEL_KEYS = ("name", "recipe", "seed", "file", "sweep", "reference", SUITE_KEY)
+REFERENCE_PREFIX = "ref"
+"""Models of a ``reference = true`` entry are named ``ref:MEMBER``: the names the
+cross-hardware estimators find a device's reference runs by."""
+BUILTIN_SUITES: dict[str, Path] = {
+    "reference": Path(__file__).resolve().parent.parent / "suites" / "reference.toml",
+}
+"""Suites shipped with joulefarm, run by name (``joulefarm sweep run reference``)."""
 SWEEP_KEYS = ("count", "kinds", "profile", "seed", "max_macs")
 SELECT_KEYS = ("names", "tags")
 # Settings of every model alike; input shapes belong to one model ([[model]] input_shapes).
@@ -92,17 +106,23 @@ class ModelSpec:
     # The shapes to run the model's inputs at: (input name or position, shape) pairs
     # (MeasureSettings.input_shapes; joulefarm.tflite.inputs.resolve_input_shapes).
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # A member of the reference set (joulefarm.tflite.sweep.reference_models): its ref: name.
+    reference: str | None = None
 
     @property
     def source(self) -> str:
         if self.sweep is not None:
             return self.sweep.name
+        if self.reference is not None:
+            return f"reference set: {self.reference}"
         return f"recipe:{self.recipe} seed={self.seed}" if self.recipe else str(self.file)
 
     def materialise(self) -> bytes:
         """The model's .tflite bytes: generated (recipe or sweep), or read from its file."""
         if self.sweep is not None:
             return self.sweep.build()
+        if self.reference is not None:
+            return reference_model(self.reference)
         if self.recipe:
             if RECIPES[self.recipe].int8:  # calibrated in this machine's TFLite runtime
                 from agent.local import build_recipe
@@ -146,10 +166,19 @@ class MaterialisedModel:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and check a suite file; ``SuiteError`` names the file, line and field of the first
-    problem in it (and carries every problem found)."""
+def resolve_suite(path: str | Path) -> Path:
+    """``path``, or the file of the built-in suite of that name when no such file exists."""
     path = Path(path)
+    if not path.exists() and str(path) in BUILTIN_SUITES:
+        return BUILTIN_SUITES[str(path)]
+    return path
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite file (or a built-in suite by name: ``BUILTIN_SUITES``);
+    ``SuiteError`` names the file, line and field of the first problem in it (and carries
+    every problem found)."""
+    path = resolve_suite(path)
     text = read_config_text(path, SuiteError, "suite file")
     document = parse_toml(text, path, SuiteError)
     checker = _SuiteChecker(path, text)
@@ -305,6 +334,16 @@ class _SuiteChecker(Checker):
                                f"{describe(entry)}")
                 continue
             self.check_keys(entry, at, MODEL_KEYS)
+            if "reference" in entry:
+                line = self.lines.line_of(at + ("reference",))
+                for spec in self.reference_set(entry, at):
+                    if spec.name in first_line:
+                        self.error(at + ("reference",), f"duplicate model name {spec.name!r} "
+                                                        f"(first at line {first_line[spec.name]})")
+                        break
+                    first_line[spec.name] = line
+                    models.append(spec)
+                continue
             name = self.get(entry, at, "name", "string", required=True)
             if name == "":
                 self.error(at + ("name",), "must not be empty")
@@ -316,10 +355,28 @@ class _SuiteChecker(Checker):
             models += self.model(entry, at, name if isinstance(name, str) else "")
         return models
 
+    def reference_set(self, entry: dict[str, Any], at: KeyPath) -> list[ModelSpec]:
+        """``reference = true``: the ten models of the reference set, named ``ref:MEMBER``."""
+        value = self.get(entry, at, "reference", "boolean", required=True)
+        others = [k for k in ("recipe", "file", "sweep", "seed", SUITE_KEY) if k in entry]
+        if others:
+            self.error(at + (others[0],), "a reference = true entry takes no other source or "
+                                          "settings: its ten models are fixed")
+        name = self.get(entry, at, "name", "string", required=False)
+        if isinstance(name, str) and name != REFERENCE_PREFIX:
+            self.error(at + ("name",), f"the reference set's models are always named "
+                                       f"{REFERENCE_PREFIX}:MEMBER (the names the estimators "
+                                       f"find them by): leave out name")
+        if value is not True:
+            if value is False:
+                self.error(at + ("reference",), "false lists nothing: remove the entry")
+            return []
+        return [ModelSpec(name=ref, reference=ref) for ref in reference_names()]
+
     def model(self, entry: dict[str, Any], at: KeyPath, name: str) -> list[ModelSpec]:
         given = [k for k in ("recipe", "file", "sweep") if k in entry]
         if len(given) != 1:
-            self.error(at, "give exactly one of 'recipe', 'file' or 'sweep'"
+            self.error(at, "give exactly one of 'recipe', 'file', 'sweep' or 'reference'"
                            + (f" (got {', '.join(given)})" if given else ""))
             return []
         seed = self.get(entry, at, "seed", "integer", required=False)

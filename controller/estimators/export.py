@@ -134,7 +134,8 @@ def _float(value: float | None) -> float | None:
 
 def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[str, Any]],
                    metrics: list[MetricRow], db_path: str,
-                   calibration: Calibration | None = None) -> dict[str, Any]:
+                   calibration: Calibration | None = None,
+                   new_device: Calibration | None = None) -> dict[str, Any]:
     per_device_input = [n for n, _, _ in LAYER_FEATURES] + op_onehot_names(est.ops)
     devices: dict[str, Any] = {}
     for name in sorted(est.per_device):
@@ -194,6 +195,10 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
                            "one, else this one",
         "uncertainty": UNCERTAINTY_NOTE,
         "interval": (calibration or Calibration()).to_json(),
+        "interval_new_device": (new_device or Calibration()).to_json(),
+        "interval_note": "interval: training devices, calibrated on models of a package left "
+                         "out; interval_new_device: devices added by `joulefarm enroll`, "
+                         "calibrated on devices left out (reference runs only)",
         "baselines": {
             "flops": "target = flops_ratio * MACs (one ratio per device, median on training "
                      "layers)",
@@ -253,10 +258,14 @@ def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, fol
     # Leave-family-out residuals (a whole package unseen) are the honest ones for new
     # models; the grouped folds' where the family split was not run.
     calibration = calibrate(residuals.get("family") or residuals.get("grouped") or {})
+    # A device enrolled later is predicted as the leave-one-device-out folds predicted
+    # theirs: from its reference runs alone.
+    new_device = calibrate(residuals.get("device") or {})
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     entries, _, _ = write_models(est, directory)
-    manifest = build_manifest(est, dataset, entries, metrics, str(db_path), calibration)
+    manifest = build_manifest(est, dataset, entries, metrics, str(db_path), calibration,
+                              new_device)
     write_manifest(directory, manifest)
     source = manifest["energy_source"]
     title = f"{target} estimators vs baselines ({db_path})" + (

@@ -21,9 +21,10 @@ one median power per device).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +43,8 @@ from controller.estimators.features import (
     layer_matrix,
 )
 from controller.estimators.regressors import GPModel, TreeModel, fit_gp, fit_trees
-from joulefarm.tflite.sweep import reference_names
+from joulefarm.tflite.parse import read_layers
+from joulefarm.tflite.sweep import reference_models, reference_names
 
 MIN_OP_SAMPLES = 8
 """An op type needs this many layers on a device for a model of its own."""
@@ -140,6 +142,56 @@ def device_block(dataset: Dataset, device: str, target: str, platforms: Sequence
     except KeyError:
         return None
     return np.concatenate([device_vector(info, platforms), emb]), float(emb.mean())
+
+
+@functools.cache
+def reference_macs() -> dict[str, int]:
+    """Total MACs of each reference model, from its bytes (a device may have run it only
+    whole, which stores no layers)."""
+    return {name: sum(layer.macs or 0 for layer in read_layers(content))
+            for name, content in reference_models()}
+
+
+def few_shot_flops(refs: Mapping[str, float]) -> float | None:
+    """The FLOPs baseline's ratio from reference runs only (median of value / total MACs)."""
+    ratios = []
+    for name, value in refs.items():
+        macs = reference_macs().get(name, 0)
+        if macs > 0:
+            ratios.append(math.log(value / macs))
+    return math.exp(float(np.median(ratios))) if ratios else None
+
+
+@dataclass(frozen=True)
+class FewShotDevice:
+    """What a device measured only on the reference set gives the estimators."""
+
+    block: np.ndarray
+    """Facts, platform one-hot and embedding: the cross-hardware models' device input."""
+    scale: float
+    """Mean of the embedding, added back to the cross-hardware models' output."""
+    flops_ratio: float | None
+    """The FLOPs baseline's ratio (target per MAC) from the reference runs."""
+    n_reference: int
+
+
+def few_shot_device(dataset: Dataset, device: str, target: str, platforms: Sequence[str]
+                    ) -> FewShotDevice:
+    """A device's few-shot description from its reference runs and facts in ``dataset``.
+    Raises ``EstimatorError`` naming what is missing."""
+    info = dataset.devices.get(device)
+    if info is None:
+        raise EstimatorError(f"device {device!r} has no results in this database")
+    refs = reference_values(dataset, device, target)
+    missing = [r for r in reference_names() if r not in refs]
+    if missing:
+        raise EstimatorError(f"device {device!r} lacks a {target} on {len(missing)} of the "
+                             f"{len(reference_names())} reference models ({', '.join(missing)}):"
+                             " run them with `joulefarm sweep run reference` (or let "
+                             "`joulefarm enroll` do it)")
+    emb = embedding(refs, reference_names())
+    return FewShotDevice(np.concatenate([device_vector(info, platforms), emb]), float(emb.mean()),
+                         few_shot_flops(refs), len(refs))
 
 
 def _ratio(values: np.ndarray) -> float:

@@ -70,6 +70,8 @@ class Estimator:
         self.ops: list[str] = list(self.manifest["ops"])
         self.correction = Correction.from_json(self.manifest["correction"])
         self.calibration = Calibration.from_json(self.manifest.get("interval"))
+        self.new_device_calibration = Calibration.from_json(
+            self.manifest.get("interval_new_device"))
         # Older estimators list no seen ops: every op of theirs with a model counts as seen.
         self.seen_ops: set[str] = set(self.manifest.get("seen_ops", self.ops))
         self._files: dict[tuple[str, str | None, str], str] = {
@@ -80,6 +82,10 @@ class Estimator:
     @property
     def devices(self) -> list[str]:
         return sorted(self.manifest["devices"])
+
+    def enrolled(self, device: str) -> bool:
+        """Whether ``device`` was added by ``joulefarm enroll`` (reference runs only)."""
+        return bool(self._device(device).get("enrolled"))
 
     def _device(self, name: str) -> dict[str, Any]:
         devices = self.manifest["devices"]
@@ -153,12 +159,15 @@ class Estimator:
                 gp_log_std ** 2 / 2)
         preferred = self.manifest.get("preferred") or next(
             (k for k in PREFERENCE if k in totals), "flops")
+        calibration = self.calibration
+        if info.get("enrolled"):  # measured on the reference set only: see enroll.py
+            preferred, calibration = "cross_hw", self.new_device_calibration
         unseen = np.asarray([d.op not in self.seen_ops for d in descs], dtype=bool)
         intervals = {}
         for name, (total, std) in totals.items():
             share = (float(values[name][unseen].sum() / values[name].sum())
                      if unseen.any() and values[name].sum() > 0 else 0.0)
-            bounds = self.calibration.interval(name, total, (std or 0.0) / total if total > 0
+            bounds = calibration.interval(name, total, (std or 0.0) / total if total > 0
                                                else 0.0, share)
             if bounds is not None:
                 intervals[name] = bounds
@@ -167,7 +176,7 @@ class Estimator:
                                preferred if preferred in totals else next(iter(totals)),
                                tuple(sorted({d.op for d, u in zip(descs, unseen, strict=True)
                                              if u})),
-                               intervals, self.calibration.level)
+                               intervals, calibration.level)
 
     def predict(self, model_bytes: bytes, device: str) -> ModelPrediction:
         """Predictions for every layer of a .tflite model and for the whole model."""

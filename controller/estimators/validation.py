@@ -18,7 +18,6 @@ RMSPE, share within 5 % and 10 %, Spearman.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -29,21 +28,20 @@ import numpy as np
 
 from controller.estimators.combine import whole_totals
 from controller.estimators.dataset import Dataset, LayerSample, WholeSample, model_family
-from controller.estimators.features import device_vector, embedding
+from controller.estimators.errors import EstimatorError
 from controller.estimators.intervals import Residual
 from controller.estimators.metrics import METRIC_COLUMNS, Scores, scores
 from controller.estimators.models import (
     MIN_CORRECTION_LAYERS,
     FittedEstimator,
     GPKernels,
+    few_shot_device,
     fit_estimator,
     predict_layers,
     predict_whole,
-    reference_values,
     unseen_mask,
 )
-from joulefarm.tflite.parse import read_layers
-from joulefarm.tflite.sweep import reference_models, reference_names
+from joulefarm.tflite.sweep import reference_names
 
 SCHEMES: tuple[str, ...] = ("grouped", "family", "device")
 LEVELS: tuple[str, ...] = ("layer", "model")
@@ -210,8 +208,11 @@ def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: b
     return pairs
 
 
-def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0) -> Pairs:
-    """Few-shot on each held-out device: only its reference runs are used."""
+def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0,
+                     residuals: Residuals | None = None) -> Pairs:
+    """Few-shot on each held-out device: only its reference runs are used (what
+    ``joulefarm enroll`` gives a new device); its whole models' residuals go to
+    ``residuals``, and calibrate the intervals of enrolled devices."""
     devices = dataset.devices_with(target)
     pairs: Pairs = defaultdict(list)
     if len(devices) < 3:  # two training devices at least, or there is nothing to learn across
@@ -221,41 +222,18 @@ def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0) -> Pairs:
         est = fit_estimator(train, target, seed=seed, with_gp=False)
         if not est.cross_hw:
             continue
-        refs = reference_values(dataset, device, target)
-        info = dataset.devices.get(device)
-        block = None
-        if info is not None and len(refs) == len(reference_names()):
-            emb = embedding(refs, reference_names())
-            block = (np.concatenate([device_vector(info, est.platforms), emb]),
-                     float(emb.mean()))
-        ratio = _few_shot_flops(refs)
+        try:
+            new = few_shot_device(dataset, device, target, est.platforms)
+        except EstimatorError:
+            continue  # no reference runs or facts: the device cannot be placed
         layers = [s for s in dataset.layers
                   if s.device == device and not _is_reference(dataset, s.model_sha)]
         wholes = [w for w in dataset.wholes
                   if w.device == device and not _is_reference(dataset, w.model_sha)]
-        if block is None:
-            continue
         _score_fold(dataset, target, est, layers, wholes, pairs,
-                    few_shot={device: (block, ratio)}, only=("cross_hw", "flops"))
+                    few_shot={device: ((new.block, new.scale), new.flops_ratio)},
+                    only=("cross_hw", "flops"), residuals=residuals)
     return pairs
-
-
-@functools.cache
-def reference_macs() -> dict[str, int]:
-    """Total MACs of each reference model, from its bytes (a device may have run it only
-    whole, which stores no layers)."""
-    return {name: sum(layer.macs or 0 for layer in read_layers(content))
-            for name, content in reference_models()}
-
-
-def _few_shot_flops(refs: dict[str, float]) -> float | None:
-    """The FLOPs baseline's ratio from reference runs only (median of value / total MACs)."""
-    ratios = []
-    for name, value in refs.items():
-        macs = reference_macs().get(name, 0)
-        if macs > 0:
-            ratios.append(math.log(value / macs))
-    return math.exp(float(np.median(ratios))) if ratios else None
 
 
 def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
@@ -264,12 +242,12 @@ def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
                    residuals: dict[str, Residuals] | None = None,
                    kernels: GPKernels | None = None) -> list[MetricRow]:
     """Every scheme's metrics table rows (estimators and baselines side by side). Given
-    ``residuals``, each of the grouped and family schemes adds its whole models' residuals
-    under its name. Given ``kernels`` (``models.gp_kernels`` of the fit on all data), the
-    folds' Gaussian processes keep those hyperparameters and refit only their posterior on
-    the fold's training part: the held-out models still never shape a prediction of theirs,
-    but they did take part in choosing the length scales, a small optimism bought for a fit
-    ten times faster."""
+    ``residuals``, each scheme adds its whole models' residuals under its name (the device
+    scheme: its few-shot predictions'). Given ``kernels`` (``models.gp_kernels`` of the fit
+    on all data), the folds' Gaussian processes keep those hyperparameters and refit only
+    their posterior on the fold's training part: the held-out models still never shape a
+    prediction of theirs, but they did take part in choosing the length scales, a small
+    optimism bought for a fit ten times faster."""
     rows: list[MetricRow] = []
     for scheme in schemes:
         if progress:
@@ -282,7 +260,7 @@ def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
             pairs = leave_family_out(dataset, target, seed=seed, with_gp=with_gp,
                                      residuals=found, kernels=kernels)
         elif scheme == "device":
-            pairs = leave_device_out(dataset, target, seed=seed)
+            pairs = leave_device_out(dataset, target, seed=seed, residuals=found)
         else:
             raise ValueError(f"unknown validation scheme {scheme!r} (known: {SCHEMES})")
         split = {"grouped": f"grouped_{folds}fold", "family": "leave_family_out",

@@ -51,11 +51,18 @@ def select_devices(registry: Registry, suite: Suite) -> tuple[Device, ...]:
     return registry.select(names=suite.select_names or None, tags=suite.select_tags or None)
 
 
-def load_inputs(devices_path: Path, suite_path: Path) -> tuple[Registry, Suite, tuple[Device, ...]]:
-    """Read and validate the registry and the suite, and pick the suite's devices."""
+def load_inputs(devices_path: Path, suite_path: Path, only: Sequence[str] = ()
+                ) -> tuple[Registry, Suite, tuple[Device, ...]]:
+    """Read and validate the registry and the suite, and pick the suite's devices (of them,
+    only those named in ``only`` when given)."""
     registry = load_registry(devices_path)
     suite = load_suite(suite_path)
     devices = select_devices(registry, suite)
+    if only:
+        registry.select(names=list(only))  # a name the registry lacks: its clear error
+        devices = tuple(d for d in devices if d.name in only)
+        if not devices:
+            raise JoulefarmError(f"{suite.path}: [select] leaves out {', '.join(only)}")
     if not devices:
         raise JoulefarmError(f"{suite_path}: no device in {devices_path} matches [select]")
     return registry, suite, devices
@@ -109,9 +116,11 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
 
 def run_suite(devices_path: Path, suite_path: Path, db_path: Path, *,
               progress: ProgressFn | None = None, timing: Timing = DEFAULT_TIMING,
-              on_start: Callable[[str], None] | None = None) -> RunReport:
-    """A new sweep of ``suite_path`` on its devices (``on_start`` gets its id first)."""
-    _, suite, devices = load_inputs(devices_path, suite_path)
+              on_start: Callable[[str], None] | None = None,
+              only: Sequence[str] = ()) -> RunReport:
+    """A new sweep of ``suite_path`` on its devices, or on those of them in ``only``
+    (``on_start`` gets its id first)."""
+    _, suite, devices = load_inputs(devices_path, suite_path, only)
     with connect(devices, progress) as (endpoints, skipped), ResultStore(db_path) as store:
         outcome = run_sweep(suite, devices, endpoints, store, devices_file=str(devices_path),
                             timing=timing, progress=progress, on_start=on_start)

@@ -453,15 +453,23 @@ def reference_names() -> list[str]:
             + [f"ref:{name}" for name, _, _ in _REFERENCE_LAYERS])
 
 
+def reference_model(name: str) -> bytes:
+    """One member of the reference set by its ``ref:`` name (``KeyError`` for any other)."""
+    member = name.removeprefix("ref:")
+    if name.startswith("ref:") and member in REFERENCE_RECIPES:
+        return RECIPES[member](0)
+    for layer_name, shape, layers in _REFERENCE_LAYERS:
+        if name == f"ref:{layer_name}":
+            return build_model(shape, list(layers), seed=0, name=layer_name)
+    raise KeyError(name)
+
+
 def reference_models() -> list[tuple[str, bytes]]:
     """The fixed reference set (10 float32 models): the four float recipes and six single
     layers of common types. Every device measures each once (``whole`` mode); the results
     place the device among known ones. Never change a member: old embeddings would no longer
     compare; add a new set instead."""
-    models = [(f"ref:{r}", RECIPES[r](0)) for r in REFERENCE_RECIPES]
-    for name, shape, layers in _REFERENCE_LAYERS:
-        models.append((f"ref:{name}", build_model(shape, list(layers), seed=0, name=name)))
-    return models
+    return [(name, reference_model(name)) for name in reference_names()]
 
 
 __all__ = [
@@ -474,6 +482,7 @@ __all__ = [
     "WEIGHTED_KINDS",
     "SweepConfig",
     "generate_sweep",
+    "reference_model",
     "reference_models",
     "reference_names",
     "sample_chains",

@@ -127,3 +127,35 @@ def test_select_tags_means_devices_carrying_all_of_them(tmp_path: Path) -> None:
     assert [d.name for d in chosen] == ["a"]
     done = run_cli("suite", "check", str(suite_path), "--devices", str(devices))
     assert "devices (" in done.stdout and ": a; " in done.stdout
+
+
+def test_the_reference_suite_is_built_in_and_its_models_are_the_reference_set() -> None:
+    from joulefarm.tflite.sweep import reference_models
+
+    suite = load_suite("reference")
+    assert suite.path.name == "reference.toml" and suite.settings.mode == "whole"
+    assert [(m.name, m.materialise()) for m in suite.models] == reference_models()
+    done = run_cli("suite", "check", "reference")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ('reference = true\nrecipe = "mlp"', "model[1].recipe: a reference = true entry takes no "
+                                         "other source"),
+    ('name = "refs"\nreference = true', "model[1].name: the reference set's models are always "
+                                        "named ref:MEMBER"),
+    ("reference = false", "model[1].reference: false lists nothing"),
+    ('reference = "yes"', "model[1].reference: expected a boolean"),
+    ('name = "ref:mlp"\nrecipe = "mlp"\n\n[[model]]\nreference = true',
+     "model[2].reference: duplicate model name 'ref:mlp'"),
+])
+def test_reference_entries_are_checked(tmp_path: Path, entry: str, message: str) -> None:
+    err = _error(tmp_path, GOOD + "\n[[model]]\n" + entry + "\n")
+    assert message in str(err), str(err)
+
+
+def test_a_reference_entry_lists_the_ten_models(tmp_path: Path) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text(GOOD + "\n[[model]]\nreference = true\n")
+    names = [m.name for m in load_suite(path).models]
+    assert names[0] == "cnn" and len(names) == 11 and names[1] == "ref:tiny_cnn"
