@@ -335,6 +335,34 @@ def _earlier_output(i: int, source: int, outputs: list[int]) -> int:
 
 
 @dataclass(frozen=True)
+class Branch(LayerSpec):
+    """``layer`` applied to the output of the earlier layer ``source`` instead of the current
+    tensor: how a cell's second and third edges leave the same node (a DAG in a layer list).
+
+    ``out_shape`` and ``op_shapes`` take the *source's* shape, which only the caller knows.
+    """
+
+    source: int
+    layer: LayerSpec
+
+    @property
+    def op(self) -> str:  # type: ignore[override]
+        return self.layer.op
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return self.layer.out_shape(shape, i)
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        return self.layer.op_shapes(shape)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        return self.layer.add(g, i, _earlier_output(i, self.source, outputs), outputs)
+
+    def describe(self) -> str:
+        return f"from({self.source},{self.layer.describe()})"
+
+
+@dataclass(frozen=True)
 class Add(LayerSpec):
     """ADD of the current tensor and the output of the earlier layer ``source`` (a residual).
 
