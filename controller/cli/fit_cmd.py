@@ -15,10 +15,12 @@ TargetOption = typer.Option(..., "--target", help="What to predict: latency or e
 OutOption = typer.Option(..., "--out", help="Directory to write the estimator to.",
                          show_default=False)
 FoldsOption = typer.Option(5, "--folds", min=2, help="Folds of the grouped (by model) split.")
-SplitsOption = typer.Option("grouped,family,device", "--splits",
-                            help="Validation schemes, comma separated: grouped (k folds by "
-                                 "model), family (leave one model family out), device (leave "
-                                 "one device out, few-shot).")
+SplitsOption = typer.Option("family,device", "--splits",
+                            help="Validation schemes, comma separated: family (leave one model "
+                                 "family out: picks the preferred estimator, calibrates the "
+                                 "intervals), device (leave one device out, few-shot: "
+                                 "calibrates those of enrolled devices), grouped (k folds by "
+                                 "model; the slowest).")
 SeedOption = typer.Option(0, "--seed", help="Seed of the folds, subsampling and trees.")
 GpOption = typer.Option(True, "--validate-gp/--no-validate-gp",
                         help="Refit the Gaussian processes in every fold (the slow part).")

@@ -46,9 +46,10 @@ from controller.estimators.manifest import (
 from controller.estimators.models import FittedEstimator, fit_estimator, gp_kernels
 from controller.estimators.onnx_graphs import IR_VERSION, OPSETS, gp_model_proto, tree_model_proto
 from controller.estimators.validation import (
-    SCHEMES,
+    DEFAULT_SCHEMES,
     TABLE_COLUMNS,
     MetricRow,
+    full_fit,
     preferred_estimator,
     run_validation,
 )
@@ -237,7 +238,8 @@ def write_metrics(directory: Path, metrics: list[MetricRow], title: str) -> None
 
 
 def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, folds: int = 5,
-                   schemes: Iterable[str] = SCHEMES, seed: int = 0, validate_gp: bool = True,
+                   schemes: Iterable[str] = DEFAULT_SCHEMES, seed: int = 0,
+                   validate_gp: bool = True,
                    progress: Callable[[str], None] | None = None) -> FitResult:
     """Load, validate, fit on everything, write the estimator directory."""
     if target not in TARGETS:
@@ -254,7 +256,7 @@ def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, fol
     residuals: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     metrics = run_validation(dataset, target, folds=folds, schemes=schemes, seed=seed,
                              with_gp=validate_gp, progress=progress, residuals=residuals,
-                             kernels=gp_kernels(est))
+                             kernels=gp_kernels(est), full=full_fit(dataset, target, est, seed))
     # Leave-family-out residuals (a whole package unseen) are the honest ones for new
     # models; the grouped folds' where the family split was not run.
     calibration = calibrate(residuals.get("family") or residuals.get("grouped") or {})

@@ -208,15 +208,51 @@ def gp_kernels(est: FittedEstimator) -> GPKernels:
             for op, m in models.items() if m.gp is not None}
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """A fit on a superset of the data (``est``, fitted with the same seed and with ``kernels``
+    its own) and the layer rows it had that this fit lacks. A model whose training rows are
+    untouched by ``removed`` would be refitted to the same values: it is taken as it is.
+    What makes a validation fold cheap: leaving a family out touches a few ops."""
+
+    est: FittedEstimator
+    removed: Sequence[LayerSample]
+
+    @functools.cached_property
+    def _touched(self) -> tuple[set[str], set[tuple[str, str]], set[str]]:
+        """(devices, (device, kernel) pairs, kernels) that lost rows."""
+        return ({s.device for s in self.removed},
+                {(s.device, s.desc.kernel) for s in self.removed},
+                {s.desc.kernel for s in self.removed})
+
+    def device_model(self, ops: list[str], device: str, key: str) -> OpModels | None:
+        if self.est.ops != ops or device not in self.est.per_device:
+            return None
+        devices, pairs, _ = self._touched
+        # The _OTHER model trains on every row of its device.
+        touched = device in devices if key == OTHER_OP else (device, key) in pairs
+        return None if touched else self.est.per_device[device].get(key)
+
+    def cross_model(self, ops: list[str], blocks: dict[str, np.ndarray], key: str
+                    ) -> TreeModel | None:
+        same_devices = blocks.keys() == self.est.device_blocks.keys() and all(
+            np.array_equal(b, self.est.device_blocks[d]) for d, b in blocks.items())
+        if self.est.ops != ops or not same_devices or key == OTHER_OP:
+            return None
+        return None if key in self._touched[2] else self.est.cross_hw.get(key)
+
+
 def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool = True,
                   with_cross: bool = True,
                   progress: Callable[[str], None] | None = None,
-                  kernels: GPKernels | None = None) -> FittedEstimator:
+                  kernels: GPKernels | None = None,
+                  reuse: Reuse | None = None) -> FittedEstimator:
     """Fit every model of ``target`` on ``dataset``. Raises ``EstimatorError`` when there is
     nothing to fit. Given ``kernels`` (``gp_kernels`` of a fit on all the data), a Gaussian
     process whose (device, op) has one keeps its hyperparameters and only computes its
     posterior: validation folds cost a factorisation per op instead of a search. Without,
-    each op's hyperparameters are searched once, on the device with the most layers."""
+    each op's hyperparameters are searched once, on the device with the most layers. Given
+    ``reuse``, models whose training rows are all unchanged are taken from it."""
     samples = _usable(dataset, dataset.layers, target)
     if not samples:
         raise EstimatorError(f"no layer measurements with a positive {target} to fit on")
@@ -241,7 +277,7 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
             progress(f"{target}: per-device models for {device} ({len(rows)} layers)")
         given = (shared if kernels is None else
                  {op: k for (d, op), k in kernels.items() if d == device})
-        models = _fit_device(dataset, rows, ops, target, seed, with_gp, given)
+        models = _fit_device(dataset, rows, ops, target, seed, with_gp, given, reuse)
         per_device[device] = models
         for op, m in models.items():
             if m.gp is not None:
@@ -261,7 +297,7 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         if progress:
             progress(f"{target}: cross-hardware models over {len(blocks)} devices")
         cross = _fit_cross(dataset, [s for s in samples if s.device in blocks], ops, blocks,
-                           scales, target, seed)
+                           scales, target, seed, reuse)
 
     flops, power = {}, {}
     for device, rows in by_device.items():
@@ -309,17 +345,23 @@ def _predicted_sums(est: FittedEstimator, dataset: Dataset) -> dict[tuple[str, s
 
 
 def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], target: str,
-                seed: int, with_gp: bool, kernels: dict[str, Kernel]) -> dict[str, OpModels]:
+                seed: int, with_gp: bool, kernels: dict[str, Kernel],
+                reuse: Reuse | None = None) -> dict[str, OpModels]:
     x_all = layer_matrix([s.desc for s in rows], ops)
     y_all = _log_target(dataset, rows, target)
     groups: dict[str, np.ndarray] = {OTHER_OP: np.arange(len(rows))}
+    by_kernel = _by_kernel(rows)
     for op in ops:
-        index = np.asarray([i for i, s in enumerate(rows) if kernel_key(s.desc) == op],
-                           dtype=int)
+        index = by_kernel.get(op, np.zeros(0, dtype=int))
         if len(index) >= MIN_OP_SAMPLES:
             groups[op] = index
     models = {}
+    device = rows[0].device
     for key, index in groups.items():
+        kept = reuse.device_model(ops, device, key) if reuse is not None else None
+        if kept is not None and (kept.gp is not None or not with_gp):
+            models[key] = kept if with_gp else OpModels(kept.trees, None, kept.n_train)
+            continue
         index = _balanced(index, [rows[i].model_sha for i in index], seed)
         x, y = x_all[index], y_all[index]
         trees = fit_trees(x, y, seed=seed)
@@ -327,6 +369,14 @@ def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], targe
               if with_gp and len(index) >= 3 else None)
         models[key] = OpModels(trees, gp, len(index))
     return models
+
+
+def _by_kernel(rows: Sequence[LayerSample]) -> dict[str, np.ndarray]:
+    """Kernel key -> positions of its rows in ``rows``, in order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(rows):
+        groups[s.desc.kernel].append(i)
+    return {key: np.asarray(index, dtype=int) for key, index in groups.items()}
 
 
 MAX_ROWS_PER_MODEL = 8
@@ -353,19 +403,22 @@ def _balanced(index: np.ndarray, models: Sequence[str], seed: int) -> np.ndarray
 
 def _fit_cross(dataset: Dataset, samples: list[LayerSample], ops: list[str],
                blocks: dict[str, np.ndarray], scales: dict[str, float], target: str,
-               seed: int) -> dict[str, TreeModel]:
-    x_layers = layer_matrix([s.desc for s in samples], ops)
-    x = np.vstack([cross_matrix(x_layers[i:i + 1], blocks[s.device])
-                   for i, s in enumerate(samples)])
+               seed: int, reuse: Reuse | None = None) -> dict[str, TreeModel]:
+    # cross_matrix row by row: each layer's features, then its device's block.
+    x = np.hstack([layer_matrix([s.desc for s in samples], ops),
+                   np.vstack([blocks[s.device] for s in samples])])
     # The device's scale is subtracted from the target and added back at prediction: a tree
     # cannot extrapolate to a device faster or slower than all it has seen, a shift can.
     shift = np.asarray([scales[s.device] for s in samples])
     y = _log_target(dataset, samples, target) - shift
     models = {OTHER_OP: fit_trees(x, y, seed=seed)}
+    by_kernel = _by_kernel(samples)
     for op in ops:
-        index = np.asarray([i for i, s in enumerate(samples) if kernel_key(s.desc) == op],
-                           dtype=int)
-        if len(index) >= MIN_OP_SAMPLES:
+        index = by_kernel.get(op, np.zeros(0, dtype=int))
+        kept = reuse.cross_model(ops, blocks, op) if reuse is not None else None
+        if kept is not None:
+            models[op] = kept
+        elif len(index) >= MIN_OP_SAMPLES:
             models[op] = fit_trees(x[index], y[index], seed=seed)
     return models
 

@@ -35,6 +35,7 @@ from controller.estimators.models import (
     MIN_CORRECTION_LAYERS,
     FittedEstimator,
     GPKernels,
+    Reuse,
     few_shot_device,
     fit_estimator,
     predict_layers,
@@ -44,6 +45,11 @@ from controller.estimators.models import (
 from joulefarm.tflite.sweep import reference_names
 
 SCHEMES: tuple[str, ...] = ("grouped", "family", "device")
+DEFAULT_SCHEMES: tuple[str, ...] = ("family", "device")
+"""What ``fit`` runs unless told: leave-family-out judges the preferred estimator and
+calibrates the intervals, leave-device-out those of enrolled devices. The grouped folds (a
+fifth of every family out at once, so every op model refits) cost more than both together
+and decide nothing: ask for them with ``--splits``."""
 LEVELS: tuple[str, ...] = ("layer", "model")
 TABLE_COLUMNS: tuple[str, ...] = ("split", "level", "estimator", *METRIC_COLUMNS)
 
@@ -160,19 +166,39 @@ def _device_kwargs(device: str, few_shot: FewShot | None) -> _FewShotArgs:
     return {"block": block, "flops_ratio": ratio}
 
 
-def _fit(dataset: Dataset, target: str, seed: int, with_gp: bool, with_cross: bool = True,
-         kernels: GPKernels | None = None) -> tuple[FittedEstimator, FittedEstimator | None]:
-    est = fit_estimator(dataset, target, seed=seed, with_gp=with_gp, with_cross=with_cross,
-                        kernels=kernels)
+@dataclass(frozen=True)
+class FullFit:
+    """The fit on all the data, whose untouched models the folds take as they are
+    (``models.Reuse``): fitted with the folds' seed and GP hyperparameters."""
+
+    est: FittedEstimator
+    latency: FittedEstimator | None = None
+    """Energy only: the constant-power baseline's latency trees (no GP, no cross)."""
+
+
+def full_fit(dataset: Dataset, target: str, est: FittedEstimator, seed: int) -> FullFit:
+    latency = None
+    if target == "energy":
+        latency = fit_estimator(dataset, "latency", seed=seed, with_gp=False, with_cross=False)
+    return FullFit(est, latency)
+
+
+def _fit(dataset: Dataset, target: str, seed: int, with_gp: bool, removed: list[LayerSample],
+         kernels: GPKernels | None = None, full: FullFit | None = None
+         ) -> tuple[FittedEstimator, FittedEstimator | None]:
+    est = fit_estimator(dataset, target, seed=seed, with_gp=with_gp, kernels=kernels,
+                        reuse=Reuse(full.est, removed) if full else None)
     latency = None
     if target == "energy":  # the constant-power baseline needs a latency estimate
-        latency = fit_estimator(dataset, "latency", seed=seed, with_gp=False, with_cross=False)
+        latency = fit_estimator(
+            dataset, "latency", seed=seed, with_gp=False, with_cross=False,
+            reuse=Reuse(full.latency, removed) if full and full.latency else None)
     return est, latency
 
 
 def grouped_kfold(dataset: Dataset, target: str, *, folds: int = 5, seed: int = 0,
                   with_gp: bool = True, residuals: Residuals | None = None,
-                  kernels: GPKernels | None = None) -> Pairs:
+                  kernels: GPKernels | None = None, full: FullFit | None = None) -> Pairs:
     shas = sorted({s.model_sha for s in dataset.layers if not _is_reference(dataset, s.model_sha)})
     order = np.random.default_rng(seed).permutation(len(shas))
     fold_of = {shas[i]: k % folds for k, i in enumerate(order)}
@@ -180,8 +206,9 @@ def grouped_kfold(dataset: Dataset, target: str, *, folds: int = 5, seed: int = 
     for k in range(min(folds, len(shas))):
         test = {sha for sha, f in fold_of.items() if f == k}
         train = subset(dataset, _models_not_in(test))
-        est, latency = _fit(train, target, seed, with_gp, kernels=kernels)
-        _score_fold(dataset, target, est, [s for s in dataset.layers if s.model_sha in test],
+        removed = [s for s in dataset.layers if s.model_sha in test]
+        est, latency = _fit(train, target, seed, with_gp, removed, kernels, full)
+        _score_fold(dataset, target, est, removed,
                     [w for w in dataset.wholes if w.model_sha in test], pairs,
                     latency_est=latency, residuals=residuals)
     return pairs
@@ -189,7 +216,7 @@ def grouped_kfold(dataset: Dataset, target: str, *, folds: int = 5, seed: int = 
 
 def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool = True,
                      residuals: Residuals | None = None,
-                     kernels: GPKernels | None = None) -> Pairs:
+                     kernels: GPKernels | None = None, full: FullFit | None = None) -> Pairs:
     families: dict[str, set[str]] = defaultdict(set)
     for sha, name in dataset.model_names.items():
         if not _is_reference(dataset, sha):
@@ -201,15 +228,16 @@ def leave_family_out(dataset: Dataset, target: str, *, seed: int = 0, with_gp: b
         train = subset(dataset, _models_not_in(test))
         if not train.layers:
             continue
-        est, latency = _fit(train, target, seed, with_gp, kernels=kernels)
-        _score_fold(dataset, target, est, [s for s in dataset.layers if s.model_sha in test],
+        removed = [s for s in dataset.layers if s.model_sha in test]
+        est, latency = _fit(train, target, seed, with_gp, removed, kernels, full)
+        _score_fold(dataset, target, est, removed,
                     [w for w in dataset.wholes if w.model_sha in test], pairs,
                     latency_est=latency, residuals=residuals)
     return pairs
 
 
 def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0,
-                     residuals: Residuals | None = None) -> Pairs:
+                     residuals: Residuals | None = None, full: FullFit | None = None) -> Pairs:
     """Few-shot on each held-out device: only its reference runs are used (what
     ``joulefarm enroll`` gives a new device); its whole models' residuals go to
     ``residuals``, and calibrate the intervals of enrolled devices."""
@@ -219,7 +247,9 @@ def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0,
         return pairs
     for device in devices:
         train = subset(dataset, _devices_other_than(device))
-        est = fit_estimator(train, target, seed=seed, with_gp=False)
+        # The other devices' own models are unchanged: only the cross-hardware ones refit.
+        est = fit_estimator(train, target, seed=seed, with_gp=False, reuse=Reuse(
+            full.est, [s for s in dataset.layers if s.device == device]) if full else None)
         if not est.cross_hw:
             continue
         try:
@@ -237,17 +267,22 @@ def leave_device_out(dataset: Dataset, target: str, *, seed: int = 0,
 
 
 def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
-                   schemes: Iterable[str] = SCHEMES, seed: int = 0, with_gp: bool = True,
+                   schemes: Iterable[str] = DEFAULT_SCHEMES, seed: int = 0,
+                   with_gp: bool = True,
                    progress: Callable[[str], None] | None = None,
                    residuals: dict[str, Residuals] | None = None,
-                   kernels: GPKernels | None = None) -> list[MetricRow]:
+                   kernels: GPKernels | None = None,
+                   full: FullFit | None = None) -> list[MetricRow]:
     """Every scheme's metrics table rows (estimators and baselines side by side). Given
     ``residuals``, each scheme adds its whole models' residuals under its name (the device
     scheme: its few-shot predictions'). Given ``kernels`` (``models.gp_kernels`` of the fit
     on all data), the folds' Gaussian processes keep those hyperparameters and refit only
     their posterior on the fold's training part: the held-out models still never shape a
     prediction of theirs, but they did take part in choosing the length scales, a small
-    optimism bought for a fit ten times faster."""
+    optimism bought for a fit ten times faster. Given ``full`` (the fit on all data, with
+    those kernels and this seed), a fold takes every model whose training rows it did not
+    change from it (the same model a refit would give): leaving a family out refits the few
+    ops that family has, leaving a device out only the cross-hardware models."""
     rows: list[MetricRow] = []
     for scheme in schemes:
         if progress:
@@ -255,12 +290,12 @@ def run_validation(dataset: Dataset, target: str, *, folds: int = 5,
         found = None if residuals is None else residuals.setdefault(scheme, {})
         if scheme == "grouped":
             pairs = grouped_kfold(dataset, target, folds=folds, seed=seed, with_gp=with_gp,
-                                  residuals=found, kernels=kernels)
+                                  residuals=found, kernels=kernels, full=full)
         elif scheme == "family":
             pairs = leave_family_out(dataset, target, seed=seed, with_gp=with_gp,
-                                     residuals=found, kernels=kernels)
+                                     residuals=found, kernels=kernels, full=full)
         elif scheme == "device":
-            pairs = leave_device_out(dataset, target, seed=seed, residuals=found)
+            pairs = leave_device_out(dataset, target, seed=seed, residuals=found, full=full)
         else:
             raise ValueError(f"unknown validation scheme {scheme!r} (known: {SCHEMES})")
         split = {"grouped": f"grouped_{folds}fold", "family": "leave_family_out",

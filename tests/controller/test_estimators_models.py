@@ -167,3 +167,29 @@ def test_gp_hyperparameters_are_searched_once_per_op_and_kept_in_folds(dataset, 
             if m.gp is not None and (device, key) in kernels:
                 np.testing.assert_array_equal(m.gp.gp.kernel_.theta,
                                               kernels[(device, key)].theta)
+
+
+def test_a_fold_reuses_exactly_the_models_it_did_not_change(dataset):
+    from controller.estimators.models import Reuse, gp_kernels
+
+    full = fit_estimator(dataset, "latency", seed=3)
+    kernels = gp_kernels(full)
+    conv = {sha for sha, name in dataset.model_names.items() if model_family(name) == "conv"}
+    removed = [s for s in dataset.layers if s.model_sha in conv]
+    train = subset(dataset, lambda _d, sha: sha not in conv)
+    refit = fit_estimator(train, "latency", seed=3, kernels=kernels)
+    reused = fit_estimator(train, "latency", seed=3, kernels=kernels,
+                           reuse=Reuse(full, removed))
+    device = DEVICES[0].name
+    # Untouched op models are the full fit's own objects; CONV_2D and _OTHER are refitted.
+    assert reused.per_device[device]["MAX_POOL_2D"] is full.per_device[device]["MAX_POOL_2D"]
+    assert reused.per_device[device]["CONV_2D"] is not full.per_device[device]["CONV_2D"]
+    assert reused.cross_hw["MAX_POOL_2D"] is full.cross_hw["MAX_POOL_2D"]
+    # ... and predict what a refit predicts, for every estimator, on every kind of layer.
+    descs = [s.desc for s in dataset.layers if s.device == device][::7]
+    a = predict_layers(refit, device, descs).values
+    b = predict_layers(reused, device, descs).values
+    assert a.keys() == b.keys() and {"gp", "trees", "cross_hw"} <= a.keys()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-6)
+    assert reused.correction == refit.correction
