@@ -9,7 +9,8 @@ Training data (measured on this machine with the agent's own pipeline, ``insitu`
 
 - configuration sweeps of every op family real models use: convolutions, pools, fully
   connected, and the small ops (``joulefarm.tflite.sweep.ALL_KINDS``), in float32 and as int8
-  (``quantize_int8``), plus generated multi-layer chains;
+  (``quantize_int8``), the audio front-end and quantize ops (``SIGNAL_KINDS``), plus
+  generated multi-layer chains;
 - the *training* part of the real-model corpus (``joulefarm.tflite.corpus.training``: every
   package not in ``HELDOUT_PACKAGES``).
 
@@ -51,7 +52,13 @@ from controller.estimators.predict import Estimator
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.corpus import by_sha256, heldout, training
 from joulefarm.tflite.published import fetch
-from joulefarm.tflite.sweep import ALL_KINDS, ELEMENTWISE_KINDS, sample_chains, sample_configs
+from joulefarm.tflite.sweep import (
+    ALL_KINDS,
+    ELEMENTWISE_KINDS,
+    SIGNAL_KINDS,
+    sample_chains,
+    sample_configs,
+)
 from joulefarm.tflite.variants import quantize_int8
 
 DEVICE = "this-host"
@@ -82,16 +89,19 @@ def _usable_corpus(models: tuple) -> list:
 
 
 def training_models(n_float: int, n_small: int, n_int8: int, n_chains: int, seed: int,
-                    cache: Path) -> list[ModelToMeasure]:
+                    cache: Path, n_signal: int = 0) -> list[ModelToMeasure]:
     """Sweeps (every kind, then the small-op kinds again: ten ops or more share each), their
-    int8 versions and chains, then the corpus's training part (twice: its models are few and
-    each weighs on the correction)."""
+    int8 versions, the audio front-end and mixed-precision ops (``SIGNAL_KINDS``) and chains,
+    then the corpus's training part (twice: its models are few and each weighs on the
+    correction)."""
     modes = ("insitu", "whole")
     out = [ModelToMeasure(c.name, c.build(), modes)
            for c in sample_configs(n_float, seed=seed, kinds=SWEEP_KINDS, profile="broad",
                                    max_macs=200_000_000)]
     out += [ModelToMeasure(c.name + " small", c.build(), modes)
             for c in sample_configs(n_small, seed=seed + 2, kinds=ELEMENTWISE_KINDS)]
+    out += [ModelToMeasure(c.name + " signal", c.build(), modes)
+            for c in sample_configs(n_signal, seed=seed + 3, kinds=SIGNAL_KINDS)]
     for c in sample_configs(n_int8, seed=seed + 1, kinds=INT8_KINDS, profile="broad",
                             max_macs=200_000_000):
         content = c.build()
@@ -203,6 +213,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=480, help="more float32 sweep configs "
                         "of the small-op kinds")
     parser.add_argument("--int8", type=int, default=160, help="int8 sweep configs")
+    parser.add_argument("--signal", type=int, default=200, help="sweep configs of the audio "
+                        "front-end and quantize ops (SIGNAL_KINDS)")
     parser.add_argument("--chains", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per evaluated model")
     parser.add_argument("--seed", type=int, default=1)
@@ -221,7 +233,7 @@ def main() -> None:
     if args.remeasure:
         train_db.unlink(missing_ok=True)
     models = training_models(args.configs, args.small, args.int8, args.chains, args.seed,
-                             cache)
+                             cache, args.signal)
     if sum(2 for _ in models) > sum(already_measured(train_db).values()):
         measure_training(train_db, models)  # resumes where an interrupted run stopped
         args.refit = True

@@ -18,12 +18,14 @@ import onnxruntime as ort
 from controller.estimators.combine import Correction, whole_totals
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import (
+    LAYER_FEATURES,
     OTHER_OP,
     LayerDesc,
     cross_matrix,
     from_layer_info,
     kernel_key,
     layer_matrix,
+    op_onehot_names,
 )
 from controller.estimators.intervals import Calibration
 from controller.estimators.manifest import read_manifest
@@ -68,6 +70,11 @@ class Estimator:
         self.target: str = self.manifest["target"]
         self.unit: str = self.manifest["unit"]
         self.ops: list[str] = list(self.manifest["ops"])
+        expected = [n for n, _, _ in LAYER_FEATURES] + op_onehot_names(self.ops)
+        if self.manifest["features"]["per_device_input"] != expected:
+            raise EstimatorError(f"{self.directory}: fitted on another feature set than this "
+                                 "joulefarm computes (an older version); refit it with "
+                                 "`joulefarm fit`")
         self.correction = Correction.from_json(self.manifest["correction"])
         self.calibration = Calibration.from_json(self.manifest.get("interval"))
         self.new_device_calibration = Calibration.from_json(

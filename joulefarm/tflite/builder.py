@@ -736,6 +736,187 @@ class StridedSlice(LayerSpec):
 
 
 @dataclass(frozen=True)
+class BatchMatMul(LayerSpec):
+    """BATCH_MATMUL of the input [..., M, K] and a constant [K, ``columns``] (broadcast over
+    the batch dimensions): a mel filter bank or a projection, as audio front ends use it."""
+
+    op: ClassVar[str] = "BATCH_MATMUL"
+    columns: int
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if len(shape) < 2 or self.columns < 1:
+            raise ValueError(f"layer {i} (BatchMatMul) needs an input of rank >= 2, got {shape}")
+        return (*shape[:-1], self.columns)
+
+    def op_shapes(self, shape: Shape) -> OpShapes:
+        return OpShapes((shape,), (self.out_shape(shape),),
+                        (shape, (shape[-1], self.columns)), tfl.BatchMatMulOptionsT())
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        weights = g.weights((shape[-1], self.columns), shape[-1], f"{label}/rhs")
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.op, [x, weights], [y], tfl.BuiltinOptions.BatchMatMulOptions,
+             tfl.BatchMatMulOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return f"batch_matmul(n={self.columns})"
+
+
+@dataclass(frozen=True)
+class Slice(LayerSpec):
+    """SLICE from ``begin`` taking ``size`` (one each per dimension)."""
+
+    op: ClassVar[str] = "SLICE"
+    begin: tuple[int, ...]
+    size: tuple[int, ...]
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if not len(self.begin) == len(self.size) == len(shape) or any(
+                b < 0 or n < 1 or b + n > d for b, n, d in zip(self.begin, self.size, shape,
+                                                               strict=True)):
+            raise ValueError(f"layer {i} (Slice): begin {self.begin} size {self.size} does not "
+                             f"fit {shape}")
+        return self.size
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        begin = g.int_const(self.begin, f"{label}/begin")
+        size = g.int_const(self.size, f"{label}/size")
+        y = g.tensor(self.out_shape(shape, i), label)
+        g.op(self.op, [x, begin, size], [y], tfl.BuiltinOptions.SliceOptions,
+             tfl.SliceOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return f"slice_op(begin={self.begin},size={self.size})"
+
+
+@dataclass(frozen=True)
+class ShapeOf(LayerSpec):
+    """SHAPE: the input's shape as an int32 vector (what a FILL or RESHAPE of a dynamic size
+    reads)."""
+
+    op: ClassVar[str] = "SHAPE"
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return (len(shape),)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        options = tfl.ShapeOptionsT()
+        options.outType = tfl.TensorType.INT32
+        y = g.tensor(self.out_shape(g.shapes[x], i), self._label(i),
+                     tensor_type=tfl.TensorType.INT32)
+        g.op(self.op, [x], [y], tfl.BuiltinOptions.ShapeOptions, options)
+        return y
+
+    def describe(self) -> str:
+        return "shape"
+
+
+@dataclass(frozen=True)
+class Fill(LayerSpec):
+    """FILL of a float32 tensor of ``dims``, reading its dims from the current tensor (a
+    ``ShapeOf`` of an input of those dims: the size is known only when the model runs)."""
+
+    op: ClassVar[str] = "FILL"
+    dims: tuple[int, ...]
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if shape != (len(self.dims),):
+            raise ValueError(f"layer {i} (Fill) reads dims of rank {len(self.dims)}, got a "
+                             f"tensor of shape {shape}")
+        return self.dims
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        label = self._label(i)
+        value = g.tensor((), f"{label}/value", np.asarray(0.5, dtype=np.float32))
+        y = g.tensor(self.out_shape(g.shapes[x], i), label)
+        g.op(self.op, [x, value], [y], tfl.BuiltinOptions.FillOptions, tfl.FillOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return f"fill({'x'.join(map(str, self.dims))})"
+
+
+@dataclass(frozen=True)
+class Rfft2d(LayerSpec):
+    """RFFT2D over the last two dimensions (each a power of two): complex64 output of
+    [..., H, W / 2 + 1], as a spectrogram front end computes it."""
+
+    op: ClassVar[str] = "RFFT2D"
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        if len(shape) < 2 or any(d < 1 or d & (d - 1) for d in shape[-2:]):
+            raise ValueError(f"layer {i} (Rfft2d) needs its last two dimensions powers of two, "
+                             f"got {shape}")
+        return (*shape[:-1], shape[-1] // 2 + 1)
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        shape, label = g.shapes[x], self._label(i)
+        length = g.int_const(shape[-2:], f"{label}/fft_length")
+        y = g.tensor(self.out_shape(shape, i), label, tensor_type=tfl.TensorType.COMPLEX64)
+        g.op(self.op, [x, length], [y], tfl.BuiltinOptions.Rfft2dOptions, tfl.Rfft2dOptionsT())
+        return y
+
+    def describe(self) -> str:
+        return "rfft2d"
+
+
+class _ToFloat(LayerSpec):
+    """One input to a float32 tensor of its shape, no options: ``describe`` is the op."""
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return shape
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        y = g.tensor(g.shapes[x], self._label(i))
+        g.op(self.op, [x], [y])
+        return y
+
+    def describe(self) -> str:
+        return self.op.lower()
+
+
+@dataclass(frozen=True)
+class ComplexAbs(_ToFloat):
+    """COMPLEX_ABS of a complex64 tensor (an ``Rfft2d``'s output): float32 magnitudes."""
+
+    op: ClassVar[str] = "COMPLEX_ABS"
+
+
+@dataclass(frozen=True)
+class Dequantize(_ToFloat):
+    """DEQUANTIZE of an int8 tensor (a ``Quantize``'s output) back to float32."""
+
+    op: ClassVar[str] = "DEQUANTIZE"
+
+
+@dataclass(frozen=True)
+class Quantize(LayerSpec):
+    """QUANTIZE float32 to int8 at ``scale`` (zero point 0): a float model's int8 island, or
+    an int8 model's entry."""
+
+    op: ClassVar[str] = "QUANTIZE"
+    scale: float = 0.02
+
+    def out_shape(self, shape: Shape, i: int = 0) -> Shape:
+        return shape
+
+    def add(self, g: _Graph, i: int, x: int, outputs: list[int]) -> int:
+        y = g.tensor(g.shapes[x], self._label(i), tensor_type=tfl.TensorType.INT8)
+        quantization = tfl.QuantizationParametersT()
+        quantization.scale, quantization.zeroPoint = [float(self.scale)], [0]
+        g.tensors[y].quantization = quantization
+        g.op(self.op, [x], [y])
+        return y
+
+    def describe(self) -> str:
+        return f"quantize({self.scale:g})"
+
+
+@dataclass(frozen=True)
 class ResizeBilinear(LayerSpec):
     """RESIZE_BILINEAR of an NHWC input to ``size`` (height, width)."""
 

@@ -22,7 +22,9 @@ MACs, per inference with the batch included, by family:
   ``CONCATENATION``, ``PAD``, ``GATHER``, ``TRANSPOSE``, resizing; each listed in ``OPS``): the
   larger of the op's activation input and output element counts, so elementwise ops count their
   output and reductions count their input.
-- ``unknown`` (every op without an entry: ``RFFT2D``, custom ops, control flow, ...): no
+- ``fft`` (``RFFT2D``): transforms * (n / 2) * log2(n), n = the product of the last two input
+  dimensions (the FFT length) and transforms the rest: a real FFT's butterflies
+- ``unknown`` (every op without an entry: custom ops, control flow, ...): no
   formula, so no count. The parser reports ``macs = None`` and measurements carry the flag
   ``no_cost_formula``; a count is never made up. A formula that cannot read a node's shapes
   gives None too.
@@ -106,6 +108,14 @@ def _elementwise(s: OpShapes) -> int | None:
     return max((elements(x) for x in (*s.inputs, *s.outputs)), default=0)
 
 
+def _fft(s: OpShapes) -> int | None:
+    x = s.operand(0)
+    if len(x) < 2:
+        return None
+    n = x[-1] * x[-2]
+    return (elements(x) // n) * (n // 2) * max(int(math.log2(n)), 1) if n > 1 else 0
+
+
 def _unknown(s: OpShapes) -> int | None:
     return None
 
@@ -144,6 +154,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("pool", _pool, _pool_kernel),
     Family("metadata", _metadata),
     Family("elementwise", _elementwise),
+    Family("fft", _fft),
     Family("unknown", _unknown),
 )}
 
@@ -185,6 +196,7 @@ OPS: dict[str, OpEntry] = {e.name: e for e in (
     OpEntry("CONV_3D", "conv3d"),
     OpEntry("FULLY_CONNECTED", "fully_connected", weighted=True, int8_version=4),
     OpEntry("BATCH_MATMUL", "matmul"),
+    OpEntry("RFFT2D", "fft"),
     OpEntry("MAX_POOL_2D", "pool", int8_version=2, int8_same_scale=True),
     OpEntry("AVERAGE_POOL_2D", "pool", int8_version=2, int8_same_scale=True),
     OpEntry("L2_POOL_2D", "pool"),

@@ -37,18 +37,26 @@ from joulefarm.tflite.builder import (
     UNARY_OPS,
     Add,
     AveragePool2D,
+    BatchMatMul,
     Binary,
+    ComplexAbs,
     Concatenation,
     Conv2D,
     DepthwiseConv2D,
+    Dequantize,
+    Fill,
     FullyConnected,
     LayerSpec,
     MaxPool2D,
     Mean,
     Pad,
+    Quantize,
     Reduce,
     Reshape,
     ResizeBilinear,
+    Rfft2d,
+    ShapeOf,
+    Slice,
     Softmax,
     StridedSlice,
     Transpose,
@@ -70,6 +78,11 @@ call's fixed part. ``unary``, ``binary`` and ``reduce`` draw their op from the b
 ``UNARY_OPS``, ``BINARY_OPS`` and ``REDUCE_OPS``."""
 
 ALL_KINDS: tuple[str, ...] = KINDS + ELEMENTWISE_KINDS
+SIGNAL_KINDS: tuple[str, ...] = ("matmul", "slice_op", "fill", "fft", "quant")
+"""Ops of audio front ends and mixed-precision models: BATCH_MATMUL by a constant, SLICE,
+SHAPE then FILL, RFFT2D then COMPLEX_ABS, QUANTIZE then DEQUANTIZE (the two-op kinds measure
+both ops). Kept out of ``ALL_KINDS``, whose draws stay what they were."""
+KNOWN_KINDS: tuple[str, ...] = ALL_KINDS + SIGNAL_KINDS
 
 PROFILES: tuple[str, ...] = ("mobile", "broad")
 
@@ -234,6 +247,34 @@ def _draw_elementwise(rng: np.random.Generator, kind: str, max_elements: int
     return shape, (spec,), spec.macs(shape)
 
 
+def _draw_signal(rng: np.random.Generator, kind: str, max_elements: int
+                 ) -> tuple[tuple[int, ...], tuple[LayerSpec, ...], int]:
+    shape = _tensor_shape(rng, max_elements)
+    layers: tuple[LayerSpec, ...]
+    if kind == "matmul":  # [1, frames, bins] x [bins, n]: a filter bank
+        frames, bins = _log_int(rng, 1, 512), _log_int(rng, 2, 1024)
+        shape = (1, frames, bins)
+        layers = (BatchMatMul(_log_int(rng, 1, 512)),)
+    elif kind == "slice_op":
+        begin = tuple(int(rng.integers(0, max(d // 4, 1))) if d > 1 else 0 for d in shape)
+        size = tuple(int(rng.integers(1, d - b + 1)) for d, b in zip(shape, begin, strict=True))
+        layers = (Slice(begin, size),)
+    elif kind == "fill":
+        layers = (ShapeOf(), Fill(shape))
+    elif kind == "fft":  # the last two dimensions powers of two, as RFFT2D needs
+        window = 2 ** int(rng.integers(3, 12))
+        if rng.random() < 0.5:  # [1, frames, 1, window]: one 1-D FFT per frame (a spectrogram)
+            shape = (1, _log_int(rng, 1, 256), 1, window)
+        else:  # [1, rows, window]: one 2-D FFT
+            shape = (1, 2 ** int(rng.integers(0, 8)), window)
+        layers = (Rfft2d(), ComplexAbs())
+    elif kind == "quant":
+        layers = (Quantize(float(_pick(rng, (0.005, 0.02, 0.1)))), Dequantize())
+    else:
+        raise ValueError(f"unknown sweep kind {kind!r} (known: {', '.join(KNOWN_KINDS)})")
+    return shape, layers, layers[0].macs(shape)
+
+
 def _draw(rng: np.random.Generator, kind: str, profile: str,
           max_elements: int = DEFAULT_MAX_ELEMENTS
           ) -> tuple[tuple[int, ...], tuple[LayerSpec, ...], int]:
@@ -241,6 +282,8 @@ def _draw(rng: np.random.Generator, kind: str, profile: str,
     drawn layer does not fit its input."""
     if kind in ELEMENTWISE_KINDS:
         return _draw_elementwise(rng, kind, max_elements)
+    if kind in SIGNAL_KINDS:
+        return _draw_signal(rng, kind, max_elements)
     h, w = _spatial(rng, profile)
     if kind == "conv":
         cin = _pick(rng, _CHANNELS)
@@ -351,9 +394,9 @@ def sample_configs(
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown sweep profile {profile!r} (known: {', '.join(PROFILES)})")
-    unknown = [k for k in kinds if k not in ALL_KINDS]
+    unknown = [k for k in kinds if k not in KNOWN_KINDS]
     if unknown or not kinds:
-        raise ValueError(f"unknown sweep kinds {unknown} (known: {', '.join(ALL_KINDS)})")
+        raise ValueError(f"unknown sweep kinds {unknown} (known: {', '.join(KNOWN_KINDS)})")
     rng = np.random.default_rng(seed)
     configs: list[SweepConfig] = []
     seen: set[str] = set()
@@ -474,6 +517,8 @@ def reference_models() -> list[tuple[str, bytes]]:
 
 __all__ = [
     "ALL_KINDS",
+    "KNOWN_KINDS",
+    "SIGNAL_KINDS",
     "DEFAULT_MAX_MACS",
     "ELEMENTWISE_KINDS",
     "KINDS",

@@ -217,3 +217,13 @@ def test_cli_rejects_bad_input(db, tmp_path):
                                     str(tmp_path / "none.duckdb"), "--out", str(tmp_path)])
     assert isinstance(result.exception, EstimatorError) and "no results database" in str(
         result.exception)
+
+
+def test_an_estimator_of_another_feature_set_asks_for_a_refit(fitted, tmp_path):
+    for f in fitted.directory.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    manifest["features"]["per_device_input"].remove("family=fft")  # as fitted before it
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(EstimatorError, match="another feature set.*refit it"):
+        Estimator(tmp_path)

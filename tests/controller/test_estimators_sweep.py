@@ -116,3 +116,18 @@ def test_small_op_kinds_span_sizes_and_run():
     assert max(sizes) <= 200_000
     again = sample_configs(120, seed=5, kinds=ELEMENTWISE_KINDS, max_elements=200_000)
     assert [c.name for c in again] == [c.name for c in configs]
+
+
+def test_signal_kinds_draw_models_that_run_and_keep_the_older_draws():
+    from joulefarm.tflite.sweep import ALL_KINDS, SIGNAL_KINDS
+
+    configs = sample_configs(25, seed=4, kinds=SIGNAL_KINDS)
+    ops = set()
+    for config in configs:
+        layers = read_layers(config.build())
+        ops |= {layer.op for layer in layers}
+        assert layers[0].macs is None or layers[0].macs >= 0
+    assert ops == {"BATCH_MATMUL", "SLICE", "SHAPE", "FILL", "RFFT2D", "COMPLEX_ABS",
+                   "QUANTIZE", "DEQUANTIZE"}
+    # ALL_KINDS draws as it did before SIGNAL_KINDS existed (stored sweeps keep their names).
+    assert not set(SIGNAL_KINDS) & set(ALL_KINDS)

@@ -241,3 +241,41 @@ def test_generic_specs_refuse_ops_they_do_not_build():
         build_model((1, 4), [Unary("CONV_2D")])
     with pytest.raises(ValueError, match="operand"):
         build_model((1, 4), [Binary("ADD", "row")])
+
+
+def test_signal_specs_match_numpy_in_the_runtime():
+    """The audio front-end and quantize ops (joulefarm.tflite.sweep.SIGNAL_KINDS) run in the
+    real runtime and compute what numpy does."""
+    from joulefarm.tflite.builder import (
+        BatchMatMul,
+        ComplexAbs,
+        Dequantize,
+        Fill,
+        Quantize,
+        Rfft2d,
+        ShapeOf,
+        Slice,
+    )
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (1, 7, 12)).astype(np.float32)
+    model = build_model(x.shape, [BatchMatMul(5)], seed=5)
+    (rhs,) = [c for c in constants(model).values() if c.dtype == np.float32]
+    np.testing.assert_allclose(run_once(model, x), x @ rhs, rtol=1e-5, atol=1e-6)
+    assert read_layers(model)[0].macs == 7 * 12 * 5
+    np.testing.assert_array_equal(
+        run_once(build_model(x.shape, [Slice((0, 2, 3), (1, 4, 6))]), x), x[:, 2:6, 3:9])
+    filled = run_once(build_model(x.shape, [ShapeOf(), Fill(x.shape)]), x)
+    assert filled.shape == x.shape and np.all(filled == 0.5)
+    frames = rng.uniform(-1, 1, (1, 4, 16)).astype(np.float32)
+    spectrum = run_once(build_model(frames.shape, [Rfft2d(), ComplexAbs()]), frames)
+    np.testing.assert_allclose(spectrum, np.abs(np.fft.rfft2(frames[0]))[None], rtol=1e-4,
+                               atol=1e-4)
+    roundtrip = run_once(build_model(x.shape, [Quantize(0.01), Dequantize()]), x)
+    np.testing.assert_allclose(roundtrip, np.clip(np.round(x / 0.01), -128, 127) * 0.01,
+                               atol=1e-6)
+    assert [layer.op for layer in read_layers(build_model(x.shape, [Quantize(), Dequantize()]))
+            ] == ["QUANTIZE", "DEQUANTIZE"]
+    with pytest.raises(ValueError, match="powers of two"):
+        build_model((1, 4, 12), [Rfft2d()])
+    with pytest.raises(ValueError, match="does not fit"):
+        build_model(x.shape, [Slice((0, 5, 0), (1, 4, 12))])
