@@ -31,7 +31,8 @@ MeasureOption = typer.Option(Measure.missing, "--measure",
                                   "never (use what is stored).")
 SuiteOption = typer.Option("reference", "--suite",
                            help="The reference suite to run: the built-in one, or a copy of "
-                                "controller/suites/reference.toml with your own [measure].")
+                                "controller/suites/reference.toml with your own measuring "
+                                "settings.")
 
 
 def enroll(
