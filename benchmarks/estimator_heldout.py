@@ -58,6 +58,7 @@ from joulefarm.tflite.sweep import (
     SIGNAL_KINDS,
     sample_chains,
     sample_configs,
+    sample_repeats,
 )
 from joulefarm.tflite.variants import quantize_int8
 
@@ -89,7 +90,8 @@ def _usable_corpus(models: tuple) -> list:
 
 
 def training_models(n_float: int, n_small: int, n_int8: int, n_chains: int, seed: int,
-                    cache: Path, n_signal: int = 0) -> list[ModelToMeasure]:
+                    cache: Path, n_signal: int = 0, n_repeat: int = 0
+                    ) -> list[ModelToMeasure]:
     """Sweeps (every kind, then the small-op kinds again: ten ops or more share each), their
     int8 versions, the audio front-end and mixed-precision ops (``SIGNAL_KINDS``) and chains,
     then the corpus's training part (twice: its models are few and each weighs on the
@@ -102,6 +104,8 @@ def training_models(n_float: int, n_small: int, n_int8: int, n_chains: int, seed
             for c in sample_configs(n_small, seed=seed + 2, kinds=ELEMENTWISE_KINDS)]
     out += [ModelToMeasure(c.name + " signal", c.build(), modes)
             for c in sample_configs(n_signal, seed=seed + 3, kinds=SIGNAL_KINDS)]
+    out += [ModelToMeasure(c.name, c.build(), modes)
+            for group in sample_repeats(n_repeat, seed=seed + 4) for c in group]
     for c in sample_configs(n_int8, seed=seed + 1, kinds=INT8_KINDS, profile="broad",
                             max_macs=200_000_000):
         content = c.build()
@@ -215,6 +219,9 @@ def main() -> None:
     parser.add_argument("--int8", type=int, default=160, help="int8 sweep configs")
     parser.add_argument("--signal", type=int, default=200, help="sweep configs of the audio "
                         "front-end and quantize ops (SIGNAL_KINDS)")
+    parser.add_argument("--repeat-sets", type=int, default=0, help="repetition sets of a "
+                        "small op (1, 2, 4 and 8 copies: its cost inside a model, by the "
+                        "slope); off by default, see docs/notes/tiny-models.md")
     parser.add_argument("--chains", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per evaluated model")
     parser.add_argument("--seed", type=int, default=1)
@@ -233,7 +240,7 @@ def main() -> None:
     if args.remeasure:
         train_db.unlink(missing_ok=True)
     models = training_models(args.configs, args.small, args.int8, args.chains, args.seed,
-                             cache, args.signal)
+                             cache, args.signal, args.repeat_sets)
     if sum(2 for _ in models) > sum(already_measured(train_db).values()):
         measure_training(train_db, models)  # resumes where an interrupted run stopped
         args.refit = True

@@ -28,7 +28,7 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -64,7 +64,8 @@ class LayerSample:
     simulated: bool
     source: str
     """``"insitu"`` (the op's time inside the whole model), ``"layers"`` (looped alone inside
-    a layers run) or ``"whole_single"`` (a one-layer model measured whole)."""
+    a layers run), ``"whole_single"`` (a one-layer model measured whole) or ``"marginal"``
+    (the slope over a repetition set's copies: ``_with_marginal_costs``)."""
     trains: bool = True
     """False for an in-situ time under twice the profiler's resolution
     (``below_timer_resolution``): timestamps a microsecond apart, taken in step with a
@@ -304,9 +305,54 @@ def build_dataset(devices: Mapping[str, DeviceInfo], layer_rows: list[Row],
             index = min(descs[w.model_sha])
             layers.append(LayerSample(w.device, w.model_sha, w.model_name, index, layer_list[0],
                                       w.latency_s, w.energy_j, w.simulated, "whole_single"))
+    layers = _with_marginal_costs(layers, wholes, model_layers)
+    # A repetition set is an instrument, not a model anyone runs: hundreds of chains of one
+    # tiny op would outweigh every real model in the correction and the intervals.
+    wholes = [w for w in wholes if not w.model_name.startswith("sweep:repeat ")]
     return Dataset(layers, wholes, model_layers, names, dict(devices), dict(sums),
                    unusable=counts["unusable"], energy_only_unusable=counts["energy_only"],
                    no_features=counts["no_features"])
+
+
+MIN_REPEATS = 3
+"""Models of a repetition set (``joulefarm.tflite.sweep.sample_repeats``) a device needs
+measured whole for the op's marginal cost."""
+
+
+def _with_marginal_costs(layers: list[LayerSample], wholes: list[WholeSample],
+                         model_layers: Mapping[str, tuple[LayerDesc, ...]]
+                         ) -> list[LayerSample]:
+    """``layers`` with one ``marginal`` sample per repetition set and device: the slope of the
+    whole latency (and energy) over the op's copies, what one more copy costs inside a model,
+    free of the call's and the profiler's own costs. The set's single-copy model then trains
+    nothing of its own (its whole call carries those costs)."""
+    sets: dict[tuple[str, str], list[tuple[int, WholeSample]]] = defaultdict(list)
+    for w in wholes:
+        parts = w.model_name.split(" ")
+        count = len(model_layers.get(w.model_sha, ()))
+        if parts[0] == "sweep:repeat" and count and _ok(w.latency_s):
+            sets[(w.device, f"{parts[1]} {parts[-1]}")].append((count, w))
+    replaced: set[tuple[str, str]] = set()
+    marginal: list[LayerSample] = []
+    for (device, _), runs in sorted(sets.items(), key=lambda kv: kv[0]):
+        runs.sort(key=lambda kw: kw[0])
+        copies = np.asarray([k for k, _ in runs], dtype=np.float64)
+        if len(set(copies.tolist())) < MIN_REPEATS or copies[0] != 1:
+            continue
+        latency = float(np.polyfit(copies, [w.latency_s for _, w in runs], 1)[0])
+        energies = [w.energy_j for _, w in runs]
+        energy = (float(np.polyfit(copies, energies, 1)[0])
+                  if all(math.isfinite(e) for e in energies) else float("nan"))
+        if latency <= 0:
+            continue  # the noise beat the op: it says nothing
+        single = runs[0][1]
+        replaced.add((device, single.model_sha))
+        marginal.append(LayerSample(device, single.model_sha, single.model_name, 0,
+                                    model_layers[single.model_sha][0], latency, energy,
+                                    single.simulated, "marginal"))
+    kept = [replace(s, trains=False) if (s.device, s.model_sha) in replaced else s
+            for s in layers]
+    return kept + marginal
 
 
 def _usable_targets(row: Row, counts: dict[str, int]) -> tuple[float, float, bool] | None:

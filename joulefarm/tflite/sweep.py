@@ -477,6 +477,34 @@ def sample_chains(n: int, *, seed: int = 0, max_macs: int = DEFAULT_MAX_MACS
     return configs
 
 
+REPEATS: tuple[int, ...] = (1, 2, 4, 8)
+"""Copies of the op in each model of a repetition set."""
+REPEAT_MAX_ELEMENTS = 8192
+"""Repetition sets measure small ops: the ones whose cost a call or the profiler hides."""
+
+
+def sample_repeats(n: int, *, seed: int = 0) -> list[tuple[SweepConfig, ...]]:
+    """``n`` repetition sets: one small elementwise op (unary, or binary on a constant or the
+    input itself), as models of 1, 2, 4 and 8 copies in a row (``REPEATS``; kind
+    ``repeat``, the copies' count in the name). The slope of whole latency over the copies is
+    what the op costs inside a model, free of the call's and the profiler's own costs (THOR's
+    subtraction method, for inference)."""
+    rng = np.random.default_rng(seed)
+    sets: list[tuple[SweepConfig, ...]] = []
+    seen: set[str] = set()
+    while len(sets) < n:
+        shape, layers, _ = _draw_elementwise(rng, _pick(rng, ("unary", "binary")),
+                                             REPEAT_MAX_ELEMENTS)
+        spec = layers[0]
+        key = f"{shape} {spec.describe()}"
+        if key in seen or spec.out_shape(shape) != shape:
+            continue
+        seen.add(key)
+        sets.append(tuple(SweepConfig("repeat", shape, (spec,) * k, seed=len(sets))
+                          for k in REPEATS))
+    return sets
+
+
 # ------------------------------------------------------------------------------ reference set
 
 _REFERENCE_LAYERS: tuple[tuple[str, tuple[int, ...], tuple[LayerSpec, ...]], ...] = (
@@ -532,4 +560,5 @@ __all__ = [
     "reference_names",
     "sample_chains",
     "sample_configs",
+    "sample_repeats",
 ]

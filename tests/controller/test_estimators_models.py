@@ -193,3 +193,33 @@ def test_a_fold_reuses_exactly_the_models_it_did_not_change(dataset):
     for name in a:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-6)
     assert reused.correction == refit.correction
+
+
+def test_a_repetition_set_trains_its_op_on_the_slope():
+    """1, 2, 4 and 8 copies of a small op measured whole: the slope (what one more copy costs
+    inside a model) trains the op; the single-copy call, which carries the call's own cost,
+    no longer does."""
+    device = DeviceInfo("d", "linux", 0, 1, 0)
+    call, op = 3e-6, 0.4e-6
+    layer_rows, whole_rows = [], []
+    for k in (1, 2, 4, 8):
+        name, sha = f"sweep:repeat 1x64 {' '.join(['exp'] * k)} seed=0", f"s{k}"
+        for i in range(k):
+            layer_rows.append({"device_name": "d", "model_name": name, "model_sha256": sha,
+                               "mode": "insitu", "layer_index": i, "op": "EXP", "macs": 64,
+                               "param_bytes": 0, "act_in_bytes": 256, "act_out_bytes": 256,
+                               "input_shapes": "1x64", "output_shapes": "1x64",
+                               "latency_s": 2e-6, "energy_j": 2e-5, "simulated": True})
+        whole_rows.append({"device_name": "d", "model_name": name, "model_sha256": sha,
+                           "latency_p50_s": call + k * op, "latency_mean_s": call + k * op,
+                           "energy_j": 10 * (call + k * op), "simulated": True})
+    data = build_dataset({"d": device}, layer_rows, whole_rows)
+    (marginal,) = [s for s in data.layers if s.source == "marginal"]
+    assert marginal.latency_s == pytest.approx(op) and marginal.energy_j == pytest.approx(10 * op)
+    assert marginal.desc.op == "EXP" and marginal.trains
+    (single,) = [s for s in data.layers if s.model_sha == "s1" and s.source == "whole_single"]
+    assert single.latency_s == pytest.approx(call + op) and not single.trains
+    # Two copies only: no slope is trusted.
+    few = build_dataset({"d": device}, [r for r in layer_rows if r["model_sha256"] in ("s1", "s2")],
+                        [r for r in whole_rows if r["model_sha256"] in ("s1", "s2")])
+    assert not [s for s in few.layers if s.source == "marginal"]
