@@ -418,8 +418,10 @@ def test_monsoon_live_capture_covers_the_run(tmp_path: Path) -> None:
     meter.start()
     t_start = time.perf_counter()
     time.sleep(0.25)
-    trace = meter.stop()
+    # The capture covers the run up to the stop call; stop itself may take long on a busy
+    # machine (it joins the capture thread), and nothing after the call is promised.
     t_stop = time.perf_counter()
+    trace = meter.stop()
     assert isinstance(trace, Trace) and trace.flags == () and trace.error is None
     assert bench.true_t0 is not None
     assert_placed(trace, bench.true_t0, tol_s=0.003)

@@ -65,7 +65,8 @@ def test_energy_sums_packages_across_a_wrap(laptop: Path) -> None:
     _write(laptop / "sys/class/powercap/intel-rapl:1/energy_uj", "10002500\n")
     time.sleep(0.03)
     trace = meter.stop()
-    assert trace.clock == "agent" and trace.flags == ()
+    # A sampler the CPU starves is late and says so ("gaps"); nothing else may be flagged.
+    assert trace.clock == "agent" and set(trace.flags) <= {"gaps"}
     assert trace.total_energy_j == pytest.approx(4000e-6)
     assert trace.rails_j["intel-rapl:0:package-0"][-1] == pytest.approx(1500e-6)
     assert np.all(np.diff(trace.t_s) > 0) and np.all(np.diff(trace.energy_j) >= 0)

@@ -112,10 +112,12 @@ def test_agent_that_stops_answering_is_waited_for_and_retried(tmp_path: Path) ->
 
 def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     db = tmp_path / "r.duckdb"
-    # Enough jobs that the sweep still runs while a user looks at it (4 per device).
-    suite = tmp_path / "fast4.toml"
-    suite.write_text(SUITE.read_text().replace("timeout_s = 120",
-                                               "timeout_s = 120\nrepetitions = 2"))
+    # Enough work that the sweep still runs while a user looks at it, even when starting the
+    # status command takes seconds on a busy machine: 12 jobs per device, layers looped 50 ms.
+    suite = tmp_path / "fast12.toml"
+    suite.write_text(SUITE.read_text().replace("timeout_s = 120", "timeout_s = 120\n"
+                                               "repetitions = 6").replace(
+        "min_layer_duration_s = 0.004", "min_layer_duration_s = 0.05"))
     proc = subprocess.Popen(
         [sys.executable, "-c", "from controller.cli.app import main; main()", "sweep", "run",
          str(suite), "--devices", str(DEVICES), "--db", str(db)],
@@ -126,8 +128,8 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     for line in proc.stdout:
         if line.startswith("sweep ") and " started" in line:
             announced = line.split()[1]  # the id comes first, before any job
-        # "[sim-a] job 2/4 upload: ...": sim-a finished its first job and starts the second.
-        if "job 2/4 upload" in line:
+        # "[sim-a] job 2/12 upload: ...": sim-a finished its first job and starts the second.
+        if "job 2/12 upload" in line:
             break
         assert time.monotonic() < deadline, "the sweep never got going"
     assert announced is not None and announced.startswith("sweep-")
@@ -142,7 +144,7 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     (sweep_id, status), = con.execute("SELECT sweep_id, status FROM sweeps").fetchall()
     done_before = con.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
     con.close()
-    assert status == "running" and 1 <= done_before < 8 and sweep_id == announced
+    assert status == "running" and 1 <= done_before < 24 and sweep_id == announced
     # Stored as running, shown as what it is: its controller is gone.
     shown = run_cli("sweep", "status", "--db", str(db), "--format", "csv")
     assert "interrupted" in shown.stdout
@@ -151,6 +153,6 @@ def test_controller_killed_mid_sweep_then_resumed(tmp_path: Path) -> None:
     # The killed controller's agents notice their parent is gone and stop by themselves.
     report = resume(sweep_id, db, timing=FAST)
     assert report.ok, report.errors()
-    assert_exactly_once(db, sweep_id, repetitions=2)
+    assert_exactly_once(db, sweep_id, repetitions=6)
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT status FROM sweeps").fetchone() == ("done",)
