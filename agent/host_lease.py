@@ -46,14 +46,15 @@ def _open(path: Path) -> int:
 @contextmanager
 def measuring_lease(path: Path | None = None, *, wait_s: float = MAX_WAIT_S,
                     on_wait: Callable[[float], None] = lambda waited_s: None,
+                    check: Callable[[], None] = lambda: None,
                     ) -> Iterator[bool]:
     """Hold the host's measuring lease; yields whether the host was **contended** (the lease
     could not be had within ``wait_s`` and the measurement runs beside another). ``on_wait``
-    is called with the seconds waited so far, at once and then every ``_SAY_EVERY_S``; it may
-    raise to give up (a cancelled request)."""
+    is called with the seconds waited so far, at once and then every ``_SAY_EVERY_S``;
+    ``check`` at every poll. Either may raise to give up (a cancelled request)."""
     fd = _open(path or default_lock_path())
     try:
-        contended = not _acquire(fd, wait_s, on_wait)
+        contended = not _acquire(fd, wait_s, on_wait, check)
         try:
             yield contended
         finally:
@@ -63,7 +64,8 @@ def measuring_lease(path: Path | None = None, *, wait_s: float = MAX_WAIT_S,
         os.close(fd)
 
 
-def _acquire(fd: int, wait_s: float, on_wait: Callable[[float], None]) -> bool:
+def _acquire(fd: int, wait_s: float, on_wait: Callable[[float], None],
+             check: Callable[[], None]) -> bool:
     start = time.monotonic()
     said = -_SAY_EVERY_S
     while True:
@@ -79,6 +81,7 @@ def _acquire(fd: int, wait_s: float, on_wait: Callable[[float], None]) -> bool:
         if waited - said >= _SAY_EVERY_S:
             on_wait(waited)
             said = waited
+        check()
         time.sleep(_POLL_S)
 
 

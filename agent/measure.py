@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import joulefarm
+from agent.cancel import CHECK_INTERVAL_S, Cancel
 from agent.host_lease import MAX_WAIT_S as MAX_LEASE_WAIT_S
 from agent.host_lease import measuring_lease
 from agent.meters.base import AnyTrace, Meter, Trace
@@ -157,10 +158,21 @@ def _spin_until(deadline: float) -> None:
         pass
 
 
-def _sleep_until(deadline: float) -> None:
+def _sleep_until(deadline: float, cancel: Cancel | None = None) -> None:
     remaining = deadline - time.perf_counter()
-    if remaining > 0:
+    if cancel is not None:
+        cancel.sleep(remaining)
+    elif remaining > 0:
         time.sleep(remaining)
+
+
+def _abandon(meter: Meter) -> None:
+    """Stop a meter whose recording will not be used (the run failed or was cancelled), so no
+    sampler thread or meter process outlives the benchmark."""
+    try:
+        meter.stop()
+    except Exception:  # the run's own error is the one to report
+        log.warning("stopping the meter of an abandoned run failed", exc_info=True)
 
 
 def run_sync_pattern(meter: Meter) -> tuple[np.ndarray, np.ndarray]:
@@ -189,27 +201,52 @@ def additivity_duration_s(settings: MeasureSettings) -> float:
     return max(ADDITIVITY_WINDOWS * settings.min_layer_duration_s, ADDITIVITY_MIN_S)
 
 
+def _warm_up(invoke: Callable[[], None], iterations: int, cancel: Cancel) -> None:
+    for _ in range(iterations):
+        cancel.check()
+        invoke()
+
+
+def _next_look(now: float, count: int, deadline: float, min_iterations: int, cancel: Cancel
+               ) -> float | None:
+    """The rare branch of a timed loop: None when the loop is done, else the time at which to
+    look again. Before the deadline that is at most ``CHECK_INTERVAL_S`` away (so a cancel is
+    seen); past it and short of ``min_iterations``, the next call (the count is exact), with
+    the cancel flag still looked at, as it costs no more than the comparison."""
+    if now >= deadline:
+        if count >= min_iterations:
+            return None
+        cancel.check()
+        return now
+    cancel.check()
+    return min(deadline, now + CHECK_INTERVAL_S)
+
+
 def _loop_window(invoke: Callable[[], None], macs: int, bytes_moved: int, meter: Meter,
-                 settings: MeasureSettings) -> tuple[float, float, int, LoopLatency]:
+                 settings: MeasureSettings, cancel: Cancel
+                 ) -> tuple[float, float, int, LoopLatency]:
     """Warm up, then loop ``invoke`` for ``min_layer_duration_s`` and ``min_iterations`` calls;
     the meter is told what ran. Returns the window (agent clock), the call count and the
     per-call latency by batches (``joulefarm.latency``)."""
-    for _ in range(settings.warmup_iterations):
-        invoke()
+    _warm_up(invoke, settings.warmup_iterations, cancel)
     count = 0
     ends: list[float] = []
     stamp = ends.append
     clock = time.perf_counter
     start = clock()
     deadline = start + settings.min_layer_duration_s
-    # The hot loop: a bare invoke, a clock read and an append per call.
+    look = min(deadline, start + CHECK_INTERVAL_S)
+    # The hot loop: a bare invoke, a clock read, an append and one comparison per call.
     while True:
         invoke()
         now = clock()
         stamp(now)
         count += 1
-        if count >= settings.min_iterations and now >= deadline:
-            break
+        if now >= look:
+            again = _next_look(now, count, deadline, settings.min_iterations, cancel)
+            if again is None:
+                break
+            look = again
     meter.note_activity("layer", start, now, macs=macs * count, bytes_moved=bytes_moved * count)
     return start, now, count, loop_latency(start, ends)
 
@@ -221,18 +258,34 @@ def record_layers(
     progress: ProgressFn | None = None,
     whole_model: WholeModel | None = None,
     pairs: LayerPairs | None = None,
+    cancel: Cancel | None = None,
 ) -> RawRun:
     """Run the idle baseline, the sync pattern and every layer while ``meter`` records; then,
     given ``pairs``, every pair of layers; given ``whole_model``, the unsplit model (the
     additivity check)."""
+    cancel = cancel or Cancel()
     values = chain.tensor_values(chain.random_inputs(settings.seed))  # feeds every layer
     if pairs is not None:
         pairs.feed(values)
+    started_unix = time.time()
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings, cancel)
+    try:
+        return _record_layer_windows(chain, meter, settings, progress, whole_model, pairs,
+                                     cancel, started_unix, idle_window, busy_starts, busy_ends)
+    except BaseException:
+        _abandon(meter)
+        raise
+
+
+def _record_layer_windows(
+    chain: LayerChain, meter: Meter, settings: MeasureSettings, progress: ProgressFn | None,
+    whole_model: WholeModel | None, pairs: LayerPairs | None, cancel: Cancel,
+    started_unix: float, idle_window: tuple[float, float], busy_starts: np.ndarray,
+    busy_ends: np.ndarray,
+) -> RawRun:
+    """``record_layers`` once the meter records: every window, then the tail."""
     n = len(chain.layers)
     total = n + (len(pairs) if pairs is not None else 0)
-    started_unix = time.time()
-    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
-
     windows = []
     for i in range(n):
         if i in chain.not_isolated:  # recorded as such (integrate_run); the rest is measured
@@ -243,7 +296,8 @@ def record_layers(
             progress(Progress("layers", i, total, f"layer {i} {chain.layers[i].op}"))
         # The interpreter's bound invoke: no lookup per call.
         start, end, count, latency = _loop_window(chain.invokers[i], chain.layers[i].macs or 0,
-                                                  _layer_bytes(chain, i), meter, settings)
+                                                  _layer_bytes(chain, i), meter, settings,
+                                                  cancel)
         windows.append(LayerWindow(i, start, end, count, latency))
     pair_windows = []
     pair_invokers = pairs.invokers if pairs is not None else []
@@ -256,7 +310,7 @@ def record_layers(
                               f"pair {a}+{b} {chain.layers[a].op}+{chain.layers[b].op}"))
         start, end, count, latency = _loop_window(
             pair_invokers[k], (chain.layers[a].macs or 0) + (chain.layers[b].macs or 0),
-            _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings)
+            _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings, cancel)
         pair_windows.append(PairWindow(a, b, start, end, count, latency))
     whole = None
     if whole_model is not None:
@@ -264,12 +318,12 @@ def record_layers(
         if progress:
             progress(Progress("layers", total, total, "whole model, for the additivity check"))
         whole_model.set_inputs(chain.random_inputs(settings.seed))
-        for _ in range(settings.warmup_iterations):
-            whole_model.interpreter.invoke()
+        _warm_up(whole_model.interpreter.invoke, settings.warmup_iterations, cancel)
         layers = chain.layers
         whole = loop_whole(whole_model, sum(x.macs or 0 for x in layers),
                            sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers),
-                           meter, additivity_duration_s(settings), settings.min_iterations)
+                           meter, additivity_duration_s(settings), settings.min_iterations,
+                           cancel)
     trace = _tail_and_stop(meter)
     if progress:
         progress(Progress("layers", total, total, "integrating"))
@@ -277,13 +331,17 @@ def record_layers(
                   started_unix, time.time(), whole=whole, pair_windows=tuple(pair_windows))
 
 
-def _prelude(meter: Meter, settings: MeasureSettings
+def _prelude(meter: Meter, settings: MeasureSettings, cancel: Cancel | None = None
              ) -> tuple[tuple[float, float], np.ndarray, np.ndarray]:
     """Start the meter; idle baseline, sync pattern, quiet guard. Returns the idle window and
-    the busy intervals of the pattern."""
+    the busy intervals of the pattern. A cancel during the idle wait stops the meter."""
     meter.start()
     t_idle0 = time.perf_counter()
-    _sleep_until(t_idle0 + settings.idle_duration_s)
+    try:
+        _sleep_until(t_idle0 + settings.idle_duration_s, cancel)
+    except BaseException:
+        _abandon(meter)
+        raise
     t_idle1 = time.perf_counter()
     meter.note_activity("idle", t_idle0, t_idle1)
     busy_starts, busy_ends = run_sync_pattern(meter)
@@ -302,7 +360,7 @@ def _tail_and_stop(meter: Meter) -> AnyTrace:
 
 
 def loop_whole(model: WholeModel, macs: int, bytes_moved: int, meter: Meter,
-               min_duration_s: float, min_iterations: int) -> WholeWindow:
+               min_duration_s: float, min_iterations: int, cancel: Cancel) -> WholeWindow:
     """The whole model looped for ``min_duration_s`` (and ``min_iterations`` calls), every
     call's latency kept; the meter is told what ran."""
     invoke = model.interpreter.invoke
@@ -310,14 +368,18 @@ def loop_whole(model: WholeModel, macs: int, bytes_moved: int, meter: Meter,
     clock = time.perf_counter
     start = clock()
     deadline = start + min_duration_s
+    look = min(deadline, start + CHECK_INTERVAL_S)
     before = start
     while True:
         invoke()
         after = clock()
         latencies.append(after - before)
         before = after
-        if len(latencies) >= min_iterations and after >= deadline:
-            break
+        if after >= look:
+            again = _next_look(after, len(latencies), deadline, min_iterations, cancel)
+            if again is None:
+                break
+            look = again
     n = len(latencies)
     meter.note_activity("layer", start, after, macs=macs * n, bytes_moved=bytes_moved * n)
     return WholeWindow(start, after, np.asarray(latencies))
@@ -325,18 +387,22 @@ def loop_whole(model: WholeModel, macs: int, bytes_moved: int, meter: Meter,
 
 def record_whole(
     model: WholeModel, macs: int, bytes_moved: int, meter: Meter, settings: MeasureSettings,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | None = None, cancel: Cancel | None = None,
 ) -> RawRun:
     """Idle baseline, sync pattern, then the whole model looped for ``min_duration_s``."""
+    cancel = cancel or Cancel()
     model.set_inputs(model.random_inputs(settings.seed))
-    for _ in range(settings.warmup_iterations):
-        model.interpreter.invoke()
+    _warm_up(model.interpreter.invoke, settings.warmup_iterations, cancel)
     started_unix = time.time()
-    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
-    if progress:
-        progress(Progress("whole", 0, 1, f"looping for {settings.min_duration_s:g} s"))
-    whole = loop_whole(model, macs, bytes_moved, meter, settings.min_duration_s,
-                       settings.min_iterations)
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings, cancel)
+    try:
+        if progress:
+            progress(Progress("whole", 0, 1, f"looping for {settings.min_duration_s:g} s"))
+        whole = loop_whole(model, macs, bytes_moved, meter, settings.min_duration_s,
+                           settings.min_iterations, cancel)
+    except BaseException:
+        _abandon(meter)
+        raise
     trace = _tail_and_stop(meter)
     if progress:
         progress(Progress("whole", 1, 1, "integrating"))
@@ -626,20 +692,25 @@ def measure_layers(
     settings: MeasureSettings,
     runtime: tuple[str, str],
     progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
 ) -> BenchmarkResult:
     """The whole layer-mode benchmark of one model on this device."""
     if progress:
         progress(Progress("prepare", 0, 0, "splitting the model into layers"))
 
+    stop = cancel or Cancel()
+
     def loading(k: int, n: int) -> None:
+        stop.check()
         if progress:
             progress(Progress("prepare", k, n, "loading the layers' interpreters"))
 
-    chain = LayerChain(model_bytes, **runtime_options(settings), on_load=loading)
+    chain = LayerChain(model_bytes, **runtime_options(settings), on_load=loading,
+                       check=stop.check)
     # Loaded before the meter starts, like the layers: only invokes run inside the trace.
-    pairs = LayerPairs(chain) if settings.pairs else None
+    pairs = LayerPairs(chain, check=stop.check) if settings.pairs else None
     whole_model = WholeModel(model_bytes, **runtime_options(settings))
-    raw = record_layers(chain, meter, settings, progress, whole_model, pairs)
+    raw = record_layers(chain, meter, settings, progress, whole_model, pairs, stop)
     return _input_flags(integrate_run(raw, chain, meter, settings, model_sha256, runtime),
                         chain.input_plan)
 
@@ -651,28 +722,35 @@ def measure_whole(
     settings: MeasureSettings,
     runtime: tuple[str, str],
     progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
 ) -> BenchmarkResult:
     """The whole-model benchmark (MLPerf style): warm-up, timed loop, energy per inference."""
     model = WholeModel(model_bytes, **runtime_options(settings))
     layers = model.run_layers(settings.seed)  # at the shapes the inputs run at
     macs = sum(x.macs or 0 for x in layers)
     moved = sum(x.act_in_bytes + x.act_out_bytes + x.param_bytes for x in layers)
-    raw = record_whole(model, macs, moved, meter, settings, progress)
+    raw = record_whole(model, macs, moved, meter, settings, progress, cancel)
     return _input_flags(integrate_whole(raw, meter, settings, model_sha256, runtime),
                         model.input_plan)
 
 
 def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
-                  settings: MeasureSettings, progress: ProgressFn | None = None
-                  ) -> tuple[RawRun, ProfileRun]:
+                  settings: MeasureSettings, progress: ProgressFn | None = None,
+                  cancel: Cancel | None = None) -> tuple[RawRun, ProfileRun]:
     """Idle baseline, sync pattern, then the whole model looped with the per-op profiler on."""
+    cancel = cancel or Cancel()
     model.warmup(settings.warmup_iterations)  # checks the profiler's clock mapping
     model.measure_overhead()                  # before the meter starts; lands in run.overhead
     started_unix = time.time()
-    idle_window, busy_starts, busy_ends = _prelude(meter, settings)
-    if progress:
-        progress(Progress("insitu", 0, 1, f"looping for {settings.min_duration_s:g} s"))
-    run = model.run(settings.min_iterations, min_duration_s=settings.min_duration_s)
+    idle_window, busy_starts, busy_ends = _prelude(meter, settings, cancel)
+    try:
+        if progress:
+            progress(Progress("insitu", 0, 1, f"looping for {settings.min_duration_s:g} s"))
+        run = model.run(settings.min_iterations, min_duration_s=settings.min_duration_s,
+                        check=cancel.check)
+    except BaseException:
+        _abandon(meter)
+        raise
     by_node = {x.index: x for x in layers}
     # Ops of control-flow bodies (other subgraphs) run inside their parent op's window.
     main = run.subgraph == 0
@@ -744,7 +822,8 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
 
 def measure_insitu(model_bytes: bytes, model_sha256: str, meter: Meter,
                    settings: MeasureSettings, runtime: tuple[str, str],
-                   progress: ProgressFn | None = None) -> BenchmarkResult:
+                   progress: ProgressFn | None = None, cancel: Cancel | None = None
+                   ) -> BenchmarkResult:
     """The whole model in situ: per-op windows from the runtime's profiler, energy per op.
     Raises ProfilerUnavailable (before the meter starts) when no profiler works here."""
     if settings.delegate_path:
@@ -757,7 +836,7 @@ def measure_insitu(model_bytes: bytes, model_sha256: str, meter: Meter,
     with open_profiled_model(model_bytes, num_threads=settings.num_threads,
                              use_xnnpack=settings.use_xnnpack, seed=settings.seed,
                              input_shapes=settings.input_shapes) as model:
-        raw, run = record_insitu(model, layers, meter, settings, progress)
+        raw, run = record_insitu(model, layers, meter, settings, progress, cancel)
     result = integrate_insitu(raw, run, layers, meter, settings, model_sha256,
                               (f"{runtime[0]} ({run.backend})", runtime[1]))
     return _input_flags(result, model.input_plan)
@@ -785,11 +864,14 @@ def measure(
     sysfs_root: Path = Path("/"),
     host_lock: Path | None = None,
     lease_wait_s: float = MAX_LEASE_WAIT_S,
+    cancel: Cancel | None = None,
 ) -> BenchmarkResult:
     """Run ``settings.mode``, with CPU clocks and temperatures read before and after: a run
     that throttled is flagged, never silently averaged in. The whole run holds the host's
     measuring lease (``agent.host_lease``, ``host_lock``): no other agent on this machine
-    measures, or prepares a model, meanwhile."""
+    measures, or prepares a model, meanwhile. Setting ``cancel`` stops it within about a
+    second (``agent.cancel``), with ``Cancelled``."""
+    cancel = cancel or Cancel()
     modes = {Mode.WHOLE: measure_whole, Mode.LAYERS: measure_layers, Mode.INSITU: measure_insitu}
     if settings.mode not in Mode.values():
         raise InputError(f"unknown measuring mode {settings.mode!r} (known: "
@@ -798,16 +880,18 @@ def measure(
     settings = fit_to_meter(settings, meter.description.sample_rate_hz)
 
     def waiting(waited_s: float) -> None:
+        cancel.check()
         if progress:
             progress(Progress("waiting", 0, 0, "another agent on this host is measuring; "
                                                f"waiting for it ({waited_s:.0f} s)"))
 
-    with measuring_lease(host_lock, wait_s=lease_wait_s, on_wait=waiting) as contended:
+    with measuring_lease(host_lock, wait_s=lease_wait_s, on_wait=waiting,
+                         check=cancel.check) as contended:
         before = read_conditions(sysfs_root)
         switch = sys.getswitchinterval()
         sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)
         try:
-            result = run(model_bytes, model_sha256, meter, settings, runtime, progress)
+            result = run(model_bytes, model_sha256, meter, settings, runtime, progress, cancel)
         finally:
             sys.setswitchinterval(switch)
         after = read_conditions(sysfs_root)

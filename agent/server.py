@@ -33,6 +33,7 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]  # the pac
 )
 
 import joulefarm
+from agent.cancel import Cancel, Cancelled
 from agent.facts import collect_facts
 from agent.measure import measure
 from agent.meters.base import Meter
@@ -142,10 +143,6 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         return self._deny_unary
 
 
-class _Cancelled(Exception):
-    """The caller went away; stop measuring."""
-
-
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
@@ -198,8 +195,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"model {request.model_sha256} is not on this agent: upload it first")
         if not self._bench_lock.acquire(blocking=False):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          "another benchmark is running on this agent")
+            # ABORTED, not RESOURCE_EXHAUSTED: a caller retries a busy agent, but not a request
+            # that is too large, which RESOURCE_EXHAUSTED means.
+            context.abort(grpc.StatusCode.ABORTED, "another benchmark is running on this agent")
         # From here the worker thread owns the lock: it releases it when the measurement has
         # really stopped, even if this call was cancelled or timed out long before.
         yield from self._run(content, request.model_sha256, settings, context)
@@ -207,17 +205,22 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def _run(self, content: bytes, sha: str, settings: MeasureSettings,
              context: grpc.ServicerContext) -> Iterator[pb.RunBenchmarkResponse]:
         events: queue.Queue[pb.RunBenchmarkResponse | BaseException | None] = queue.Queue()
+        cancel = Cancel()
+        # Called when the call ends for any reason (done, cancelled, deadline, disconnect): a
+        # measurement still running then stops at its next look at the flag (agent.cancel).
+        if not context.add_callback(cancel.set):
+            cancel.set()  # the call had already ended
 
         def progress(p: Progress) -> None:
-            if not context.is_active():
-                raise _Cancelled()
+            cancel.check()
             events.put(wire.progress_to_proto(p))
 
         def work() -> None:
             try:
                 self._runs += 1
                 meter = self._open_meter(seed=settings.seed * 1000 + self._runs)
-                result = measure(content, sha, meter, settings, self.runtime, progress)
+                result = measure(content, sha, meter, settings, self.runtime, progress,
+                                 cancel=cancel)
                 events.put(wire.result_to_proto(result))
             except BaseException as e:  # handed to the gRPC thread, which reports it
                 events.put(e)
@@ -235,7 +238,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 continue
             if event is None:
                 break
-            if isinstance(event, _Cancelled):
+            if isinstance(event, Cancelled):
                 log.info("benchmark of %s cancelled by the caller", sha[:12])
                 return
             if isinstance(event, JoulefarmError):  # each error class names its status

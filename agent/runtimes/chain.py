@@ -134,7 +134,8 @@ class _SubModels:
         self._on_load = on_load
         self.originals = list(models)
         self.models = list(models)
-        self._deferred = [computed_shape_operands(model_bytes, m) for m in models]
+        graph = load_graph(model_bytes)  # once: per layer it was quadratic in the layers
+        self._deferred = [computed_shape_operands(graph, m) for m in models]
         self._frozen: list[dict[int, np.ndarray]] = [{} for _ in models]
         self.interpreters: list[Any] = [None] * len(models)
         self.inputs: list[list[int]] = [[] for _ in models]
@@ -285,11 +286,13 @@ class LayerChain:
     def __init__(self, model_bytes: bytes, *, num_threads: int = 1,
                  use_xnnpack: bool = False, delegate_path: str | None = None,
                  input_shapes: GivenShapes | None = None,
-                 on_load: Callable[[int, int], None] | None = None) -> None:
+                 on_load: Callable[[int, int], None] | None = None,
+                 check: Callable[[], None] = lambda: None) -> None:
         """``on_load(k, n)`` is told before each of the ``n`` layer interpreters is built
-        (a model of hundreds of layers takes a while). ``input_shapes`` (by input name or
-        position) sizes the model inputs as ``WholeModel``'s do
-        (``joulefarm.tflite.inputs.resolve_input_shapes``): ``input_specs`` and
+        (a model of hundreds of layers takes a while). ``check`` is called for each layer as
+        the model is split and run once; it may raise to give up (a cancelled benchmark).
+        ``input_shapes`` (by input name or position) sizes the model inputs as ``WholeModel``'s
+        do (``joulefarm.tflite.inputs.resolve_input_shapes``): ``input_specs`` and
         ``random_inputs`` have those shapes. When they differ from the file's, every layer's
         interpreter is built at the first ``feed``, sized for what the layer is fed there."""
         graph = load_graph(model_bytes)
@@ -315,7 +318,8 @@ class LayerChain:
                                      per_tensor_quantization(tensors[t])))
         self._static_shapes = {t: tuple(shape_of(tensor)) for t, tensor in enumerate(tensors)}
 
-        self.layer_models: list[LayerModel] = split_model(model_bytes)
+        self._check = check
+        self.layer_models: list[LayerModel] = split_model(model_bytes, check=check)
         by_index = {layer.index: layer for layer in read_layers(model_bytes)}
         self.layers: list[LayerInfo] = [by_index[m.index] for m in self.layer_models]
         """Features of each layer, in chain order. After ``feed``, shapes (and so MACs and
@@ -360,6 +364,7 @@ class LayerChain:
         reference: Any = None  # the whole model, run on these inputs (on need)
         subs = self._subs
         for k in range(len(subs.models)):
+            self._check()
             m = subs.models[k]
             if k not in self.not_isolated:
                 try:
@@ -436,12 +441,19 @@ class LayerPairs:
     configured like the chain's. ``feed(chain.tensor_values(inputs))`` gives every pair the
     inputs it sees in the real model; ``invokers[k]`` then re-runs pair ``k`` alone."""
 
-    def __init__(self, chain: LayerChain) -> None:
+    def __init__(self, chain: LayerChain, check: Callable[[], None] = lambda: None) -> None:
+        """``check`` is called for each pair as it is built and fed; it may raise to give up
+        (a cancelled benchmark)."""
         self.positions: list[tuple[int, int]] = chain.adjacent_pairs()
         """Chain positions of the two layers of each pair."""
-        self._subs = _SubModels(chain.model_bytes, [
-            pair_model(chain.model_bytes, chain.layer_models[a].index, chain.layer_models[b].index)
-            for a, b in self.positions], chain.runtime_options, lazy=chain.input_plan.resized)
+        self._check = check
+        models = []
+        for a, b in self.positions:
+            check()
+            models.append(pair_model(chain.model_bytes, chain.layer_models[a].index,
+                                     chain.layer_models[b].index))
+        self._subs = _SubModels(chain.model_bytes, models, chain.runtime_options,
+                                lambda k, n: check(), lazy=chain.input_plan.resized)
         self.pair_models: list[LayerModel] = self._subs.models
         self.interpreters = self._subs.interpreters
         self.invokers: list[Callable[[], None]] = self._subs.invokers
@@ -457,6 +469,7 @@ class LayerPairs:
         (``LayerChain.tensor_values``)."""
         subs = self._subs
         for k in range(len(subs.models)):
+            self._check()
             if k in self.not_isolated:
                 continue
             m = subs.models[k]

@@ -36,13 +36,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from agent.cancel import CHECK_INTERVAL_S
 from agent.runtimes import backend as runtime
 from agent.runtimes import litert_capi
 from agent.runtimes.chain import random_array
@@ -606,13 +607,15 @@ class ProfiledModel:
         ``ProfilerUnavailable`` when a check fails."""
         self._guarded(self._warmup, iterations)
 
-    def run(self, iterations: int, *, min_duration_s: float = 0.0) -> ProfileRun:
+    def run(self, iterations: int, *, min_duration_s: float = 0.0,
+            check: Callable[[], None] = lambda: None) -> ProfileRun:
         """Run at least ``iterations`` inferences, and for at least ``min_duration_s``, with the
         profiler recording; the buffer is read and restarted between chunks of inferences that
-        fit it. Returns every operator event mapped to the agent clock."""
+        fit it. Returns every operator event mapped to the agent clock. ``check`` is called
+        every ``CHECK_INTERVAL_S`` between inferences; it may raise to give up (a cancel)."""
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
-        result: ProfileRun = self._guarded(self._run, iterations, min_duration_s)
+        result: ProfileRun = self._guarded(self._run, iterations, min_duration_s, check)
         return result
 
     def measure_overhead(self, blocks: int = 6, block_s: float = 0.005) -> ProfilerOverhead:
@@ -660,7 +663,8 @@ class ProfiledModel:
         self._latency_s = float(np.median(np.asarray(afters) - np.asarray(befores)))
         self._ops_per_inference = len(run) / iterations
 
-    def _run(self, iterations: int, min_duration_s: float) -> ProfileRun:
+    def _run(self, iterations: int, min_duration_s: float, check: Callable[[], None]
+             ) -> ProfileRun:
         if self._chunk is None:
             self._warmup(1)
         assert self._chunk is not None
@@ -677,12 +681,20 @@ class ProfiledModel:
         # From the first inference's start: the inferences span at least min_duration_s, however
         # long starting the profiler took (or a preemption there).
         deadline = t0 + min_duration_s
+        look = t0 + CHECK_INTERVAL_S
         while True:
             invoke()
             t1 = clock()
             befores.append(t0)
             afters.append(t1)
             in_chunk += 1
+            if t1 >= look:
+                look = t1 + CHECK_INTERVAL_S
+                try:
+                    check()
+                except BaseException:
+                    s.stop()  # the profiler is left as warmup found it
+                    raise
             done = len(befores) >= iterations and t1 >= deadline
             if done or in_chunk >= chunk:
                 s.stop()

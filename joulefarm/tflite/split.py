@@ -11,7 +11,7 @@ their output, where the runtime runs them once at the first invocation, as in th
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,8 +45,8 @@ class LayerModel:
             object.__setattr__(self, "nodes", (self.index,))
 
 
-def split_model(model_bytes: bytes, shapes: Mapping[int, Shape] | None = None
-                ) -> list[LayerModel]:
+def split_model(model_bytes: bytes, shapes: Mapping[int, Shape] | None = None, *,
+                check: Callable[[], None] = lambda: None) -> list[LayerModel]:
     """One ``LayerModel`` per layer (weight-preparing and setup nodes folded), in execution
     order.
 
@@ -55,10 +55,15 @@ def split_model(model_bytes: bytes, shapes: Mapping[int, Shape] | None = None
     initialisation (``CALL_ONCE``); a custom op is copied with its options, for a runtime that
     resolves it. ``shapes`` (tensor index -> shape, e.g. what the runtime computed for the whole
     model) replaces the file's shapes, which converters sometimes leave as placeholders.
-    Raises ``ModelError`` for models it cannot read.
+    Raises ``ModelError`` for models it cannot read. ``check`` is called before each layer
+    (a model of 100,000 layers takes minutes); it may raise to give up.
     """
     graph = load_graph(model_bytes)
-    return [_sub_model(graph, (n,), shapes=shapes) for n in graph.layer_nodes]
+    models = []
+    for n in graph.layer_nodes:
+        check()
+        models.append(_sub_model(graph, (n,), shapes=shapes))
+    return models
 
 
 def pair_model(model_bytes: bytes, first: int, second: int) -> LayerModel:
@@ -106,10 +111,11 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 }
 
 
-def computed_shape_operands(model_bytes: bytes, layer: LayerModel) -> tuple[int, ...]:
+def computed_shape_operands(model: bytes | Graph, layer: LayerModel) -> tuple[int, ...]:
     """Original indices of the layer's inputs that set an output shape and are computed at run
-    time (not constants): freezing them (``freeze_inputs``) makes its outputs static."""
-    graph = load_graph(model_bytes)
+    time (not constants): freezing them (``freeze_inputs``) makes its outputs static. Given the
+    parsed graph, for many layers of one model: parsing it for each was quadratic."""
+    graph = model if isinstance(model, Graph) else load_graph(model)
     found: list[int] = []
     for n in layer.nodes:
         operands = graph.subgraph.operators[n].inputs or []

@@ -116,7 +116,7 @@ def test_unknown_model_and_deadline_errors_leave_the_agent_serving(agent: str) -
                 result = client.run_benchmark(sha, FAST, timeout_s=120)
                 break
             except AgentCallError as e:
-                assert e.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert e.code == grpc.StatusCode.ABORTED  # busy: worth a retry
                 time.sleep(0.1)
         assert result is not None and len(result.layers) > 0
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from agent.cancel import Cancel
 from agent.local import build_recipe
 from agent.measure import _loop_window, measure
 from agent.meters.sim import SimMeter
@@ -33,7 +34,7 @@ def test_a_stall_inside_a_window_moves_the_mean_not_the_stored_latency() -> None
     meter = SimMeter("host", seed=1)
     meter.start()
     settings = MeasureSettings(min_layer_duration_s=0.05, warmup_iterations=3)
-    start, end, count, latency = _loop_window(stalled_once, 1, 1, meter, settings)
+    start, end, count, latency = _loop_window(stalled_once, 1, 1, meter, settings, Cancel())
     meter.stop()
     assert latency.batches == MAX_BATCHES and count >= MAX_BATCHES
     assert latency.window_s == pytest.approx((end - start) / count)
