@@ -142,7 +142,7 @@ def _open_client(endpoint: SshEndpoint, pkey: paramiko.PKey | None, *, trust_new
                  sock: paramiko.Channel | None = None) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     # paramiko's own host-key store stays empty: only this known_hosts file counts.
-    load_known_hosts(endpoint.known_hosts, into=client.get_host_keys())
+    load_known_hosts(endpoint.known_hosts, into=client.get_host_keys(), on_event=on_event)
     client.set_missing_host_key_policy(
         KnownHostsPolicy(endpoint.known_hosts, trust_new_host, on_event))
     try:
