@@ -7,13 +7,14 @@ transaction: a failure leaves nothing half-stored.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,12 @@ class StoreInputError(StoreError):
 
 class DuplicateRunError(StoreError):
     """A job's results were already stored; the second copy was refused."""
+
+
+class StoreWriteError(StoreError):
+    """The machine could not write the database or a file beside it (a full disk, a read-only
+    or failing file system): nothing more can be stored until that is fixed, so a sweep stops
+    rather than fail every job that remains."""
 
 
 # Each migration moves the schema from version N-1 to N. Never edit one that has shipped:
@@ -366,6 +373,18 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
            r.run_id
     FROM layer_measurements l JOIN runs r USING (run_id);
     """),
+    # What a sweep needs to be resumed from any directory, whatever became of its files: the
+    # suite as resolved (JSON), the definitions of its devices (JSON; token files by path, never
+    # a token) and every model's bytes; and why a sweep stopped early (status interrupted).
+    (5, """
+    ALTER TABLE sweeps ADD COLUMN suite_definition JSON;
+    ALTER TABLE sweeps ADD COLUMN device_definitions JSON;
+    ALTER TABLE sweeps ADD COLUMN error VARCHAR;
+    CREATE TABLE model_contents (
+        sha256 VARCHAR PRIMARY KEY,
+        content BLOB NOT NULL
+    );
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -415,10 +434,41 @@ def _repeated(value: str, n: int) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(raw * n))
 
 
-# Columns where NaN means "not known" (no ground truth, no interval measured): NULL in the
-# database, so SQL's coalesce and aggregates treat them as missing rather than as NaN.
+# Columns where NaN means "not known" (no ground truth, no interval measured, a layer that did
+# not run alone, a window without samples; controller.farm.result_checks lets NaN through only
+# there): NULL in the database, so SQL's coalesce and aggregates treat them as missing, and
+# never as a number that turns every sum it enters into NaN.
 _NAN_IS_NULL = frozenset({"true_energy_j", "latency_window_s", "latency_low_s",
-                          "latency_high_s", "energy_err_j"})
+                          "latency_high_s", "energy_err_j", "window_start_s", "window_end_s",
+                          "latency_s", "energy_j", "active_energy_j", "mean_power_w",
+                          "coverage"})
+
+
+def _known(value: float | None) -> float | None:
+    """``value``, or None (NULL) where it is NaN: not known."""
+    return None if value is None or math.isnan(value) else value
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """Whether the machine failed to write (rather than the data being refused): DuckDB says
+    so in its I/O errors, and in a failed commit's (``TransactionContext Error: Failed to
+    commit: Could not write file ...: No space left on device``)."""
+    if isinstance(error, (OSError, duckdb.IOException)):
+        return True
+    return isinstance(error, duckdb.Error) and "Could not write file" in str(error)
+
+
+def _write_failure(target: Path, error: BaseException) -> StoreWriteError:
+    """One line that names why writing ``target`` failed: the system's words, not those of a
+    rollback or a library that followed."""
+    text = str(error)
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+            os.strerror(errno.ENOSPC) in text):
+        return StoreWriteError(f"no space left on device writing {target}")
+    if isinstance(error, OSError) and error.strerror:
+        return StoreWriteError(f"cannot write {target}: {error.strerror}")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return StoreWriteError(f"cannot write {target}: {first}")
 
 
 def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
@@ -446,6 +496,13 @@ def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
         else:
             arrays.append(pa.array(columns[_LAYER_FIELD[name]], field.type))
     return pa.Table.from_arrays(arrays, schema=_LAYER_SCHEMA)
+
+
+def _rollback_quietly(cur: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure, which stays the error reported: after a failed commit (a full
+    disk) DuckDB has no transaction left, and its "cannot rollback" would hide the cause."""
+    with suppress(duckdb.Error):
+        cur.rollback()
 
 
 def _now() -> datetime:
@@ -491,7 +548,14 @@ class ResultStore:
                 f"{self.path}: other processes kept the database busy for "
                 f"{self._writer.wait_s:g} s: {e}"
             ) from e
+        except StoreWriteError:
+            # DuckDB may drop a database whose file it failed to write: the next write opens it
+            # afresh (once there is space again) rather than reuse a dead connection.
+            self._writer.close()
+            raise
         except duckdb.IOException as e:
+            if os.strerror(errno.ENOSPC) in str(e):
+                raise _write_failure(self.path, e) from e
             raise StoreError(f"{self.path}: cannot open the results database: {e}") from e
 
     def __enter__(self) -> ResultStore:
@@ -508,8 +572,10 @@ class ResultStore:
             try:
                 yield cur
                 cur.commit()
-            except BaseException:
-                cur.rollback()
+            except BaseException as e:
+                _rollback_quietly(cur)
+                if _is_write_failure(e):
+                    raise _write_failure(self.path, e) from e
                 raise
             finally:
                 cur.close()
@@ -565,17 +631,22 @@ class ResultStore:
             )
 
     def start_sweep(self, *, suite: str, suite_file: str, devices_file: str,
-                    joulefarm_version: str, git_revision: str, rust_core_profile: str) -> str:
+                    joulefarm_version: str, git_revision: str, rust_core_profile: str,
+                    suite_definition: str | None = None,
+                    device_definitions: str | None = None) -> str:
+        """Record a new sweep; ``suite_definition`` and ``device_definitions`` (JSON) are what
+        resuming it needs (``controller.farm.sweep_record``)."""
         sweep_id = new_id("sweep")
         now = _now()
         with self._transaction() as cur:
             cur.execute("INSERT INTO sweeps (sweep_id, suite, suite_file, devices_file, status, "
                         "started_at, joulefarm_version, git_revision, rust_core_profile, "
-                        "controller_host, controller_pid, heartbeat_at) "
-                        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                        "controller_host, controller_pid, heartbeat_at, suite_definition, "
+                        "device_definitions) "
+                        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [sweep_id, suite, suite_file, devices_file, now, joulefarm_version,
                          git_revision, rust_core_profile, socket.gethostname(), os.getpid(),
-                         now])
+                         now, suite_definition, device_definitions])
         return sweep_id
 
     def heartbeat(self, sweep_id: str) -> None:
@@ -583,15 +654,20 @@ class ResultStore:
         with self._transaction() as cur:
             cur.execute("UPDATE sweeps SET heartbeat_at = ? WHERE sweep_id = ?", [_now(), sweep_id])
 
-    def finish_sweep(self, sweep_id: str, status: str) -> None:
+    def finish_sweep(self, sweep_id: str, status: str, error: str | None = None) -> None:
+        """``status``: done, partial, failed, or interrupted (stopped early, for ``error``)."""
         with self._transaction() as cur:
-            cur.execute("UPDATE sweeps SET status = ?, finished_at = ? WHERE sweep_id = ?",
-                        [status, _now(), sweep_id])
+            cur.execute("UPDATE sweeps SET status = ?, finished_at = ?, error = ? "
+                        "WHERE sweep_id = ?", [status, _now(), error, sweep_id])
 
     def add_model(self, sha256: str, name: str, source: str, size_bytes: int,
-                  layers: Sequence[LayerInfo]) -> None:
-        """A model and its layers' static features (once per distinct content)."""
+                  layers: Sequence[LayerInfo], content: bytes | None = None) -> None:
+        """A model and its layers' static features (once per distinct content), and its bytes
+        when given (what a sweep resumes with)."""
         with self._transaction() as cur:
+            if content is not None:
+                cur.execute("INSERT INTO model_contents VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            [sha256, content])
             new = cur.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
                               "RETURNING sha256",
                               [sha256, name, source, size_bytes, len(layers)]).fetchone()
@@ -653,9 +729,15 @@ class ResultStore:
             raise StoreInputError(f"{self.path}: no sweep {sweep_id!r}")
         return dict(zip(names, rows[0], strict=True))
 
+    def model_contents(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        """The stored bytes of those of these models that have them, by sha256."""
+        _, rows = self.query("SELECT sha256, content FROM model_contents "
+                             "WHERE list_contains(?, sha256)", [list(sha256s)])
+        return {str(sha): bytes(content) for sha, content in rows}
+
     def reopen_sweep(self, sweep_id: str) -> None:
         with self._transaction() as cur:
-            cur.execute("UPDATE sweeps SET status = 'running', finished_at = NULL, "
+            cur.execute("UPDATE sweeps SET status = 'running', finished_at = NULL, error = NULL, "
                         "controller_host = ?, controller_pid = ?, heartbeat_at = ? "
                         "WHERE sweep_id = ?", [socket.gethostname(), os.getpid(), _now(), sweep_id])
 
@@ -680,10 +762,11 @@ class ResultStore:
         pairs = _pair_table(run_id, result.pairs, m.kind, m.simulated)
         w = result.whole
         if result.mode == "whole" and w is not None:
-            latency, energy = w.latency_mean_s, w.energy_j
+            latency, energy = _known(w.latency_mean_s), _known(w.energy_j)
         else:
-            latency = float(np.sum(layers.columns["latency_s"]))
-            energy = float(np.sum(layers.columns["energy_j"]))
+            # A sum with a part not known is not known: NULL (see _NAN_IS_NULL).
+            latency = _known(float(np.sum(layers.columns["latency_s"])))
+            energy = _known(float(np.sum(layers.columns["energy_j"])))
         # The trace file is written first and removed if the run's rows are not stored: the
         # database never points at a missing file, and a failed run leaves no stray file.
         trace_rel = self._write_trace(run_id, result)
@@ -702,7 +785,6 @@ class ResultStore:
             return None
         rel = Path(f"{self.path.stem}.traces") / f"{run_id}.parquet"
         target = self.path.parent / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
         n = len(t.mean_w)
         table = pa.table({
             "t_s": pa.array(t.t0_s + t.bucket_s * np.arange(n), pa.float64()),
@@ -714,13 +796,18 @@ class ResultStore:
             "clock_offset_s": repr(result.clock_offset_s), "meter_kind": result.meter.kind,
             "simulated": str(result.meter.simulated).lower(), "run_id": run_id,
         })
-        pq.write_table(table, target, compression="zstd")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, target, compression="zstd")
+        except OSError as e:
+            target.unlink(missing_ok=True)  # what part of it fitted
+            raise _write_failure(target, e) from e
         return str(rel)
 
     def _insert_run(self, run_id: str, job_id: str, sweep_id: str, device: DeviceFacts,
                     model_name: str, result: BenchmarkResult, table: pa.Table,
-                    pairs: pa.Table, latency: float, energy: float, trace_rel: str | None
-                    ) -> None:
+                    pairs: pa.Table, latency: float | None, energy: float | None,
+                    trace_rel: str | None) -> None:
         m = result.meter
         w = result.whole
         with self._transaction() as cur:
@@ -751,10 +838,11 @@ class ResultStore:
                 cur.execute(
                     "INSERT INTO whole_measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                     "?, ?, ?, ?, ?)",
-                    [run_id, w.iterations, w.window_start_s, w.window_end_s, w.latency_mean_s,
-                     w.latency_p50_s, w.latency_p90_s, w.latency_p99_s, w.energy_j,
-                     w.active_energy_j, w.mean_power_w, w.samples, w.coverage, list(w.flags),
-                     w.true_energy_j, m.kind, m.simulated])
+                    [run_id, w.iterations, *map(_known, (
+                        w.window_start_s, w.window_end_s, w.latency_mean_s, w.latency_p50_s,
+                        w.latency_p90_s, w.latency_p99_s, w.energy_j, w.active_energy_j,
+                        w.mean_power_w)), w.samples, _known(w.coverage), list(w.flags),
+                     _known(w.true_energy_j), m.kind, m.simulated])
             done = cur.execute("UPDATE jobs SET status = 'done', error = NULL, finished_at = ? "
                                "WHERE job_id = ? AND status <> 'done' RETURNING job_id",
                                [_now(), job_id]).fetchone()
@@ -774,10 +862,67 @@ class ResultStore:
                 cur.close()
 
 
+# Opening the file read_only stops writes to it, but not the rest of what SQL can reach:
+# COPY ... TO wrote files (a run's trace among them), ATTACH ... (READ_WRITE) wrote other
+# databases (a hard link to this one emptied it), and INSTALL/LOAD, or a known extension's
+# function that DuckDB installs on its own, reached for the network. Set in this order:
+# lock_configuration last, so that the query itself cannot SET the others back.
+_READ_ONLY_SETTINGS: dict[str, bool] = {
+    # No file system or network from SQL: COPY TO, ATTACH, EXPORT, read_csv/read_parquet/glob,
+    # INSTALL and LOAD of extensions (DuckDB 2.0 refuses them all with a PermissionException).
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+_REFUSED = ("`joulefarm query` is read-only: it cannot write or read files, attach databases, "
+            "install or load extensions, or change settings")
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Apply `_READ_ONLY_SETTINGS` to `con` before any of the caller's SQL runs."""
+    # DuckDB shares one instance, settings included, between a process's connections to a
+    # file: another query running in this process may have locked it already.
+    if _setting(con, "lock_configuration"):
+        wrong = [name for name, value in _READ_ONLY_SETTINGS.items()
+                 if _setting(con, name) != value]
+        if wrong:
+            raise StoreError(f"{path}: this process holds the database open with "
+                             f"{', '.join(wrong)} locked to other values; cannot query it "
+                             "read-only")
+        return
+    for name, value in _READ_ONLY_SETTINGS.items():
+        con.execute(f"SET {name} = {str(value).lower()}")
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
+    row = con.execute("SELECT current_setting(?)", [name]).fetchone()
+    return row[0] if row else None
+
+
+def _is_refusal(error: duckdb.Error) -> bool:
+    """Whether DuckDB refused `error`'s statement because of `_READ_ONLY_SETTINGS`."""
+    if isinstance(error, duckdb.PermissionException):
+        return True
+    text = str(error)
+    # SET of a locked setting; and enable_external_access, which DuckDB never turns back on.
+    return ("configuration has been locked" in text
+            or "Cannot enable external access" in text)
+
+
+def _query_error(error: duckdb.Error) -> StoreInputError:
+    if _is_refusal(error):
+        # One line: DuckDB's own words follow in brackets, without its further advice.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return StoreInputError(f"query refused: {_REFUSED} ({first})")
+    return StoreInputError(f"query failed: {error}")
+
+
 def query_readonly(path: str | Path, sql: str, params: Sequence[object] = ()
                    ) -> tuple[list[str], list[tuple]]:
     """Run ``sql`` (with ``?`` parameters) on a database opened read-only: nothing can be
-    changed by a query. While a sweep writes, this waits for it to let go of the file (see
+    changed by a query, and nothing outside the database can be read or written (see
+    `_READ_ONLY_SETTINGS`). While a sweep writes, this waits for it to let go of the file (see
     ``controller.database``)."""
     path = Path(path)
     if not path.exists():
@@ -785,12 +930,13 @@ def query_readonly(path: str | Path, sql: str, params: Sequence[object] = ()
                               f"or pass --db)")
     try:
         with read_only(path) as con:
+            _lock_down(con, path)
             try:
                 rel = con.execute(sql, list(params))
                 names = [d[0] for d in rel.description or []]
                 return names, rel.fetchall()
             except duckdb.Error as e:
-                raise StoreInputError(f"query failed: {e}") from e
+                raise _query_error(e) from e
     except DatabaseBusy as e:
         raise StoreError(
             f"{path}: a process kept the database open for writing for {READ_WAIT_S:g} s: {e}"

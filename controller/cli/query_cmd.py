@@ -16,6 +16,10 @@ additivity (sum of layers vs the whole model) and layer_pairs (each pair of laye
 with --pairs / pairs = true vs its two layers alone, with nn-Meter's fused verdict). Every
 measurement row says its meter_kind and whether it is simulated.
 
+Read-only: SQL that touches files (COPY, ATTACH, read_csv, ...),
+installs or loads extensions, or changes settings (SET) is refused.
+`joulefarm export` writes the results to files.
+
 Examples:
 
   joulefarm query "SELECT device_name, model_name, layer_index, op, energy_j, energy_source

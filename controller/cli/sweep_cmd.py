@@ -46,6 +46,7 @@ SELECT device_name AS device, model_name AS model, config->>'mode' AS mode,
        error
 FROM jobs WHERE sweep_id = ? ORDER BY device, job_id
 """
+_JOB_STATUS = 5  # JOBS_SQL's status column
 
 
 def _run(report_fn: Callable[[ProgressFn], RunReport], names: list[str], database: Path,
@@ -108,15 +109,34 @@ def status(sweep_id: str | None = OptionalSweep, db: Path | None = DbOption,
     if sweep_id is None:
         print_rows(columns, rows, fmt)
         return
+    (row,) = rows
+    interrupted = row[2] == "interrupted"
     if fmt is OutputFormat.table:
-        (row,) = rows
         console.print(
             f"sweep {sweep_id}: {row[2]}; {row[6]} of {row[5]} jobs done, {row[7]} "
             f"failed, {row[8]} remaining",
             soft_wrap=True,
         )
+        if interrupted:
+            _say_why_stopped(database, sweep_id)
     columns, rows = query_readonly(database, JOBS_SQL, [sweep_id])
+    if interrupted:
+        # A job left running by a controller that is gone is waiting for resume, as a
+        # pending one is.
+        rows = [(*r[:_JOB_STATUS], "pending" if r[_JOB_STATUS] == "running" else
+                 r[_JOB_STATUS], *r[_JOB_STATUS + 1:]) for r in rows]
     print_rows(columns, rows, fmt)
+
+
+def _say_why_stopped(database: Path, sweep_id: str) -> None:
+    """The cause an interrupted sweep stored (when it could), and how to finish it."""
+    from controller.store import query_readonly
+
+    _, rows = query_readonly(database, "SELECT error FROM sweeps WHERE sweep_id = ?",
+                             [sweep_id])
+    if rows and rows[0][0]:
+        console.print(f"stopped by: {rows[0][0]}", markup=False, soft_wrap=True)
+    console.print(f"resume with: joulefarm sweep resume {sweep_id}", soft_wrap=True)
 
 
 def _with_live_status(columns: list[str], rows: list[tuple[object, ...]],

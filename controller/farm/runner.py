@@ -2,7 +2,8 @@
 
 Local devices get agents started here (a LocalFarm, stopped whatever happens); remote devices
 are reached at their address with the token from their ``token_file``. Everything is
-validated before anything starts: bad input runs nothing.
+validated before anything starts: bad input runs nothing. A sweep resumes with the suite,
+device definitions and models it stored (``controller.farm.sweep_record``), from anywhere.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from controller.farm.sweep import (
     materialise,
     run_sweep,
 )
+from controller.farm.sweep_record import SuiteRecord, check_same_devices, devices_from_json
 from controller.farm.timing import DEFAULT_TIMING, Timing
 from controller.provision.tunnel import agent_tunnel
 from controller.store import ResultStore
@@ -32,7 +34,8 @@ from joulefarm.errors import JoulefarmError
 
 @dataclass
 class RunReport:
-    suite: Suite
+    suite: str
+    """The suite's name."""
     outcome: SweepOutcome
     # Local agents that did not even start, by device name.
     skipped: dict[str, str]
@@ -124,23 +127,52 @@ def run_suite(devices_path: Path, suite_path: Path, db_path: Path, *,
     with connect(devices, progress) as (endpoints, skipped), ResultStore(db_path) as store:
         outcome = run_sweep(suite, devices, endpoints, store, devices_file=str(devices_path),
                             timing=timing, progress=progress, on_start=on_start)
-    return RunReport(suite, outcome, skipped)
+    return RunReport(suite.name, outcome, skipped)
+
+
+@dataclass(frozen=True)
+class _StoredPlan:
+    """What a sweep is resumed with."""
+
+    suite: SuiteRecord
+    devices: tuple[Device, ...]
+    models: dict[str, bytes]
+    """The bytes of each model, by sha256."""
 
 
 def resume(sweep_id: str, db_path: Path, *, devices_path: Path | None = None,
            progress: ProgressFn | None = None, timing: Timing = DEFAULT_TIMING) -> RunReport:
-    """Run the jobs of ``sweep_id`` that did not complete, with the suite and devices it was
-    started with (or ``devices_path``)."""
+    """Run the jobs of ``sweep_id`` that did not complete, with the suite, device definitions
+    and models it stored, whatever the current directory. ``devices_path``, when given, must
+    define the sweep's devices as the sweep ran them (``InputError`` naming the device and the
+    field otherwise)."""
     with ResultStore(db_path) as store:
         sweep = store.sweep(sweep_id)
-        suite_path = Path(str(sweep["suite_file"]))
-        registry_path = devices_path or Path(str(sweep["devices_file"]))
-        registry = load_registry(registry_path)
-        suite = load_suite(suite_path)
-        pending = {str(j["device_name"]) for j in store.jobs(sweep_id, incomplete_only=True)}
-        devices = [d for d in registry if d.name in pending]
-        models = materialise(suite)
+        jobs = store.jobs(sweep_id, incomplete_only=True)
+        pending = {str(j["device_name"]) for j in jobs}
+        plan = _stored_plan(store, sweep, {str(j["model_sha256"]) for j in jobs}, devices_path)
+        devices = [d for d in plan.devices if d.name in pending]
+        if devices_path is not None and sweep["device_definitions"] is not None:
+            given = {d.name: d for d in load_registry(devices_path)}
+            check_same_devices(devices, given, Path.cwd(), sweep_id=sweep_id,
+                               where=devices_path)
         with connect(devices, progress) as (endpoints, skipped):
-            outcome = execute_sweep(sweep_id, suite, endpoints, store, models, timing=timing,
-                                    progress=progress)
-    return RunReport(suite, outcome, skipped)
+            outcome = execute_sweep(sweep_id, plan.suite.timeout_s, endpoints, store,
+                                    plan.models, timing=timing, progress=progress)
+    return RunReport(plan.suite.name, outcome, skipped)
+
+
+def _stored_plan(store: ResultStore, sweep: dict[str, object], shas: set[str],
+                 devices_path: Path | None) -> _StoredPlan:
+    """The sweep's own suite, devices and models; for a sweep recorded before they were
+    stored (schema version 4), read again from its files."""
+    suite_text, devices_text = sweep["suite_definition"], sweep["device_definitions"]
+    models = store.model_contents(sorted(shas))
+    if suite_text is not None and devices_text is not None and set(models) == shas:
+        return _StoredPlan(SuiteRecord.from_json(str(suite_text)),
+                           devices_from_json(str(devices_text)), models)
+    suite = load_suite(Path(str(sweep["suite_file"])))
+    registry = load_registry(devices_path or Path(str(sweep["devices_file"])))
+    made = {m.sha256: m.content for m in materialise(suite)}
+    return _StoredPlan(SuiteRecord(suite.name, str(suite.path), suite.timeout_s),
+                       tuple(registry), {**made, **models})

@@ -8,7 +8,12 @@ Devices run in parallel, except agents that share this machine: they take turns
 (``host_lock``), because agents competing for the same cores would measure each other.
 A job that fails for a transient reason (agent unreachable, stalled, busy) is retried with
 exponential backoff once the device is healthy again; a device that stays unhealthy is
-skipped and reported.
+skipped and reported. A result is checked against its job before it is stored
+(``controller.farm.result_checks``).
+
+A sweep keeps what resuming it needs (``controller.farm.sweep_record``). One that cannot go on
+(the database cannot be written: a full disk; a bug; Ctrl-C) stops every device, is marked
+``interrupted`` with the cause, and leaves the jobs it did not store pending for ``resume``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import grpc
 
@@ -27,19 +34,32 @@ from controller.config.registry import Device
 from controller.config.suite import PER_MODEL_SETTINGS, MaterialisedModel, ModelSpec, Suite
 from controller.farm.client import AgentCallError, AgentClient
 from controller.farm.lease import SweepLease
+from controller.farm.result_checks import check_device, check_result
+from controller.farm.sweep_record import devices_json, suite_json
 from controller.farm.timing import DEFAULT_TIMING, Timing
 from controller.provenance import git_revision
-from controller.store import DuplicateRunError, ResultStore
+from controller.store import DuplicateRunError, ResultStore, StoreError, StoreWriteError
 from joulefarm.errors import JoulefarmError
-from joulefarm.results import DeviceFacts, MeasureSettings, Progress
+from joulefarm.results import BenchmarkResult, DeviceFacts, MeasureSettings, Progress
 from joulefarm.tflite.parse import read_layers
 from joulefarm.version import package_version
 
 # Worth another attempt once the device answers again; anything else fails the job at once.
+# ABORTED is a busy agent (another benchmark running). RESOURCE_EXHAUSTED is not here: it
+# means a model or message too large for the agent, which no retry makes smaller.
 TRANSIENT_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
 })
+
+
+class SweepInterrupted(JoulefarmError):
+    """A sweep stopped before its jobs were done (it cannot store results, or the controller
+    failed); its jobs not done stay pending for ``sweep resume``."""
+
+    def __init__(self, sweep_id: str, message: str) -> None:
+        self.sweep_id = sweep_id
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,23 @@ class SweepOutcome:
 # (device, stage, done, total, message) for a live display.
 ProgressFn = Callable[[str, str, int, int, str], None]
 
+
+class _Halt:
+    """The first reason every device of a sweep stops (a write that failed, a bug, Ctrl-C);
+    each device looks before its next job."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cause: BaseException | None = None
+
+    def set(self, cause: BaseException) -> None:
+        with self._lock:
+            if self.cause is None:
+                self.cause = cause
+
+    def is_set(self) -> bool:
+        return self.cause is not None
+
 _SETTING_NAMES = {f.name for f in fields(MeasureSettings)}
 
 
@@ -127,28 +164,41 @@ def materialise(suite: Suite) -> list[MaterialisedModel]:
 
 def plan_sweep(suite: Suite, devices: Sequence[Device], store: ResultStore, *,
                devices_file: str, models: Sequence[MaterialisedModel]) -> str:
-    """Record the sweep, its models and every job (device x model x config); return its id."""
+    """Record the sweep, its models (their bytes too) and every job (device x model x config),
+    with what resuming it needs wherever it is resumed from; return its id."""
     for m in models:
         store.add_model(m.sha256, m.spec.name, m.spec.source, len(m.content),
-                        read_layers(m.content))
+                        read_layers(m.content), content=m.content)
     sweep_id = store.start_sweep(
         suite=suite.name, suite_file=str(suite.path), devices_file=devices_file,
         joulefarm_version=package_version(), git_revision=git_revision(),
         rust_core_profile=joulefarm.build_profile(),
+        suite_definition=suite_json(suite, models),
+        device_definitions=devices_json(devices, Path.cwd()),
     )
     store.add_jobs(sweep_id, [(d.name, m.spec.name, m.sha256, model_config(m.spec, config))
                               for d in devices for m in models for config in job_configs(suite)])
     return sweep_id
 
 
+def store_result(store: ResultStore, job: Job, sweep_id: str, device: DeviceFacts,
+                 result: BenchmarkResult) -> str:
+    """Store ``result`` as ``job``'s, once it is checked to be the job's and to hold only
+    values a measurement can have (``ResultRejected`` otherwise: nothing stored)."""
+    check_result(job.device_name, job.model_name, job.model_sha256, device.device_name, result)
+    return store.store_run(job_id=job.job_id, sweep_id=sweep_id, device=device,
+                           model_name=job.model_name, result=result)
+
+
 class _DeviceRunner:
     """Runs one device's jobs in order: the device's exclusive lease is this one thread."""
 
-    def __init__(self, endpoint: Endpoint, models: dict[str, MaterialisedModel], suite: Suite,
+    def __init__(self, endpoint: Endpoint, models: Mapping[str, bytes], timeout_s: float,
                  store: ResultStore, sweep_id: str, host_lock: threading.Lock, timing: Timing,
-                 progress: ProgressFn) -> None:
-        self.endpoint, self.models, self.suite = endpoint, models, suite
+                 progress: ProgressFn, halt: _Halt) -> None:
+        self.endpoint, self.models, self.timeout_s = endpoint, models, timeout_s
         self.store, self.sweep_id, self.timing = store, sweep_id, timing
+        self.halt = halt
         self.lock = host_lock if endpoint.shares_host else threading.Lock()
         self.name = endpoint.device.name
         self.report = progress
@@ -177,23 +227,39 @@ class _DeviceRunner:
             time.sleep(self.timing.health_poll_s)
 
     def run(self, jobs: list[Job]) -> DeviceOutcome:
+        try:
+            self._run_jobs(jobs)
+        except StoreWriteError as e:
+            # Nothing more can be stored, on any device: the jobs not stored stay pending.
+            self.halt.set(e)
+        except BaseException as e:
+            self.halt.set(e)  # a bug: every device stops, and the sweep says why
+            raise
+        if self.halt.is_set():
+            self.report(self.name, "stopped", self.outcome.done, len(jobs),
+                        f"{self.outcome.done} done; the sweep stopped: {self.halt.cause}")
+        else:
+            self.report(self.name, "done" if not self.outcome.failed else "failed",
+                        self.outcome.done, len(jobs),
+                        f"{self.outcome.done} done, {self.outcome.failed} failed")
+        return self.outcome
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
         with AgentClient(self.name, self.endpoint.target, self.endpoint.token) as client:
             for k, job in enumerate(jobs):
+                if self.halt.is_set():
+                    return
                 if not self.run_job(client, job, k, len(jobs)):
                     # Unhealthy beyond patience: skip the rest of this device, say so.
                     for rest in jobs[k + 1:]:
                         self.store.fail_job(rest.job_id, "unreachable",
                                             f"{self.name}: skipped, the device is unhealthy")
                         self.outcome.failed += 1
-                    break
-        self.report(self.name, "done" if not self.outcome.failed else "failed",
-                    self.outcome.done, len(jobs),
-                    f"{self.outcome.done} done, {self.outcome.failed} failed")
-        return self.outcome
+                    return
 
     def run_job(self, client: AgentClient, job: Job, k: int, total: int) -> bool:
         """Run one job with retries. Returns False when the device stayed unhealthy."""
-        model = self.models[job.model_sha256]
+        content = self.models[job.model_sha256]
         label = f"{job.model_name} {job.settings.mode}"
         for attempt in range(self.timing.retries + 1):
             problem = self.wait_healthy(client)
@@ -206,12 +272,15 @@ class _DeviceRunner:
                 return False
             try:
                 self.report(self.name, "upload", k, total, label)
+                self.store.start_job(job.job_id)
                 if self.facts is None:
-                    self.facts = client.facts()
+                    facts = client.facts()
+                    # Nothing is taken from an agent that is not this device, not even facts.
+                    check_device(self.name, facts.device_name)
+                    self.facts = facts
                     self.store.upsert_device(self.facts, address=self.endpoint.target,
                                              tags=self.endpoint.device.tags)
-                self.store.start_job(job.job_id)
-                sha = client.upload(job.model_name, model.content)
+                sha = client.upload(job.model_name, content)
 
                 def on_progress(p: Progress) -> None:
                     if p.stage != "heartbeat":
@@ -221,14 +290,14 @@ class _DeviceRunner:
 
                 with self.lock:
                     result = client.run_benchmark(
-                        sha, job.settings, timeout_s=self.suite.timeout_s,
+                        sha, job.settings, timeout_s=self.timeout_s,
                         on_progress=on_progress,
                         heartbeat_timeout_s=self.timing.heartbeat_timeout_s)
-                self.store.store_run(job_id=job.job_id, sweep_id=self.sweep_id,
-                                     device=self.facts, model_name=job.model_name,
-                                     result=result)
+                store_result(self.store, job, self.sweep_id, self.facts, result)
                 self.outcome.done += 1
                 return True
+            except StoreWriteError:
+                raise  # not this job's fault: the sweep stops (run)
             except DuplicateRunError:
                 self.outcome.done += 1  # stored by an earlier attempt: nothing to add
                 return True
@@ -253,49 +322,104 @@ class _DeviceRunner:
 
 
 def execute_sweep(
-    sweep_id: str, suite: Suite, endpoints: Sequence[Endpoint], store: ResultStore,
-    models: Sequence[MaterialisedModel], *, timing: Timing = DEFAULT_TIMING,
+    sweep_id: str, timeout_s: float, endpoints: Sequence[Endpoint], store: ResultStore,
+    models: Mapping[str, bytes], *, timing: Timing = DEFAULT_TIMING,
     progress: ProgressFn | None = None,
 ) -> SweepOutcome:
-    """Run every job of the sweep that is not done yet; never raises for one device."""
+    """Run every job of the sweep that is not done yet (``models``: each job's model bytes by
+    sha256). One device's failure never raises; ``SweepInterrupted`` when the sweep cannot go
+    on (its results cannot be stored), and any other error after marking it interrupted."""
     report = progress or (lambda *a: None)
-    by_sha = {m.sha256: m for m in models}
-    pending: dict[str, list[Job]] = {}
-    for row in store.jobs(sweep_id, incomplete_only=True):
-        config = row["config"]
-        assert isinstance(config, dict)  # ResultStore.jobs decodes the stored JSON object
-        job = Job(str(row["job_id"]), str(row["device_name"]), str(row["model_name"]),
-                  str(row["model_sha256"]), dict(config))
-        if job.model_sha256 not in by_sha:
-            raise JoulefarmError(
-                f"sweep {sweep_id}: model {job.model_name!r} ({job.model_sha256[:12]}) is not "
-                f"in suite {suite.path} any more; restore the suite to resume")
-        pending.setdefault(job.device_name, []).append(job)
+    pending = _pending_jobs(store, sweep_id, models)
     store.reopen_sweep(sweep_id)
-    host_lock = threading.Lock()
-    outcomes: dict[str, DeviceOutcome] = {}
+    host_lock, halt = threading.Lock(), _Halt()
     known = {e.device.name: e for e in endpoints}
-    for name, jobs in pending.items():
-        if name not in known:
-            for job in jobs:
-                store.fail_job(job.job_id, "unreachable", f"{name}: no endpoint")
-            outcomes[name] = DeviceOutcome(name, failed=len(jobs),
-                                           errors=[f"{name}: no endpoint for this device"])
-    runners = {name: _DeviceRunner(known[name], by_sha, suite, store, sweep_id, host_lock,
-                                   timing, report)
+    outcomes = _fail_without_endpoint(store, pending, known)
+    runners = {name: _DeviceRunner(known[name], models, timeout_s, store, sweep_id, host_lock,
+                                   timing, report, halt)
                for name in pending if name in known}
     try:
         with (SweepLease(store, sweep_id, timing.lease_interval_s),
               ThreadPoolExecutor(max_workers=max(1, len(runners)),
                                  thread_name_prefix="device") as pool):
             futures = {name: pool.submit(r.run, pending[name]) for name, r in runners.items()}
-            for name, future in futures.items():
-                outcomes[name] = future.result()
-    finally:
-        outcome = SweepOutcome(sweep_id, outcomes)
-        remaining = store.jobs(sweep_id, incomplete_only=True)
-        store.finish_sweep(sweep_id, "done" if not remaining else outcome.status)
-    return outcome
+            try:
+                for name, future in futures.items():
+                    outcomes[name] = future.result()
+            except BaseException as e:
+                halt.set(e)  # Ctrl-C, or a device's bug: the others stop after their job
+                raise
+        if halt.cause is None:
+            store.finish_sweep(sweep_id, _final_status(store, sweep_id))
+    except StoreWriteError as e:
+        raise _interrupted(store, sweep_id, e) from e
+    except BaseException as e:
+        _mark_interrupted(store, sweep_id, f"the controller stopped: {e!r}")
+        raise
+    if halt.cause is not None:  # a write failed on a device's thread
+        raise _interrupted(store, sweep_id, halt.cause) from halt.cause
+    return SweepOutcome(sweep_id, outcomes)
+
+
+def _pending_jobs(store: ResultStore, sweep_id: str, models: Mapping[str, bytes]
+                  ) -> dict[str, list[Job]]:
+    """The sweep's jobs not done, by device, each with its model at hand."""
+    pending: dict[str, list[Job]] = {}
+    for row in store.jobs(sweep_id, incomplete_only=True):
+        config = row["config"]
+        assert isinstance(config, dict)  # ResultStore.jobs decodes the stored JSON object
+        job = Job(str(row["job_id"]), str(row["device_name"]), str(row["model_name"]),
+                  str(row["model_sha256"]), dict(config))
+        if job.model_sha256 not in models:
+            raise JoulefarmError(
+                f"sweep {sweep_id}: model {job.model_name!r} ({job.model_sha256[:12]}) is "
+                "neither stored with the sweep nor made by its suite file any more; restore "
+                "the suite file to resume")
+        pending.setdefault(job.device_name, []).append(job)
+    return pending
+
+
+def _fail_without_endpoint(store: ResultStore, pending: Mapping[str, list[Job]],
+                           known: Mapping[str, Endpoint]) -> dict[str, DeviceOutcome]:
+    """Fail the jobs of devices that have no endpoint (a local agent that did not start)."""
+    outcomes = {}
+    for name, jobs in pending.items():
+        if name not in known:
+            for job in jobs:
+                store.fail_job(job.job_id, "unreachable", f"{name}: no endpoint")
+            outcomes[name] = DeviceOutcome(name, failed=len(jobs),
+                                           errors=[f"{name}: no endpoint for this device"])
+    return outcomes
+
+
+def _final_status(store: ResultStore, sweep_id: str) -> str:
+    """done, or partial / failed when jobs failed; from every job of the sweep, not only
+    those this run had."""
+    statuses = [str(j["status"]) for j in store.jobs(sweep_id)]
+    failed = sum(s in ("failed", "unreachable") for s in statuses)
+    if not failed:
+        return "done"
+    return "partial" if failed < len(statuses) else "failed"
+
+
+def _mark_interrupted(store: ResultStore, sweep_id: str, cause: str) -> None:
+    """Best effort: on a disk still full this write fails too; the sweep then shows as
+    interrupted anyway once this controller has gone (its lease, controller.farm.lease)."""
+    with suppress(StoreError):
+        store.finish_sweep(sweep_id, "interrupted", error=cause)
+
+
+def _interrupted(store: ResultStore, sweep_id: str, cause: BaseException) -> SweepInterrupted:
+    """Mark the sweep interrupted by ``cause``; the error that says so, and what to do."""
+    _mark_interrupted(store, sweep_id, str(cause))
+    try:
+        left = sum(str(j["status"]) in ("pending", "running") for j in store.jobs(sweep_id))
+        count = f"{left} jobs not run; "
+    except StoreError:
+        count = ""
+    return SweepInterrupted(
+        sweep_id, f"sweep {sweep_id} interrupted: {cause}; {count}once that is fixed, resume "
+                  f"with: joulefarm sweep resume {sweep_id}")
 
 
 def run_sweep(
@@ -308,5 +432,6 @@ def run_sweep(
     sweep_id = plan_sweep(suite, devices, store, devices_file=devices_file, models=models)
     if on_start is not None:
         on_start(sweep_id)
-    return execute_sweep(sweep_id, suite, endpoints, store, models, timing=timing,
+    return execute_sweep(sweep_id, suite.timeout_s, endpoints, store,
+                         {m.sha256: m.content for m in models}, timing=timing,
                          progress=progress)
