@@ -20,6 +20,12 @@ from controller.cli.model_cmd import ModelArgument, read_model_file
 from controller.cli.options import InputShapeOption
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError, MeterError, ModelError
+from joulefarm.limits import (
+    MAX_SAMPLE_RATE_HZ,
+    MEASURE_BOUNDS,
+    MIN_SAMPLE_RATE_HZ,
+    bound_problem,
+)
 
 if TYPE_CHECKING:
     from joulefarm.results import BenchmarkResult
@@ -132,6 +138,23 @@ def _pair_rows(result: BenchmarkResult) -> tuple[list[str], list[list[object]]]:
     return columns, rows
 
 
+def _check_bounds(threads: int, min_duration_s: float, min_layer_duration_s: float,
+                  sample_rate_hz: float | None) -> None:
+    """The bounds a suite's settings have (``joulefarm.limits``): 100,000 threads crashed the
+    runtime, and a 1e300 Hz simulated meter asked for more memory than there is."""
+    checks = [("--threads", threads, MEASURE_BOUNDS["num_threads"]),
+              ("--min-duration-s", min_duration_s, MEASURE_BOUNDS["min_duration_s"]),
+              ("--min-layer-duration-s", min_layer_duration_s,
+               MEASURE_BOUNDS["min_layer_duration_s"])]
+    if sample_rate_hz is not None:
+        checks.append(("--sample-rate-hz", sample_rate_hz,
+                       (MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ)))
+    for option, value, (low, high) in checks:
+        problem = bound_problem(value, low, high)
+        if problem is not None:
+            raise InputError(f"{option}: {problem}")
+
+
 def bench(
     model: Path = ModelArgument,
     mode: str = ModeOption,
@@ -161,6 +184,7 @@ def bench(
         raise InputError(f"--mode: unknown mode {mode!r} (known: {', '.join(Mode.values())})")
     if pairs and mode != Mode.LAYERS:
         raise InputError(f"--pairs needs --mode layers (got --mode {mode})")
+    _check_bounds(threads, min_duration_s, min_layer_duration_s, sample_rate_hz)
     input_shapes = tuple(parse_input_shape(text) for text in input_shape or ())
     content = read_model_file(model)
     try:

@@ -10,6 +10,8 @@ import typer
 from controller.cli.console import OutputFormat, err_console, print_rows
 from controller.cli.options import FormatOption, InputShapeOption
 from joulefarm.errors import InputError, ModelError
+from joulefarm.files import FileRefused, read_regular_file
+from joulefarm.limits import MAX_MODEL_FILE_BYTES
 
 if TYPE_CHECKING:  # numpy loads with it: --help stays light
     from joulefarm.tflite.parse import LayerInfo
@@ -20,10 +22,14 @@ app = typer.Typer(help="Inspect .tflite models.", no_args_is_help=True)
 
 
 def read_model_file(path: Path) -> bytes:
+    """The bytes of the model file ``path``: a regular file of at most ``MAX_MODEL_FILE_BYTES``
+    (a named pipe would block the read for ever, ``/dev/zero`` fill memory)."""
     try:
-        return path.read_bytes()
+        return read_regular_file(path, MAX_MODEL_FILE_BYTES, "model file")
     except OSError as e:
         raise ModelError(f"{path}: cannot read: {e.strerror}") from e
+    except FileRefused as e:
+        raise ModelError(f"{path}: {e}") from None
 
 
 def _shapes(shapes: list[list[int]]) -> str:

@@ -27,7 +27,6 @@ the line of every key; a missing key is reported at the line of the table that s
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,13 @@ from controller.config.toml_check import (
 )
 from joulefarm.enums import METER_OPTIONS, MeterKind, Platform
 from joulefarm.errors import InputError
+from joulefarm.limits import (
+    MAX_METER_INTERVAL_MS,
+    MAX_MONSOON_VOUT_V,
+    MAX_REPLAY_OFFSET_S,
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+)
 from joulefarm.sim_profiles import PROFILES
 
 __all__ = [
@@ -109,6 +115,14 @@ DEFAULT_SSH_PORT = 22
 # pid file; "auto" picks by probing the device.
 SERVICE_KINDS = ("auto", "systemd", "runit", "supervised")
 DEFAULT_AGENT_PREFIX = ".joulefarm"
+
+# The numeric meter options (METER_OPTIONS says which kinds take them): TOML type and bounds.
+_NUMERIC_OPTIONS: dict[str, tuple[str, float, float]] = {
+    "interval_ms": ("integer", 1, MAX_METER_INTERVAL_MS),  # tegrastats
+    "offset_s": ("number", 0.0, MAX_REPLAY_OFFSET_S),  # replay
+    "vout": ("number", 0.0, MAX_MONSOON_VOUT_V),  # monsoon
+    "port": ("integer", 1, 65535),  # otii
+}
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -477,8 +491,8 @@ class _Validator(Checker):
                 )
 
         rate = self.get(raw, at, "sample_rate_hz", "number", required=False)
-        if isinstance(rate, int | float) and not (math.isfinite(rate) and rate > 0):
-            self.error(at + ("sample_rate_hz",), f"must be a finite number > 0, got {rate!r}")
+        if isinstance(rate, int | float):
+            self.within(at + ("sample_rate_hz",), rate, MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ)
 
         options = self.get(raw, at, "options", "table", required=False)
         if isinstance(options, dict) and isinstance(kind, str) and kind in METER_KINDS:
@@ -489,12 +503,20 @@ class _Validator(Checker):
                     self.error(at + ("options", key),
                                f"meter kind {kind!r} takes no option {key!r}{hint}; it takes: "
                                f"{', '.join(accepted) or 'none'}")
+                elif key in _NUMERIC_OPTIONS:
+                    self.numeric_option(options, at + ("options",), key)
         return MeterConfig(
             kind=kind,
             profile=profile if isinstance(profile, str) else None,
             sample_rate_hz=float(rate) if isinstance(rate, int | float) else None,
             options=MappingProxyType(dict(options) if isinstance(options, dict) else {}),
         )
+
+    def numeric_option(self, options: Mapping[str, Any], at: KeyPath, key: str) -> None:
+        expected, low, high = _NUMERIC_OPTIONS[key]
+        value = self.get(options, at, key, expected, required=True)
+        if isinstance(value, int | float):
+            self.within(at + (key,), value, low, high)
 
     def ssh(self, device: Mapping[str, Any], device_at: KeyPath) -> SshConfig | None:
         raw = self.get(device, device_at, "ssh", "table", required=False)

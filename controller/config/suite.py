@@ -32,6 +32,7 @@ a ``SuiteError`` (exit code 2) carrying the others.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,18 @@ from controller.config.toml_check import (
 from controller.cron import Cron, CronError
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError, ModelError
+from joulefarm.files import FileRefused, read_regular_file, regular_file_problem
+from joulefarm.limits import (
+    MAX_INPUT_ELEMENTS,
+    MAX_MODEL_FILE_BYTES,
+    MAX_REPETITIONS,
+    MAX_SEED,
+    MAX_SUITE_JOBS,
+    MAX_SWEEP_COUNT,
+    MAX_SWEEP_MACS,
+    MAX_TIMEOUT_S,
+    MEASURE_BOUNDS,
+)
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import RECIPES
 from joulefarm.tflite.inputs import SUITE_KEY, ModelInput, model_inputs, resolve_input_shapes
@@ -131,10 +144,12 @@ class ModelSpec:
             return RECIPES[self.recipe](self.seed)
         assert self.file is not None
         try:
-            return self.file.read_bytes()
+            return read_regular_file(self.file, MAX_MODEL_FILE_BYTES, "model file")
         except OSError as e:
             raise SuiteError(self.file, 0, "", f"model {self.name!r}: cannot read the model "
                                                f"file: {e.strerror}") from e
+        except FileRefused as e:  # a FIFO (the read would never end), or too large
+            raise SuiteError(self.file, 0, "", f"model {self.name!r}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _planned_models(entry: Any) -> int:
+    """How many models a ``[[model]]`` entry stands for, before it is checked or expanded."""
+    if not isinstance(entry, dict):
+        return 0
+    if "reference" in entry:
+        return len(reference_names()) if entry["reference"] is True else 0
+    sweep = entry.get("sweep")
+    if isinstance(sweep, dict):
+        count = sweep.get("count")
+        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+    return 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _input_listing(inputs: tuple[ModelInput, ...]) -> str:
     """``'audio' (position 0, shape_signature [-1, -1])``, for each input."""
     if not inputs:
@@ -209,6 +245,8 @@ class _SuiteChecker(Checker):
     def __init__(self, path: Path, text: str) -> None:
         super().__init__(path, text)
         self.suite_path = path
+        # False once the suite plans too many jobs: its sweeps are then not drawn.
+        self.expand = True
 
     def suite(self, doc: dict[str, Any]) -> Suite | None:
         version = self.get(doc, (), "schema_version", "integer", required=True)
@@ -229,6 +267,8 @@ class _SuiteChecker(Checker):
         names, tags = self.select(doc)
         settings, timeout_s, repetitions = self.measure(doc)
         matrix = self.matrix(doc)
+        # Counted before anything is expanded: a refused suite draws no sweep.
+        self.expand = self.jobs_within_bound(doc, repetitions)
         models = self.models(doc)
         cron = self.schedule(doc)
         if self.errors:
@@ -271,9 +311,8 @@ class _SuiteChecker(Checker):
         if key == "mode" and value not in Mode.values():
             self.error(at, unknown_choice("mode", value, Mode.values()))
             return False
-        if expected in ("integer", "number") and value < 0:
-            self.error(at, f"must be >= 0, got {value!r}")
-            return False
+        if expected in ("integer", "number"):
+            return self.within(at, value, *MEASURE_BOUNDS[key])
         return True
 
     def typed(self, value: Any, expected: str, at: KeyPath) -> bool:
@@ -287,11 +326,12 @@ class _SuiteChecker(Checker):
         values = {key: value for key, value in measure.items() if key in SETTING_KEYS
                   and self.setting(key, value, ("measure", key))}
         timeout_s = self.get(measure, ("measure",), "timeout_s", "number", required=False)
-        if isinstance(timeout_s, int | float) and not timeout_s > 0:
-            self.error(("measure", "timeout_s"), f"must be > 0, got {timeout_s!r}")
+        if isinstance(timeout_s, int | float):
+            self.within(("measure", "timeout_s"), timeout_s, 0, MAX_TIMEOUT_S, above_low=True)
         repetitions = self.get(measure, ("measure",), "repetitions", "integer", required=False)
-        if _is_int(repetitions) and repetitions < 1:
-            self.error(("measure", "repetitions"), f"must be >= 1, got {repetitions!r}")
+        if _is_int(repetitions) and not self.within(("measure", "repetitions"), repetitions, 1,
+                                                    MAX_REPETITIONS):
+            repetitions = INVALID
         return (MeasureSettings(**values),
                 float(timeout_s) if isinstance(timeout_s, int | float) else DEFAULT_TIMEOUT_S,
                 repetitions if _is_int(repetitions) else 1)
@@ -309,6 +349,31 @@ class _SuiteChecker(Checker):
             if all([self.setting(key, v, ("matrix", key, i)) for i, v in enumerate(values)]):
                 out[key] = list(values)
         return out
+
+    def jobs_within_bound(self, doc: dict[str, Any], repetitions: int) -> bool:
+        """Whether the suite plans at most ``MAX_SUITE_JOBS`` jobs per device (models x matrix
+        combinations x repetitions); else reported, at the table that multiplies most
+        visibly. Counted from the document, without expanding sweeps or the matrix, so a
+        matrix of a million combinations costs no more than its arrays."""
+        models = sum(_planned_models(entry) for entry in _list(doc.get("model")))
+        matrix = doc.get("matrix")
+        lengths = {key: len(values) for key, values in matrix.items()
+                   if key in SETTING_KEYS and isinstance(values, list) and values
+                   } if isinstance(matrix, dict) else {}
+        combinations = math.prod(lengths.values())
+        jobs = models * combinations * repetitions
+        if jobs <= MAX_SUITE_JOBS:
+            return True
+        factors = " x ".join(f"{key} {n:,}" for key, n in lengths.items())
+        at: KeyPath = (("matrix",) if combinations > 1 else ("measure", "repetitions")
+                       if repetitions > 1 else ("model",))
+        self.error(at, f"the suite plans {jobs:,} jobs per device, more than "
+                       f"{MAX_SUITE_JOBS:,}: {_count(models, 'model')} x "
+                       f"{_count(combinations, 'configuration')}"
+                       f"{f' ({factors})' if factors else ''} x "
+                       f"{_count(repetitions, 'repetition')}; vary fewer settings at once, or "
+                       f"split the suite")
+        return False
 
     def models(self, doc: dict[str, Any]) -> list[ModelSpec]:
         raw = doc.get("model", MISSING)
@@ -379,8 +444,7 @@ class _SuiteChecker(Checker):
             self.error(at, "give exactly one of 'recipe', 'file', 'sweep' or 'reference'"
                            + (f" (got {', '.join(given)})" if given else ""))
             return []
-        seed = self.get(entry, at, "seed", "integer", required=False)
-        seed = seed if _is_int(seed) else 0
+        seed = self.seed(entry, at)
         shapes = self.input_shapes(entry, at)
         if "sweep" in entry:
             return [ModelSpec(name=f"{name}-{k:03d}", sweep=config, input_shapes=shapes)
@@ -396,6 +460,12 @@ class _SuiteChecker(Checker):
         if not isinstance(file, str):
             return []
         path = self.suite_path.parent / file
+        # Only looked at: a missing file may be added before the suite runs, but a FIFO
+        # there would block the run's read for ever.
+        problem = regular_file_problem(path, MAX_MODEL_FILE_BYTES, "model file")
+        if problem is not None:
+            self.error(at + ("file",), f"{file} {problem}")
+            return []
         if shapes:
             self.check_shapes_against(path, shapes, at + (SUITE_KEY,))
         return [ModelSpec(name=name, seed=seed, file=path, input_shapes=shapes)]
@@ -424,7 +494,11 @@ class _SuiteChecker(Checker):
             for k in bad:
                 self.error(where + (key, k), f"expected an integer >= 1, got "
                                              f"{describe(shape[k])}")
-            valid = valid and not bad
+            elements = 0 if bad else math.prod(shape)
+            if elements > MAX_INPUT_ELEMENTS:  # the device would allocate it
+                self.error(where + (key,), f"{elements} elements, more than {MAX_INPUT_ELEMENTS} "
+                                           f"(the most one input is run at)")
+            valid = valid and not bad and elements <= MAX_INPUT_ELEMENTS
             out.append((key, tuple(shape)))
         return tuple(out) if valid else ()
 
@@ -435,8 +509,8 @@ class _SuiteChecker(Checker):
         the model's inputs; any other problem at the table. An unreadable file is left for
         when the model is materialised."""
         try:
-            inputs = model_inputs(path.read_bytes())
-        except (OSError, ModelError):
+            inputs = model_inputs(read_regular_file(path, MAX_MODEL_FILE_BYTES, "model file"))
+        except (OSError, ModelError, FileRefused):
             return
         names = {i.name for i in inputs}
         unknown = [key for key, _ in shapes
@@ -461,11 +535,9 @@ class _SuiteChecker(Checker):
             return []
         self.check_keys(table, at, SWEEP_KEYS)
         count = self.get(table, at, "count", "integer", required=True)
-        if _is_int(count) and count < 1:
-            self.error(at + ("count",), f"must be >= 1, got {count}")
-        options: dict[str, Any] = {}
-        seed = self.get(table, at, "seed", "integer", required=False)
-        options["seed"] = seed if _is_int(seed) else 0
+        if _is_int(count) and not self.within(at + ("count",), count, 1, MAX_SWEEP_COUNT):
+            count = INVALID
+        options: dict[str, Any] = {"seed": self.seed(table, at)}
         profile = self.get(table, at, "profile", "string", required=False)
         if isinstance(profile, str) and profile not in PROFILES:
             self.error(at + ("profile",), unknown_choice("sweep profile", profile, PROFILES))
@@ -477,15 +549,20 @@ class _SuiteChecker(Checker):
         if kinds:
             options["kinds"] = kinds
         max_macs = self.get(table, at, "max_macs", "integer", required=False)
-        if _is_int(max_macs):
+        if _is_int(max_macs) and self.within(at + ("max_macs",), max_macs, 1, MAX_SWEEP_MACS):
             options["max_macs"] = max_macs
-        if not _is_int(count) or count < 1:
+        if not _is_int(count) or not self.expand:
             return []
         try:
             return sample_configs(count, **options)
         except ValueError as e:
             self.error(at, str(e))
             return []
+
+    def seed(self, table: dict[str, Any], at: KeyPath) -> int:
+        """``seed`` of a model or sweep table: 0 when absent or invalid (reported)."""
+        seed = self.get(table, at, "seed", "integer", required=False)
+        return seed if _is_int(seed) and self.within(at + ("seed",), seed, 0, MAX_SEED) else 0
 
     def schedule(self, doc: dict[str, Any]) -> str | None:
         schedule = self.table(doc, "schedule", SCHEDULE_KEYS)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from joulefarm.errors import InputError
+from joulefarm.files import FileRefused, read_regular_file
+from joulefarm.limits import MAX_CONFIG_FILE_BYTES, MAX_TOML_NESTING, bound_problem
 
 KeyPath = tuple[str | int, ...]
 MISSING = object()
@@ -30,6 +32,8 @@ INVALID = object()
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 # tomllib ends its messages with "(at line L, column C)" or "(at end of document)".
 _TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
+_NESTED = (f"nested more than {MAX_TOML_NESTING} levels deep (tables, arrays and dotted keys "
+           f"each count)")
 
 
 class ConfigError(InputError):
@@ -60,19 +64,20 @@ class ConfigError(InputError):
         return (type(self), (self.path, self.line, self.field, self.message))
 
 
-
-
 def read_config_text(path: str | Path, error: type[ConfigError], what: str) -> str:
     """The UTF-8 text of a configuration file; ``error`` (line 0: the whole file) when it
     cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        # A regular file of bounded size: a FIFO would block the read for ever.
+        data = read_regular_file(path, MAX_CONFIG_FILE_BYTES, what)
     except FileNotFoundError:
         raise error(path, 0, "", "file not found") from None
     except IsADirectoryError:
         raise error(path, 0, "", f"is a directory, not a {what}") from None
     except OSError as exc:
         raise error(path, 0, "", f"cannot read file: {exc.strerror or exc}") from None
+    except FileRefused as exc:
+        raise error(path, 0, "", str(exc)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -81,11 +86,23 @@ def read_config_text(path: str | Path, error: type[ConfigError], what: str) -> s
 
 
 def parse_toml(text: str, path: str | Path, error: type[ConfigError]) -> dict[str, Any]:
-    """The TOML document; a syntax error becomes ``error`` at its line and column."""
+    """The TOML document; a syntax error becomes ``error`` at its line and column, and so does
+    a value nested more than ``MAX_TOML_NESTING`` levels deep (``nesting_problem``)."""
+    nested = nesting_problem(text)
+    if nested is not None:
+        raise error(path, nested, "", _NESTED)
     try:
-        return tomllib.loads(text)
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise syntax_error(exc, text, path, error) from None
+    except RecursionError:  # nesting_problem should have stopped it: a message all the same
+        raise error(path, 1, "", _NESTED) from None
+    # Dotted keys under headers, and inline tables in arrays, nest without deep brackets;
+    # the checks after this one (and repr, json) recurse, so the document is bounded too.
+    deep = too_deep(document)
+    if deep is not None:
+        raise error(path, LineIndex(text).line_of(deep), field_name(deep), _NESTED)
+    return document
 
 
 def syntax_error(exc: tomllib.TOMLDecodeError, text: str, path: str | Path,
@@ -99,6 +116,92 @@ def syntax_error(exc: tomllib.TOMLDecodeError, text: str, path: str | Path,
         return error(path, last_line(text), "", f"invalid TOML: {reason} at end of file")
     line, column = int(match.group(1)), int(match.group(2))
     return error(path, line, "", f"invalid TOML: {reason} (column {column})")
+
+
+# Characters the nesting scan acts on; runs of any others are skipped in one step.
+_PLAIN_RUN_RE = re.compile(r"[^\"'#\[\]{}\n.=,]+")
+_STRING_RES = {
+    '"""': re.compile(r'"""(?:[^"\\]|\\[\s\S]|""?(?!"))*"{3,5}'),
+    "'''": re.compile(r"'''(?:[^']|''?(?!'))*'{3,5}"),
+    '"': re.compile(r'"(?:[^"\\\n]|\\.)*"'),
+    "'": re.compile(r"'[^'\n]*'"),
+}
+
+
+def nesting_problem(text: str) -> int | None:
+    """The line where arrays and inline tables nest, or a key or table header has dotted
+    parts, more than ``MAX_TOML_NESTING`` deep; None if nowhere.
+
+    Runs before ``tomllib``, which recurses once per array or inline table (100,000 ``[``
+    raised RecursionError) and takes time quadratic in a dotted key's parts. It is one linear
+    pass without recursion that follows strings, comments and headers just enough not to
+    count what they hold: what it misreads in invalid TOML, tomllib then reports.
+    """
+    open_brackets: list[str] = []  # "[" or "{" of each array or inline table open here
+    line, pos, end = 1, 0, len(text)
+    line_start = True  # at the start of a line, outside arrays and inline tables
+    in_key = True  # in a key or header, where "." separates parts
+    parts = 1
+    while pos < end:
+        c = text[pos]
+        if c == "\n":
+            line += 1
+            if not open_brackets:
+                line_start, in_key, parts = True, True, 1
+        elif c == "#":
+            newline = text.find("\n", pos)
+            pos = end if newline < 0 else newline
+            continue
+        elif c in "\"'":
+            string = _STRING_RES[c * 3 if text.startswith(c * 3, pos) else c].match(text, pos)
+            if string is None:  # unterminated: tomllib says where
+                return None
+            line += text.count("\n", pos, string.end())
+            pos, line_start = string.end(), False
+            continue
+        elif c == "[" and line_start:  # a table header, [a.b] or [[a.b]]
+            line_start, in_key, parts = False, True, 1
+            pos += 2 if text.startswith("[[", pos) else 1
+            continue
+        elif c in "[{":
+            open_brackets.append(c)
+            if len(open_brackets) > MAX_TOML_NESTING:
+                return line
+            line_start, in_key, parts = False, c == "{", 1
+        elif c in "]}":
+            if open_brackets:
+                open_brackets.pop()
+            in_key = False  # the end of a header, or of a value
+        elif c == "," and open_brackets[-1:] == ["{"]:
+            in_key, parts = True, 1
+        elif c == "=":
+            in_key = False
+        elif c == "." and in_key:
+            parts += 1
+            if parts > MAX_TOML_NESTING:
+                return line
+        elif c not in " \t\r.,":
+            line_start = False
+            run = _PLAIN_RUN_RE.match(text, pos)
+            pos = run.end() if run else pos + 1
+            continue
+        pos += 1
+    return None
+
+
+def too_deep(document: dict[str, Any]) -> KeyPath | None:
+    """The key path, cut at ``MAX_TOML_NESTING`` + 1 parts, of the first value (in document
+    order) more than ``MAX_TOML_NESTING`` levels down; None if there is none. No recursion."""
+    stack: list[tuple[KeyPath, Any]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_TOML_NESTING:
+            return path
+        if isinstance(value, dict):
+            stack.extend(reversed([(path + (key,), item) for key, item in value.items()]))
+        elif isinstance(value, list):
+            stack.extend(reversed([(path + (i,), item) for i, item in enumerate(value)]))
+    return None
 
 
 class Checker:
@@ -150,6 +253,15 @@ class Checker:
             self.error(at + (key,), f"expected {ARTICLE[expected]}, got {describe(value)}")
             return INVALID
         return value
+
+    def within(self, at: KeyPath, value: float, low: float, high: float, *,
+               above_low: bool = False) -> bool:
+        """Whether ``value`` is a finite number in ``low..high`` (``joulefarm.limits``); else
+        reported at ``at``."""
+        problem = bound_problem(value, low, high, above_low=above_low)
+        if problem is not None:
+            self.error(at, problem)
+        return problem is None
 
     def raise_first(self) -> None:
         """Raise the first problem in the file (carrying every one found), if any."""

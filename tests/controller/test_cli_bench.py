@@ -137,3 +137,41 @@ def test_bench_rejects_bad_input_with_exit_code_2(tmp_path: Path, model_file: Pa
     assert bad.returncode == 2 and "junk.tflite" in bad.stderr
     mode = run_cli("bench", str(model_file), "--mode", "turbo", timeout=60)
     assert mode.returncode == 2 and "unknown mode 'turbo'" in mode.stderr
+
+
+def test_model_commands_refuse_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    # Was: `bench PIPE` and `model layers PIPE` waited for ever for a writer.
+    import os
+
+    fifo = tmp_path / "pipe.tflite"
+    os.mkfifo(fifo)
+    for args in (("bench", str(fifo)), ("model", "layers", str(fifo))):
+        done = run_cli(*args, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"{fifo}: is a named pipe (FIFO), not a model file" in done.stderr
+
+
+def test_model_files_over_the_size_bound_are_refused_unread(tmp_path: Path) -> None:
+    from joulefarm.limits import MAX_MODEL_FILE_BYTES
+
+    huge = tmp_path / "huge.tflite"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_MODEL_FILE_BYTES + 1)  # sparse: nothing is written
+    done = run_cli("model", "layers", str(huge), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert (f"{huge}: is 536,870,913 bytes; a model file may be at most 536,870,912 bytes"
+            in done.stderr)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (("--threads", "100000"), "--threads: must be <= 256, got 100000"),  # was: a segfault
+    (("--sample-rate-hz", "1e300"), "--sample-rate-hz: must be <= 10000000, got 1e+300"),
+    (("--sample-rate-hz", "nan"), "--sample-rate-hz: must be a finite number, got nan"),
+    (("--min-duration-s", "1e9"), "--min-duration-s: must be <= 3600, got 1000000000"),
+    (("--min-layer-duration-s", "inf"), "--min-layer-duration-s: must be a finite number"),
+])
+def test_bench_options_are_bounded(model_file: Path, option: tuple[str, str],
+                                   message: str) -> None:
+    done = run_cli("bench", str(model_file), "--mode", "whole", *option, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr

@@ -660,11 +660,74 @@ def test_profile_only_for_sim_meters(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("rate", ["0", "-5.0", "nan", "inf"])
-def test_sample_rate_must_be_positive_and_finite(tmp_path: Path, rate: str) -> None:
+@pytest.mark.parametrize(("rate", "message"), [
+    ("0", "must be >= 0.1, got 0"),
+    ("-5.0", "must be >= 0.1, got -5"),
+    ("0.01", "must be >= 0.1, got 0.01"),
+    ("nan", "must be a finite number, got nan"),
+    ("inf", "must be a finite number, got inf"),
+    # Was accepted: a simulated meter then asked numpy for 1e300 samples.
+    ("1e300", "must be <= 10000000, got 1e+300"),
+    ("20_000_000", "must be <= 10000000, got 20000000"),
+])
+def test_sample_rate_is_bounded(tmp_path: Path, rate: str, message: str) -> None:
     text = device(HOST, meter=f'kind = "rapl"\nsample_rate_hz = {rate}')
-    message = error_of(tmp_path, text)
-    assert message.startswith("11: device[0].meter.sample_rate_hz: must be a finite number > 0")
+    assert error_of(tmp_path, text) == f"11: device[0].meter.sample_rate_hz: {message}"
+
+
+@pytest.mark.parametrize("rate", ["0.1", "10_000_000", "2e6"])
+def test_sample_rates_within_the_bounds_load(tmp_path: Path, rate: str) -> None:
+    text = device(HOST, meter=f'kind = "rapl"\nsample_rate_hz = {rate}')
+    assert load_registry(write(tmp_path, text)).devices[0].meter.sample_rate_hz == float(rate)
+
+
+@pytest.mark.parametrize(("kind", "options", "message"), [
+    ("tegrastats", "interval_ms = 0", "12: device[0].meter.options.interval_ms: must be >= 1, "
+                                      "got 0"),
+    ("tegrastats", "interval_ms = 100_000_000", "12: device[0].meter.options.interval_ms: must "
+                                                "be <= 10000, got 100000000"),
+    ("tegrastats", 'interval_ms = "100"', "12: device[0].meter.options.interval_ms: expected an "
+                                          "integer, got string '100'"),
+    ("replay", 'path = "t.csv"\noffset_s = nan', "13: device[0].meter.options.offset_s: must be "
+                                                 "a finite number, got nan"),
+    ("replay", 'path = "t.csv"\noffset_s = 1e300', "13: device[0].meter.options.offset_s: must "
+                                                   "be <= 604800, got 1e+300"),
+    ("monsoon", "vout = 20", "12: device[0].meter.options.vout: must be <= 13.5, got 20"),
+    ("otii", "port = 70000", "12: device[0].meter.options.port: must be <= 65535, got 70000"),
+])
+def test_numeric_meter_options_are_bounded(tmp_path: Path, kind: str, options: str,
+                                           message: str) -> None:
+    text = device('name = "m"\nplatform = "linux"\naddress = "10.0.0.2"\nport = 1\n',
+                  meter=f'kind = "{kind}"\n[device.meter.options]\n{options}')
+    assert error_of(tmp_path, text) == message
+
+
+_DEEP = {
+    "arrays": "x = " + "[" * 100_000 + "\n",
+    "inline-tables": "x = " + "{ a = " * 50_000 + "1" + " }" * 50_000 + "\n",
+    "dotted-key": "x" + ".a" * 100_000 + " = 1\n",
+}
+
+
+@pytest.mark.parametrize("deep", list(_DEEP), ids=list(_DEEP))
+def test_deep_nesting_is_an_error_naming_the_file_not_a_crash(tmp_path: Path, deep: str) -> None:
+    # Was: RecursionError, printed as an internal error (exit 1).
+    path = write(tmp_path, "schema_version = 1\n" + _DEEP[deep])
+    for command in ("list", "validate"):
+        done = run_cli("devices", command, "--devices", str(path), timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"{path}:2: " in done.stderr, done.stderr
+        assert "nested more than 32 levels deep" in done.stderr
+
+
+def test_a_fifo_as_the_devices_file_is_refused(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "devices.toml"
+    os.mkfifo(path)
+    done = run_cli("devices", "list", "--devices", str(path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:0: is a named pipe (FIFO), not a devices file" in done.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,3 +159,158 @@ def test_a_reference_entry_lists_the_ten_models(tmp_path: Path) -> None:
     path.write_text(GOOD + "\n[[model]]\nreference = true\n")
     names = [m.name for m in load_suite(path).models]
     assert names[0] == "cnn" and len(names) == 11 and names[1] == "ref:tiny_cnn"
+
+
+# --------------------------------------------------------------------------------------------
+# What a hostile or mistaken file must not do: crash, hang, or plan work that wedges a device
+# --------------------------------------------------------------------------------------------
+
+_DEEP = {
+    "arrays": "a = " + "[" * 100_000 + "\n",
+    "inline-tables": "a = " + "{ b = " * 50_000 + "1" + " }" * 50_000 + "\n",
+    "dotted-key": "a" + ".a" * 100_000 + " = 1\n",
+    "header": "[a" + ".a" * 100_000 + "]\n",
+}
+
+
+@pytest.mark.parametrize("deep", list(_DEEP), ids=list(_DEEP))
+def test_deep_nesting_is_an_error_naming_the_file_not_a_crash(tmp_path: Path, deep: str) -> None:
+    # Was: RecursionError (exit 1, "internal error"), or tomllib working for ever on the key.
+    path = tmp_path / "deep.toml"
+    path.write_text('schema_version = 1\nname = "x"\n' + _DEEP[deep])
+    done = run_cli("suite", "check", str(path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:3: " in done.stderr and "nested more than 32 levels deep" in done.stderr
+
+
+def test_nesting_within_the_bound_reads_and_beyond_it_is_placed(tmp_path: Path) -> None:
+    # extra and a are two levels, each array one more: the 1 sits 32 levels down.
+    inner = "[" * 30 + "1" + "]" * 30
+    err = _error(tmp_path, GOOD + f"\n[extra]\na = {inner}\n")
+    assert err.field == "extra" and "unknown key 'extra'" in err.message
+    err = _error(tmp_path, GOOD + f"\n[extra]\na = [{inner}]\n")
+    assert err.line == 16 and err.field.startswith("extra.a[0][0]")
+    assert "nested more than 32 levels deep" in err.message
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("num_threads = 100000", "measure.num_threads: must be <= 256, got 100000"),
+    ("num_threads = 0", "measure.num_threads: must be >= 1, got 0"),
+    ("warmup_iterations = 100000000", "measure.warmup_iterations: must be <= 10000, got"),
+    ("min_iterations = 1000001", "measure.min_iterations: must be <= 1000000, got 1000001"),
+    ("min_layer_duration_s = 1e9", "measure.min_layer_duration_s: must be <= 60, got 1000000000"),
+    ("min_duration_s = 1e300", "measure.min_duration_s: must be <= 3600, got 1e+300"),
+    ("min_duration_s = inf", "measure.min_duration_s: must be a finite number, got inf"),
+    ("idle_duration_s = nan", "measure.idle_duration_s: must be a finite number, got nan"),
+    ("idle_duration_s = -1.0", "measure.idle_duration_s: must be >= 0, got -1"),
+    ("seed = 18446744073709551616", "measure.seed: must be <= 4294967295, got"),
+    ("timeout_s = 1e300", "measure.timeout_s: must be <= 21600, got 1e+300"),
+    ("timeout_s = inf", "measure.timeout_s: must be a finite number, got inf"),
+    ("repetitions = 1001", "measure.repetitions: must be <= 1000, got 1001"),
+])
+def test_numeric_settings_are_bounded(tmp_path: Path, line: str, message: str) -> None:
+    err = _error(tmp_path, GOOD.replace("min_duration_s = 0.5", line))
+    assert f"{err.line}: {err.field}: {err.message}".startswith(f"9: {message}"), str(err)
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ('name = "s"\nsweep = { count = 5000 }', "model[1].sweep.count: must be <= 1000, got 5000"),
+    ('name = "s"\nsweep = { count = 2, max_macs = 0 }', "model[1].sweep.max_macs: must be >= 1"),
+    ('name = "s"\nsweep = { count = 2, seed = -1 }', "model[1].sweep.seed: must be >= 0, got -1"),
+    ('name = "r"\nrecipe = "mlp"\nseed = 4294967296', "model[1].seed: must be <= 4294967295"),
+    ('name = "r"\nrecipe = "mlp"\ninput_shapes = { 0 = [1, 100000, 100000] }',
+     "model[1].input_shapes.0: 10000000000 elements, more than 268435456"),
+])
+def test_model_numbers_are_bounded(tmp_path: Path, entry: str, message: str) -> None:
+    err = _error(tmp_path, GOOD + "\n[[model]]\n" + entry + "\n")
+    assert message in str(err), str(err)
+
+
+def test_matrix_values_are_bounded_each(tmp_path: Path) -> None:
+    err = _error(tmp_path, GOOD + "\n[matrix]\nnum_threads = [1, 1000]\n")
+    assert str(err).endswith(":16: matrix.num_threads[1]: must be <= 256, got 1000")
+
+
+def test_every_numeric_measuring_setting_has_a_bound() -> None:
+    from dataclasses import fields
+
+    from joulefarm.limits import MEASURE_BOUNDS
+    from joulefarm.results import MeasureSettings
+
+    numeric = {f.name for f in fields(MeasureSettings) if f.type in ("int", "float")}
+    assert numeric == set(MEASURE_BOUNDS)
+
+
+def test_a_matrix_of_a_million_jobs_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    # Was: `suite check` built every combination in memory (and `sweep run` planned them all).
+    path = tmp_path / "big.toml"
+    seeds = ", ".join(str(i) for i in range(1000))
+    path.write_text(GOOD + f"\n[matrix]\nseed = [{seeds}]\nmin_iterations = [{seeds}]\n")
+    done = run_cli("suite", "check", str(path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert (f"{path}:15: matrix: the suite plans 1,000,000 jobs per device, more than 10,000: "
+            "1 model x 1,000,000 configurations (seed 1,000 x min_iterations 1,000) x 1 "
+            "repetition") in done.stderr
+
+
+def test_sweeps_and_repetitions_count_towards_the_job_bound(tmp_path: Path) -> None:
+    text = GOOD.replace("min_duration_s = 0.5", "repetitions = 20") + (
+        '\n[[model]]\nname = "s"\nsweep = { count = 600 }\n')
+    err = _error(tmp_path, text)
+    assert err.line == 9 and err.field == "measure.repetitions"
+    assert "12,020 jobs per device, more than 10,000: 601 models x 1 configuration x 20 " \
+           "repetitions" in err.message
+
+
+def _fifo(path: Path) -> Path:
+    import os
+
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_as_the_suite_file_is_refused(tmp_path: Path) -> None:
+    path = _fifo(tmp_path / "suite.toml")
+    done = run_cli("suite", "check", str(path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:0: is a named pipe (FIFO), not a suite file" in done.stderr
+
+
+@pytest.mark.parametrize("shapes", ["", "input_shapes = { 0 = [1, 4] }\n"], ids=["plain", "shapes"])
+def test_a_fifo_as_a_model_file_is_refused_at_its_line(tmp_path: Path, shapes: str) -> None:
+    # Was: accepted by `suite check` (exit 0), and with input_shapes a read that never ended.
+    _fifo(tmp_path / "pipe.tflite")
+    path = tmp_path / "suite.toml"
+    path.write_text(GOOD + f'\n[[model]]\nname = "p"\nfile = "pipe.tflite"\n{shapes}')
+    done = run_cli("suite", "check", str(path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert (f"{path}:17: model[1].file: pipe.tflite is a named pipe (FIFO), not a model file"
+            in done.stderr)
+    from controller.config.suite import ModelSpec
+
+    with pytest.raises(SuiteError, match="is a named pipe"):  # read when a sweep runs
+        ModelSpec(name="p", file=tmp_path / "pipe.tflite").materialise()
+
+
+def test_a_model_file_over_the_size_bound_is_refused(tmp_path: Path) -> None:
+    from joulefarm.limits import MAX_MODEL_FILE_BYTES
+
+    with open(tmp_path / "huge.tflite", "wb") as f:
+        f.truncate(MAX_MODEL_FILE_BYTES + 1)  # sparse: nothing is written
+    path = tmp_path / "suite.toml"
+    path.write_text(GOOD + '\n[[model]]\nname = "h"\nfile = "huge.tflite"\n')
+    err = _error(tmp_path, path.read_text())
+    assert (err.line, err.field) == (17, "model[1].file")
+    assert err.message == ("huge.tflite is 536,870,913 bytes; a model file may be at most "
+                           "536,870,912 bytes")
+
+
+def test_a_suite_file_over_the_size_bound_is_refused(tmp_path: Path) -> None:
+    from joulefarm.limits import MAX_CONFIG_FILE_BYTES
+
+    path = tmp_path / "suite.toml"
+    with open(path, "wb") as f:
+        f.truncate(MAX_CONFIG_FILE_BYTES + 1)
+    with pytest.raises(SuiteError, match=r":0: is 4,194,305 bytes; a suite file may be at most "
+                                         r"4,194,304 bytes$"):
+        load_suite(path)
