@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 
 from agent.runtimes.backend import BACKEND_CHOICES, configure_runtime, runtime_info
-from agent.server import DEFAULT_MAX_MODEL_BYTES, AgentConfig, serve
+from agent.server import (
+    DEFAULT_CACHE_QUOTA_BYTES,
+    DEFAULT_MAX_MODEL_BYTES,
+    AgentConfig,
+    serve,
+)
 from joulefarm.enums import LITERT_LIB_URL, Platform
 
 
@@ -40,7 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--meter-options", default="{}", metavar="JSON",
                    help="driver settings as a JSON object (devices.toml [device.meter] options)")
     s.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/joulefarm/agent")
-    s.add_argument("--max-model-bytes", type=int, default=DEFAULT_MAX_MODEL_BYTES)
+    s.add_argument("--max-model-bytes", type=int, default=DEFAULT_MAX_MODEL_BYTES,
+                   help="largest model an upload may carry")
+    s.add_argument("--cache-quota-bytes", type=int, default=DEFAULT_CACHE_QUOTA_BYTES,
+                   help="models kept in --cache-dir at most; the least recently used go first")
+    s.add_argument("--allow-delegate", action="append", default=[], metavar="PATH",
+                   help="an external delegate library benchmarks may load (repeatable); any "
+                        "other delegate_path is refused")
     s.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     s.add_argument("--exit-with-parent", type=int, metavar="PID",
@@ -83,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         meter_options=meter_options,
         name=ns.name, platform=ns.platform, meter_kind=ns.meter, meter_profile=ns.profile,
         sample_rate_hz=ns.sample_rate_hz, cache_dir=ns.cache_dir,
-        max_model_bytes=ns.max_model_bytes,
+        max_model_bytes=ns.max_model_bytes, cache_quota_bytes=ns.cache_quota_bytes,
+        allowed_delegates=tuple(ns.allow_delegate),
     )
     try:
         serve(config, token, host=ns.host, port=ns.port, tls=tls,

@@ -16,6 +16,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from joulefarm import wire
 from joulefarm.errors import JoulefarmError, ModelError
 from joulefarm.results import DeviceFacts, MeasureSettings, Progress
 from joulefarm.tflite.parse import read_layers
+from joulefarm.wire import MAX_NAME_CHARS, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, loggable
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -50,6 +52,23 @@ log = logging.getLogger("joulefarm.agent")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
 DEFAULT_MAX_MODEL_BYTES = 64 * 1024 * 1024
+DEFAULT_CACHE_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
+"""Models kept on disk at most (``--cache-quota-bytes``); the least recently used go first."""
+# Callers at once: gRPC answers RESOURCE_EXHAUSTED beyond. A controller makes one call at a
+# time per device; the rest is health checks and people running `devices check`.
+MAX_CONCURRENT_RPCS = 32
+# Uploads at once: each holds up to a model in memory until it is checked and stored.
+MAX_CONCURRENT_UPLOADS = 2
+# Open connections at most: gRPC closes any beyond, so idle sockets cannot use up the
+# agent's file descriptors (about 1,000 did, with the usual limit of 1,024).
+MAX_CONNECTIONS = 256
+# A connection that has not completed its handshake (HTTP/2, or TLS) by then is closed.
+HANDSHAKE_TIMEOUT_MS = 5_000
+# A connection with no call for this long is closed (a controller's channel reconnects).
+IDLE_CONNECTION_MS = 5 * 60_000
+# Refused tokens are logged at most this often (with the count since), so a flood of bad
+# calls cannot fill the log.
+REFUSAL_LOG_INTERVAL_S = 10.0
 # Calls anyone may make without a token: load balancers and supervisors probe health.
 UNAUTHENTICATED_METHODS_PREFIX = "/grpc.health.v1.Health/"
 STOP_GRACE_S = 2.0
@@ -71,15 +90,27 @@ class AgentConfig:
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     # Driver settings from the device's [device.meter] options (see agent.meters.factory).
     meter_options: Mapping[str, Any] = field(default_factory=dict)
+    cache_quota_bytes: int = DEFAULT_CACHE_QUOTA_BYTES
+    # External delegate libraries a benchmark may load (devices.toml `delegates`): any other
+    # delegate_path is refused, since loading a library runs its code on the device.
+    allowed_delegates: tuple[str, ...] = ()
 
 
 class ModelCache:
-    """Models on disk, named by their sha256, so an upload of known bytes costs nothing."""
+    """Models on disk, named by their sha256, so an upload of known bytes costs nothing.
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    At most ``quota_bytes`` are kept: storing a model evicts the least recently used ones
+    (by modification time, which ``get`` refreshes) until it fits."""
+
+    def __init__(self, directory: Path, max_bytes: int,
+                 quota_bytes: int = DEFAULT_CACHE_QUOTA_BYTES) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.quota_bytes = quota_bytes
+        self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.tmp*"):  # an upload cut short by a crash
+            stale.unlink(missing_ok=True)
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -90,39 +121,91 @@ class ModelCache:
         """Store ``content``; return its sha256 and whether it was already cached."""
         sha = hashlib.sha256(content).hexdigest()
         target = self.path(sha)
-        if target.exists():
-            return sha, True
-        tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        tmp.write_bytes(content)
-        tmp.replace(target)  # atomic: a reader never sees half a model
+        with self._lock:
+            if target.exists():
+                os.utime(target)
+                return sha, True
+            self._make_room(len(content))
+            tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(content)
+            tmp.replace(target)  # atomic: a reader never sees half a model
         return sha, False
+
+    def _make_room(self, size: int) -> None:
+        models = []
+        for path in self.directory.glob("*.tflite"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            models.append((st.st_mtime, st.st_size, path))
+        used = sum(m[1] for m in models)
+        for _, bytes_, path in sorted(models):
+            if used + size <= self.quota_bytes:
+                break
+            path.unlink(missing_ok=True)
+            used -= bytes_
+            log.info("model cache: evicted %s (%d bytes) to stay within %d bytes",
+                     path.stem[:12], bytes_, self.quota_bytes)
 
     def get(self, sha256: str) -> bytes | None:
         path = self.path(sha256)
-        return path.read_bytes() if path.exists() else None
+        with self._lock:
+            try:
+                content = path.read_bytes()
+            except FileNotFoundError:
+                return None
+            os.utime(path)  # recently used: evicted last
+        return content
 
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 
 
+class _RefusalLog:
+    """Logs refused calls at most once per ``REFUSAL_LOG_INTERVAL_S``, with the count since the
+    last line: a flood of bad tokens costs the log one line per interval."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = -REFUSAL_LOG_INTERVAL_S
+        self._unlogged = 0
+
+    def refused(self, method: str, peer: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._unlogged += 1
+            if now - self._last < REFUSAL_LOG_INTERVAL_S:
+                return
+            count, self._unlogged, self._last = self._unlogged, 0, now
+        log.warning("refused %d call(s) with a missing or wrong token in the last %g s "
+                    "(latest: %s from %s)", count, REFUSAL_LOG_INTERVAL_S, loggable(method),
+                    loggable(peer))
+
+
 class TokenAuthInterceptor(grpc.ServerInterceptor):
-    """Reject calls whose ``authorization`` metadata is not ``Bearer <token>``."""
+    """Reject calls whose ``authorization`` metadata is not ``Bearer <token>``, before their
+    request is read: the denial is a request-streaming handler that never reads, so a caller
+    without the token makes the agent buffer nothing (a unary handler would receive the whole
+    request first)."""
 
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("the agent token is empty")
         self._expected = f"Bearer {token}".encode()
+        self.refusals = _RefusalLog()
 
-        def deny(request: object, context: grpc.ServicerContext) -> None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid agent token")
-
+    def _denial(self, method: str, response_streaming: bool) -> grpc.RpcMethodHandler[Any, Any]:
         # Any, Any: the denial stands in for every method, whatever its messages (it reads
         # nothing and answers nothing).
-        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = (
-            grpc.unary_unary_rpc_method_handler(deny))
-        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = (
-            grpc.unary_stream_rpc_method_handler(deny))
+        def deny(requests: object, context: grpc.ServicerContext) -> None:
+            self.refusals.refused(method, context.peer())
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid agent token")
+
+        if response_streaming:
+            return grpc.stream_stream_rpc_method_handler(deny)
+        return grpc.stream_unary_rpc_method_handler(deny)
 
     def intercept_service(
         self,
@@ -138,15 +221,17 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         if hmac.compare_digest(presented, self._expected):
             return continuation(details)
         handler = continuation(details)
-        if handler is not None and handler.response_streaming:
-            return self._deny_stream
-        return self._deny_unary
+        return self._denial(details.method,
+                            handler is not None and bool(handler.response_streaming))
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.cache = ModelCache(config.cache_dir, config.max_model_bytes)
+        self.cache = ModelCache(config.cache_dir, config.max_model_bytes,
+                                config.cache_quota_bytes)
+        self._uploads = threading.BoundedSemaphore(MAX_CONCURRENT_UPLOADS)
+        self._delegates = {os.path.realpath(p) for p in config.allowed_delegates}
         self.runtime = runtime_info()
         # One benchmark at a time: two would compete for the CPU and the meter.
         self._bench_lock = threading.Lock()
@@ -168,21 +253,49 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                        context: grpc.ServicerContext) -> pb.GetDeviceFactsResponse:
         return pb.GetDeviceFactsResponse(facts=wire.facts_to_proto(self.facts))
 
-    def UploadModel(self, request: pb.UploadModelRequest,
-                    context: grpc.ServicerContext) -> pb.UploadModelResponse:
-        size = len(request.content)
+    def UploadModelChunks(self, chunks: Iterator[pb.UploadModelChunk],
+                          context: grpc.ServicerContext) -> pb.UploadModelResponse:
+        if not self._uploads.acquire(blocking=False):
+            context.abort(grpc.StatusCode.ABORTED,
+                          f"{MAX_CONCURRENT_UPLOADS} uploads are already running on this agent")
+        try:
+            name, content = self._receive(chunks, context)
+            try:
+                read_layers(content)  # refuse what cannot be benchmarked, before storing
+            except ModelError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {name!r}: {e}")
+            sha, cached = self.cache.put(content)
+        finally:
+            self._uploads.release()
+        log.info("model %s (%s, %d bytes) %s", loggable(name), sha[:12], len(content),
+                 "already cached" if cached else "stored")
+        return pb.UploadModelResponse(sha256=sha, size_bytes=len(content), already_cached=cached)
+
+    def _receive(self, chunks: Iterator[pb.UploadModelChunk], context: grpc.ServicerContext
+                 ) -> tuple[str, bytes]:
+        """The model's name and bytes, chunk by chunk: a size over the limit is refused from the
+        first chunk, before its bytes arrive, and more bytes than announced at once."""
+        first = next(chunks, None)
+        if first is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload without a chunk")
+        name, size = first.name, first.size_bytes
+        if len(name) > MAX_NAME_CHARS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"model name of {len(name)} characters; at most {MAX_NAME_CHARS}")
         if size > self.cache.max_bytes:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"model {request.name!r} is {size} bytes; this agent accepts at most "
+                          f"model {name!r} is {size} bytes; this agent accepts at most "
                           f"{self.cache.max_bytes}")
-        try:
-            read_layers(request.content)  # refuse what cannot be benchmarked, before storing
-        except ModelError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {request.name!r}: {e}")
-        sha, cached = self.cache.put(request.content)
-        log.info("model %s (%s, %d bytes) %s", request.name, sha[:12], size,
-                 "already cached" if cached else "stored")
-        return pb.UploadModelResponse(sha256=sha, size_bytes=size, already_cached=cached)
+        content = bytearray(first.data)
+        for chunk in chunks:
+            content += chunk.data
+            if len(content) > size:
+                break
+        if len(content) != size:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"model {name!r}: {len(content)}{'+' if len(content) > size else ''} "
+                          f"bytes sent, {size} announced")
+        return name, bytes(content)
 
     def RunBenchmark(self, request: pb.RunBenchmarkRequest,
                      context: grpc.ServicerContext) -> Iterator[pb.RunBenchmarkResponse]:
@@ -191,6 +304,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             content = self.cache.get(request.model_sha256)
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if settings.delegate_path and (
+                os.path.realpath(settings.delegate_path) not in self._delegates):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"delegate {loggable(settings.delegate_path)!r} is not allowed on "
+                          f"{self.config.name}: list it under the device's `delegates` in "
+                          "devices.toml (loading a library runs its code on the device)")
         if content is None:
             context.abort(grpc.StatusCode.NOT_FOUND,
                           f"model {request.model_sha256} is not on this agent: upload it first")
@@ -255,14 +374,19 @@ def build_server(
     tls: tuple[bytes, bytes] | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Create and start the server; return it, its bound port and its health servicer."""
+    if config.max_model_bytes > config.cache_quota_bytes:
+        raise ValueError(f"the model limit ({config.max_model_bytes} bytes) is above the cache "
+                         f"quota ({config.cache_quota_bytes} bytes)")
     servicer = AgentServicer(config)
-    # Above the model limit, so an oversized upload gets our clear message, not the transport's.
-    max_message = 2 * config.max_model_bytes + 1024 * 1024
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rpc"),
         interceptors=[TokenAuthInterceptor(token)],
-        options=[("grpc.max_receive_message_length", max_message),
-                 ("grpc.max_send_message_length", max_message)],
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+                 ("grpc.max_send_message_length", MAX_RESULT_BYTES),
+                 ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+                 ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+                 ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS)],
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -283,6 +407,23 @@ def build_server(
     return server, bound, health_servicer
 
 
+def _raise_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one: each connection holds a descriptor,
+    and the usual soft limit of 1,024 is close to what ``MAX_CONNECTIONS`` and the meters and
+    models need together."""
+    try:
+        import resource  # POSIX only; Termux has it
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            log.info("could not raise the open-file limit from %d: %s", soft, e)
+
+
 def _watch_parent(pid: int, stopping: threading.Event) -> None:
     """Stop when the process that started us is gone (a local agent must not outlive a
     controller that was killed)."""
@@ -299,6 +440,7 @@ def _watch_parent(pid: int, stopping: threading.Event) -> None:
 def serve(config: AgentConfig, token: str, *, host: str, port: int,
           tls: tuple[bytes, bytes] | None = None, parent_pid: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or the parent's death), then stop gracefully."""
+    _raise_file_limit()
     server, bound, health_servicer = build_server(config, token, host=host, port=port, tls=tls)
     stopping = threading.Event()
 

@@ -70,9 +70,10 @@ class LightAgent(agent_pb2_grpc.AgentServiceServicer):
     def GetDeviceFacts(self, request, context):  # noqa: N802 (gRPC method name)
         return pb.GetDeviceFactsResponse(facts=wire.facts_to_proto(self.facts))
 
-    def UploadModel(self, request, context):  # noqa: N802
-        sha = hashlib.sha256(request.content).hexdigest()
-        return pb.UploadModelResponse(sha256=sha, size_bytes=len(request.content))
+    def UploadModelChunks(self, chunks, context):  # noqa: N802
+        content = b"".join(chunk.data for chunk in chunks)
+        sha = hashlib.sha256(content).hexdigest()
+        return pb.UploadModelResponse(sha256=sha, size_bytes=len(content))
 
     def RunBenchmark(self, request, context):  # noqa: N802
         yield wire.result_to_proto(synthetic_result(request.model_sha256, self.n_layers))

@@ -25,6 +25,26 @@ from joulefarm.results import (
 )
 from protos.joulefarm.v1 import agent_pb2 as pb
 
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+"""Bytes of model in each ``UploadModelChunk``: uploads never need a large message."""
+MAX_REQUEST_BYTES = 2 * UPLOAD_CHUNK_BYTES
+"""Largest message an agent receives (a chunk, or a benchmark request): a caller without the
+token can make it buffer no more than this per call."""
+MAX_RESULT_BYTES = 256 * 1024 * 1024
+"""Largest message an agent sends and the controller receives: a result of 100,000 layers
+(its per-layer columns and decimated trace) fits many times over."""
+MAX_NAME_CHARS = 512
+"""Longest model name an agent accepts in an upload."""
+_LOGGED_NAME_CHARS = 120
+
+
+def loggable(name: str) -> str:
+    """``name`` as it may appear in a log line: control characters escaped (a newline in a
+    model name could forge a log line), and cut to a readable length."""
+    cut = name if len(name) <= _LOGGED_NAME_CHARS else name[:_LOGGED_NAME_CHARS] + "..."
+    return cut.encode("unicode_escape").decode("ascii") if not cut.isprintable() else cut
+
+
 _MODE_TO_PROTO = {Mode.LAYERS.value: pb.MEASURE_MODE_LAYERS,
                   Mode.WHOLE.value: pb.MEASURE_MODE_WHOLE,
                   Mode.INSITU.value: pb.MEASURE_MODE_INSITU}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 from grpc_health.v1 import (  # type: ignore[import-untyped]  # the package ships no types
@@ -15,6 +15,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped]  # the package ship
 from joulefarm import wire
 from joulefarm.errors import JoulefarmError
 from joulefarm.results import BenchmarkResult, DeviceFacts, MeasureSettings, Progress
+from joulefarm.wire import MAX_REQUEST_BYTES, MAX_RESULT_BYTES, UPLOAD_CHUNK_BYTES
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -31,6 +32,14 @@ class AgentCallError(JoulefarmError):
         super().__init__(f"{device}: {what} failed ({code.name}): {details}")
 
 
+def _chunks(name: str, content: bytes) -> Iterator[pb.UploadModelChunk]:
+    view = memoryview(content)
+    yield pb.UploadModelChunk(name=name, size_bytes=len(content),
+                              data=bytes(view[:UPLOAD_CHUNK_BYTES]))
+    for at in range(UPLOAD_CHUNK_BYTES, len(content), UPLOAD_CHUNK_BYTES):
+        yield pb.UploadModelChunk(data=bytes(view[at:at + UPLOAD_CHUNK_BYTES]))
+
+
 class AgentClient:
     """One agent, one channel. ``token`` goes in the ``authorization`` metadata of every call."""
 
@@ -38,11 +47,15 @@ class AgentClient:
                  root_certificates: bytes | None = None) -> None:
         self.device = device
         self.target = target
+        # The agent's limits, mirrored: a large result is received, and no request is larger
+        # than the agent accepts (uploads go in chunks).
+        options = [("grpc.max_receive_message_length", MAX_RESULT_BYTES),
+                   ("grpc.max_send_message_length", MAX_REQUEST_BYTES)]
         if root_certificates is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.secure_channel(target, creds)
+            self._channel = grpc.secure_channel(target, creds, options=options)
         else:
-            self._channel = grpc.insecure_channel(target)
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
@@ -83,9 +96,10 @@ class AgentClient:
         return wire.facts_from_proto(reply.facts)
 
     def upload(self, name: str, content: bytes, timeout_s: float = UPLOAD_TIMEOUT_S) -> str:
+        """Store ``content`` on the agent (in chunks); returns its sha256."""
         try:
-            reply = self._stub.UploadModel(pb.UploadModelRequest(name=name, content=content),
-                                           timeout=timeout_s, metadata=self._metadata)
+            reply = self._stub.UploadModelChunks(_chunks(name, content), timeout=timeout_s,
+                                                 metadata=self._metadata)
         except grpc.RpcError as e:
             raise self._fail(f"UploadModel({name})", e) from None
         return reply.sha256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from agent.local import build_recipe
 from agent.server import AgentConfig, build_server
 from controller.farm.client import AgentCallError, AgentClient
 from joulefarm.results import MeasureSettings, Progress
+from joulefarm.wire import UPLOAD_CHUNK_BYTES
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -61,26 +63,49 @@ def test_facts_describe_the_device_and_its_simulated_meter(agent: str) -> None:
     assert first.runtime_name in ("ai-edge-litert", "tflite-runtime")
 
 
+def _upload(stub: agent_pb2_grpc.AgentServiceStub, name: str, content: bytes,
+            size: int | None = None) -> pb.UploadModelResponse:
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    pieces = [content[at:at + UPLOAD_CHUNK_BYTES]
+              for at in range(0, len(content), UPLOAD_CHUNK_BYTES)] or [b""]
+    chunks = iter([pb.UploadModelChunk(name=name, data=pieces[0],
+                                       size_bytes=len(content) if size is None else size),
+                   *(pb.UploadModelChunk(data=piece) for piece in pieces[1:])])
+    reply: pb.UploadModelResponse = stub.UploadModelChunks(chunks, metadata=md, timeout=10)
+    return reply
+
+
 def test_upload_is_content_addressed_and_validated(agent: str) -> None:
     model = build_recipe("mlp", 0)
     with grpc.insecure_channel(agent) as channel:
         stub = agent_pb2_grpc.AgentServiceStub(channel)
-        md = (("authorization", f"Bearer {TOKEN}"),)
-        first = stub.UploadModel(pb.UploadModelRequest(name="mlp", content=model), metadata=md,
-                                 timeout=10)
-        again = stub.UploadModel(pb.UploadModelRequest(name="mlp", content=model), metadata=md,
-                                 timeout=10)
+        first, again = _upload(stub, "mlp", model), _upload(stub, "mlp", model)
         assert first.sha256 == again.sha256 and not first.already_cached and again.already_cached
         with pytest.raises(grpc.RpcError) as err:
-            stub.UploadModel(pb.UploadModelRequest(name="junk", content=b"not a model" * 10),
-                             metadata=md, timeout=10)
+            _upload(stub, "junk", b"not a model" * 10)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "junk" in err.value.details()
+        # Refused on the size announced in the first chunk, before the bytes are sent.
         with pytest.raises(grpc.RpcError) as err:
-            stub.UploadModel(pb.UploadModelRequest(name="big", content=b"\0" * 8_500_000),
-                             metadata=md, timeout=10)
+            _upload(stub, "big", b"", size=8_500_000)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "at most 8000000" in err.value.details()
+        for size in (len(model) - 1, len(model) + 1):  # fewer or more bytes than announced
+            with pytest.raises(grpc.RpcError) as err:
+                _upload(stub, "mlp", model, size=size)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "announced" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            _upload(stub, "x" * 10_000, model)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_uploads_of_many_chunks_arrive_whole(agent: str) -> None:
+    # A model of several chunks (UPLOAD_CHUNK_BYTES each), through the controller's client.
+    model = build_recipe("mlp", 1)
+    assert len(model) > 2 * UPLOAD_CHUNK_BYTES
+    with AgentClient("test-agent", agent, TOKEN) as client:
+        assert client.upload("many", model) == hashlib.sha256(model).hexdigest()
 
 
 def test_benchmark_streams_progress_then_a_result(agent: str) -> None:

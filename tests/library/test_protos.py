@@ -24,4 +24,5 @@ def test_service_is_importable_and_has_its_rpcs() -> None:
 
     service = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
     assert service.full_name == "joulefarm.v1.AgentService"
-    assert {m.name for m in service.methods} == {"GetDeviceFacts", "UploadModel", "RunBenchmark"}
+    assert {m.name for m in service.methods} == {"GetDeviceFacts", "UploadModelChunks",
+                                                   "RunBenchmark"}

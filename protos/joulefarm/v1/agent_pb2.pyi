@@ -82,13 +82,15 @@ class DeviceFacts(_message.Message):
     thermal_zones: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, device_name: _Optional[str] = ..., platform: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., kernel: _Optional[str] = ..., python_version: _Optional[str] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., agent_version: _Optional[str] = ..., rust_core_profile: _Optional[str] = ..., meters: _Optional[_Iterable[_Union[MeterInfo, _Mapping]]] = ..., fingerprint: _Optional[str] = ..., cpu_max_khz: _Optional[int] = ..., governors: _Optional[_Iterable[str]] = ..., thermal_zones: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class UploadModelRequest(_message.Message):
-    __slots__ = ("name", "content")
+class UploadModelChunk(_message.Message):
+    __slots__ = ("name", "size_bytes", "data")
     NAME_FIELD_NUMBER: _ClassVar[int]
-    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     name: str
-    content: bytes
-    def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+    size_bytes: int
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class UploadModelResponse(_message.Message):
     __slots__ = ("sha256", "size_bytes", "already_cached")

@@ -39,9 +39,9 @@ class AgentServiceStub:
                 request_serializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.GetDeviceFactsRequest.SerializeToString,
                 response_deserializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.GetDeviceFactsResponse.FromString,
                 _registered_method=True)
-        self.UploadModel = channel.unary_unary(
-                '/joulefarm.v1.AgentService/UploadModel',
-                request_serializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelRequest.SerializeToString,
+        self.UploadModelChunks = channel.stream_unary(
+                '/joulefarm.v1.AgentService/UploadModelChunks',
+                request_serializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelChunk.SerializeToString,
                 response_deserializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelResponse.FromString,
                 _registered_method=True)
         self.RunBenchmark = channel.unary_stream(
@@ -61,8 +61,10 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UploadModel(self, request, context):
-        """Store a .tflite model on the device, addressed by its sha256.
+    def UploadModelChunks(self, request_iterator, context):
+        """Store a .tflite model on the device, addressed by its sha256, sent in chunks: the first
+        names the model and its size, so an agent refuses what is too large before receiving it,
+        and no message is larger than a chunk (UPLOAD_CHUNK_BYTES in joulefarm/wire.py).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,9 +85,9 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.GetDeviceFactsRequest.FromString,
                     response_serializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.GetDeviceFactsResponse.SerializeToString,
             ),
-            'UploadModel': grpc.unary_unary_rpc_method_handler(
-                    servicer.UploadModel,
-                    request_deserializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelRequest.FromString,
+            'UploadModelChunks': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadModelChunks,
+                    request_deserializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelChunk.FromString,
                     response_serializer=protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelResponse.SerializeToString,
             ),
             'RunBenchmark': grpc.unary_stream_rpc_method_handler(
@@ -132,7 +134,7 @@ class AgentService:
             _registered_method=True)
 
     @staticmethod
-    def UploadModel(request,
+    def UploadModelChunks(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -142,11 +144,11 @@ class AgentService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
-            '/joulefarm.v1.AgentService/UploadModel',
-            protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelRequest.SerializeToString,
+            '/joulefarm.v1.AgentService/UploadModelChunks',
+            protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelChunk.SerializeToString,
             protos_dot_joulefarm_dot_v1_dot_agent__pb2.UploadModelResponse.FromString,
             options,
             channel_credentials,
