@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -42,6 +43,7 @@ from agent.meters.factory import discover_meters, open_meter
 from agent.runtimes.backend import runtime_info
 from joulefarm import wire
 from joulefarm.errors import JoulefarmError, ModelError
+from joulefarm.limits import MAX_INPUT_ELEMENTS, MEASURE_BOUNDS, bound_problem
 from joulefarm.results import DeviceFacts, MeasureSettings, Progress
 from joulefarm.tflite.parse import read_layers
 from joulefarm.wire import MAX_NAME_CHARS, MAX_REQUEST_BYTES, MAX_RESULT_BYTES, loggable
@@ -225,6 +227,21 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                             handler is not None and bool(handler.response_streaming))
 
 
+def settings_problem(settings: MeasureSettings) -> str | None:
+    """What in a benchmark request is outside ``joulefarm.limits``, or None: the controller
+    checks suites against the same bounds, and a request that did not come through it must not
+    wedge or crash the device either."""
+    for name, (low, high) in MEASURE_BOUNDS.items():
+        problem = bound_problem(getattr(settings, name), low, high)
+        if problem:
+            return f"{name}: {problem}"
+    for key, dims in settings.input_shapes:
+        if any(d < 1 for d in dims) or math.prod(dims) > MAX_INPUT_ELEMENTS:
+            return (f"input_shapes: {loggable(str(key))} {list(dims)[:8]}: every dimension must "
+                    f"be >= 1 and the input at most {MAX_INPUT_ELEMENTS} elements")
+    return None
+
+
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
@@ -304,6 +321,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             content = self.cache.get(request.model_sha256)
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        problem = settings_problem(settings)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         if settings.delegate_path and (
                 os.path.realpath(settings.delegate_path) not in self._delegates):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,

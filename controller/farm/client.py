@@ -15,7 +15,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped]  # the package ship
 from joulefarm import wire
 from joulefarm.errors import JoulefarmError
 from joulefarm.results import BenchmarkResult, DeviceFacts, MeasureSettings, Progress
-from joulefarm.wire import MAX_REQUEST_BYTES, MAX_RESULT_BYTES, UPLOAD_CHUNK_BYTES
+from joulefarm.wire import MAX_REQUEST_BYTES, MAX_RESULT_BYTES, UPLOAD_CHUNK_BYTES, loggable
 from protos.joulefarm.v1 import agent_pb2 as pb
 from protos.joulefarm.v1 import agent_pb2_grpc
 
@@ -44,14 +44,21 @@ class AgentClient:
     """One agent, one channel. ``token`` goes in the ``authorization`` metadata of every call."""
 
     def __init__(self, device: str, target: str, token: str,
-                 root_certificates: bytes | None = None) -> None:
+                 root_certificates: bytes | None = None,
+                 server_name: str | None = None) -> None:
+        """``root_certificates``: the PEM the agent's certificate must chain to (TLS; a pinned
+        self-signed certificate is its own root); ``server_name``: the name to check it
+        against when ``target`` is not one the certificate names (an SSH tunnel's port)."""
         self.device = device
         self.target = target
         # The agent's limits, mirrored: a large result is received, and no request is larger
         # than the agent accepts (uploads go in chunks).
-        options = [("grpc.max_receive_message_length", MAX_RESULT_BYTES),
-                   ("grpc.max_send_message_length", MAX_REQUEST_BYTES)]
+        options: list[tuple[str, object]] = [
+            ("grpc.max_receive_message_length", MAX_RESULT_BYTES),
+            ("grpc.max_send_message_length", MAX_REQUEST_BYTES)]
         if root_certificates is not None:
+            if server_name is not None:
+                options.append(("grpc.ssl_target_name_override", server_name))
             creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.secure_channel(target, creds, options=options)
         else:
@@ -101,7 +108,7 @@ class AgentClient:
             reply = self._stub.UploadModelChunks(_chunks(name, content), timeout=timeout_s,
                                                  metadata=self._metadata)
         except grpc.RpcError as e:
-            raise self._fail(f"UploadModel({name})", e) from None
+            raise self._fail(f"UploadModel({loggable(name)})", e) from None
         return reply.sha256
 
     def run_benchmark(
