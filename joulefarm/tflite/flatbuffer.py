@@ -72,6 +72,60 @@ def op_name(model: tfl.ModelT, operator: tfl.OperatorT) -> str:
     return op_names().get(value, f"UNKNOWN_{value}")
 
 
+# How many times its own size a model may take to decode: a file with nothing shared decodes to
+# about its size; one whose tables are referred to many times over (a "bomb") to far more.
+MAX_DECODE_FACTOR = 4
+_DECODE_SLACK_BYTES = 1 << 16
+_TABLE_BYTES = 16  # what decoding one table costs, as bytes of vector
+
+
+class _DecodeBudget:
+    """Counts what the object API will materialise, and refuses a model past its budget."""
+
+    def __init__(self, size: int) -> None:
+        self.left = MAX_DECODE_FACTOR * size + _DECODE_SLACK_BYTES
+        self.size = size
+
+    def spend(self, nbytes: int) -> None:
+        self.left -= nbytes
+        if self.left < 0:
+            raise ModelError(
+                f"corrupt TFLite model: its {self.size} bytes decode to more than "
+                f"{MAX_DECODE_FACTOR} times as much (tables or vectors referred to many times "
+                "over); refused before decoding")
+
+
+def _check_decoding_work(buf: bytes) -> None:
+    """Refuse a model whose decoding would cost far more than its size, before decoding it.
+
+    Each vector's length passes ``_check_vector_lengths``, yet one operator table listed 6,000
+    times, each reading one shared vector of 6,000 inputs, is 48 kB that took 5.6 s and 334 MB
+    to decode (quadratic: a 1 MB file would take hours). This walk reads lengths only, and stops
+    as soon as the budget is spent, so its own cost is bounded by the file's size."""
+    budget = _DecodeBudget(len(buf))
+    model = tfl.Model.GetRootAs(buf, 0)
+    for i in range(model.BuffersLength()):
+        budget.spend(_TABLE_BYTES + model.Buffers(i).DataLength())
+    budget.spend(_TABLE_BYTES * model.OperatorCodesLength())
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        budget.spend(_TABLE_BYTES + 4 * (graph.InputsLength() + graph.OutputsLength()))
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            budget.spend(_TABLE_BYTES + 4 * (tensor.ShapeLength() + tensor.ShapeSignatureLength()))
+            quantization = tensor.Quantization()
+            if quantization is not None:
+                budget.spend(_TABLE_BYTES + 4 * (quantization.ScaleLength()
+                                                 + quantization.MinLength()
+                                                 + quantization.MaxLength())
+                             + 8 * quantization.ZeroPointLength())
+        for n in range(graph.OperatorsLength()):
+            operator = graph.Operators(n)
+            budget.spend(_TABLE_BYTES + 4 * (operator.InputsLength() + operator.OutputsLength()
+                                             + operator.IntermediatesLength())
+                         + operator.CustomOptionsLength())
+
+
 def _check_vector_lengths(buf: bytes) -> None:
     """Reject absurd vector lengths before the object API loops over them.
 
@@ -104,6 +158,7 @@ def unpack_model(model_bytes: bytes) -> tfl.ModelT:
         )
     try:
         _check_vector_lengths(buf)
+        _check_decoding_work(buf)
         model = tfl.ModelT.InitFromPackedBuf(buf, 0)
     except (ModelError, SchemaUnavailableError):
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from pathlib import Path
 
 import grpc
@@ -19,7 +20,9 @@ from controller.farm.client import AgentCallError, AgentClient
 from controller.farm.localfarm import LocalFarm
 from joulefarm.errors import ModelError
 from joulefarm.results import MeasureSettings
+from joulefarm.tflite.builder import Unary, build_model
 from joulefarm.tflite.parse import read_layers
+from tests.helpers.bombs import shared_table_bomb
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +90,50 @@ def test_mutated_models_never_crash_or_hang_the_agent(tmp_path: Path) -> None:
     assert sum(outcomes.values()) == N_MUTANTS
     assert outcomes["refused"] > 0
     assert outcomes["benchmarked"] + outcomes["failed_cleanly"] > 0, outcomes
+
+
+# Structural mutations: (operators listed, inputs each reads) of one shared table and vector.
+BOMBS = [(1000, 1000), (6000, 6000), (125_000, 125_000), (250_000, 4), (16, 200_000)]
+
+
+@pytest.mark.parametrize(("operators", "fanout"), BOMBS)
+def test_shared_table_bombs_are_refused_before_decoding(operators: int, fanout: int) -> None:
+    # Before: 6,000 x 6,000 (48 kB) took 5.6 s of CPU and 334 MB to decode; 1 MB, hours.
+    bomb = shared_table_bomb(operators, fanout)
+    start = time.process_time()
+    with pytest.raises(ModelError, match="decode to more than"):
+        read_layers(bomb)
+    assert time.process_time() - start < 2.0  # the walk stops at its budget: milliseconds
+
+
+def test_structural_mutants_on_a_live_agent_are_refused_and_a_cancel_frees_it(
+        tmp_path: Path) -> None:
+    registry = parse_registry('schema_version = 1\n[[device]]\nname = "fuzz"\nplatform = "sim"\n'
+                              'address = "127.0.0.1"\nlocal = true\n[device.meter]\n'
+                              'kind = "sim"\nprofile = "rpi4"\n', "fuzz.toml")
+    with LocalFarm(tmp_path) as farm:
+        agent = farm.start(registry.get("fuzz"))
+        with AgentClient("fuzz", agent.target, farm.token) as client:
+            for k, (operators, fanout) in enumerate(BOMBS):
+                with pytest.raises(AgentCallError) as err:
+                    client.upload(f"bomb-{k}", shared_table_bomb(operators, fanout),
+                                  timeout_s=30)
+                assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            # A huge but honest graph (20,000 operators) is taken; a benchmark of it that the
+            # caller gives up on frees the agent within seconds.
+            huge = client.upload("huge", build_model([1, 4], [Unary("RELU")] * 20_000),
+                                 timeout_s=60)
+            with pytest.raises(AgentCallError) as err:
+                client.run_benchmark(huge, FAST, timeout_s=2.0)
+            assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            good = client.upload("tiny_cnn", build_recipe("tiny_cnn", 0))
+            start = time.monotonic()
+            while True:
+                try:
+                    assert client.run_benchmark(good, FAST, timeout_s=60).layers
+                    break
+                except AgentCallError as e:
+                    assert e.code == grpc.StatusCode.ABORTED  # still busy: retry
+                    assert time.monotonic() - start < 15, "the cancel did not free the agent"
+                    time.sleep(0.1)
+            assert agent.process.poll() is None
