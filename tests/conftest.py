@@ -36,7 +36,9 @@ _skipped_must_run: list[str] = []
 def _must_run_item(item: pytest.Item) -> bool:
     module = item.nodeid.split("::")[0].rsplit("/", 1)[-1]
     fixtures = getattr(item, "fixturenames", ())
-    return (item.get_closest_marker("ssh") is not None or module.startswith(_MUST_RUN_MODULES)
+    return (item.get_closest_marker("ssh") is not None
+            or item.get_closest_marker("must_run") is not None
+            or module.startswith(_MUST_RUN_MODULES)
             or any(f in fixtures for f in _MUST_RUN_FIXTURES))
 
 

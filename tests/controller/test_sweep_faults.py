@@ -302,6 +302,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.must_run  # a real full disk: the unprivileged tmpfs works on CI's machine kind
 def test_a_real_full_filesystem_is_named_and_writes_go_on_once_freed(tmp_path: Path) -> None:
     tiny = tmp_path / "tiny"
     tiny.mkdir()
