@@ -223,7 +223,7 @@ def _next_look(now: float, count: int, deadline: float, min_iterations: int, can
 
 
 def _loop_window(invoke: Callable[[], None], macs: int, bytes_moved: int, meter: Meter,
-                 settings: MeasureSettings, cancel: Cancel
+                 settings: MeasureSettings, cancel: Cancel, op: str = ""
                  ) -> tuple[float, float, int, LoopLatency]:
     """Warm up, then loop ``invoke`` for ``min_layer_duration_s`` and ``min_iterations`` calls;
     the meter is told what ran. Returns the window (agent clock), the call count and the
@@ -247,7 +247,8 @@ def _loop_window(invoke: Callable[[], None], macs: int, bytes_moved: int, meter:
             if again is None:
                 break
             look = again
-    meter.note_activity("layer", start, now, macs=macs * count, bytes_moved=bytes_moved * count)
+    meter.note_activity("layer", start, now, macs=macs * count, bytes_moved=bytes_moved * count,
+                        op=op)
     return start, now, count, loop_latency(start, ends)
 
 
@@ -297,7 +298,7 @@ def _record_layer_windows(
         # The interpreter's bound invoke: no lookup per call.
         start, end, count, latency = _loop_window(chain.invokers[i], chain.layers[i].macs or 0,
                                                   _layer_bytes(chain, i), meter, settings,
-                                                  cancel)
+                                                  cancel, chain.layers[i].op)
         windows.append(LayerWindow(i, start, end, count, latency))
     pair_windows = []
     pair_invokers = pairs.invokers if pairs is not None else []
@@ -310,7 +311,8 @@ def _record_layer_windows(
                               f"pair {a}+{b} {chain.layers[a].op}+{chain.layers[b].op}"))
         start, end, count, latency = _loop_window(
             pair_invokers[k], (chain.layers[a].macs or 0) + (chain.layers[b].macs or 0),
-            _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings, cancel)
+            _layer_bytes(chain, a) + _layer_bytes(chain, b), meter, settings, cancel,
+            f"{chain.layers[a].op}+{chain.layers[b].op}")
         pair_windows.append(PairWindow(a, b, start, end, count, latency))
     whole = None
     if whole_model is not None:
@@ -759,7 +761,8 @@ def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
         info = by_node.get(node)  # the simulator needs to know what ran when
         meter.note_activity("layer", start, end, macs=(info.macs or 0) if info else 0,
                             bytes_moved=(info.act_in_bytes + info.act_out_bytes
-                                         + info.param_bytes) if info else 0)
+                                         + info.param_bytes) if info else 0,
+                            op=info.op if info else "")
     trace = _tail_and_stop(meter)
     if progress:
         progress(Progress("insitu", 1, 1, "integrating"))

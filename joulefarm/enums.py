@@ -75,7 +75,7 @@ class MeterKind(_StrEnum):
 
 
 METER_OPTIONS: dict[MeterKind, frozenset[str]] = {
-    MeterKind.SIM: frozenset(),
+    MeterKind.SIM: frozenset({"op_energy_scale"}),
     MeterKind.REPLAY: frozenset({"path", "offset_s", "format"}),
     MeterKind.RAPL: frozenset({"domains"}),
     MeterKind.INA3221: frozenset({"total_rail"}),

@@ -36,11 +36,13 @@ class Meter(ABC):
         """
 
     def note_activity(
-        self, kind: str, start_s: float, end_s: float, *, macs: int = 0, bytes_moved: int = 0
+        self, kind: str, start_s: float, end_s: float, *, macs: int = 0, bytes_moved: int = 0,
+        op: str = "",
     ) -> None:
         """Tell the meter what the device did in ``[start_s, end_s)``.
 
         Real meters measure and ignore this; the simulator needs it to know what ran.
-        ``kind`` is ``"idle"`` (sleeping), ``"busy"`` (CPU busy, no model work) or ``"layer"``.
+        ``kind`` is ``"idle"`` (sleeping), ``"busy"`` (CPU busy, no model work) or ``"layer"``;
+        ``op`` names a layer's op (``"CONV_2D"``; ``"A+B"`` for a pair; empty for a whole model).
         """
-        del kind, start_s, end_s, macs, bytes_moved
+        del kind, start_s, end_s, macs, bytes_moved, op

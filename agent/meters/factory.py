@@ -37,7 +37,8 @@ Opener = Callable[[_Open], Meter]
 def _sim(a: _Open) -> Meter:
     from agent.meters.sim import SimMeter
 
-    return SimMeter(a.profile or "host", sample_rate_hz=a.rate, seed=a.seed)
+    return SimMeter(a.profile or "host", sample_rate_hz=a.rate, seed=a.seed,
+                    op_energy_scale=a.options.get("op_energy_scale"))
 
 
 def _rapl(a: _Open) -> Meter:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from array import array
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -19,6 +20,23 @@ from joulefarm.sim_profiles import PowerProfile, get_profile
 
 # Each run gets a clock offset drawn in +/- this range, so alignment is always exercised.
 MAX_SIM_CLOCK_OFFSET_S = 0.02
+
+
+MAX_OP_ENERGY_SCALE = 100.0
+
+
+def _checked_scales(scales: Mapping[str, float]) -> dict[str, float]:
+    if not isinstance(scales, Mapping):
+        raise MeterError(f"op_energy_scale must be a table of op name = factor, got {scales!r}")
+    out = {}
+    for name, factor in scales.items():
+        if (not isinstance(name, str) or isinstance(factor, bool)
+                or not isinstance(factor, int | float)
+                or not 0 < factor <= MAX_OP_ENERGY_SCALE):
+            raise MeterError(f"op_energy_scale: {name!r} = {factor!r}: expected an op name and a "
+                             f"factor in (0, {MAX_OP_ENERGY_SCALE:g}]")
+        out[name] = float(factor)
+    return out
 
 
 class SimMeter(Meter):
@@ -32,8 +50,14 @@ class SimMeter(Meter):
         seed: int = 0,
         clock_offset_s: float | None = None,
         drift_ppm: float = 0.0,
+        op_energy_scale: Mapping[str, float] | None = None,
     ) -> None:
+        """``op_energy_scale`` (op name -> factor, the ``op_energy_scale`` meter option)
+        multiplies the true power of every layer window of that op: a device on which one op
+        became dearer, to test what notices (``joulefarm compare``). Whole-model loops are not
+        scaled (they note no op)."""
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.op_energy_scale = _checked_scales(op_energy_scale or {})
         rate = sample_rate_hz or self.profile.default_sample_rate_hz
         if not rate > 0:
             raise MeterError(f"sample_rate_hz must be > 0, got {rate}")
@@ -73,7 +97,8 @@ class SimMeter(Meter):
         return p.idle_w + p.busy_w + compute + memory
 
     def note_activity(
-        self, kind: str, start_s: float, end_s: float, *, macs: int = 0, bytes_moved: int = 0
+        self, kind: str, start_s: float, end_s: float, *, macs: int = 0, bytes_moved: int = 0,
+        op: str = "",
     ) -> None:
         if self._start_s is None or self._stop_s is not None:
             raise MeterError("note_activity() outside start()/stop()")
@@ -85,6 +110,9 @@ class SimMeter(Meter):
             power = self.profile.idle_w + self.profile.busy_w
         elif kind == "layer":
             power = self.layer_power_w(end_s - start_s, macs, bytes_moved)
+            if op and self.op_energy_scale:
+                factors = [self.op_energy_scale.get(name, 1.0) for name in op.split("+")]
+                power *= sum(factors) / len(factors)
         else:
             raise MeterError(f"unknown activity kind {kind!r}")
         self._seg_starts.append(start_s)

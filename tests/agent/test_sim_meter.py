@@ -109,3 +109,27 @@ def test_ground_truth_counts_gaps_as_busy_and_clamps_jitter_and_empty_windows() 
     one_by_one = [meter.true_energy_j(s, e) for s, e in zip(starts, ends, strict=True)]
     assert many.tolist() == pytest.approx(one_by_one, rel=1e-12)
     assert many[1] == pytest.approx(idle * 0.004, rel=1e-6)
+
+
+def test_op_energy_scale_makes_one_op_dearer_and_nothing_else() -> None:
+    plain = open_meter("sim", profile="rpi4", seed=3)
+    dear = open_meter("sim", profile="rpi4", seed=3,
+                      options={"op_energy_scale": {"CONV_2D": 1.2}})
+    energies = {}
+    for name, meter in (("plain", plain), ("dear", dear)):
+        meter.start()
+        t = time.perf_counter()
+        meter.note_activity("layer", t, t + 0.01, macs=10**6, bytes_moved=10**5, op="CONV_2D")
+        meter.note_activity("layer", t + 0.01, t + 0.02, macs=10**6, bytes_moved=10**5, op="ADD")
+        meter.note_activity("layer", t + 0.02, t + 0.03, macs=10**6, bytes_moved=10**5,
+                            op="CONV_2D+ADD")
+        time.sleep(0.035)  # the run must span what was noted
+        meter.stop()
+        assert isinstance(meter, SimMeter)
+        energies[name] = [meter.true_energy_j(t + k * 0.01, t + (k + 1) * 0.01)
+                          for k in range(3)]
+    ratios = np.asarray(energies["dear"]) / np.asarray(energies["plain"])
+    assert ratios == pytest.approx([1.2, 1.0, 1.1])
+    for bad in ({"CONV_2D": 0}, {"CONV_2D": "x"}, {"CONV_2D": 1e9}, [1.2]):
+        with pytest.raises(MeterError, match="op_energy_scale"):
+            open_meter("sim", profile="rpi4", options={"op_energy_scale": bad})
