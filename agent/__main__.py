@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import ssl
 import sys
 from pathlib import Path
 
@@ -26,6 +27,40 @@ def _read_secret(path: Path, what: str) -> str:
     if not value:
         sys.exit(f"error: {what} file {path} is empty")
     return value
+
+
+def _read_pem(path: Path, option: str, marker: bytes, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        sys.exit(f"error: cannot read {option} {path}: {e.strerror or e}")
+    if marker not in data:
+        sys.exit(f"error: {option} {path} is not {what} in PEM form")
+    return data
+
+
+def load_tls(cert: Path, key: Path) -> tuple[bytes, bytes]:
+    """(key, certificate chain) for the server, once both are PEM and the key is the
+    certificate's; one line and exit 1 otherwise. gRPC would only say so when the first
+    client connects, in a core log line, or not start with a traceback."""
+    cert_pem = _read_pem(cert, "--tls-cert", b"-----BEGIN CERTIFICATE-----", "a certificate")
+    key_pem = _read_pem(key, "--tls-key", b"PRIVATE KEY-----", "a private key")
+    if b"ENCRYPTED" in key_pem:
+        sys.exit(f"error: --tls-key {key} is encrypted; the agent needs it unencrypted (keep "
+                 "the file mode 0600)")
+    # The standard library's OpenSSL checks that the pair belongs together; a callable
+    # password keeps it from ever prompting on a terminal.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as e:
+        if e.reason == "KEY_VALUES_MISMATCH":
+            sys.exit(f"error: --tls-key {key} is not the private key of --tls-cert {cert}")
+        sys.exit(f"error: cannot load --tls-cert {cert} with --tls-key {key}: "
+                 f"{e.reason or e}")
+    except OSError as e:  # a file that vanished between the two reads
+        sys.exit(f"error: cannot read --tls-cert {cert} or --tls-key {key}: {e.strerror or e}")
+    return key_pem, cert_pem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,16 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = _read_secret(ns.token_file, "token")
+    tls = None
+    if ns.tls_cert or ns.tls_key:
+        if not (ns.tls_cert and ns.tls_key):
+            sys.exit("error: --tls-cert and --tls-key go together")
+        tls = load_tls(ns.tls_cert, ns.tls_key)
     try:
         configure_runtime(ns.runtime, ns.litert_lib, ns.litert_version)
         runtime_info()  # load it now: a bad --litert-lib is one line here, not a traceback later
     except (ImportError, ValueError, OSError) as e:
         sys.exit(f"error: {' '.join(str(e).split())}")
-    tls = None
-    if ns.tls_cert or ns.tls_key:
-        if not (ns.tls_cert and ns.tls_key):
-            sys.exit("error: --tls-cert and --tls-key go together")
-        tls = (ns.tls_key.read_bytes(), ns.tls_cert.read_bytes())
     try:
         meter_options = json.loads(ns.meter_options)
         if not isinstance(meter_options, dict):

@@ -11,9 +11,10 @@ import sys
 MIN_PYTHON = (3, 11)
 # What the `controller` extra installs (pyproject.toml), by import name.
 CONTROLLER_PACKAGES = ("duckdb", "pytz", "pyarrow", "polars", "typer", "paramiko", "packaging",
-                       "onnxruntime", "rich", "cronsim")
+                       "onnxruntime", "rich", "cronsim", "matplotlib", "scipy",
+                       "cryptography")
 # What the `fit` extra installs (joulefarm fit), by import name.
-FIT_PACKAGES = ("sklearn", "scipy", "onnx")
+FIT_PACKAGES = ("sklearn", "onnx")
 
 
 def main() -> None:

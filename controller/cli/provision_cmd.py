@@ -21,7 +21,9 @@ from controller.provision.errors import ProvisionError, ProvisionInputError
 
 HELP = (
     "Install the agent on devices over SSH: build the joulefarm wheel (cached), install it in "
-    "its own virtual environment on the device, copy the device's token over SFTP, start the "
+    "its own virtual environment on the device, copy the device's token and a TLS key and "
+    "certificate (made here and pinned under [device.tls] in the devices file, unless the "
+    "entry brings its own or says insecure_plaintext = true) over SFTP, start the "
     "agent as a systemd user unit, a runit service (Termux) or under a supervisor, and check "
     "health and facts over gRPC. Android phones are reached through Termux's sshd: the agent "
     "gets Termux's numpy and grpcio (pkg), is built on the phone, and runs models with "
@@ -99,7 +101,7 @@ def provision(
         return lambda m: say(f"[{name}] {m}")
 
     options = ProvisionOptions(trust_new_host=trust_new_host, wheel=wheel, prefix=prefix,
-                               build_on_device=build_on_device)
+                               build_on_device=build_on_device, devices_file=path)
     wheel_source = WheelSource(wheel, report=lambda m: say(f"[wheel] {m}"))
     done: list[ProvisionResult] = []
     failed: dict[str, ProvisionError] = {}
@@ -114,8 +116,8 @@ def provision(
             line = escape(redactor.scrub(f"[{device.name}] {exc}"))
             err_console.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
     if done:
-        print_rows(["device", "service", "pid", "reached", "install dir"],
-                   [(r.device, r.service, r.pid, r.reached, r.prefix) for r in done],
+        print_rows(["device", "service", "pid", "reached", "tls", "install dir"],
+                   [(r.device, r.service, r.pid, r.reached, r.tls, r.prefix) for r in done],
                    OutputFormat.table, title="provisioned")
     if failed:
         err_console.print(f"{len(failed)} of {len(chosen)} devices failed: "

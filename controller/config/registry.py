@@ -70,6 +70,8 @@ __all__ = [
     "Registry",
     "RegistryError",
     "SshConfig",
+    "TLS_KEYS",
+    "TlsConfig",
     "UnknownDeviceError",
     "UnknownTagError",
     "load_registry",
@@ -92,6 +94,9 @@ DEVICE_KEYS = (
     "token_file",
     "meter",
     "ssh",
+    "tls",
+    "insecure_plaintext",
+    "delegates",
 )
 METER_KEYS = ("kind", "profile", "sample_rate_hz", "options")
 SSH_KEYS = (
@@ -109,6 +114,7 @@ SSH_KEYS = (
     "litert_version",
     "build_on_device",
 )
+TLS_KEYS = ("cert", "key", "sha256")
 DEFAULT_SSH_PORT = 22
 # How `joulefarm provision` keeps the agent running: a systemd user unit where systemd runs,
 # a runit service where Termux's termux-services runs, otherwise a shell supervisor loop with a
@@ -127,6 +133,8 @@ _NUMERIC_OPTIONS: dict[str, tuple[str, float, float]] = {
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+# A SHA-256 fingerprint: 64 hex digits, optionally in colon-separated pairs (as openssl prints).
+_SHA256_RE = re.compile(r"[0-9A-Fa-f]{64}|[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}")
 # tomllib ends its messages with "(at line L, column C)" or "(at end of document)".
 _TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
@@ -197,6 +205,20 @@ class SshConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """The agent's TLS certificate, pinned on the controller (`[device.tls]`)."""
+
+    # PEM file on the controller holding the agent's certificate: the only certificate the
+    # controller trusts for this device (self-signed ones are their own root).
+    cert: str
+    # The agent's private key on the controller; only `joulefarm provision` reads it, to copy
+    # it to the device.
+    key: str | None = None
+    # SHA-256 of the certificate (DER), lowercase hex: a replaced `cert` file is refused.
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class Device:
     """One `[[device]]` entry."""
 
@@ -212,6 +234,12 @@ class Device:
     # File holding the token the agent expects (remote agents; local ones get a fresh token).
     token_file: str | None = None
     ssh: SshConfig | None = None
+    tls: TlsConfig | None = None
+    # Reach a remote agent on a non-loopback address without TLS or a tunnel: the token then
+    # crosses the network in clear, so this must be said explicitly.
+    insecure_plaintext: bool = False
+    # External delegate libraries (absolute paths on the device) that benchmarks may load.
+    delegates: tuple[str, ...] = ()
 
     def grpc_target(self, port: int | None = None) -> str:
         """`host:port` for a gRPC channel; IPv6 addresses get their brackets here.
@@ -453,6 +481,16 @@ class _Validator(Checker):
 
         meter = self.meter(raw, at)
         ssh = self.ssh(raw, at)
+        tls = self.tls(raw, at)
+        insecure = self.get(raw, at, "insecure_plaintext", "boolean", required=False)
+        if insecure is True and tls is not None:
+            self.error(at + ("insecure_plaintext",),
+                       "contradicts the [device.tls] table of this device; remove one of them")
+        if local is True and (insecure is True or tls is not None):
+            key = "insecure_plaintext" if insecure is True else "tls"
+            self.error(at + (key,), "only for remote devices: the controller starts a local "
+                                    "agent itself, on 127.0.0.1")
+        delegates = self.delegates(raw, at)
 
         if len(self.errors) > errors_before:
             return None
@@ -467,7 +505,44 @@ class _Validator(Checker):
             description="" if description is MISSING else description,
             token_file=token_file if isinstance(token_file, str) else None,
             ssh=ssh,
+            tls=tls,
+            insecure_plaintext=insecure is True,
+            delegates=delegates,
         )
+
+    def tls(self, device: Mapping[str, Any], device_at: KeyPath) -> TlsConfig | None:
+        raw = self.get(device, device_at, "tls", "table", required=False)
+        if not isinstance(raw, dict):
+            return None
+        at = device_at + ("tls",)
+        self.check_keys(raw, at, TLS_KEYS)
+        cert = self.get(raw, at, "cert", "string", required=True)
+        if cert == "":
+            self.error(at + ("cert",), "must not be empty")
+        key = self.get_optional_path(raw, at, "key")
+        sha256 = self.get(raw, at, "sha256", "string", required=False)
+        if isinstance(sha256, str) and not _SHA256_RE.fullmatch(sha256):
+            self.error(at + ("sha256",), f"{sha256!r} is not a SHA-256 fingerprint (64 hex "
+                                         "digits, optionally in colon-separated pairs)")
+            sha256 = INVALID
+        return TlsConfig(
+            cert=cert if isinstance(cert, str) else "",
+            key=key if isinstance(key, str) else None,
+            sha256=sha256.replace(":", "").lower() if isinstance(sha256, str) else None,
+        )
+
+    def delegates(self, device: Mapping[str, Any], at: KeyPath) -> tuple[str, ...]:
+        raw = self.get(device, at, "delegates", "array", required=False)
+        if not isinstance(raw, list):
+            return ()
+        for i, path in enumerate(raw):
+            if not isinstance(path, str):
+                self.error(at + ("delegates", i), f"expected a string, got {describe(path)}")
+            elif not path.startswith("/"):
+                # The agent compares real paths: a relative one would depend on its directory.
+                self.error(at + ("delegates", i),
+                           f"{path!r} is not an absolute path on the device")
+        return tuple(p for p in raw if isinstance(p, str))
 
     def meter(self, device: Mapping[str, Any], device_at: KeyPath) -> Any:
         raw = self.get(device, device_at, "meter", "table", required=True)

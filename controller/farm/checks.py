@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.config.registry import Device
-from controller.farm.client import AgentCallError, AgentClient
+from controller.farm.client import AgentCallError
 from controller.farm.runner import connect
+from controller.farm.tls import tls_failure
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,13 @@ def check_devices(devices: Sequence[Device]) -> list[DeviceCheck]:
             results.append(DeviceCheck(name, "", False, False, False, "", "", False, problem))
         for e in endpoints:
             configured = e.device.meter.kind
-            with AgentClient(e.device.name, e.target, e.token) as client:
+            with e.client() as client:
                 unhealthy = client.health_problem()
                 if unhealthy is not None:
+                    # A failed TLS handshake gets its reason; any other problem stays as is.
+                    problem = tls_failure(e.tls, e.target, unhealthy) or unhealthy
                     results.append(DeviceCheck(e.device.name, e.target, False, False, False, "",
-                                               configured, False, unhealthy))
+                                               configured, False, problem))
                     continue
                 try:
                     facts = client.facts()

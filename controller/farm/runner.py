@@ -1,7 +1,9 @@
 """Run a suite on the devices of a registry, or resume a sweep: the controller's main loop.
 
 Local devices get agents started here (a LocalFarm, stopped whatever happens); remote devices
-are reached at their address with the token from their ``token_file``. Everything is
+are reached at their address with the token from their ``token_file``, over TLS with the
+certificate their ``[device.tls]`` pins (``controller.farm.tls``): plaintext only on loopback,
+through an SSH tunnel, or with ``insecure_plaintext = true``. Everything is
 validated before anything starts: bad input runs nothing. A sweep resumes with the suite,
 device definitions and models it stored (``controller.farm.sweep_record``), from anywhere.
 """
@@ -27,6 +29,7 @@ from controller.farm.sweep import (
 )
 from controller.farm.sweep_record import SuiteRecord, check_same_devices, devices_from_json
 from controller.farm.timing import DEFAULT_TIMING, Timing
+from controller.farm.tls import agent_transport
 from controller.provision.tunnel import agent_tunnel
 from controller.store import ResultStore
 from joulefarm.errors import JoulefarmError
@@ -89,7 +92,9 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
     """Endpoints for ``devices``; local agents are started here and stopped on exit."""
     report = progress or (lambda *a: None)
     skipped: dict[str, str] = {}
-    tokens = {d.name: read_device_token(d) for d in devices if not d.local}  # fail early
+    remote = [d for d in devices if not d.local]
+    tokens = {d.name: read_device_token(d) for d in remote}  # fail early
+    pins = {d.name: agent_transport(d) for d in remote}  # and refuse plaintext on a network
     with local_workdir() as tmp, LocalFarm(tmp) as farm, ExitStack() as tunnels:
         endpoints = []
         for device in devices:
@@ -111,9 +116,11 @@ def connect(devices: Sequence[Device], progress: ProgressFn | None = None
                     skipped[device.name] = f"{device.name}: SSH tunnel failed: {e}"
                     report(device.name, "unreachable", 0, 0, str(e))
                     continue
-                endpoints.append(Endpoint(device, target, tokens[device.name]))
+                endpoints.append(Endpoint(device, target, tokens[device.name],
+                                          tls=pins[device.name]))
             else:
-                endpoints.append(Endpoint(device, device.grpc_target(), tokens[device.name]))
+                endpoints.append(Endpoint(device, device.grpc_target(), tokens[device.name],
+                                          tls=pins[device.name]))
         yield endpoints, skipped
 
 

@@ -37,6 +37,7 @@ from controller.farm.lease import SweepLease
 from controller.farm.result_checks import check_device, check_result
 from controller.farm.sweep_record import devices_json, suite_json
 from controller.farm.timing import DEFAULT_TIMING, Timing
+from controller.farm.tls import PinnedCert, agent_client, tls_failure
 from controller.provenance import git_revision
 from controller.store import DuplicateRunError, ResultStore, StoreError, StoreWriteError
 from joulefarm.errors import JoulefarmError
@@ -72,6 +73,16 @@ class Endpoint:
     shares_host: bool = False
     # For agents the controller started: bring the process back if it died.
     revive: Callable[[], None] | None = None
+    # The agent's pinned certificate (TLS); None: plaintext (loopback, or opted out).
+    tls: PinnedCert | None = None
+
+    def client(self) -> AgentClient:
+        return agent_client(self.device, self.target, self.token, self.tls)
+
+    def explain(self, problem: str) -> str:
+        """``problem`` as one line naming the device; a failed TLS handshake says why."""
+        return (tls_failure(self.tls, self.target, problem)
+                or f"{self.device.name}: unreachable at {self.target} ({problem})")
 
 
 @dataclass(frozen=True)
@@ -245,7 +256,7 @@ class _DeviceRunner:
         return self.outcome
 
     def _run_jobs(self, jobs: list[Job]) -> None:
-        with AgentClient(self.name, self.endpoint.target, self.endpoint.token) as client:
+        with self.endpoint.client() as client:
             for k, job in enumerate(jobs):
                 if self.halt.is_set():
                     return
@@ -264,7 +275,7 @@ class _DeviceRunner:
         for attempt in range(self.timing.retries + 1):
             problem = self.wait_healthy(client)
             if problem is not None:
-                message = f"{self.name}: unreachable at {self.endpoint.target} ({problem})"
+                message = self.endpoint.explain(problem)
                 self.store.fail_job(job.job_id, "unreachable", message)
                 self.outcome.failed += 1
                 self.outcome.errors.append(message)

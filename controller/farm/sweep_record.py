@@ -5,8 +5,8 @@ devices, as JSON in its ``sweeps`` row (the models' bytes are kept by sha256 in
 ``sweep resume`` once read the suite and the devices file again, by the relative paths the
 sweep was started with: from another directory it failed, and a devices file edited meanwhile
 changed devices in the middle of a sweep. A definition's paths (token file, SSH key, known
-hosts, LiteRT library) are kept absolute, as they resolved where the sweep started. A token is
-never kept: a definition names its token *file*.
+hosts, LiteRT library, TLS certificate and key) are kept absolute, as they resolved where the
+sweep started. A token is never kept: a definition names its token *file*.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from controller.config.registry import Device, MeterConfig, SshConfig
+from controller.config.registry import Device, MeterConfig, SshConfig, TlsConfig
 from controller.config.suite import MaterialisedModel, Suite
 from joulefarm.errors import InputError
 
@@ -44,9 +44,13 @@ def definition(device: Device, base: Path) -> dict[str, Any]:
     if device.ssh is not None:
         ssh = asdict(device.ssh)
         ssh.update({key: _absolute(ssh[key], base) for key in _SSH_PATHS})
+    tls = None
+    if device.tls is not None:
+        tls = asdict(device.tls)
+        tls.update({key: _absolute(tls[key], base) for key in ("cert", "key")})
     out = {f.name: getattr(device, f.name) for f in fields(Device)}
     out.update(tags=list(device.tags), token_file=_absolute(device.token_file, base),
-               meter=meter, ssh=ssh)
+               meter=meter, ssh=ssh, tls=tls, delegates=list(device.delegates))
     # Through JSON and back: what is compared is what is stored.
     return dict(json.loads(json.dumps(out, default=str)))
 
@@ -62,7 +66,10 @@ def devices_from_json(text: str) -> tuple[Device, ...]:
 def _device(d: Mapping[str, Any]) -> Device:
     meter = MeterConfig(**{**d["meter"], "options": MappingProxyType(d["meter"]["options"])})
     ssh = SshConfig(**d["ssh"]) if d["ssh"] is not None else None
-    return Device(**{**d, "tags": tuple(d["tags"]), "meter": meter, "ssh": ssh})
+    # Sweeps recorded before TLS and delegates were device settings have neither key.
+    tls = TlsConfig(**d["tls"]) if d.get("tls") is not None else None
+    return Device(**{**d, "tags": tuple(d["tags"]), "meter": meter, "ssh": ssh, "tls": tls,
+                     "delegates": tuple(d.get("delegates", ()))})
 
 
 def definition_difference(stored: Any, given: Any, field: str = "") -> str | None:

@@ -1,5 +1,5 @@
 """Installing the agent on a device: what is there (probe), where it goes (layout), its own
-virtual environment, the wheel, its requirements, and its token.
+virtual environment, the wheel, its requirements, its token and its TLS key and certificate.
 
 Every step is safe to repeat: provisioning again replaces the agent in place.
 """
@@ -118,6 +118,14 @@ class RemoteLayout:
         return self.path("agent.token")
 
     @property
+    def tls_key(self) -> str:
+        return self.path("agent.key")
+
+    @property
+    def tls_cert(self) -> str:
+        return self.path("agent.crt")
+
+    @property
     def log(self) -> str:
         return self.path("agent.log")
 
@@ -193,6 +201,14 @@ def check_agent_imports(session: SshSession, layout: RemoteLayout,
 def write_token(session: SshSession, layout: RemoteLayout, token: str) -> None:
     """Over SFTP into a 0600 file in the 0700 prefix — never on a command line."""
     session.write_file(layout.token, (token + "\n").encode(), 0o600)
+
+
+def write_tls(session: SshSession, layout: RemoteLayout, key_pem: bytes,
+              cert_pem: bytes) -> None:
+    """The agent's key (0600, like the token: whoever reads it can pose as the agent) and
+    certificate, over SFTP next to the token."""
+    session.write_file(layout.tls_key, key_pem, 0o600)
+    session.write_file(layout.tls_cert, cert_pem, 0o644)
 
 
 def install_system_packages(session: SshSession, packages: tuple[str, ...]) -> None:

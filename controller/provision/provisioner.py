@@ -1,8 +1,9 @@
 """`provision_device`: one device from nothing (or from an older install) to a verified agent.
 
-Order matters: everything that can refuse (host key, Python, architecture, wheel) is checked
-before anything on the device changes; the old agent is stopped before its files are
-replaced; the token is written before the agent that reads it starts.
+Order matters: everything that can refuse (host key, Python, architecture, wheel, a TLS pair
+the user brought) is checked before anything on the device changes; the old agent is stopped
+before its files are replaced; the token, key and certificate are written before the agent
+that reads them starts, and the certificate is pinned in devices.toml before that.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from controller.config.registry import Device
-from controller.provision import install, service, termux
+from controller.config.registry import Device, RegistryError
+from controller.config.registry_edit import set_device_tls, tls_table
+from controller.farm.tls import is_loopback
+from controller.provision import certs, install, service, termux
 from controller.provision.errors import ProvisionError, ProvisionInputError, WheelError
 from controller.provision.redact import Redactor
 from controller.provision.requirements import UnsupportedDeviceError, agent_requirements
@@ -43,6 +46,8 @@ class ProvisionOptions:
     passphrase_source: Callable[[Path], str | None] = passphrase_from_env_or_tty
     # Build the Rust core on every device (as ssh.build_on_device does for one).
     build_on_device: bool = False
+    # The devices file the devices come from: a certificate made for an agent is pinned there.
+    devices_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class ProvisionResult:
     pid: int
     reached: str
     facts: DeviceFacts
+    tls: str = "plaintext"
+    """How the controller reaches the agent: ``sha256 <16 hex digits>...`` or plaintext."""
 
 
 class WheelSource:
@@ -97,6 +104,8 @@ def check_provisionable(device: Device) -> None:
             f"\"~/.config/joulefarm/{device.name}.token\" (it is created if missing)")
     if device.port == 0:
         raise ProvisionInputError(f"device {device.name!r} has no agent port; set `port`")
+    if device.tls is not None:
+        certs.check_given(device)  # the user's pair: readable, matching, valid
 
 
 def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSource,
@@ -136,6 +145,9 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
 
         token = ensure_local_token(Path(device.token_file).expanduser(), report)
         redactor.add(token)
+        cert = _agent_tls(device, options.devices_file, report)
+        if cert is not None:
+            device = replace(device, tls=cert.tls)  # what the agent and verify() use below
         layout = install.RemoteLayout.resolve(options.prefix or ssh.prefix, session.home())
         session.mkdir_private(layout.prefix)
 
@@ -170,6 +182,8 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
                 layout.schema)
         install.check_agent_imports(session, layout, schema=litert.schema if litert else None)
         install.write_token(session, layout, token)
+        if cert is not None:
+            install.write_tls(session, layout, cert.key_pem, cert.cert_pem)
         service.write_scripts(session, device, layout, host, litert)
         if env is not None:
             for note in termux.warnings_for(env):
@@ -189,7 +203,35 @@ def provision_device(device: Device, options: ProvisionOptions, wheel: WheelSour
     report(f"healthy {reached}: {facts.device_name} ({facts.machine}, {facts.os}, Python "
            f"{facts.python_version}, {facts.runtime_name} {facts.runtime_version}, agent "
            f"{facts.agent_version}, pid {running.pid})")
-    return ProvisionResult(device.name, layout.prefix, running.kind, running.pid, reached, facts)
+    tls = f"sha256 {cert.tls.sha256[:16]}..." if cert and cert.tls.sha256 else "plaintext"
+    return ProvisionResult(device.name, layout.prefix, running.kind, running.pid, reached, facts,
+                           tls)
+
+
+def _agent_tls(device: Device, devices_file: Path | None,
+               report: Report) -> certs.AgentCertificate | None:
+    """The key and certificate the agent will serve, pinned in ``devices_file`` when made
+    here; None for a device that opts out of TLS (``insecure_plaintext = true``)."""
+    if device.insecure_plaintext:
+        if not (is_loopback(device.address) or (device.ssh and device.ssh.tunnel)):
+            report(f"warning: insecure_plaintext = true: the agent serves plaintext on "
+                   f"{device.address}:{device.port}, and its token crosses the network in clear")
+        return None
+    cert = certs.agent_certificate(device, report)
+    if not cert.new_pin:
+        return cert
+    if devices_file is None:
+        keys = ", ".join(tls_table(cert.tls).splitlines()[2:])
+        report(f"warning: no devices file to pin the certificate in; give the device a "
+               f"[device.tls] table with {keys}")
+        return cert
+    try:
+        set_device_tls(devices_file, device.name, cert.tls)
+    except RegistryError as exc:
+        raise ProvisionError(f"{device.name}: {exc}") from None
+    report(f"pinned the agent's certificate in {devices_file} ([device.tls] sha256 "
+           f"{cert.tls.sha256})")
+    return cert
 
 
 

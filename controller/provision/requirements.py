@@ -29,12 +29,12 @@ LITERT_REQUIREMENT = "ai-edge-litert>=2.0"
 # (pyproject's `controller` and `fit` extras), by import name.
 HEAVY_MODULES: tuple[str, ...] = (
     "duckdb", "polars", "pyarrow", "sklearn", "paramiko", "onnxruntime", "typer", "rich",
-    "controller",
+    "matplotlib", "controller",
 )
 # The same, as distribution names, for what `pip list` shows in a device's venv.
 HEAVY_DISTRIBUTIONS: tuple[str, ...] = (
     "duckdb", "polars", "pyarrow", "scikit-learn", "scipy", "paramiko", "onnxruntime", "onnx",
-    "typer", "rich", "cronsim",
+    "typer", "rich", "cronsim", "matplotlib",
 )
 
 # The oldest Python the agent (and the part of the joulefarm library it imports) runs on.

@@ -167,9 +167,13 @@ class LiteRtLibrary:
 
 def run_script(device: Device, layout: RemoteLayout, shell: str = "/bin/sh",
                litert: LiteRtLibrary | None = None) -> str:
-    """``run-agent.sh``: the agent's command line (``agent_command``, as for local agents)."""
+    """``run-agent.sh``: the agent's command line (``agent_command``, as for local agents);
+    with TLS (``write_tls``'s files) when the device has a ``[device.tls]`` pin."""
+    tls = device.tls is not None
     place = AgentPlace(python=layout.python, host=bind_host(device), port=device.port,
-                       token_file=layout.token, cache_dir=layout.path("cache"))
+                       token_file=layout.token, cache_dir=layout.path("cache"),
+                       tls_cert=layout.tls_cert if tls else None,
+                       tls_key=layout.tls_key if tls else None)
     args = agent_command(device, place,
                          litert_lib=None if litert is None else litert.path,
                          litert_version=None if litert is None else litert.version)

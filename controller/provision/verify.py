@@ -1,12 +1,14 @@
 """Is the agent up, and is it the device we think? Health and facts over gRPC, with the
-device's token, directly or through an SSH tunnel."""
+device's token, directly or through an SSH tunnel, over TLS with the certificate devices.toml
+pins for it (``controller.farm.tls``)."""
 
 from __future__ import annotations
 
 import time
 
 from controller.config.registry import Device
-from controller.farm.client import AgentCallError, AgentClient
+from controller.farm.client import AgentCallError
+from controller.farm.tls import PinnedCertError, agent_client, agent_transport, tls_failure
 from controller.provision.errors import ProvisionError
 from controller.provision.ssh import SshSession
 from controller.provision.tunnel import open_forward
@@ -17,10 +19,18 @@ HEALTHY_TIMEOUT_S = 30.0
 
 def check_agent(device: Device, target: str, token: str,
                 timeout_s: float = HEALTHY_TIMEOUT_S) -> DeviceFacts | None:
-    """The agent's facts once it reports SERVING at `target`; None if it never does."""
-    with AgentClient(device.name, target, token) as client:
+    """The agent's facts once it reports SERVING at `target`; None if it never does.
+    A failed TLS handshake is a ProvisionError at once: waiting does not change certificates."""
+    try:
+        pin = agent_transport(device)
+    except PinnedCertError as exc:
+        raise ProvisionError(str(exc)) from None
+    with agent_client(device, target, token, pin) as client:
         deadline = time.monotonic() + timeout_s
-        while not client.healthy(timeout_s=2.0):
+        while (problem := client.health_problem(timeout_s=2.0)) is not None:
+            refused = tls_failure(pin, target, problem)
+            if refused is not None:
+                raise ProvisionError(refused)
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.25)

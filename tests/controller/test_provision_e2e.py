@@ -1,7 +1,8 @@
 """`joulefarm provision` end to end: this machine, reached over a real sshd on loopback, is the
 device. The agent goes into a temporary directory, under the shell supervisor, in a venv made
 with --system-site-packages (so its requirements are already satisfied, offline) — or, when the
-tests themselves run in a virtual environment, a plain venv whose requirements pip fetches."""
+tests themselves run in a virtual environment, a plain venv whose requirements pip fetches.
+The agent serves TLS with a certificate made here and pinned in devices.toml."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from pathlib import Path
 import pytest
 
 from controller.config.registry import Device, load_registry
+from controller.farm.client import AgentClient
+from controller.provision import certs
 from controller.provision.errors import ProvisionError, UnknownHostKeyError
 from controller.provision.provisioner import ProvisionOptions, WheelSource, provision_device
 from controller.provision.ssh import connect
 from controller.provision.verify import check_agent, check_agent_via_tunnel
 from tests.controller.conftest import in_virtualenv
+from tests.helpers import run_cli
 from tests.helpers.processes import is_zombie
 from tests.helpers.sshd import PASSPHRASE, SshServer, device_entry, free_port
 
@@ -50,6 +54,10 @@ class Farm:
 
     def token(self) -> str:
         return self.token_file.read_text().strip()
+
+    def provisioned(self) -> Device:
+        """The device as provisioning left devices.toml: with its certificate pinned."""
+        return load_registry(self.devices_file).get("loop")
 
     def agent_pid(self) -> int:
         return int((self.prefix / "agent.pid").read_text())
@@ -104,7 +112,9 @@ def test_cli_prints_progress_and_exits_0(farm: Farm,
                                          first_run: subprocess.CompletedProcess[str]) -> None:
     out = first_run.stdout
     for step in ("[loop] connecting to", "trusted new host", "[loop] device: Linux",
-                 "generated a new agent token", "created the virtual environment",
+                 "generated a new agent token", "made a TLS key and certificate for 127.0.0.1",
+                 f"pinned the agent's certificate in {farm.devices_file}",
+                 "created the virtual environment",
                  "installing joulefarm-", "starting the agent (supervised)", "[loop] healthy "
                  "directly at 127.0.0.1:"):
         assert step in out, f"{step!r} missing from:\n{out}"
@@ -113,11 +123,62 @@ def test_cli_prints_progress_and_exits_0(farm: Farm,
 
 
 def test_health_and_facts_directly_and_through_a_tunnel(farm: Farm, first_run: object) -> None:
-    direct = check_agent(farm.device, farm.device.grpc_target(), farm.token(), timeout_s=10)
+    device = farm.provisioned()
+    direct = check_agent(device, device.grpc_target(), farm.token(), timeout_s=10)
     assert direct is not None and direct.device_name == "loop"
-    with connect(farm.device, passphrase_source=lambda _: PASSPHRASE) as session:
-        tunnelled = check_agent_via_tunnel(session, farm.device, farm.token(), timeout_s=10)
+    with connect(device, passphrase_source=lambda _: PASSPHRASE) as session:
+        tunnelled = check_agent_via_tunnel(session, device, farm.token(), timeout_s=10)
     assert tunnelled == direct
+    # TLS only: a plaintext client gets nothing from the agent.
+    with AgentClient("loop", device.grpc_target(), farm.token()) as plain:
+        assert plain.health_problem(timeout_s=3) is not None
+
+
+def test_the_certificate_is_made_here_copied_and_pinned(farm: Farm, first_run: object) -> None:
+    tls = farm.provisioned().tls
+    tokens = farm.token_file.parent
+    assert tls is not None and tls.cert == str(tokens / "loop.agent.crt")
+    assert tls.key == str(tokens / "loop.agent.key")
+    cert_pem = (tokens / "loop.agent.crt").read_bytes()
+    assert tls.sha256 == certs.fingerprint(certs.parse_certificate(cert_pem))
+    assert "[device.tls]" in farm.devices_file.read_text()
+    for key in (tokens / "loop.agent.key", farm.prefix / "agent.key"):
+        assert oct(key.stat().st_mode & 0o777) == "0o600"
+        assert key.read_bytes() == (tokens / "loop.agent.key").read_bytes()
+    assert (farm.prefix / "agent.crt").read_bytes() == cert_pem
+    cmdline = Path(f"/proc/{farm.agent_pid()}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[cmdline.index(b"--tls-cert") + 1] == str(farm.prefix / "agent.crt").encode()
+    assert cmdline[cmdline.index(b"--tls-key") + 1] == str(farm.prefix / "agent.key").encode()
+
+
+def test_devices_check_goes_over_tls(farm: Farm, first_run: object) -> None:
+    done = run_cli("devices", "check", "loop", "--devices", str(farm.devices_file),
+                   "--format", "csv", env=farm.env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ",True,True,True," in done.stdout
+
+
+def test_plaintext_on_a_network_address_is_refused(farm: Farm, first_run: object,
+                                                   tmp_path: Path) -> None:
+    """The same device without its pin, at an address off this machine: no check, no sweep
+    sends its token in clear; with the opt-out it would."""
+    text = farm.devices_file.read_text()
+    bare = text[:text.index("[device.tls]")].replace('address = "127.0.0.1"',
+                                                     'address = "192.0.2.10"')
+    devices = tmp_path / "devices.toml"
+    devices.write_text(bare)
+    done = run_cli("devices", "check", "loop", "--devices", str(devices), env=farm.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert ("device 'loop': its agent at 192.0.2.10 would be reached in plaintext"
+            in done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+    suite = tmp_path / "suite.toml"
+    suite.write_text('schema_version = 1\nname = "t"\n[[model]]\nname = "mlp"\n'
+                     'recipe = "mlp"\n')
+    swept = run_cli("sweep", "run", str(suite), "--devices", str(devices), "--db",
+                    str(tmp_path / "r.duckdb"), env=farm.env)
+    assert swept.returncode == 2 and "would be reached in plaintext" in swept.stderr, (
+        swept.stdout + swept.stderr)
 
 
 def test_installed_layout(farm: Farm, first_run: object) -> None:
@@ -149,7 +210,8 @@ def test_supervisor_restarts_a_killed_agent(farm: Farm, first_run: object) -> No
         time.sleep(0.2)
     new = farm.agent_pid()
     assert new != old
-    facts = check_agent(farm.device, farm.device.grpc_target(), farm.token(), timeout_s=30)
+    device = farm.provisioned()
+    facts = check_agent(device, device.grpc_target(), farm.token(), timeout_s=30)
     assert facts is not None and facts.device_name == "loop"
     assert "supervisor: agent pid" in (farm.prefix / "agent.log").read_text()
 
@@ -157,9 +219,12 @@ def test_supervisor_restarts_a_killed_agent(farm: Farm, first_run: object) -> No
 def test_provisioning_again_replaces_the_agent(farm: Farm, first_run: object) -> None:
     old_agent = farm.agent_pid()
     old_supervisor = int((farm.prefix / "supervisor.pid").read_text())
+    pinned = farm.devices_file.read_text()
     again = farm.cli("loop")  # the host is known now: no flag needed
     assert again.returncode == 0, again.stdout + again.stderr
     assert "trusted new host" not in again.stdout
+    # The pinned certificate is the agent's again: nothing new made, devices.toml unchanged.
+    assert "made a TLS key" not in again.stdout and farm.devices_file.read_text() == pinned
     assert "created the virtual environment" not in again.stdout  # the venv was kept
     assert not Path(f"/proc/{old_agent}").exists() or is_zombie(old_agent)
     assert not Path(f"/proc/{old_supervisor}").exists() or is_zombie(old_supervisor)
@@ -168,7 +233,8 @@ def test_provisioning_again_replaces_the_agent(farm: Farm, first_run: object) ->
                    and str(farm.prefix).encode() in Path(f"/proc/{p}/cwd").resolve().as_posix()
                    .encode()]
     assert len(supervisors) == 1
-    assert check_agent(farm.device, farm.device.grpc_target(), farm.token(), 10) is not None
+    device = farm.provisioned()
+    assert check_agent(device, device.grpc_target(), farm.token(), 10) is not None
 
 
 def test_no_secret_in_output_logs_files_or_command_lines(
@@ -176,10 +242,14 @@ def test_no_secret_in_output_logs_files_or_command_lines(
     token = farm.token()
     private_key = [line for line in farm.server.encrypted_key.read_text().splitlines()
                    if not line.startswith("-----")]
-    secrets = [token, PASSPHRASE, *private_key]
-    texts = {"first run": first_run.stdout + first_run.stderr}
+    tls_key = [line for line in (farm.prefix / "agent.key").read_text().splitlines()
+               if not line.startswith("-----")]
+    secrets = [token, PASSPHRASE, *private_key, *tls_key]
+    texts = {"first run": first_run.stdout + first_run.stderr,
+             "devices.toml": farm.devices_file.read_text()}
     for path in farm.prefix.rglob("*"):
-        if path.is_file() and path.name != "agent.token" and "venv" not in path.parts:
+        if (path.is_file() and path.name not in ("agent.token", "agent.key")
+                and "venv" not in path.parts):
             texts[str(path)] = path.read_text(errors="replace")
     for pid in _pids():
         texts[f"/proc/{pid}/cmdline"] = _cmdline(pid).decode(errors="replace")
@@ -250,6 +320,7 @@ def test_a_sweep_reaches_a_tunnelled_device(farm: Farm, first_run: object,
     report = run_suite(devices, suite, db,
                        progress=lambda device, stage, *rest: seen.append(stage))
     assert report.ok, report.errors()
+    assert "[device.tls]" in devices.read_text()  # through the tunnel, over TLS
     con = duckdb.connect(str(db), read_only=True)
     (address,) = con.execute("SELECT address FROM devices").fetchone()
     # The endpoint was the forward's local port, not the agent's own port.

@@ -127,6 +127,10 @@ class Phone:
                                str(self.devices_file)],
                               capture_output=True, text=True, timeout=900, env=self.env)
 
+    def provisioned(self) -> Device:
+        """The device as provisioning left devices.toml: with its certificate pinned."""
+        return load_registry(self.devices_file).get("phone")
+
     @property
     def service(self) -> Path:
         return self.prefix / "var/service/joulefarm-agent-phone"
@@ -256,7 +260,8 @@ def test_the_agent_runs_under_runit_with_the_litert_c_runtime(phone: Phone,
     # ...and the schema module provisioning copied, since a phone has no wheel to take it from.
     assert "export JOULEFARM_TFLITE_SCHEMA=" in (phone.install / "run-agent.sh").read_text()
     assert (phone.install / "lib/schema_py_generated.py").is_file()
-    facts = check_agent(phone.device, phone.device.grpc_target(), phone.token(), timeout_s=30)
+    device = phone.provisioned()
+    facts = check_agent(device, device.grpc_target(), phone.token(), timeout_s=30)
     assert facts is not None
     assert facts.runtime_name == "litert-c-api"
     assert facts.runtime_version.startswith("2.3.0")
@@ -301,7 +306,8 @@ def test_runit_restarts_a_killed_agent_and_stop_keeps_it_down(phone: Phone,
                                            or "runit: agent exited" not in log.read_text()):
         time.sleep(0.2)
     assert "runit: agent exited" in log.read_text()
-    facts = check_agent(phone.device, phone.device.grpc_target(), phone.token(), timeout_s=30)
+    device = phone.provisioned()
+    facts = check_agent(device, device.grpc_target(), phone.token(), timeout_s=30)
     assert facts is not None
     new = phone.runit_pid()
     assert new not in (None, old)

@@ -355,7 +355,8 @@ def test_unknown_key_without_close_match_lists_valid_keys(tmp_path: Path) -> Non
     text = device(HOST + "wattage = 5\n")
     assert error_of(tmp_path, text) == (
         "8: device[0].wattage: unknown key 'wattage'; valid keys: name, platform, address, "
-        "port, local, tags, description, token_file, meter, ssh"
+        "port, local, tags, description, token_file, meter, ssh, tls, insecure_plaintext, "
+        "delegates"
     )
 
 
@@ -436,7 +437,8 @@ def test_quoted_unknown_key_is_shown_quoted(tmp_path: Path) -> None:
     text = device(HOST + '"my key" = 1\n')
     assert error_of(tmp_path, text) == (
         "8: device[0].\"my key\": unknown key 'my key'; valid keys: name, platform, address, "
-        "port, local, tags, description, token_file, meter, ssh"
+        "port, local, tags, description, token_file, meter, ssh, tls, insecure_plaintext, "
+        "delegates"
     )
 
 
