@@ -62,8 +62,10 @@ class Scheduler:
 
 
 def sweep_command(suite: Path, devices: Path, db: Path) -> list[str]:
+    """A scheduled sweep records what changed since the night before when it ends
+    (controller.changes.detect_changes), so every night says what changed."""
     return [sys.executable, "-m", "controller.cli.app", "sweep", "run", str(suite.resolve()),
-            "--devices", str(devices.resolve()), "--db", str(db.resolve())]
+            "--devices", str(devices.resolve()), "--db", str(db.resolve()), "--detect-changes"]
 
 
 def crontab_line(cron: Cron, command: Sequence[str], log_file: Path) -> str:

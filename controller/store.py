@@ -385,6 +385,58 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         content BLOB NOT NULL
     );
     """),
+    # What changed between nights (controller.changes): each change point of a measurement
+    # series (a metric of the whole model or of one layer that moved, with its interval and,
+    # for the whole, the layers it is owed to), and each change of a series' key. Columns:
+    # controller.results_frames.CHANGE_POINT_SCHEMA and SERIES_CHANGE_SCHEMA.
+    (6, """
+    CREATE TABLE change_points (
+        series_id VARCHAR NOT NULL,
+        device_name VARCHAR NOT NULL,
+        device_fingerprint VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL,
+        model_sha256 VARCHAR NOT NULL,
+        settings JSON,                    -- the job's config without seed and repetition
+        runtime_name VARCHAR,
+        runtime_version VARCHAR,
+        meter_kind VARCHAR NOT NULL,
+        simulated BOOLEAN NOT NULL,
+        metric VARCHAR NOT NULL,          -- energy_j | latency_s | power_w
+        scope VARCHAR NOT NULL,           -- whole | layer
+        layer_index INTEGER,              -- layer rows
+        op VARCHAR,
+        before_sweep VARCHAR NOT NULL,
+        after_sweep VARCHAR NOT NULL,
+        before_value DOUBLE,              -- geometric mean over the night's repetitions
+        after_value DOUBLE,
+        ratio DOUBLE,                     -- after / before, with its 1 - alpha interval
+        ratio_low DOUBLE,
+        ratio_high DOUBLE,
+        direction VARCHAR NOT NULL,       -- regression | improvement
+        p_value DOUBLE,                   -- Holm-adjusted over the series
+        evidence VARCHAR NOT NULL,        -- repetitions | stated_uncertainty
+        n_before INTEGER,
+        n_after INTEGER,
+        layers INTEGER[],                 -- whole rows: the layers that moved, largest first
+        layer_ops VARCHAR[],
+        layer_shares DOUBLE[],            -- each one's share of the whole's change
+        alpha DOUBLE NOT NULL,
+        threshold DOUBLE NOT NULL,
+        detected_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE series_changes (
+        device_name VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL,
+        field VARCHAR NOT NULL,           -- a series key field, or settings.KEY
+        before_value VARCHAR,
+        after_value VARCHAR,
+        before_series VARCHAR NOT NULL,
+        after_series VARCHAR NOT NULL,
+        before_sweep VARCHAR NOT NULL,
+        after_sweep VARCHAR NOT NULL,
+        detected_at TIMESTAMPTZ NOT NULL
+    );
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -848,6 +900,20 @@ class ResultStore:
                                [_now(), job_id]).fetchone()
             if done is None:  # rolls the whole run back: a job is stored exactly once
                 raise DuplicateRunError(f"job {job_id} already has its results stored")
+
+    def replace_change_points(self, after_sweep: str, change_points: pa.Table,
+                              series_changes: pa.Table) -> None:
+        """Record what changed up to ``after_sweep`` (rows of the change_points and
+        series_changes tables, controller.changes), in place of anything recorded for it
+        before: detecting twice leaves one answer."""
+        with self._transaction() as cur:
+            for table, rows in (("change_points", change_points),
+                                ("series_changes", series_changes)):
+                cur.execute(f"DELETE FROM {table} WHERE after_sweep = ?", [after_sweep])
+                if rows.num_rows:
+                    cur.register("incoming_changes", rows)
+                    cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_changes")
+                    cur.unregister("incoming_changes")
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from controller.cli import (
     bench_cmd,
+    compare_cmd,
     demo_cmd,
     devices_cmd,
     enroll_cmd,
@@ -64,6 +65,7 @@ def _global(
 demo_cmd.register(app)
 bench_cmd.register(app)
 query_cmd.register(app)
+compare_cmd.register(app)
 export_cmd.register(app)
 schedule_cmd.register(app)
 provision_cmd.register(app)

@@ -59,17 +59,51 @@ def _run(report_fn: Callable[[ProgressFn], RunReport], names: list[str], databas
         raise typer.Exit(code=1)
 
 
+DetectOption = typer.Option(
+    False, "--detect-changes", help="When the sweep ends, compare each series with its previous "
+    "night and record the change points (tables change_points, series_changes; see `joulefarm "
+    "compare --help`). Scheduled sweeps do.")
+
+
 @app.command("run", help="Run SUITE on the devices it selects; every result is stored as it "
              "arrives, and a sweep cut short can be resumed.")
 def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
-        db: Path | None = DbOption, wide: bool = WideOption) -> None:
+        db: Path | None = DbOption, wide: bool = WideOption,
+        detect_changes: bool = DetectOption) -> None:
     from controller.farm.runner import load_inputs, run_suite
 
     devices_path = resolve_default(devices, DEVICES_FILE)
     database = db_path(db)
     names = [d.name for d in load_inputs(devices_path, suite)[2]]
-    _run(lambda p: run_suite(devices_path, suite, database, progress=p,
-                             on_start=announce_sweep), names, database, wide)
+    started: list[str] = []
+
+    def on_start(sweep_id: str) -> None:
+        started.append(sweep_id)
+        announce_sweep(sweep_id)
+
+    try:
+        _run(lambda p: run_suite(devices_path, suite, database, progress=p,
+                                 on_start=on_start), names, database, wide)
+    except typer.Exit:
+        # A partial sweep (a device down) still stored what it measured: its change points
+        # are recorded too, and the exit code stays the sweep's.
+        if detect_changes and started:
+            _detect(database, started[0])
+        raise
+    if detect_changes and started:
+        _detect(database, started[0])
+
+
+def _detect(database: Path, sweep_id: str) -> None:
+    from controller.changes import detect_changes
+
+    comparison = detect_changes(database, sweep_id)
+    points = comparison.change_points()
+    regressions = comparison.regressions()
+    console.print(f"change points against the previous night: {len(points)} "
+                  f"({len(regressions)} regressions), {len(comparison.series_changes)} series "
+                  f"changes; see them with: joulefarm query \"SELECT * FROM change_points "
+                  f"WHERE after_sweep = '{sweep_id}'\"", soft_wrap=True)
 
 
 def announce_sweep(sweep_id: str) -> None:

@@ -99,8 +99,8 @@ def test_help_imports_nothing_heavy() -> None:
         "    except SystemExit:\n"
         "        pass\n"
         f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n")
-    commands = ["demo", "bench", "query", "export", "schedule", "provision", "fit", "predict",
-                "devices", "sweep", "model", "trace"]
+    commands = ["demo", "bench", "query", "compare", "export", "schedule", "provision", "fit",
+                "predict", "devices", "sweep", "model", "trace"]
     done = subprocess.run([sys.executable, "-c", code, *commands], capture_output=True,
                           text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr
