@@ -78,7 +78,7 @@ SELECT l.run_id, l.layer_index, l.op, l.macs, l.latency_s, l.latency_low_s, l.la
        l.active_energy_j, l.coverage, l.iterations, l.samples, l.flags,
        NOT list_has_any(list_concat(coalesce(l.flags, []), coalesce(r.flags, [])), $unusable)
            AS usable,
-       l.true_energy_j, l.meter_kind, l.simulated
+       l.true_energy_j, l.meter_kind, l.simulated, l.window_start_s, l.window_end_s
 FROM layer_measurements l JOIN runs r USING (run_id)
 WHERE $all OR list_contains($sweeps, r.sweep_id)
 ORDER BY l.run_id, l.layer_index
@@ -172,7 +172,9 @@ class Results:
         energy_j / latency_s); active_energy_j (joules above idle); coverage (the share of the
         window that meter samples covered), iterations, samples, flags, usable (no flag of the
         layer or its run makes it unusable), true_energy_j (joules: the simulator's exact
-        energy; NULL for a real meter), meter_kind, simulated.
+        energy; NULL for a real meter), meter_kind, simulated; window_start_s, window_end_s
+        (when the layer's calls ran: seconds on the agent's clock, the runs' trace_path traces
+        map to it with clock_offset_s).
         """
         layers = self._frame(_LAYERS_SQL, self._which(sweeps))
         return self._with_run_keys(layers, sweeps)

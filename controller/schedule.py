@@ -61,11 +61,13 @@ class Scheduler:
             fires += 1
 
 
-def sweep_command(suite: Path, devices: Path, db: Path) -> list[str]:
+def sweep_command(suite: Path, devices: Path, db: Path, report_dir: Path) -> list[str]:
     """A scheduled sweep records what changed since the night before when it ends
-    (controller.changes.detect_changes), so every night says what changed."""
+    (controller.changes.detect_changes), logs the change points, and writes its report to
+    ``report_dir``, so every night says what changed."""
     return [sys.executable, "-m", "controller.cli.app", "sweep", "run", str(suite.resolve()),
-            "--devices", str(devices.resolve()), "--db", str(db.resolve()), "--detect-changes"]
+            "--devices", str(devices.resolve()), "--db", str(db.resolve()), "--detect-changes",
+            "--report-dir", str(report_dir.resolve())]
 
 
 def crontab_line(cron: Cron, command: Sequence[str], log_file: Path) -> str:

@@ -25,6 +25,7 @@ from controller.cli import (
     predict_cmd,
     provision_cmd,
     query_cmd,
+    report_cmd,
     schedule_cmd,
     suite_cmd,
     sweep_cmd,
@@ -66,6 +67,7 @@ demo_cmd.register(app)
 bench_cmd.register(app)
 query_cmd.register(app)
 compare_cmd.register(app)
+report_cmd.register(app)
 export_cmd.register(app)
 schedule_cmd.register(app)
 provision_cmd.register(app)

@@ -19,6 +19,8 @@ CronOption = typer.Option(None, "--cron", help='Cron expression, e.g. "0 2 * * *
 CrontabOption = typer.Option(False, "--print-crontab", help="Print a crontab line and exit.")
 SystemdOption = typer.Option(False, "--print-systemd",
                              help="Print a systemd user service + timer and exit.")
+ReportDirOption = typer.Option(Path("reports"), "--report-dir",
+                               help="Each sweep's report goes here as SWEEP_ID.html.")
 LogOption = typer.Option(Path("joulefarm-sweeps.log"), "--log-file",
                          help="Where each sweep's output goes.")
 
@@ -30,7 +32,7 @@ def register(app: typer.Typer) -> None:
     def schedule(suite: Path = SuiteArgument, cron: str | None = CronOption,
                  devices: Path | None = DevicesOption, db: Path | None = DbOption,
                  print_crontab: bool = CrontabOption, print_systemd: bool = SystemdOption,
-                 log_file: Path = LogOption) -> None:
+                 log_file: Path = LogOption, report_dir: Path = ReportDirOption) -> None:
         devices_path = resolve_default(devices, DEVICES_FILE)
         from controller.config.suite import SuiteError
         from controller.cron import Cron
@@ -43,7 +45,7 @@ def register(app: typer.Typer) -> None:
             raise SuiteError(suite, 0, "schedule.cron",
                              "the suite has no [schedule] cron and no --cron was given")
         parsed = Cron.parse(expression)
-        command = sweep_command(suite, devices_path, db_path(db))
+        command = sweep_command(suite, devices_path, db_path(db), report_dir)
         if print_crontab:
             line = crontab_line(parsed, command, log_file.resolve())
             console.print(line, markup=False, soft_wrap=True)

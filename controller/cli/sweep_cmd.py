@@ -63,13 +63,18 @@ DetectOption = typer.Option(
     False, "--detect-changes", help="When the sweep ends, compare each series with its previous "
     "night and record the change points (tables change_points, series_changes; see `joulefarm "
     "compare --help`). Scheduled sweeps do.")
+ReportDirOption = typer.Option(
+    None, "--report-dir", help="When the sweep ends, write its report (`joulefarm report`) to "
+    "DIR/SWEEP_ID.html. Scheduled sweeps do.")
+# Change points a sweep lists in its output (the log of a scheduled sweep); all are stored.
+LOGGED_CHANGE_POINTS = 20
 
 
 @app.command("run", help="Run SUITE on the devices it selects; every result is stored as it "
              "arrives, and a sweep cut short can be resumed.")
 def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
         db: Path | None = DbOption, wide: bool = WideOption,
-        detect_changes: bool = DetectOption) -> None:
+        detect_changes: bool = DetectOption, report_dir: Path | None = ReportDirOption) -> None:
     from controller.farm.runner import load_inputs, run_suite
 
     devices_path = resolve_default(devices, DEVICES_FILE)
@@ -86,12 +91,35 @@ def run(suite: Path = SuiteArgument, devices: Path | None = DevicesOption,
                                  on_start=on_start), names, database, wide)
     except typer.Exit:
         # A partial sweep (a device down) still stored what it measured: its change points
-        # are recorded too, and the exit code stays the sweep's.
-        if detect_changes and started:
-            _detect(database, started[0])
+        # and report are made too, and the exit code stays the sweep's.
+        _after_sweep(database, started, detect_changes, report_dir)
         raise
-    if detect_changes and started:
+    _after_sweep(database, started, detect_changes, report_dir)
+
+
+def _after_sweep(database: Path, started: list[str], detect_changes: bool,
+                 report_dir: Path | None) -> None:
+    if not started:
+        return
+    if detect_changes:
         _detect(database, started[0])
+    if report_dir is not None:
+        _write_report(database, started[0], report_dir)
+
+
+def _write_report(database: Path, sweep_id: str, report_dir: Path) -> None:
+    from controller.report_page import build_report, changes_in, scope_for
+    from controller.results_frames import open_results
+
+    results = open_results(database)
+    scope = scope_for(results, sweep_id, None)
+    changes, series = changes_in(results, scope)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    out = report_dir / f"{sweep_id}.html"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(build_report(results, scope, changes, series), encoding="utf-8")
+    tmp.replace(out)
+    console.print(f"report: {out}", soft_wrap=True)
 
 
 def _detect(database: Path, sweep_id: str) -> None:
@@ -100,6 +128,14 @@ def _detect(database: Path, sweep_id: str) -> None:
     comparison = detect_changes(database, sweep_id)
     points = comparison.change_points()
     regressions = comparison.regressions()
+    names = {row["series_id"]: f"{row['device_name']}: {row['model_name']}"
+             for row in comparison.series.iter_rows(named=True)}
+    for t in points[:LOGGED_CHANGE_POINTS]:
+        where = "whole model" if t.layer_index is None else f"layer {t.layer_index} {t.op}"
+        moved = ", ".join(f"{a.layer_index} {a.op}" for a in t.layers)
+        console.print(f"change point: {t.direction} {(t.shift.ratio - 1) * 100:+.1f}% "
+                      f"{t.metric} on {names.get(t.series_id, t.series_id)}, {where}"
+                      + (f" (layers {moved})" if moved else ""), soft_wrap=True, markup=False)
     console.print(f"change points against the previous night: {len(points)} "
                   f"({len(regressions)} regressions), {len(comparison.series_changes)} series "
                   f"changes; see them with: joulefarm query \"SELECT * FROM change_points "

@@ -161,7 +161,7 @@ def build_synthetic_db(
                                   joulefarm_version="synthetic", git_revision="",
                                   rust_core_profile="release")
         for name, content, sha, layers, _, _ in parsed:
-            store.add_model(sha, name, "synthetic", len(content), layers)
+            store.add_model(sha, name, "synthetic", len(content), layers, content)
         for device in devices:
             meter = _meter(device)
             facts = _facts(device, meter)

@@ -9,10 +9,11 @@ import pytest
 
 from controller.provision.errors import ProvisionError
 from controller.provision.wheel import build_wheel
+from tests.helpers.nights import TwoNights, run_two_nights
 from tests.helpers.sshd import sshd_server
 
 # A fixture is found by name in a conftest; naming it here is the one import it needs.
-__all__ = ["agent_wheel", "in_virtualenv", "sshd_server"]
+__all__ = ["agent_wheel", "in_virtualenv", "sshd_server", "two_nights"]
 
 
 def in_virtualenv() -> bool:
@@ -27,3 +28,10 @@ def agent_wheel() -> Path:
         return build_wheel()
     except ProvisionError as exc:
         pytest.skip(f"cannot build the joulefarm wheel here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def two_nights(tmp_path_factory: pytest.TempPathFactory) -> TwoNights:
+    """Two real sweeps on the local simulated farm, one op type dearer on the second night
+    (``tests.helpers.nights``): what ``compare`` and ``report`` are tested on (about 25 s)."""
+    return run_two_nights(tmp_path_factory.mktemp("nights"))

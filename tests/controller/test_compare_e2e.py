@@ -7,62 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
 from agent.local import build_recipe
 from controller.results_frames import open_results
 from joulefarm.tflite.parse import read_layers
-from tests.helpers import REPO, run_cli
+from tests.helpers import run_cli
+from tests.helpers.nights import DEARER_OP, TwoNights
 
 pytestmark = pytest.mark.slow
 
-# Five repetitions a night: on a shared machine a layer's latency moves by tens of percent
-# between runs, and the test must see a 20% step through it.
-SUITE = """
-schema_version = 1
-name = "nightly"
 
-[select]
-names = ["rpi4-sim", "host"]
-
-[measure]
-mode = "layers"
-min_layer_duration_s = 0.02
-idle_duration_s = 0.2
-repetitions = 5
-
-[[model]]
-name = "tiny_cnn"
-recipe = "tiny_cnn"
-seed = 0
-"""
-DEARER_OP = "CONV_2D"
-
-
-def _dearer(devices: str) -> str:
-    """The demo farm, with rpi4-sim's CONV_2D layers drawing 20% more power."""
-    anchor = 'profile = "rpi4"\n'
-    assert anchor in devices
-    return devices.replace(
-        anchor, anchor + f"options = {{ op_energy_scale = {{ {DEARER_OP} = 1.2 }} }}\n")
-
-
-def test_compare_names_the_layers_of_the_op_that_became_dearer(tmp_path: Path) -> None:
-    suite = tmp_path / "nightly.toml"
-    suite.write_text(SUITE)
-    plain = (REPO / "devices.toml").read_text()
-    (tmp_path / "night1.toml").write_text(plain)
-    (tmp_path / "night2.toml").write_text(_dearer(plain))
-    db = tmp_path / "r.duckdb"
-    first = run_cli("sweep", "run", str(suite), "--devices", str(tmp_path / "night1.toml"),
-                    "--db", str(db))
-    assert first.returncode == 0, first.stdout + first.stderr
-    second = run_cli("sweep", "run", str(suite), "--devices", str(tmp_path / "night2.toml"),
-                     "--db", str(db), "--detect-changes")
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "change points against the previous night" in second.stdout
+def test_compare_names_the_layers_of_the_op_that_became_dearer(two_nights: TwoNights) -> None:
+    db = two_nights.db
+    assert "change points against the previous night" in two_nights.second_output
 
     before, after = open_results(db).sweeps()["sweep_id"].to_list()
     model = build_recipe("tiny_cnn", 0)

@@ -128,6 +128,8 @@ def test_schedule_command_prints_a_crontab_line_and_rejects_bad_cron() -> None:
                  "--print-crontab", timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("0 2 * * * ") and "sweep run" in ok.stdout
+    # Every night says what changed: change points recorded and logged, and a report written.
+    assert "--detect-changes" in ok.stdout and "--report-dir" in ok.stdout
     bad = run_cli("schedule", str(REPO / "benchmarks/demo.toml"), "--cron", "0 2 * *",
                   timeout=60)
     assert bad.returncode == 2 and "needs 5 fields" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -111,3 +112,70 @@ def store_night(store: ResultStore, runs: Sequence[Sequence[LayerRecord]], *,
     store.finish_sweep(sweep_id, "done")
     return sweep_id
 
+
+
+# -- two real nights on the local simulated farm (tests/controller/conftest.py: two_nights) --
+
+# Five repetitions a night: on a shared machine a layer's latency moves by tens of percent
+# between runs, and the tests must see a 20% step through it.
+NIGHTLY_SUITE = """
+schema_version = 1
+name = "nightly"
+
+[select]
+names = ["rpi4-sim", "host"]
+
+[measure]
+mode = "layers"
+min_layer_duration_s = 0.02
+idle_duration_s = 0.2
+repetitions = 5
+
+[[model]]
+name = "tiny_cnn"
+recipe = "tiny_cnn"
+seed = 0
+"""
+DEARER_OP = "CONV_2D"
+
+
+@dataclass(frozen=True)
+class TwoNights:
+    """A database of two sweeps of NIGHTLY_SUITE, the second with rpi4-sim's DEARER_OP layers
+    drawing 20% more power (the sim meter's ``op_energy_scale``), run as a scheduled sweep runs
+(--detect-changes --report-dir)."""
+
+    db: Path
+    before: str
+    after: str
+    second_output: str
+    report: Path
+    """What the second sweep wrote with --report-dir, as a scheduled sweep does."""
+
+
+def dearer(devices: str) -> str:
+    """The demo farm, with rpi4-sim's DEARER_OP layers drawing 20% more power."""
+    anchor = 'profile = "rpi4"\n'
+    assert anchor in devices
+    return devices.replace(
+        anchor, anchor + f"options = {{ op_energy_scale = {{ {DEARER_OP} = 1.2 }} }}\n")
+
+
+def run_two_nights(root: Path) -> TwoNights:
+    from controller.results_frames import open_results
+    from tests.helpers import REPO, run_cli
+
+    suite = root / "nightly.toml"
+    suite.write_text(NIGHTLY_SUITE)
+    plain = (REPO / "devices.toml").read_text()
+    (root / "night1.toml").write_text(plain)
+    (root / "night2.toml").write_text(dearer(plain))
+    db = root / "r.duckdb"
+    first = run_cli("sweep", "run", str(suite), "--devices", str(root / "night1.toml"),
+                    "--db", str(db))
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run_cli("sweep", "run", str(suite), "--devices", str(root / "night2.toml"),
+                     "--db", str(db), "--detect-changes", "--report-dir", str(root / "reports"))
+    assert second.returncode == 0, second.stdout + second.stderr
+    before, after = open_results(db).sweeps()["sweep_id"].to_list()
+    return TwoNights(db, before, after, second.stdout, root / "reports" / f"{after}.html")

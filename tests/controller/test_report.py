@@ -1,0 +1,131 @@
+"""``joulefarm report``: one self-contained HTML page, checked as text and in a real browser.
+
+The browser is Debian's Chromium, driven by selenium through the system's chromedriver
+(.ci/run installs both): the page must open with no console error, load nothing, and draw
+every plot. A screenshot is saved for a person to look at (its path is printed; set
+JOULEFARM_TEST_ARTIFACTS to keep it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from controller.estimators.export import fit_and_export
+from controller.estimators.synthetic import DEVICES, build_synthetic_db
+from tests.helpers import run_cli
+from tests.helpers.nights import DEARER_OP, TwoNights
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def page(two_nights: TwoNights, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    done = run_cli("report", "--db", str(two_nights.db), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"wrote {out}" in " ".join(done.stdout.split())
+    return out
+
+
+def test_the_page_loads_nothing_and_marks_simulated_data(page: Path) -> None:
+    text = page.read_text()
+    assert "<script" not in text
+    # Nothing fetched: no src or href to a network, no CSS import.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+    assert "@import" not in text and "url(http" not in text
+    svgs = text.count("<svg")
+    assert svgs >= 5  # devices, layers, two traces, history
+    assert text.count("SIMULATED data") >= svgs  # every plot's title says so
+    assert "SIMULATED data:</b>" in text  # and the banner
+
+
+def test_the_page_shows_the_night_that_made_one_op_dearer(page: Path) -> None:
+    text = page.read_text()
+    changes = text[text.index("What changed"):text.index("Devices side by side")]
+    assert "rpi4-sim" in changes and DEARER_OP in changes and "regression" in changes
+    assert "+20." in changes or "+19." in changes or "+21." in changes  # about 20% up
+    history = text[text.index("History of each series"):]
+    assert "regression" in history  # the change point is drawn on the series' history
+
+
+@pytest.mark.must_run  # a page is checked in a real browser, never skipped in CI
+def test_the_page_renders_in_a_real_browser(page: Path, tmp_path: Path) -> None:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Debian's chromium and chromium-driver are missing (apt-get install -y "
+                    "chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1100,1400"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(page.as_uri())
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+        plots = driver.execute_script(
+            "return Array.from(document.querySelectorAll('figure svg')).map(s => "
+            "[s.getBoundingClientRect().width, s.getBoundingClientRect().height, "
+            "s.querySelectorAll('path').length])")
+        assert len(plots) >= 5
+        assert all(w > 200 and h > 100 and paths > 10 for w, h, paths in plots), plots
+        assert driver.execute_script("return performance.getEntriesByType('resource').length") \
+            == 0  # nothing was loaded
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(1100, min(int(height) + 100, 16000))
+        shot = Path(os.environ.get("JOULEFARM_TEST_ARTIFACTS", tmp_path)) / "report.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(shot))
+        print(f"report screenshot: {shot}")
+    finally:
+        driver.quit()
+    assert shot.stat().st_size > 50_000
+
+
+def test_estimators_are_drawn_against_what_was_measured(tmp_path: Path) -> None:
+    db = build_synthetic_db(tmp_path / "syn.duckdb", devices=DEVICES[:2], n_configs=40,
+                            n_chains=4, seed=3)
+    fit_and_export(db, "latency", tmp_path / "est", schemes=())
+    out = tmp_path / "report.html"
+    done = run_cli("report", "--db", str(db), "--out", str(out), "--estimator",
+                   str(tmp_path / "est"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = out.read_text()
+    section = text[text.index("predicted against measured"):]
+    assert "latency_s predicted vs measured" in section and section.count("<svg") == 1
+
+
+def test_a_scheduled_sweep_logs_its_change_points_and_writes_its_report(
+        two_nights: TwoNights) -> None:
+    log = " ".join(two_nights.second_output.split())
+    assert "change point: regression" in log and "rpi4-sim: tiny_cnn, layer" in log
+    assert f"report: {two_nights.report}" in log
+    text = two_nights.report.read_text()
+    assert "What changed" in text and DEARER_OP in text and "<script" not in text
+
+
+def test_bad_requests_name_their_cause(two_nights: TwoNights, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    for args, words in ((["--sweep", "sweep-nope"], "no sweep"),
+                        (["--since", "yesterday"], "--since"),
+                        (["--since", "2999-01-01"], "no sweep started"),
+                        (["--sweep", two_nights.after, "--since", "2026-01-01"], "not both")):
+        done = run_cli("report", "--db", str(two_nights.db), "--out", str(out), *args)
+        assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
+    missing = run_cli("report", "--db", str(tmp_path / "none.duckdb"), "--out", str(out))
+    assert missing.returncode == 2 and "no results database" in missing.stderr
+    assert not out.exists()
+    both = run_cli("report", "--db", str(two_nights.db), "--out", str(out), "--since",
+                   "2000-01-01")
+    assert both.returncode == 0 and "2 sweep(s) since" in both.stdout
