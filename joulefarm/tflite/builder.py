@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from joulefarm.errors import ModelError
-from joulefarm.tflite.flatbuffer import make_buffer, pack_model
+from joulefarm.tflite.flatbuffer import make_buffer, operator_codes, pack_model
 from joulefarm.tflite.ops import OpShapes, op_entry
 from joulefarm.tflite.schema import op_codes, tfl
 from joulefarm.tflite.variants import ActivationRanges, quantize_int8
@@ -31,7 +31,6 @@ from joulefarm.tflite.variants import ActivationRanges, quantize_int8
 Pair = tuple[int, int]
 Shape = tuple[int, ...]
 
-_PLACEHOLDER_CODE = 127  # BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
 _PADDINGS = ("SAME", "VALID")
 _ACTIVATIONS = ("NONE", "RELU", "RELU6")
 
@@ -971,15 +970,7 @@ def build_model(input_shape: Sequence[int], layers: Sequence[LayerSpec], *, seed
     model.description = f"joulefarm builder: {name} (seed {seed})"
     model.subgraphs = [graph]
     model.buffers = g.buffers
-    codes = []
-    for code in sorted(g.opcodes, key=g.opcodes.__getitem__):
-        opcode = tfl.OperatorCodeT()
-        opcode.builtinCode = code
-        # Readers that predate extended codes look only at the deprecated field (capped at 127).
-        opcode.deprecatedBuiltinCode = min(code, _PLACEHOLDER_CODE)
-        opcode.version = 1
-        codes.append(opcode)
-    model.operatorCodes = codes
+    model.operatorCodes = operator_codes(g.opcodes)
     return pack_model(model)
 
 

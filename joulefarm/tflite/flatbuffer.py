@@ -270,6 +270,23 @@ def _aligned_buffer_class() -> type:
     return AlignedBufferT
 
 
+_PLACEHOLDER_CODE = 127  # BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
+
+
+def operator_codes(opcodes: dict[int, int]) -> list[tfl.OperatorCodeT]:
+    """``ModelT.operatorCodes`` for builtin codes numbered as ``opcodes`` says (code -> its
+    index in the table), version 1 each."""
+    codes = []
+    for code in sorted(opcodes, key=opcodes.__getitem__):
+        opcode = tfl.OperatorCodeT()
+        opcode.builtinCode = code
+        # Readers that predate extended codes look only at the deprecated field (capped at 127).
+        opcode.deprecatedBuiltinCode = min(code, _PLACEHOLDER_CODE)
+        opcode.version = 1
+        codes.append(opcode)
+    return codes
+
+
 def make_buffer(data: bytes | np.ndarray | None = None) -> tfl.BufferT:
     """A buffer for ``ModelT.buffers``; ``None`` or empty means "no constant data"."""
     buffer = _aligned_buffer_class()()
