@@ -20,6 +20,7 @@ from joulefarm.tflite import (
     read_layers,
 )
 from joulefarm.tflite.flatbuffer import buffer_data_offsets, numpy_dtype, unpack_model
+from tests.helpers.models import run_once
 
 
 def constants(model_bytes: bytes) -> dict[int, np.ndarray]:
@@ -32,13 +33,6 @@ def constants(model_bytes: bytes) -> dict[int, np.ndarray]:
             dtype = numpy_dtype(tensor.type)
             out[t] = np.frombuffer(data.tobytes(), dtype).reshape(tuple(tensor.shape))
     return out
-
-
-def run_once(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    whole = WholeModel(model_bytes)
-    whole.set_inputs([x])
-    whole.invoke()
-    return whole.outputs()[0]
 
 
 def same_pad(size: int, k: int, s: int) -> tuple[int, int]:

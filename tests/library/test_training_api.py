@@ -17,13 +17,13 @@ from joulefarm.tflite.training import (
     trainable_model,
     training_info,
 )
-from tests.library.test_training_models import (
+from tests.helpers.training_reference import TrainingReference, reference_case
+from tests.helpers.training_runtime import (
     GRADIENT_RTOL,
     assert_close_to,
     interpreter,
     train_once,
 )
-from tests.library.test_training_numpy import TrainingReference, reference_case
 
 # conv 1x1 (0), conv 3x2 stride 2 VALID (1), reshape (2), fully connected (3)
 FROZEN_CASE = "conv_valid_s2"

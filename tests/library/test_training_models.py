@@ -1,11 +1,11 @@
 """Trainable models in the runtime: gradients and updates against the numpy reference
-(``test_training_numpy``), finite differences of the runtime's own loss, learning, op tags."""
+(``tests/helpers/training_reference.py``), finite differences of the runtime's own loss,
+learning, op tags."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from joulefarm.tflite.builder import (
     AveragePool2D,
@@ -26,7 +26,7 @@ from joulefarm.tflite.training import (
     trainable_model,
     training_info,
 )
-from tests.library.test_training_numpy import (
+from tests.helpers.training_reference import (
     REFERENCE_MODELS,
     WEIGHT_NAMES,
     TrainingReference,
@@ -34,29 +34,12 @@ from tests.library.test_training_numpy import (
     reference_case,
     sgd_steps,
 )
-
-GRADIENT_RTOL = 1e-5
-"""Runtime gradients (float32) against the float64 reference: the largest error, relative to
-the largest gradient element of the same weight."""
-
-
-def interpreter(model: bytes, xnnpack: bool = False) -> Interpreter:
-    resolver = (OpResolverType.BUILTIN if xnnpack
-                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    return Interpreter(model_content=model, experimental_op_resolver_type=resolver)
-
-
-def train_once(model: bytes, x: np.ndarray, target: np.ndarray, xnnpack: bool = False
-               ) -> dict[str, np.ndarray]:
-    it = interpreter(model, xnnpack)
-    return it.get_signature_runner("train")(x=x.astype(np.float32),
-                                            y_true=target.astype(np.float32))
-
-
-def assert_close_to(got: np.ndarray, expected: np.ndarray, rtol: float, what: str) -> None:
-    scale = max(float(np.abs(expected).max()), 1e-6)
-    error = float(np.abs(got - expected).max())
-    assert error <= rtol * scale, f"{what}: error {error:.3g}, scale {scale:.3g}"
+from tests.helpers.training_runtime import (
+    GRADIENT_RTOL,
+    assert_close_to,
+    interpreter,
+    train_once,
+)
 
 
 def with_weights(model_bytes: bytes, ref: TrainingReference, params: dict[str, np.ndarray]
@@ -132,7 +115,7 @@ def test_trainable_model_is_build_model_made_trainable():
 
 
 def test_infer_matches_the_inference_model():
-    from tests.library.test_models_builder import run_once
+    from tests.helpers.models import run_once
 
     model, _, x, _ = reference_case("mlp")
     it = interpreter(trainable_from_model(model, loss="mse", optimizer="sgd"))
