@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from agent.facts import collect_facts
 from agent.measure import measure
+from agent.measure_train import TrainResult, measure_train
 from agent.meters.base import Meter
 from agent.meters.factory import open_meter
 from agent.runtimes.backend import runtime_info
@@ -31,10 +32,12 @@ def runtime_layers(model_bytes: bytes, input_shapes: GivenShapes | None = None
 
 __all__ = [
     "Meter",
+    "TrainResult",
     "build_recipe",
     "calibration_ranges",
     "collect_facts",
     "measure",
+    "measure_train",
     "open_meter",
     "runtime_info",
     "runtime_layers",

@@ -481,10 +481,12 @@ def _truth(meter: Meter) -> Callable[[float, float], float] | None:
     return getattr(meter, "true_energy_j", None) if meter.description.simulated else None
 
 
-def _result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
-            runtime: tuple[str, str], fit: Alignment, layers: tuple[LayerRecord, ...] = (),
-            whole: WholeModelRecord | None = None, pairs: tuple[PairRecord, ...] = ()
-            ) -> BenchmarkResult:
+def benchmark_result(raw: RawRun, meter: Meter, settings: MeasureSettings, model_sha256: str,
+                     runtime: tuple[str, str], fit: Alignment,
+                     layers: tuple[LayerRecord, ...] = (),
+                     whole: WholeModelRecord | None = None, pairs: tuple[PairRecord, ...] = ()
+                     ) -> BenchmarkResult:
+    """The result of a run from its recording, alignment and records."""
     return BenchmarkResult(
         model_sha256=model_sha256,
         mode=settings.mode,
@@ -570,8 +572,9 @@ def integrate_run(
         # With a layer not measured (not_isolated) the sum is partial: no check to make.
         if not chain.not_isolated and not 1 / MAX_LAYER_SUM_RATIO <= ratio <= MAX_LAYER_SUM_RATIO:
             fit = replace(fit, flags=(*fit.flags, "implausible_layer_sum"))
-    return _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(layers),
-                   whole=whole, pairs=pair_records(raw, chain, fit, meter))
+    return benchmark_result(raw, meter, settings, model_sha256, runtime, fit,
+                            layers=tuple(layers), whole=whole,
+                            pairs=pair_records(raw, chain, fit, meter))
 
 
 def _with_not_isolated(layers: list[LayerRecord], chain: LayerChain) -> list[LayerRecord]:
@@ -667,7 +670,7 @@ def integrate_whole(raw: RawRun, meter: Meter, settings: MeasureSettings, model_
     """The whole-mode result: one window, energy per inference, latency percentiles."""
     fit = align_and_baseline(raw)
     record = whole_record(raw, fit, meter, settings, settings.min_duration_s)
-    return _result(raw, meter, settings, model_sha256, runtime, fit, whole=record)
+    return benchmark_result(raw, meter, settings, model_sha256, runtime, fit, whole=record)
 
 
 def runtime_options(settings: MeasureSettings) -> dict[str, Any]:
@@ -817,7 +820,8 @@ def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], mete
             coverage=(float(np.average(coverage[sel], weights=durations[sel])) if d > 0
                       else float(coverage[sel].mean())),
             flags=tuple(sorted(flags)), true_energy_j=true_j))
-    result = _result(raw, meter, settings, model_sha256, runtime, fit, layers=tuple(records))
+    result = benchmark_result(raw, meter, settings, model_sha256, runtime, fit,
+                              layers=tuple(records))
     extra = ("delegate_ops_unmapped",) if ((run.node_index < 0) & (run.subgraph == 0)).any() \
         else ()
     return replace(result, flags=tuple(dict.fromkeys(result.flags + extra)))
@@ -873,13 +877,33 @@ def measure(
     that throttled is flagged, never silently averaged in. The whole run holds the host's
     measuring lease (``agent.host_lease``, ``host_lock``): no other agent on this machine
     measures, or prepares a model, meanwhile. Setting ``cancel`` stops it within about a
-    second (``agent.cancel``), with ``Cancelled``."""
+    second (``agent.cancel``), with ``Cancelled``. Train mode has a result of its own
+    (``agent.measure_train.measure_train``)."""
     cancel = cancel or Cancel()
     modes = {Mode.WHOLE: measure_whole, Mode.LAYERS: measure_layers, Mode.INSITU: measure_insitu}
+    if settings.mode == Mode.TRAIN:
+        raise InputError("train mode returns per-phase rows: measure it with "
+                         "agent.measure_train.measure_train (in-process only)")
     if settings.mode not in Mode.values():
         raise InputError(f"unknown measuring mode {settings.mode!r} (known: "
                          f"{', '.join(Mode.values())})")
     run = modes[Mode(settings.mode)]
+
+    def one_run(fitted: MeasureSettings) -> BenchmarkResult:
+        return run(model_bytes, model_sha256, meter, fitted, runtime, progress, cancel)
+
+    return measured_under_lease(one_run, meter, settings, progress, sysfs_root, host_lock,
+                                lease_wait_s, cancel)
+
+
+def measured_under_lease(
+    run: Callable[[MeasureSettings], BenchmarkResult], meter: Meter, settings: MeasureSettings,
+    progress: ProgressFn | None, sysfs_root: Path, host_lock: Path | None, lease_wait_s: float,
+    cancel: Cancel,
+) -> BenchmarkResult:
+    """``run(settings fitted to the meter)`` under the host's measuring lease, the thread
+    switch interval shortened while it records, CPU conditions read before and after and
+    compared (``measure``)."""
     settings = fit_to_meter(settings, meter.description.sample_rate_hz)
 
     def waiting(waited_s: float) -> None:
@@ -894,7 +918,7 @@ def measure(
         switch = sys.getswitchinterval()
         sys.setswitchinterval(RECORDING_SWITCH_INTERVAL_S)
         try:
-            result = run(model_bytes, model_sha256, meter, settings, runtime, progress, cancel)
+            result = run(settings)
         finally:
             sys.setswitchinterval(switch)
         after = read_conditions(sysfs_root)

@@ -44,6 +44,9 @@ class Mode(_StrEnum):
     """The whole model looped: latency percentiles and energy per inference."""
     INSITU = "insitu"
     """The whole model looped under the runtime's per-op profiler."""
+    TRAIN = "train"
+    """A trainable model's ``train`` signature looped under the per-op profiler: energy per
+    training step, per layer and phase (in-process only: ``joulefarm bench``)."""
 
 
 class Platform(_StrEnum):

@@ -923,11 +923,13 @@ def _static_outputs(model_bytes: bytes, inputs: list[np.ndarray], num_threads: i
 def open_profiled_model(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack: bool = False,
                         seed: int = 0, backend: str | None = None,
                         input_shapes: GivenShapes | None = None,
+                        inputs: Sequence[np.ndarray] | None = None,
                         _probe_first: bool = True) -> ProfiledModel:
     """Load ``model_bytes`` in the first backend that works (or ``backend``), with seeded random
     inputs (``agent.runtimes.chain.random_array``, as ``WholeModel.random_inputs(seed)``) of the
     shapes ``joulefarm.tflite.inputs.resolve_input_shapes`` gives for ``input_shapes`` (by input
-    name or position), as ``WholeModel``'s.
+    name or position), as ``WholeModel``'s; or with ``inputs`` (model input order, at those
+    shapes), for inputs whose values matter (a training step's targets).
 
     Raises ``ProfilerUnavailable`` (with every backend's reason) when none works, ``InputError``
     for an input that needs a shape and has none, and ``ModelError`` for models that cannot be
@@ -937,9 +939,16 @@ def open_profiled_model(model_bytes: bytes, *, num_threads: int = 1, use_xnnpack
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     plan = resolve_input_shapes(bytes(model_bytes), input_shapes)
     facts = _at_shapes(_model_facts(model_bytes), plan)
-    inputs = _random_inputs(facts, seed)
-    session = _open_session(_static_outputs(bytes(model_bytes), inputs, num_threads), facts,
-                            inputs, backend, num_threads, use_xnnpack, _probe_first)
+    if inputs is None:
+        arrays = _random_inputs(facts, seed)
+    else:
+        expected = [spec.shape for spec in facts.inputs]
+        shapes = [np.shape(a) for a in inputs]
+        if shapes != expected:
+            raise ModelError(f"inputs of shapes {shapes} for a model that runs {expected}")
+        arrays = [np.asarray(a, spec.dtype) for a, spec in zip(inputs, facts.inputs, strict=True)]
+    session = _open_session(_static_outputs(bytes(model_bytes), arrays, num_threads), facts,
+                            arrays, backend, num_threads, use_xnnpack, _probe_first)
     return ProfiledModel(session, facts, num_threads=num_threads, use_xnnpack=use_xnnpack,
                          input_plan=plan)
 

@@ -28,11 +28,14 @@ from joulefarm.limits import (
 )
 
 if TYPE_CHECKING:
-    from joulefarm.results import BenchmarkResult
+    from agent.local import Meter
+    from joulefarm.results import BenchmarkResult, MeasureSettings
 
 ModeOption = typer.Option("layers", "--mode", help="layers: each layer looped alone; "
                           "whole: the whole model looped (latency percentiles); insitu: the "
-                          "whole model looped with the runtime's per-op profiler.")
+                          "whole model looped with the runtime's per-op profiler; train: a "
+                          "trainable model's training step looped with the per-op profiler "
+                          "(forward, backward and update per layer).")
 MeterOption = typer.Option("sim", "--meter", help="Meter kind (sim simulates power).")
 ProfileOption = typer.Option("host", "--profile", help="Simulated device profile (sim meter).")
 RateOption = typer.Option(None, "--sample-rate-hz", help="Meter sample rate.")
@@ -46,6 +49,11 @@ JsonOption = typer.Option(False, "--json", help="Shorthand for --format json.")
 XnnpackOption = typer.Option(False, "--xnnpack/--no-xnnpack",
                              help="Use TFLite's default XNNPACK delegate (fuses ops).")
 DelegateOption = typer.Option(None, "--delegate", help="External delegate library (.so).")
+OptimizerOption = typer.Option(None, "--optimizer", help="Train mode, for a model without a "
+                               "train signature: make it trainable on the fly with this "
+                               "optimizer (sgd or adam; default settings), at its batch size.")
+LossOption = typer.Option("mse", "--loss", help="Train mode, with --optimizer: the loss (mse or "
+                          "softmax_cross_entropy).")
 PairsOption = typer.Option(False, "--pairs", help="Layers mode: also loop each adjacent pair of "
                            "layers (the second reading the first's output) as one sub-model and "
                            "print which pairs the runtime fuses (nn-Meter's rule).")
@@ -170,12 +178,19 @@ def bench(
     delegate: Path | None = DelegateOption,
     pairs: bool = PairsOption,
     input_shape: list[str] | None = InputShapeOption,
+    optimizer: str | None = OptimizerOption,
+    loss: str = LossOption,
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole).
 
     Layers mode ends with three rows: total (the layers' sum per inference), whole (the unsplit
     model looped in the same run: its median call, energy per inference) and ratio (layers /
-    whole). In JSON they are the list "totals" beside "layers"."""
+    whole). In JSON they are the list "totals" beside "layers".
+
+    Train mode prints, per layer, the forward, backward and update energy and latency per
+    training step; then model-wide work (the loss), the time between ops, the step as measured
+    and the additivity (op windows / step). Give a trainable model (one with a train
+    signature, joulefarm.tflite.training) or --optimizer to make one of MODEL."""
     from agent.local import measure, open_meter, runtime_info  # the agent, in-process
     from joulefarm.results import MeasureSettings, shape_text
     from joulefarm.tflite.inputs import parse_input_shape
@@ -184,6 +199,8 @@ def bench(
         raise InputError(f"--mode: unknown mode {mode!r} (known: {', '.join(Mode.values())})")
     if pairs and mode != Mode.LAYERS:
         raise InputError(f"--pairs needs --mode layers (got --mode {mode})")
+    if optimizer is not None and mode != Mode.TRAIN:
+        raise InputError(f"--optimizer needs --mode train (got --mode {mode})")
     _check_bounds(threads, min_duration_s, min_layer_duration_s, sample_rate_hz)
     input_shapes = tuple(parse_input_shape(text) for text in input_shape or ())
     content = read_model_file(model)
@@ -195,6 +212,10 @@ def bench(
                                min_layer_duration_s=min_layer_duration_s, use_xnnpack=xnnpack,
                                delegate_path=str(delegate) if delegate else "", pairs=pairs,
                                input_shapes=input_shapes)
+    fmt = OutputFormat.json if as_json else fmt
+    if mode == Mode.TRAIN:
+        _bench_train(model, content, power_meter, settings, fmt, optimizer, loss)
+        return
     sha = hashlib.sha256(content).hexdigest()
     try:
         with console.status(f"measuring {model.name} ({mode})"):
@@ -203,7 +224,6 @@ def bench(
         raise ModelError(f"{model}: {e}") from e
     except InputError as e:  # an input the shape rule refuses (joulefarm.tflite.inputs)
         raise InputError(f"{model}: {e}") from e
-    fmt = OutputFormat.json if as_json else fmt
     source = "simulated" if result.meter.simulated else "measured"
     meter_text = (f"meter {result.meter.kind}"
                   f"{':' + result.meter.profile if result.meter.profile else ''} "
@@ -235,6 +255,42 @@ def bench(
         print_sections([("layers", columns, [*rows, *totals], title), *pair_sections], fmt)
     if result.flags:
         # CSV and JSON keep stdout to the data, which a program reads whole.
+        out = console if fmt is OutputFormat.table else err_console
+        out.print(f"run flags: {', '.join(result.flags)}")
+
+
+def _bench_train(model: Path, content: bytes, power_meter: Meter, settings: MeasureSettings,
+                 fmt: OutputFormat, optimizer: str | None, loss: str) -> None:
+    """``--mode train``: per layer rows, then the totals (``controller.cli.bench_train``)."""
+    from agent.local import measure_train, runtime_info
+    from controller.cli.bench_train import COLUMNS, train_rows, trainable
+
+    try:
+        content, made = trainable(content, optimizer, loss)
+        sha = hashlib.sha256(content).hexdigest()
+        with console.status(f"measuring {model.name} (train)"):
+            done = measure_train(content, sha, power_meter, settings, runtime_info())
+    except ModelError as e:
+        raise ModelError(f"{model}: {e}") from e
+    except InputError as e:
+        raise InputError(f"{model}: {e}") from e
+    result = done.result
+    source = "simulated" if result.meter.simulated else "measured"
+    meter_text = (f"meter {result.meter.kind}"
+                  f"{':' + result.meter.profile if result.meter.profile else ''} "
+                  f"({source.upper()})")
+    rows, totals = train_rows(done)
+    columns = [*COLUMNS, "energy_source"]
+    for row in (*rows, *totals):
+        row.append(source)
+    title = (f"{model.name}: train ({made}), per training step, {meter_text}, "
+             f"{result.runtime_name} {result.runtime_version}, idle {result.idle_power_w:.3f} W")
+    if fmt is OutputFormat.json:
+        print_sections([("layers", columns, rows, title), ("totals", columns, totals, None)],
+                       fmt)
+    else:
+        print_sections([("layers", columns, [*rows, *totals], title)], fmt)
+    if result.flags:
         out = console if fmt is OutputFormat.table else err_console
         out.print(f"run flags: {', '.join(result.flags)}")
 

@@ -308,8 +308,13 @@ class _SuiteChecker(Checker):
         expected = _SETTING_TYPES[key]
         if not self.typed(value, expected, at):
             return False
+        if key == "mode" and value == Mode.TRAIN:
+            # Its per-phase rows have no place in the wire format or the store.
+            self.error(at, "mode 'train' runs in-process only (joulefarm bench --mode train)")
+            return False
         if key == "mode" and value not in Mode.values():
-            self.error(at, unknown_choice("mode", value, Mode.values()))
+            suite_modes = tuple(m for m in Mode.values() if m != Mode.TRAIN)
+            self.error(at, unknown_choice("mode", value, suite_modes))
             return False
         if expected in ("integer", "number"):
             return self.within(at, value, *MEASURE_BOUNDS[key])

@@ -69,6 +69,11 @@ def test_unknown_keys_and_choices_say_did_you_mean_and_every_problem_is_kept(
     assert str(err) == str(err.problems[0])
 
 
+def test_train_mode_is_refused_in_a_suite(tmp_path: Path) -> None:
+    err = _error(tmp_path, GOOD.replace('mode = "whole"', 'mode = "train"'))
+    assert "measure.mode: mode 'train' runs in-process only" in str(err)
+
+
 def test_schedule_and_select_problems_are_placed(tmp_path: Path) -> None:
     err = _error(tmp_path, GOOD + '\n[schedule]\ncron = "0 25 * * *"\n')
     assert ":16: schedule.cron: hour: '25' is not valid" in str(err)
