@@ -877,13 +877,16 @@ def measure(
     that throttled is flagged, never silently averaged in. The whole run holds the host's
     measuring lease (``agent.host_lease``, ``host_lock``): no other agent on this machine
     measures, or prepares a model, meanwhile. Setting ``cancel`` stops it within about a
-    second (``agent.cancel``), with ``Cancelled``. Train mode has a result of its own
-    (``agent.measure_train.measure_train``)."""
+    second (``agent.cancel``), with ``Cancelled``. Train mode is
+    ``agent.measure_train.measure_train``'s result (its rows in ``phases``)."""
     cancel = cancel or Cancel()
     modes = {Mode.WHOLE: measure_whole, Mode.LAYERS: measure_layers, Mode.INSITU: measure_insitu}
     if settings.mode == Mode.TRAIN:
-        raise InputError("train mode returns per-phase rows: measure it with "
-                         "agent.measure_train.measure_train (in-process only)")
+        # Imported here: measure_train builds on this module's recording functions.
+        from agent.measure_train import measure_train
+
+        return measure_train(model_bytes, model_sha256, meter, settings, runtime, progress,
+                             sysfs_root, host_lock, lease_wait_s, cancel).result
     if settings.mode not in Mode.values():
         raise InputError(f"unknown measuring mode {settings.mode!r} (known: "
                          f"{', '.join(Mode.values())})")

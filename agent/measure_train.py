@@ -8,8 +8,8 @@ fixed seeded batch for ``min_duration_s`` and ``min_iterations`` steps with the 
 profiler on. The step's energy and latency come from the whole loop's window (as whole mode's
 energy per inference); each op event's energy from its own window, summed per (layer, phase).
 
-The result stays in-process (``joulefarm bench --mode train``): its (layer, phase) rows have
-no place in the wire format or the store, whose layer rows have no phase column.
+The (layer, phase) rows are ``BenchmarkResult.phases``: sent by the agent (``PhaseColumns``)
+and stored in ``phase_measurements``.
 """
 
 from __future__ import annotations
@@ -37,65 +37,46 @@ from agent.runtimes.profiler import ProfileRun, open_profiled_model
 from agent.runtimes.train_step import TrainStep, train_step
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError
-from joulefarm.results import BenchmarkResult, MeasureSettings
+from joulefarm.results import TRAIN_PHASE_GROUPS, BenchmarkResult, MeasureSettings, PhaseRecord
 from joulefarm.tflite.parse import read_layers
-
-FORWARD_PHASES = frozenset({"forward"})
-BACKWARD_PHASES = frozenset({"backward-activation", "backward-input", "backward-weights"})
-UPDATE_PHASES = frozenset({"update"})
-
-
-@dataclass(frozen=True)
-class PhaseRecord:
-    """One layer's ops of one phase, per training step (``layer`` None: model-wide work, such
-    as the loss or Adam's per-step powers)."""
-
-    layer: int | None
-    op: str
-    """The layer's op (``""`` for model-wide work)."""
-    phase: str
-    ops: int
-    """Ops of the train subgraph in this (layer, phase)."""
-    events: int
-    """Profiler events attributed to them over the run: ``ops`` times the steps when no op
-    went unseen."""
-    latency_s: float
-    """Sum of their windows, per step."""
-    energy_j: float
-    """Energy in their windows, per step."""
-    true_energy_j: float | None = None
-    """The simulator's exact energy (simulated meters only)."""
 
 
 @dataclass(frozen=True)
 class TrainResult:
     """A train-mode run: ``result.whole`` is the step (energy and latency per training step,
-    ``iterations`` steps), ``phases`` the per (layer, phase) rows."""
+    ``iterations`` steps), ``result.phases`` the per (layer, phase) rows."""
 
     result: BenchmarkResult
-    phases: tuple[PhaseRecord, ...]
-    train_ops: int
-    """Ops of the train subgraph; every one has a row's ``ops`` counting it."""
-    attributed_latency_s: float
-    """Sum of every op window per step: against ``result.whole.latency_mean_s`` it is the
-    additivity check (the rest is the runtime's work between ops and the loop's)."""
+
+    @property
+    def phases(self) -> tuple[PhaseRecord, ...]:
+        return self.result.phases
+
+    @property
+    def train_ops(self) -> int:
+        """Ops of the train subgraph; every one is counted in one row's ``ops``."""
+        return sum(r.ops for r in self.phases)
+
+    @property
+    def attributed_latency_s(self) -> float:
+        """Sum of every op window per step: against ``result.whole.latency_mean_s`` it is the
+        additivity check (the rest is the runtime's work between ops and the loop's)."""
+        return sum(r.latency_s for r in self.phases)
 
     def split(self, layer: int | None) -> dict[str, tuple[float, float]]:
         """(energy J, latency s) per step of ``layer``'s forward, backward and update."""
-        groups = {"forward": FORWARD_PHASES, "backward": BACKWARD_PHASES,
-                  "update": UPDATE_PHASES}
         return {name: (sum(r.energy_j for r in self.phases
                            if r.layer == layer and r.phase in phases),
                        sum(r.latency_s for r in self.phases
                            if r.layer == layer and r.phase in phases))
-                for name, phases in groups.items()}
+                for name, phases in TRAIN_PHASE_GROUPS.items()}
 
 
 def phase_records(raw: RawRun, run: ProfileRun, step: TrainStep, meter: Meter, offset_s: float
                   ) -> tuple[PhaseRecord, ...]:
-    """Every op event of the train subgraph integrated, then summed per (layer, phase) and
-    divided by the steps."""
-    tags = step.info.ops("train")
+    """Every op event of the train subgraph integrated, then summed per (layer, op, phase)
+    (``TrainStep.tags``) and divided by the steps."""
+    tags = step.tags
     main = (run.subgraph == 0) & (run.node_index >= 0)
     starts, ends, nodes = run.starts_s[main], run.ends_s[main], run.node_index[main]
     if len(nodes) and int(nodes.max()) >= len(tags):
@@ -105,10 +86,9 @@ def phase_records(raw: RawRun, run: ProfileRun, step: TrainStep, meter: Meter, o
                                       dtype=np.float64))
     many_truths = getattr(meter, "true_energies_j", None) if meter.description.simulated else None
     truth = np.asarray(many_truths(starts, ends)) if many_truths else None
-    keys = sorted({(tag.layer, tag.phase) for tag in tags},
-                  key=lambda k: (-1 if k[0] is None else k[0], k[1]))
+    keys = sorted(set(tags), key=lambda k: (-1 if k[0] is None else k[0], k[1], k[2]))
     group = {key: k for k, key in enumerate(keys)}
-    of_node = np.array([group[(tag.layer, tag.phase)] for tag in tags], np.int64)
+    of_node = np.array([group[tag] for tag in tags], np.int64)
     event_group = of_node[nodes]
     size = len(keys)
     steps = max(run.iterations, 1)
@@ -119,13 +99,12 @@ def phase_records(raw: RawRun, run: ProfileRun, step: TrainStep, meter: Meter, o
     op_count = np.bincount(of_node, minlength=size)
     event_count = np.bincount(event_group, minlength=size)
     return tuple(
-        PhaseRecord(layer=layer, op=step.info.layers[layer] if layer is not None else "",
-                    phase=phase, ops=int(op_count[k]), events=int(event_count[k]),
-                    latency_s=float(time_sum[k]) / steps,
+        PhaseRecord(layer=layer, op=op, phase=phase, ops=int(op_count[k]),
+                    events=int(event_count[k]), latency_s=float(time_sum[k]) / steps,
                     energy_j=float(energy_sum[k]) / steps,
                     true_energy_j=(float(truth_sum[k]) / steps if truth_sum is not None
                                    else None))
-        for k, (layer, phase) in enumerate(keys))
+        for k, (layer, op, phase) in enumerate(keys))
 
 
 def _measure_step(step: TrainStep, model_sha256: str, meter: Meter, settings: MeasureSettings,
@@ -142,11 +121,9 @@ def _measure_step(step: TrainStep, model_sha256: str, meter: Meter, settings: Me
     fit = align_and_baseline(raw)
     record = whole_record(raw, fit, meter, settings, settings.min_duration_s)
     phases = phase_records(raw, run, step, meter, fit.offset_s)
-    main = (run.subgraph == 0) & (run.node_index >= 0)
-    attributed = float((run.ends_s[main] - run.starts_s[main]).sum()) / max(run.iterations, 1)
     result = benchmark_result(raw, meter, settings, model_sha256,
                               (f"{runtime[0]} ({run.backend})", runtime[1]), fit, whole=record)
-    return TrainResult(result, phases, len(step.info.ops("train")), attributed)
+    return TrainResult(replace(result, phases=phases))
 
 
 def measure_train(
@@ -182,5 +159,5 @@ def measure_train(
 
     result = measured_under_lease(run, meter, settings, progress, sysfs_root, host_lock,
                                   lease_wait_s, stop)
-    return replace(measured[0], result=result)
+    return TrainResult(replace(result, phases=measured[-1].phases))
 

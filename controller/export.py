@@ -17,10 +17,13 @@ EXPORTS = {
     "layers": """SELECT r.sweep_id, r.device_name, r.model_name, r.mode,
                         l.* EXCLUDE (run_id), r.run_id
                  FROM layer_measurements l JOIN runs r USING (run_id)""",
-    "whole": """SELECT r.sweep_id, r.device_name, r.model_name, w.* EXCLUDE (run_id), r.run_id
+    "whole": """SELECT r.sweep_id, r.device_name, r.model_name, r.mode, w.* EXCLUDE (run_id),
+                       r.run_id
                 FROM whole_measurements w JOIN runs r USING (run_id)""",
     "pairs": """SELECT sweep_id, device_name, model_name, * EXCLUDE (sweep_id, device_name,
                        model_name) FROM layer_pairs""",
+    "phases": """SELECT sweep_id, device_name, model_name, * EXCLUDE (sweep_id, device_name,
+                        model_name) FROM train_phase_energy""",
     "runs": "SELECT * FROM runs",
 }
 SWEEP_PREFIX = "sweep_id="

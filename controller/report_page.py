@@ -8,8 +8,9 @@ attachment or an archive, years later. It reads the results through the results 
 Sections: what changed (change points of these nights against the night before, with the
 layers that moved, and series that changed: a new runtime version, another model file), devices
 side by side, each model's energy per layer per device, a run's power trace with its layer
-windows, the history of each series with its change points, and, given estimators, predicted
-against measured. Simulated data is marked on every plot and in a banner.
+windows, training steps (train mode: forward, backward and update per layer), the history of
+each series with its change points, and, given estimators, predicted against measured.
+Simulated data is marked on every plot and in a banner.
 """
 
 from __future__ import annotations
@@ -185,6 +186,57 @@ def _layers_section(layers: pl.DataFrame) -> str:
     return "".join(parts)
 
 
+def _training_section(results: Results, runs: pl.DataFrame, sweeps: Sequence[str]) -> str:
+    """Train-mode runs: each model's step per device (forward, backward, update, and what the
+    op windows hold of the step), and its energy per layer stacked by part."""
+    train = runs.filter((pl.col("mode") == "train") & pl.col("usable"))
+    if train.height == 0:
+        return ""
+    phases = results.phases(list(sweeps)).join(train.select("run_id"), on="run_id")
+    whole = results.whole(list(sweeps)).join(train.select("run_id"), on="run_id")
+    per_run = (phases.group_by("run_id", "part").agg(pl.col("energy_j").sum())
+               .pivot(on="part", index="run_id", values="energy_j")
+               .join(whole.select("run_id", "device_name", "model_name", "energy_j",
+                                  "latency_mean_s", "simulated"), on="run_id"))
+    for part in (*plots.TRAIN_PARTS, "other"):
+        if part not in per_run.columns:
+            per_run = per_run.with_columns(pl.lit(0.0).alias(part))
+    step = (per_run.group_by("device_name", "model_name").agg(
+        pl.col("energy_j").median(), pl.col("latency_mean_s").median(),
+        *(pl.col(p).median() for p in (*plots.TRAIN_PARTS, "other")),
+        pl.col("simulated").any()).sort("model_name", "device_name"))
+    rows = []
+    for r in step.iter_rows(named=True):
+        held = sum(r[p] or 0.0 for p in (*plots.TRAIN_PARTS, "other"))
+        rows.append([_esc(r["device_name"]), _esc(r["model_name"]),
+                     _number(r["energy_j"], " mJ", 1e3), _number(r["latency_mean_s"], " ms", 1e3),
+                     *(_number(r[p], " mJ", 1e3) for p in plots.TRAIN_PARTS),
+                     _number(held / r["energy_j"] if r["energy_j"] else math.nan, "", 1.0),
+                     "simulated" if r["simulated"] else "measured"])
+    parts = ["<h2>Training steps</h2>",
+             _table(["device", "model", "energy per step", "step", "forward", "backward",
+                     "update", "op windows / step", "energy source"], rows,
+                    numeric=(2, 3, 4, 5, 6, 7))]
+    per_layer = (phases.filter(pl.col("layer_index").is_not_null()
+                               & pl.col("part").is_in(plots.TRAIN_PARTS))
+                 .group_by("run_id", "device_name", "model_name", "layer_index", "part")
+                 .agg(pl.col("op").first(), pl.col("energy_j").sum(), pl.col("simulated").any())
+                 .group_by("device_name", "model_name", "layer_index", "part")
+                 .agg(pl.col("op").first(), pl.col("energy_j").median(),
+                      pl.col("simulated").any()))
+    pairs = per_layer.select("model_name", "device_name").unique().sort("model_name",
+                                                                        "device_name")
+    for model, device in pairs.head(MAX_MODELS).iter_rows():
+        mine = per_layer.filter((pl.col("model_name") == model)
+                                & (pl.col("device_name") == device))
+        parts.append(_plot(plots.training_step_per_layer(mine, f"{model} on {device}: "
+                                                               "one training step per layer"),
+                           f"{model} on {device}: median energy per training step of each "
+                           "layer's forward, backward (input and weight gradients) and update "
+                           "ops (train mode, the runtime's per-op events)."))
+    return "".join(parts)
+
+
 def _traces_section(results: Results, runs: pl.DataFrame, layers: pl.DataFrame) -> str:
     from joulefarm.traces.model import Trace
     from joulefarm.traces.parquet import read_trace_parquet
@@ -324,7 +376,9 @@ def build_report(results: Results, scope: ReportScope, changes: pl.DataFrame,
     runs = results.runs(list(scope.sweeps))
     layers = results.layers(list(scope.sweeps))
     history = results.runs()
-    tonight = _median_runs(runs.filter(pl.col("sweep_id") == scope.sweeps[-1]))
+    # A training step is not an inference: its runs have a section of their own.
+    tonight = _median_runs(runs.filter((pl.col("sweep_id") == scope.sweeps[-1])
+                                       & (pl.col("mode") != "train")))
     simulated = int(runs["simulated"].sum()) if runs.height else 0
     banner = ""
     if simulated:
@@ -341,6 +395,7 @@ def build_report(results: Results, scope: ReportScope, changes: pl.DataFrame,
         _changes_section(changes, series_changes),
         _devices_section(tonight),
         _layers_section(layers),
+        _training_section(results, runs, scope.sweeps),
         _traces_section(results, runs, layers),
         _history_section(history, changes),
         _estimators_section(results, estimators, tonight, runs),

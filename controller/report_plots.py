@@ -75,6 +75,34 @@ def layer_energy_per_device(layers: pl.DataFrame, model: str) -> str:
                    bool(layers["simulated"].any()))
 
 
+TRAIN_PARTS = ("forward", "backward", "update")
+
+
+def training_step_per_layer(parts: pl.DataFrame, title: str) -> str:
+    """Energy per training step of each layer (mJ), stacked by part: forward, backward (input
+    and weight gradients), update.
+
+    ``parts``: one row per (layer_index, part) with ``op``, ``energy_j`` and ``simulated``."""
+    fig, ax = _figure()
+    layers = sorted(parts["layer_index"].unique().to_list())
+    ops = dict(zip(parts["layer_index"].to_list(), parts["op"].to_list(), strict=True))
+    x = np.arange(len(layers))
+    bottom = np.zeros(len(layers))
+    for k, part in enumerate(TRAIN_PARTS):
+        rows = parts.filter(pl.col("part") == part)
+        energy = dict(zip(rows["layer_index"].to_list(), rows["energy_j"].to_list(),
+                          strict=True))
+        values = np.array([energy.get(i, 0.0) for i in layers]) * 1e3
+        ax.bar(x, values, bottom=bottom, color=_COLORS[k], label=part, width=0.7)
+        bottom += values
+    if len(layers) <= 40:
+        ax.set_xticks(x, [f"{i} {ops[i]}" for i in layers], rotation=70, fontsize=6)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("energy per training step (mJ)")
+    ax.legend(fontsize=7)
+    return _finish(fig, ax, title, bool(parts["simulated"].any()))
+
+
 def devices_side_by_side(runs: pl.DataFrame) -> str:
     """Energy per inference of each model on each device (mJ, log scale), grouped bars.
 

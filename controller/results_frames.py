@@ -1,7 +1,8 @@
 """The results as polars DataFrames, for notebooks, reports and ``joulefarm compare``.
 
 ``open_results(db)`` gives a ``Results`` whose methods each return one frame: ``sweeps``,
-``runs``, ``layers``, ``whole``, ``change_points`` and ``series_changes``. Every method's
+``runs``, ``layers``, ``whole``, ``phases`` (training steps), ``change_points`` and
+``series_changes``. Every method's
 docstring lists its columns and their units; docs/results-api.md shows them in use.
 
 Read-only, and never held open: each call opens the database read-only, reads, and closes it
@@ -93,6 +94,16 @@ FROM whole_measurements w JOIN runs r USING (run_id)
 WHERE $all OR list_contains($sweeps, r.sweep_id)
 ORDER BY w.run_id
 """
+_PHASES_SQL = """
+SELECT p.run_id, p.layer_index, p.op, p.phase,
+       CASE WHEN p.phase = 'forward' THEN 'forward' WHEN p.phase LIKE 'backward-%' THEN 'backward'
+            WHEN p.phase = 'update' THEN 'update' ELSE 'other' END AS part,
+       p.ops, p.events, p.latency_s, p.energy_j, p.energy_j / p.latency_s AS power_w,
+       p.true_energy_j, p.meter_kind, p.simulated
+FROM phase_measurements p JOIN runs r USING (run_id)
+WHERE $all OR list_contains($sweeps, r.sweep_id)
+ORDER BY p.run_id, p.layer_index NULLS LAST, p.phase
+"""
 # What the layer and whole frames take from their run, to be read without a join.
 _RUN_KEYS = ("sweep_id", "series_id", "device_name", "model_name", "mode", "repetition")
 
@@ -144,13 +155,14 @@ class Results:
 
         Keys: sweep_id, sweep_started_at (UTC), run_id, job_id, series_id (the measurement
         series, controller.series), device_name, device_fingerprint, model_name, model_sha256,
-        mode (layers | whole | insitu), config (the job's JSON), settings (config without seed
-        and repetition: canonical JSON), seed, repetition (0, 1, ... within a configuration),
-        runtime_name, runtime_version, num_threads, meter_kind, meter_profile, simulated (the
-        energies are a simulator's, not a meter's).
+        mode (layers | whole | insitu | train), config (the job's JSON), settings (config
+        without seed and repetition: canonical JSON), seed, repetition (0, 1, ... within a
+        configuration), runtime_name, runtime_version, num_threads, meter_kind, meter_profile,
+        simulated (the energies are a simulator's, not a meter's).
 
-        Values, per inference: latency_s (seconds; layers and insitu modes: the layers' sum;
-        whole: the mean call), energy_j (joules, idle included; the layers' sum likewise),
+        Values, per inference (train: per training step): latency_s (seconds; layers and
+        insitu modes: the layers' sum; train: the op windows' sum; whole: the mean call),
+        energy_j (joules, idle included; the layers' or op windows' sum likewise),
         power_w (watts: energy_j / latency_s), idle_power_w (watts), layer_count; started_at,
         finished_at (UTC), flags (docs/flags.md), usable (no flag of the run makes it
         unusable: joulefarm.results.UNUSABLE_FLAGS), clock_offset_s (seconds: the meter's
@@ -191,6 +203,25 @@ class Results:
         """
         whole = self._frame(_WHOLE_SQL, self._which(sweeps))
         return self._with_run_keys(whole, sweeps)
+
+    def phases(self, sweeps: Sequence[str] | None = None) -> pl.DataFrame:
+        """Train-mode runs: one row per layer and phase of the training step, of the given
+        sweeps or all (the step itself is the run's ``whole`` row).
+
+        Keys: sweep_id, series_id, run_id, device_name, model_name, mode (train), repetition,
+        layer_index (the layer of the model the trainable model was made from; NULL for
+        model-wide work such as the loss), op, phase (forward, loss, backward-activation,
+        backward-input, backward-weights, update, ...), part (forward | backward | update |
+        other).
+        Values, per training step: ops (ops of the train subgraph in this row), events
+        (profiler events over the run), latency_s (seconds: the sum of their windows),
+        energy_j (joules in those windows, idle included), power_w (watts), true_energy_j
+        (joules, simulated meters only), meter_kind, simulated.
+        """
+        if not self._has_table("phase_measurements"):  # a database no writer has migrated yet
+            return pl.DataFrame()
+        phases = self._frame(_PHASES_SQL, {"all": sweeps is None, "sweeps": list(sweeps or [])})
+        return self._with_run_keys(phases, sweeps)
 
     def _with_run_keys(self, frame: pl.DataFrame, sweeps: Sequence[str] | None
                        ) -> pl.DataFrame:

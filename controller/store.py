@@ -437,6 +437,37 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         detected_at TIMESTAMPTZ NOT NULL
     );
     """),
+    # Train mode: the training step by layer and phase (joulefarm.results.PhaseRecord), per
+    # step. The step itself is the run's whole_measurements row; runs.latency_s and energy_j
+    # are the phases' sum, as an insitu run's are its layers', so the additivity view reads
+    # what the op windows hold of the step. layer_index NULL: model-wide work (the loss, ...).
+    (7, """
+    CREATE TABLE phase_measurements (
+        run_id VARCHAR NOT NULL,
+        layer_index INTEGER,
+        op VARCHAR NOT NULL,
+        phase VARCHAR NOT NULL,           -- joulefarm.tflite.training.PHASES
+        ops INTEGER NOT NULL,             -- ops of the train subgraph in this (layer, phase)
+        events BIGINT,                    -- profiler events attributed to them over the run
+        latency_s DOUBLE,                 -- sum of their windows, per step
+        energy_j DOUBLE,                  -- per step, idle included
+        true_energy_j DOUBLE,
+        meter_kind VARCHAR NOT NULL,
+        simulated BOOLEAN NOT NULL
+    );
+    -- One row per layer and phase with its device and model, and the part of the step the
+    -- phase belongs to (joulefarm.results.TRAIN_PHASE_GROUPS; loss and the like: other).
+    CREATE VIEW train_phase_energy AS
+    SELECT r.sweep_id, r.device_name, r.model_name, p.layer_index, p.op, p.phase,
+           CASE WHEN p.phase = 'forward' THEN 'forward'
+                WHEN p.phase LIKE 'backward-%' THEN 'backward'
+                WHEN p.phase = 'update' THEN 'update'
+                ELSE 'other' END AS part,
+           p.ops, p.latency_s, p.energy_j, p.true_energy_j, p.meter_kind, p.simulated,
+           CASE WHEN p.simulated THEN 'simulated' ELSE 'measured' END AS energy_source,
+           r.run_id
+    FROM phase_measurements p JOIN runs r USING (run_id);
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -548,6 +579,13 @@ def _layer_table(run_id: str, columns: Mapping[str, Any], meter_kind: str,
         else:
             arrays.append(pa.array(columns[_LAYER_FIELD[name]], field.type))
     return pa.Table.from_arrays(arrays, schema=_LAYER_SCHEMA)
+
+
+def _layer_count(result: BenchmarkResult) -> int:
+    """Layers measured: the rows of ``layers``, or in train mode the layers with phases."""
+    if result.phases:
+        return len({p.layer for p in result.phases if p.layer is not None})
+    return len(result.layers)
 
 
 def _rollback_quietly(cur: duckdb.DuckDBPyConnection) -> None:
@@ -795,9 +833,13 @@ class ResultStore:
 
     def store_run(self, *, job_id: str, sweep_id: str, device: DeviceFacts, model_name: str,
                   result: BenchmarkResult) -> str:
-        """Store one run, its layers and its layer pairs, and mark its job done, in a single
-        transaction."""
+        """Store one run, its layers, its layer pairs or its training phases, and mark its job
+        done, in a single transaction."""
         run_id = new_id("run")
+        phase_keys = [(p.layer, p.op, p.phase) for p in result.phases]
+        if len(set(phase_keys)) != len(phase_keys):
+            raise StoreError(f"job {job_id}: the result lists a layer's phase more than once; "
+                             "nothing was stored")
         m = result.meter
         layers = result.layers
         index = np.asarray(layers.columns["index"])
@@ -815,6 +857,9 @@ class ResultStore:
         w = result.whole
         if result.mode == "whole" and w is not None:
             latency, energy = _known(w.latency_mean_s), _known(w.energy_j)
+        elif result.phases:  # train: the op windows' sum, against the step in whole
+            latency = _known(sum(p.latency_s for p in result.phases))
+            energy = _known(sum(p.energy_j for p in result.phases))
         else:
             # A sum with a part not known is not known: NULL (see _NAN_IS_NULL).
             latency = _known(float(np.sum(layers.columns["latency_s"])))
@@ -871,6 +916,12 @@ class ResultStore:
                 cur.register("incoming_pairs", pairs)
                 cur.execute("INSERT INTO pair_measurements BY NAME SELECT * FROM incoming_pairs")
                 cur.unregister("incoming_pairs")
+            if result.phases:  # a few dozen rows: no Arrow table needed
+                cur.executemany(
+                    "INSERT INTO phase_measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[run_id, p.layer, p.op, p.phase, p.ops, p.events, _known(p.latency_s),
+                      _known(p.energy_j), _known(p.true_energy_j), m.kind, m.simulated]
+                     for p in result.phases])
             try:
                 cur.execute(
                     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -882,7 +933,7 @@ class ResultStore:
                      result.alignment_correlation, result.true_clock_offset_s,
                      _ts(result.started_unix_s), _ts(result.finished_unix_s),
                      list(result.flags), trace_rel, json.dumps(result.conditions_before),
-                     json.dumps(result.conditions_after), len(result.layers), latency, energy],
+                     json.dumps(result.conditions_after), _layer_count(result), latency, energy],
                 )
             except duckdb.ConstraintException as e:  # runs.job_id is unique
                 raise DuplicateRunError(f"job {job_id} already has its results stored") from e

@@ -353,9 +353,43 @@ class DecimatedTrace:
     raw_samples: int
 
 
+TRAIN_PHASE_GROUPS: dict[str, tuple[str, ...]] = {
+    "forward": ("forward",),
+    "backward": ("backward-activation", "backward-input", "backward-weights"),
+    "update": ("update",),
+}
+"""The three parts of a training step that reports and estimators show, by the phases of
+``joulefarm.tflite.training.PHASES`` each holds (loss, init and read belong to none)."""
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """Train mode: one layer's ops of one phase of the training step, per step. ``layer`` None
+    (NULL, -1 on the wire) is model-wide work, such as the loss or Adam's per-step powers."""
+
+    layer: int | None
+    op: str
+    """The layer's op (``""`` for model-wide work)."""
+    phase: str
+    """One of ``joulefarm.tflite.training.PHASES``: forward, loss, backward-activation,
+    backward-input, backward-weights, update, ..."""
+    ops: int
+    """Ops of the train subgraph in this (layer, phase)."""
+    events: int
+    """Profiler events attributed to them over the run: ``ops`` times the steps when no op
+    went unseen."""
+    latency_s: float
+    """Sum of their windows, per step."""
+    energy_j: float
+    """Energy in their windows, per step, idle included."""
+    true_energy_j: float | None = None
+    """The simulator's exact energy (simulated meters only)."""
+
+
 @dataclass(frozen=True)
 class BenchmarkResult:
-    """One model measured on one device: layer by layer (``layers``) or whole (``whole``)."""
+    """One model measured on one device: layer by layer (``layers``), whole (``whole``), or
+    one training step (``whole``) by layer and phase (``phases``)."""
 
     model_sha256: str
     mode: str
@@ -378,11 +412,14 @@ class BenchmarkResult:
     trace: DecimatedTrace | None = None
     # Layers mode with ``MeasureSettings.pairs``: adjacent data-dependent pairs of layers.
     pairs: tuple[PairRecord, ...] = ()
+    # Train mode: the step per (layer, phase); ``whole`` is then the step (``layers`` empty).
+    phases: tuple[PhaseRecord, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, LayerTable):
             object.__setattr__(self, "layers", LayerTable.from_records(self.layers))
         object.__setattr__(self, "pairs", tuple(self.pairs))
+        object.__setattr__(self, "phases", tuple(self.phases))
 
 
 def check_pairs(result: BenchmarkResult) -> tuple[PairCheck, ...]:

@@ -20,6 +20,7 @@ from joulefarm.results import (
     MeasureSettings,
     MeterDescription,
     PairRecord,
+    PhaseRecord,
     Progress,
     WholeModelRecord,
 )
@@ -47,7 +48,8 @@ def loggable(name: str) -> str:
 
 _MODE_TO_PROTO = {Mode.LAYERS.value: pb.MEASURE_MODE_LAYERS,
                   Mode.WHOLE.value: pb.MEASURE_MODE_WHOLE,
-                  Mode.INSITU.value: pb.MEASURE_MODE_INSITU}
+                  Mode.INSITU.value: pb.MEASURE_MODE_INSITU,
+                  Mode.TRAIN.value: pb.MEASURE_MODE_TRAIN}
 _MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
 
 
@@ -193,6 +195,31 @@ def pairs_from_proto(m: pb.PairColumns) -> tuple[PairRecord, ...]:
         for i in range(len(m.first_index)))
 
 
+def phases_to_proto(phases: tuple[PhaseRecord, ...]) -> pb.PhaseColumns:
+    return pb.PhaseColumns(
+        layer=[-1 if p.layer is None else p.layer for p in phases], op=[p.op for p in phases],
+        phase=[p.phase for p in phases], ops=[p.ops for p in phases],
+        events=[p.events for p in phases], latency_s=[p.latency_s for p in phases],
+        energy_j=[p.energy_j for p in phases],
+        true_energy_j=[math.nan if p.true_energy_j is None else p.true_energy_j
+                       for p in phases])
+
+
+def phases_from_proto(m: pb.PhaseColumns) -> tuple[PhaseRecord, ...]:
+    n = len(m.layer)
+    lengths = {len(getattr(m, k)) for k in ("op", "phase", "ops", "events", "latency_s",
+                                             "energy_j", "true_energy_j")}
+    if lengths - {n}:
+        raise ValueError(f"phase columns of different lengths ({n} layers, {sorted(lengths)})")
+    return tuple(
+        PhaseRecord(layer=None if m.layer[i] < 0 else m.layer[i], op=m.op[i], phase=m.phase[i],
+                    ops=m.ops[i], events=m.events[i], latency_s=m.latency_s[i],
+                    energy_j=m.energy_j[i],
+                    true_energy_j=None if math.isnan(m.true_energy_j[i])
+                    else m.true_energy_j[i])
+        for i in range(n))
+
+
 _WHOLE_FIELDS = ("iterations", "window_start_s", "window_end_s", "latency_mean_s",
                  "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j",
                  "active_energy_j", "mean_power_w", "samples", "coverage")
@@ -237,6 +264,8 @@ def result_to_proto(r: BenchmarkResult) -> pb.RunBenchmarkResponse:
     )
     if r.pairs:
         msg.pairs.CopyFrom(pairs_to_proto(r.pairs))
+    if r.phases:
+        msg.phases.CopyFrom(phases_to_proto(r.phases))
     if r.true_clock_offset_s is not None:
         msg.true_clock_offset_s = r.true_clock_offset_s
     if r.whole is not None:
@@ -259,5 +288,5 @@ def result_from_proto(m: pb.BenchmarkResult) -> BenchmarkResult:
         whole=whole_from_proto(m.whole) if m.HasField("whole") else None,
         conditions_before=dict(m.conditions_before), conditions_after=dict(m.conditions_after),
         trace=trace_from_proto(m.trace) if m.HasField("trace") else None,
-        pairs=pairs_from_proto(m.pairs),
+        pairs=pairs_from_proto(m.pairs), phases=phases_from_proto(m.phases),
     )

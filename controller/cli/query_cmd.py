@@ -14,7 +14,9 @@ Tables: devices, sweeps, models, model_layers, jobs, runs, layer_measurements,
 whole_measurements, pair_measurements; views layer_energy (one row per measured layer),
 additivity (sum of layers vs the whole model) and layer_pairs (each pair of layers measured
 with --pairs / pairs = true vs its two layers alone, with nn-Meter's fused verdict);
-change_points and series_changes (what changed between nights: `joulefarm compare --help`).
+phase_measurements and the view train_phase_energy (train mode: each layer's forward,
+backward and update per training step, with its part of the step); change_points and
+series_changes (what changed between nights: `joulefarm compare --help`).
 Every measurement row says its meter_kind and whether it is simulated.
 
 Read-only: SQL that touches files (COPY, ATTACH, read_csv, ...),

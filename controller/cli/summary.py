@@ -22,6 +22,8 @@ WITH truth AS (
     UNION ALL
     SELECT w.run_id, w.true_energy_j, CASE WHEN len(w.flags) > 0 THEN 1 ELSE 0 END
     FROM whole_measurements w JOIN runs USING (run_id) WHERE runs.mode = 'whole'
+    UNION ALL
+    SELECT run_id, sum(true_energy_j), 0 FROM phase_measurements GROUP BY run_id
 )
 SELECT r.device_name AS device,
        r.meter_kind || coalesce(':' || r.meter_profile, '') AS meter,
@@ -47,7 +49,7 @@ NARROW = {"device": "device", "model": "model", "mode": "mode", "latency_ms": "m
 
 LEGEND = (
     "ms, mJ: latency and energy per inference (layers mode: summed over the layers, each "
-    "looped alone)\n"
+    "looped alone; train mode: per training step, summed over its ops' windows)\n"
     "err % (error_pct): energy against the simulator's exact energy (simulated meters only; a "
     "real meter has no truth to compare with)\n"
     "L/W (layers_vs_whole): the layers' latencies summed / the whole model's median call, "

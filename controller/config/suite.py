@@ -51,6 +51,14 @@ from controller.config.toml_check import (
     read_config_text,
     unknown_choice,
 )
+from controller.config.train_spec import (
+    LOSSES,
+    MAX_BATCH_SIZE,
+    MAX_LAYERS,
+    OPTIMIZERS,
+    TRAIN_KEYS,
+    TrainSpec,
+)
 from controller.cron import Cron, CronError
 from joulefarm.enums import Mode
 from joulefarm.errors import InputError, ModelError
@@ -69,6 +77,7 @@ from joulefarm.limits import (
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import RECIPES
 from joulefarm.tflite.inputs import SUITE_KEY, ModelInput, model_inputs, resolve_input_shapes
+from joulefarm.tflite.parse import LayerInfo
 from joulefarm.tflite.sweep import (
     KINDS,
     PROFILES,
@@ -80,7 +89,7 @@ from joulefarm.tflite.sweep import (
 
 SCHEMA_VERSION = 1
 TOP_KEYS = ("schema_version", "name", "description", "select", "measure", "matrix", "model",
-            "schedule")
+            "schedule", "train")
 MODEL_KEYS = ("name", "recipe", "seed", "file", "sweep", "reference", SUITE_KEY)
 REFERENCE_PREFIX = "ref"
 """Models of a ``reference = true`` entry are named ``ref:MEMBER``: the names the
@@ -169,16 +178,27 @@ class Suite:
     # Each (device, model, configuration) runs this many times, as separate jobs with their
     # own seed (different random inputs), so spread shows up in the results.
     repetitions: int = 1
+    # Train mode: how the models are made trainable (controller.config.train_spec).
+    train: TrainSpec | None = None
 
 
 @dataclass(frozen=True)
 class MaterialisedModel:
     spec: ModelSpec
     content: bytes
+    made: str = ""
+    """What was done to the spec's model before measuring it (train mode: made trainable)."""
+    layers: tuple[LayerInfo, ...] | None = None
+    """The layers to store for it, where they are not its own (a trainable model's: those of
+    the inference model it was made from)."""
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def source(self) -> str:
+        return f"{self.spec.source}; {self.made}" if self.made else self.spec.source
 
 
 def resolve_suite(path: str | Path) -> Path:
@@ -266,6 +286,7 @@ class _SuiteChecker(Checker):
         description = self.get(doc, (), "description", "string", required=False)
         names, tags = self.select(doc)
         settings, timeout_s, repetitions = self.measure(doc)
+        train = self.train(doc, settings)
         matrix = self.matrix(doc)
         # Counted before anything is expanded: a refused suite draws no sweep.
         self.expand = self.jobs_within_bound(doc, repetitions)
@@ -278,7 +299,7 @@ class _SuiteChecker(Checker):
             description=description if isinstance(description, str) else "",
             models=tuple(models), settings=settings, timeout_s=timeout_s,
             select_names=names, select_tags=tags, matrix=matrix, cron=cron,
-            repetitions=repetitions,
+            repetitions=repetitions, train=train,
         )
 
     def table(self, doc: dict[str, Any], key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -308,13 +329,13 @@ class _SuiteChecker(Checker):
         expected = _SETTING_TYPES[key]
         if not self.typed(value, expected, at):
             return False
-        if key == "mode" and value == Mode.TRAIN:
-            # Its per-phase rows have no place in the wire format or the store.
-            self.error(at, "mode 'train' runs in-process only (joulefarm bench --mode train)")
+        if key == "mode" and value == Mode.TRAIN and at[0] == "matrix":
+            # The trainable model is another model (another sha256), not another setting.
+            self.error(at, "mode 'train' measures a trainable model made from each model: give "
+                           "it as [measure] mode = \"train\", in a suite of its own")
             return False
         if key == "mode" and value not in Mode.values():
-            suite_modes = tuple(m for m in Mode.values() if m != Mode.TRAIN)
-            self.error(at, unknown_choice("mode", value, suite_modes))
+            self.error(at, unknown_choice("mode", value, Mode.values()))
             return False
         if expected in ("integer", "number"):
             return self.within(at, value, *MEASURE_BOUNDS[key])
@@ -340,6 +361,32 @@ class _SuiteChecker(Checker):
         return (MeasureSettings(**values),
                 float(timeout_s) if isinstance(timeout_s, int | float) else DEFAULT_TIMEOUT_S,
                 repetitions if _is_int(repetitions) else 1)
+
+    def train(self, doc: dict[str, Any], settings: MeasureSettings) -> TrainSpec | None:
+        """``[train]``: how train mode makes the models trainable (``train_spec``); None for
+        the other modes, where the table is an error."""
+        table = self.table(doc, "train", TRAIN_KEYS)
+        if settings.mode != Mode.TRAIN:
+            if "train" in doc:
+                self.error(("train",), "a [train] table needs [measure] mode = \"train\"")
+            return None
+        for key in ("use_xnnpack", "delegate_path"):
+            if getattr(settings, key):
+                self.error(("measure", key), "train mode attributes every op of the step to "
+                                             "its layer and phase; a delegate fuses them: "
+                                             "leave it out")
+        values: dict[str, Any] = {}
+        for key, choices in (("optimizer", OPTIMIZERS), ("loss", LOSSES)):
+            value = self.get(table, ("train",), key, "string", required=False)
+            if isinstance(value, str) and value not in choices:
+                self.error(("train", key), unknown_choice(key, value, choices))
+            elif isinstance(value, str):
+                values[key] = value
+        for key, high in (("batch_size", MAX_BATCH_SIZE), ("trainable_layers", MAX_LAYERS)):
+            value = self.get(table, ("train",), key, "integer", required=False)
+            if _is_int(value) and self.within(("train", key), value, 1, high):
+                values[key] = value
+        return TrainSpec(**values)
 
     def matrix(self, doc: dict[str, Any]) -> dict[str, list[Any]]:
         matrix = self.table(doc, "matrix", SETTING_KEYS)

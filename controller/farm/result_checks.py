@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from joulefarm.enums import Mode
 from joulefarm.errors import JoulefarmError
 from joulefarm.results import NOT_ISOLATED, BenchmarkResult, LayerTable
 
@@ -61,7 +62,8 @@ def check_result(job_device: str, job_model: str, job_sha256: str, reported_devi
         raise ResultRejected(
             f"{where}: the agent returned results for model sha256 {result.model_sha256}, but "
             f"the job asked for {job_sha256}; nothing stored")
-    problem = _layers_problem(result.layers) or _whole_problem(result) or _pairs_problem(result)
+    problem = (_layers_problem(result.layers) or _whole_problem(result)
+               or _pairs_problem(result) or _phases_problem(result))
     if problem:
         raise ResultRejected(f"{where}: result refused, {problem}; nothing stored")
 
@@ -138,4 +140,22 @@ def _pairs_problem(result: BenchmarkResult) -> str | None:
                    or _value_problem("energy_j", p.energy_j, p.flags, frozenset({NO_SAMPLES})))
         if problem:
             return f"pair {p.first_index}+{p.second_index} ({p.ops}): {problem}"
+    return None
+
+
+def _phases_problem(result: BenchmarkResult) -> str | None:
+    """Train mode: a step (``whole``) and its phases, each with a measured time and energy."""
+    if (result.mode == Mode.TRAIN) != bool(result.phases):
+        return (f"mode {result.mode} with {len(result.phases)} training phase rows"
+                if result.phases else "mode train without phase rows")
+    if result.mode == Mode.TRAIN and result.whole is None:
+        return "mode train without the step (whole record)"
+    flags = result.whole.flags if result.whole is not None else ()
+    for p in result.phases:
+        problem = (_value_problem("latency_s", p.latency_s, ())
+                   or _value_problem("energy_j", p.energy_j, flags, frozenset({NO_SAMPLES}))
+                   or (f"ops is {p.ops}" if p.ops < 1 else None))
+        if problem:
+            layer = "model-wide" if p.layer is None else f"layer {p.layer} ({p.op})"
+            return f"{layer}, phase {p.phase}: {problem}"
     return None

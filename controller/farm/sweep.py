@@ -31,7 +31,14 @@ import grpc
 
 import joulefarm
 from controller.config.registry import Device
-from controller.config.suite import PER_MODEL_SETTINGS, MaterialisedModel, ModelSpec, Suite
+from controller.config.suite import (
+    PER_MODEL_SETTINGS,
+    MaterialisedModel,
+    ModelSpec,
+    Suite,
+    SuiteError,
+)
+from controller.config.train_spec import make_trainable
 from controller.farm.client import AgentCallError, AgentClient
 from controller.farm.lease import SweepLease
 from controller.farm.result_checks import check_device, check_result
@@ -40,7 +47,7 @@ from controller.farm.timing import DEFAULT_TIMING, Timing
 from controller.farm.tls import PinnedCert, agent_client, tls_failure
 from controller.provenance import git_revision
 from controller.store import DuplicateRunError, ResultStore, StoreError, StoreWriteError
-from joulefarm.errors import JoulefarmError
+from joulefarm.errors import JoulefarmError, ModelError
 from joulefarm.results import BenchmarkResult, DeviceFacts, MeasureSettings, Progress
 from joulefarm.tflite.parse import read_layers
 from joulefarm.version import package_version
@@ -170,7 +177,20 @@ def model_config(model: ModelSpec, config: dict[str, object]) -> dict[str, objec
 
 
 def materialise(suite: Suite) -> list[MaterialisedModel]:
-    return [MaterialisedModel(spec, spec.materialise()) for spec in suite.models]
+    """Every model's bytes; in train mode, the trainable model made of each (``SuiteError``
+    naming the model when one cannot be)."""
+    models = [MaterialisedModel(spec, spec.materialise()) for spec in suite.models]
+    if suite.train is None:
+        return models
+    made = []
+    for m in models:
+        try:
+            trainable = make_trainable(m.content, suite.train)
+        except ModelError as e:
+            raise SuiteError(suite.path, 0, "train", f"model {m.spec.name!r}: {e}") from e
+        made.append(MaterialisedModel(m.spec, trainable.content, trainable.made,
+                                      trainable.layers))
+    return made
 
 
 def plan_sweep(suite: Suite, devices: Sequence[Device], store: ResultStore, *,
@@ -178,8 +198,9 @@ def plan_sweep(suite: Suite, devices: Sequence[Device], store: ResultStore, *,
     """Record the sweep, its models (their bytes too) and every job (device x model x config),
     with what resuming it needs wherever it is resumed from; return its id."""
     for m in models:
-        store.add_model(m.sha256, m.spec.name, m.spec.source, len(m.content),
-                        read_layers(m.content), content=m.content)
+        layers = m.layers if m.layers is not None else read_layers(m.content)
+        store.add_model(m.sha256, m.spec.name, m.source, len(m.content), layers,
+                        content=m.content)
     sweep_id = store.start_sweep(
         suite=suite.name, suite_file=str(suite.path), devices_file=devices_file,
         joulefarm_version=package_version(), git_revision=git_revision(),

@@ -112,8 +112,9 @@ def suite_json(suite: Suite, models: Sequence[MaterialisedModel]) -> str:
         "description": suite.description, "timeout_s": suite.timeout_s,
         "repetitions": suite.repetitions, "settings": asdict(suite.settings),
         "matrix": suite.matrix,
+        "train": asdict(suite.train) if suite.train is not None else None,
         "select": {"names": list(suite.select_names), "tags": list(suite.select_tags)},
-        "models": [{"name": m.spec.name, "source": m.spec.source, "sha256": m.sha256,
+        "models": [{"name": m.spec.name, "source": m.source, "sha256": m.sha256,
                     "input_shapes": {key: list(shape) for key, shape in m.spec.input_shapes}}
                    for m in models],
     }

@@ -10,11 +10,13 @@ import pytest
 from agent.cancel import Cancel, Cancelled
 from agent.measure_train import TrainResult, measure_train
 from agent.meters.sim import SimMeter
+from agent.runtimes.train_step import UNTAGGED
 from joulefarm.errors import InputError, ModelError
 from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import Conv2D, Flatten, FullyConnected, build_model
 from joulefarm.tflite.flatbuffer import pack_model, unpack_model
-from joulefarm.tflite.training import trainable_model
+from joulefarm.tflite.training import trainable_model, training_info
+from tests.helpers.converted import without_training_metadata
 
 LAYERS = [Conv2D(8), Conv2D(8), Flatten(), FullyConnected(5)]
 SETTINGS = MeasureSettings(mode="train", min_duration_s=0.3, idle_duration_s=0.06)
@@ -39,11 +41,12 @@ def measured(model: bytes) -> tuple[TrainResult, SimMeter]:
     return measure_train(model, "sha", meter, SETTINGS, RUNTIME), meter
 
 
-def test_every_op_of_the_step_is_attributed(measured: tuple[TrainResult, SimMeter]) -> None:
+def test_every_op_of_the_step_is_attributed(model: bytes,
+                                            measured: tuple[TrainResult, SimMeter]) -> None:
     done, _ = measured
     steps = done.result.whole.iterations if done.result.whole else 0
     assert steps >= SETTINGS.min_iterations
-    assert sum(r.ops for r in done.phases) == done.train_ops
+    assert done.train_ops == len(training_info(model).ops("train"))
     for r in done.phases:  # each op of the step seen once per step: none lost
         assert r.events == r.ops * steps, r
     assert {r.layer for r in done.phases} == {None, 0, 1, 2, 3}
@@ -105,6 +108,19 @@ def test_custom_ops_in_the_train_signature_are_named(model: bytes) -> None:
     code.customCode = "MyGradient"
     with pytest.raises(ModelError, match="custom ops \\(MyGradient\\)"):
         measure_train(pack_model(tree), "sha", SimMeter("rpi4"), SETTINGS, RUNTIME)
+
+
+def test_a_converted_model_without_tags_is_measured_per_op_type(model: bytes) -> None:
+    """A model with a train signature but no joulefarm metadata (converted elsewhere): the
+    step is measured, and each op type of it gets a row of phase ``untagged``."""
+    done = measure_train(without_training_metadata(model), "sha", SimMeter("rpi4", seed=1),
+                         SETTINGS, RUNTIME)
+    assert done.result.whole is not None and done.result.whole.energy_j > 0
+    assert {r.phase for r in done.phases} == {UNTAGGED}
+    assert {r.layer for r in done.phases} == {None}
+    ops = {r.op: r.ops for r in done.phases}
+    assert ops["CONV_2D"] >= 2 and ops["FULLY_CONNECTED"] >= 1  # forward and gradients
+    assert done.train_ops == len(unpack_model(model).subgraphs[1].operators)
 
 
 def test_other_modes_and_xnnpack_are_refused(model: bytes) -> None:

@@ -31,7 +31,7 @@ def test_export_partitions_by_sweep_and_device_and_replaces_cleanly(tmp_path: Pa
     out = tmp_path / "out"
     for _ in range(2):  # a second export replaces the first, no duplicates
         counts = export_parquet(db, out)
-    assert counts == {"layers": 4, "whole": 0, "pairs": 0, "runs": 2}
+    assert counts == {"layers": 4, "whole": 0, "pairs": 0, "phases": 0, "runs": 2}
     parts = sorted(p.relative_to(out).parts[:3] for p in out.glob("layers/*/*/*.parquet"))
     assert [p[2].split("=")[0] for p in parts] == ["device_name", "device_name"]
     df = pl.read_parquet(out / "layers" / "**" / "*.parquet", hive_partitioning=True)
@@ -49,7 +49,7 @@ def test_export_of_one_sweep_with_quotes_in_its_id_and_the_folder(
     store_two_sweeps(db)
     out = tmp_path / "out'dir"
     counts = export_parquet(db, out, sweep_id="sweep-o'brien")
-    assert counts == {"layers": 2, "whole": 0, "pairs": 0, "runs": 1}
+    assert counts == {"layers": 2, "whole": 0, "pairs": 0, "phases": 0, "runs": 1}
     df = pl.read_parquet(out / "layers" / "**" / "*.parquet", hive_partitioning=True)
     assert df.height == 2 and set(df["device_name"]) == {"dev-a"}
     assert set(df["sweep_id"]) == {"sweep-o'brien"}  # the folder name is percent-encoded
@@ -87,7 +87,7 @@ def test_export_of_one_sweep_keeps_other_sweeps_and_user_files(tmp_path: Path) -
     assert any(f"sweep_id={b}" in path for path in before)
 
     counts = export_parquet(db, out, sweep_id=a)
-    assert counts == {"layers": 2, "whole": 0, "pairs": 0, "runs": 1}
+    assert counts == {"layers": 2, "whole": 0, "pairs": 0, "phases": 0, "runs": 1}
     after = snapshot(out)
     assert {k: v for k, v in after.items() if k in before} == before  # byte-identical
     assert set(after) - set(before)  # and A is there too
@@ -142,7 +142,7 @@ def test_a_failed_export_leaves_the_previous_export_of_the_sweep(
     with pytest.raises(StoreError, match="export failed"):
         export_parquet(db, out, sweep_id=a)
     assert snapshot(out) == before
-    assert sorted(p.name for p in out.iterdir()) == ["layers", "pairs", "runs", "whole"]
+    assert sorted(p.name for p in out.iterdir()) == ["layers", "pairs", "phases", "runs", "whole"]
 
 
 def test_export_of_an_unknown_sweep_is_bad_input_and_changes_nothing(tmp_path: Path) -> None:

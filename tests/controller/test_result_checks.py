@@ -29,9 +29,9 @@ from controller.farm.result_checks import ResultRejected
 from controller.farm.runner import run_suite
 from controller.farm.sweep import Job, store_result
 from controller.farm.timing import Timing
-from controller.store import ResultStore
+from controller.store import ResultStore, StoreError
 from joulefarm import wire
-from joulefarm.results import BenchmarkResult, LayerTable, WholeModelRecord
+from joulefarm.results import BenchmarkResult, LayerTable, PhaseRecord, WholeModelRecord
 from protos.joulefarm.v1 import agent_pb2_grpc
 from tests.helpers.results import facts, layer, new_sweep, result
 
@@ -263,3 +263,62 @@ def test_a_crafted_result_is_refused_and_nothing_is_stored(
     assert con.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM "
                        "layer_measurements), (SELECT status FROM jobs)").fetchone() == (
         0, 0, "pending")
+
+
+# -- train mode: the step and its (layer, phase) rows ----------------------------------------
+
+STEP = WholeModelRecord(iterations=5, window_start_s=0.0, window_end_s=0.1, latency_mean_s=0.02,
+                        latency_p50_s=0.02, latency_p90_s=0.02, latency_p99_s=0.02,
+                        energy_j=0.05, active_energy_j=0.01, mean_power_w=2.5, samples=50,
+                        coverage=1.0)
+PHASES = (PhaseRecord(0, "CONV_2D", "forward", 3, 15, 0.004, 0.01, 0.011),
+          PhaseRecord(0, "CONV_2D", "backward-weights", 2, 10, 0.006, 0.015, None),
+          PhaseRecord(None, "", "loss", 4, 20, 0.001, 0.002, None))
+
+
+def train_result(phases: tuple[PhaseRecord, ...] = PHASES) -> BenchmarkResult:
+    return replace(result(()), mode="train", whole=STEP, phases=phases)
+
+
+def test_a_training_step_crosses_the_wire_and_is_stored_by_phase(tmp_path: Path) -> None:
+    sent = train_result()
+    received = wire.result_from_proto(wire.result_to_proto(sent).result)
+    assert received.phases == sent.phases and received.mode == "train"
+    con = stored(tmp_path, received)
+    assert con.execute("SELECT layer_index, op, phase, ops, events, latency_s, energy_j, "
+                       "true_energy_j FROM phase_measurements ORDER BY layer_index NULLS LAST, "
+                       "phase").fetchall() == [
+        (0, "CONV_2D", "backward-weights", 2, 10, 0.006, 0.015, None),
+        (0, "CONV_2D", "forward", 3, 15, 0.004, 0.01, 0.011),
+        (None, "", "loss", 4, 20, 0.001, 0.002, None)]
+    # The run holds the op windows' sum; the step is its whole row.
+    [(mode, layers, latency, energy)] = con.execute(
+        "SELECT mode, layer_count, latency_s, energy_j FROM runs").fetchall()
+    assert (mode, layers) == ("train", 1)
+    assert latency == pytest.approx(0.011) and energy == pytest.approx(0.027)
+    assert con.execute("SELECT part FROM train_phase_energy ORDER BY layer_index NULLS LAST, "
+                       "phase").fetchall() == [("backward",), ("forward",), ("other",)]
+
+
+@pytest.mark.parametrize(("run", "expected"), [
+    (train_result((replace(PHASES[0], energy_j=-1.0),)),
+     "layer 0 (CONV_2D), phase forward: energy_j is -1.0"),
+    (train_result((replace(PHASES[2], latency_s=math.inf),)),
+     "model-wide, phase loss: latency_s is inf"),
+    (train_result(()), "mode train without phase rows"),
+    (replace(train_result(), whole=None), "mode train without the step"),
+    (replace(result((layer(0),)), phases=PHASES), "mode layers with 3 training phase rows"),
+], ids=["negative-energy", "infinite-latency", "no-phases", "no-step", "phases-not-train"])
+def test_a_crafted_training_result_is_refused(tmp_path: Path, run: BenchmarkResult,
+                                              expected: str) -> None:
+    with pytest.raises(ResultRejected, match="nothing stored") as refused:
+        stored(tmp_path, run)
+    assert expected in str(refused.value)
+
+
+def test_a_phase_listed_twice_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="phase more than once"):
+        stored(tmp_path, train_result((*PHASES, PHASES[0])))
+    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
+    assert con.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM "
+                       "phase_measurements)").fetchone() == (0, 0)

@@ -69,9 +69,33 @@ def test_unknown_keys_and_choices_say_did_you_mean_and_every_problem_is_kept(
     assert str(err) == str(err.problems[0])
 
 
-def test_train_mode_is_refused_in_a_suite(tmp_path: Path) -> None:
-    err = _error(tmp_path, GOOD.replace('mode = "whole"', 'mode = "train"'))
-    assert "measure.mode: mode 'train' runs in-process only" in str(err)
+def test_train_mode_takes_a_train_table(tmp_path: Path) -> None:
+    path = tmp_path / "suite.toml"
+    train = GOOD.replace('mode = "whole"', 'mode = "train"')
+    path.write_text(train + '\n[train]\noptimizer = "sgd"\nbatch_size = 8\n')
+    suite = load_suite(path)
+    assert suite.settings.mode == "train"
+    assert suite.train is not None and suite.train.optimizer == "sgd"
+    assert suite.train.batch_size == 8 and suite.train.loss == "mse"
+    path.write_text(train)  # the defaults
+    assert load_suite(path).train is not None
+
+
+def test_train_table_problems_are_placed(tmp_path: Path) -> None:
+    train = GOOD.replace('mode = "whole"', 'mode = "train"')
+    err = _error(tmp_path, train + '\n[train]\noptimizer = "adamw"\n')
+    assert "train.optimizer: unknown optimizer 'adamw'" in str(err)
+    assert "did you mean 'adam'" in str(err)
+    err = _error(tmp_path, train + '\n[train]\nbatch_size = 0\n')
+    assert "train.batch_size" in str(err)
+    err = _error(tmp_path, train + '\n[train]\nbatchsize = 8\n')
+    assert "train.batchsize" in str(err) and "batch_size" in str(err)
+    err = _error(tmp_path, GOOD + '\n[train]\noptimizer = "sgd"\n')
+    assert 'train: a [train] table needs [measure] mode = "train"' in str(err)
+    err = _error(tmp_path, train.replace("min_duration_s = 0.5", "use_xnnpack = true"))
+    assert "measure.use_xnnpack: train mode attributes every op" in str(err)
+    err = _error(tmp_path, GOOD + '\n[matrix]\nmode = ["insitu", "train"]\n')
+    assert "matrix.mode[1]: mode 'train' measures a trainable model" in str(err)
 
 
 def test_schedule_and_select_problems_are_placed(tmp_path: Path) -> None:
@@ -111,7 +135,7 @@ def test_suite_check_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[0] == (f"error: {path}:8: measure.mode: unknown mode 'layer' (did you mean "
-                        "'layers'?); expected one of: layers, whole, insitu")
+                        "'layers'?); expected one of: layers, whole, insitu, train")
     assert any("models: unknown key 'models' (did you mean 'model'?)" in x for x in lines)
 
 

@@ -13,10 +13,12 @@ class MeasureMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEASURE_MODE_LAYERS: _ClassVar[MeasureMode]
     MEASURE_MODE_WHOLE: _ClassVar[MeasureMode]
     MEASURE_MODE_INSITU: _ClassVar[MeasureMode]
+    MEASURE_MODE_TRAIN: _ClassVar[MeasureMode]
 MEASURE_MODE_UNSPECIFIED: MeasureMode
 MEASURE_MODE_LAYERS: MeasureMode
 MEASURE_MODE_WHOLE: MeasureMode
 MEASURE_MODE_INSITU: MeasureMode
+MEASURE_MODE_TRAIN: MeasureMode
 
 class GetDeviceFactsRequest(_message.Message):
     __slots__ = ()
@@ -230,6 +232,26 @@ class PairColumns(_message.Message):
     latency_high_s: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, first_index: _Optional[_Iterable[int]] = ..., second_index: _Optional[_Iterable[int]] = ..., ops: _Optional[_Iterable[str]] = ..., iterations: _Optional[_Iterable[int]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., mean_power_w: _Optional[_Iterable[float]] = ..., flags: _Optional[_Iterable[str]] = ..., true_energy_j: _Optional[_Iterable[float]] = ..., latency_low_s: _Optional[_Iterable[float]] = ..., latency_high_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class PhaseColumns(_message.Message):
+    __slots__ = ("layer", "op", "phase", "ops", "events", "latency_s", "energy_j", "true_energy_j")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    TRUE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    layer: _containers.RepeatedScalarFieldContainer[int]
+    op: _containers.RepeatedScalarFieldContainer[str]
+    phase: _containers.RepeatedScalarFieldContainer[str]
+    ops: _containers.RepeatedScalarFieldContainer[int]
+    events: _containers.RepeatedScalarFieldContainer[int]
+    latency_s: _containers.RepeatedScalarFieldContainer[float]
+    energy_j: _containers.RepeatedScalarFieldContainer[float]
+    true_energy_j: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, layer: _Optional[_Iterable[int]] = ..., op: _Optional[_Iterable[str]] = ..., phase: _Optional[_Iterable[str]] = ..., ops: _Optional[_Iterable[int]] = ..., events: _Optional[_Iterable[int]] = ..., latency_s: _Optional[_Iterable[float]] = ..., energy_j: _Optional[_Iterable[float]] = ..., true_energy_j: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class WholeModelResult(_message.Message):
     __slots__ = ("iterations", "window_start_s", "window_end_s", "latency_mean_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "energy_j", "active_energy_j", "mean_power_w", "samples", "coverage", "flags", "true_energy_j")
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -281,7 +303,7 @@ class DecimatedTrace(_message.Message):
     def __init__(self, clock: _Optional[str] = ..., t0_s: _Optional[float] = ..., bucket_s: _Optional[float] = ..., min_w: _Optional[_Iterable[float]] = ..., max_w: _Optional[_Iterable[float]] = ..., mean_w: _Optional[_Iterable[float]] = ..., raw_samples: _Optional[int] = ...) -> None: ...
 
 class BenchmarkResult(_message.Message):
-    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after", "trace", "pairs")
+    __slots__ = ("model_sha256", "mode", "meter", "runtime_name", "runtime_version", "num_threads", "idle_power_w", "clock_offset_s", "alignment_correlation", "started_unix_s", "finished_unix_s", "layers", "flags", "true_clock_offset_s", "whole", "conditions_before", "conditions_after", "trace", "pairs", "phases")
     class ConditionsBeforeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -315,6 +337,7 @@ class BenchmarkResult(_message.Message):
     CONDITIONS_AFTER_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     PAIRS_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     mode: MeasureMode
     meter: MeterInfo
@@ -334,7 +357,8 @@ class BenchmarkResult(_message.Message):
     conditions_after: _containers.ScalarMap[str, float]
     trace: DecimatedTrace
     pairs: PairColumns
-    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Union[LayerColumns, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ..., pairs: _Optional[_Union[PairColumns, _Mapping]] = ...) -> None: ...
+    phases: PhaseColumns
+    def __init__(self, model_sha256: _Optional[str] = ..., mode: _Optional[_Union[MeasureMode, str]] = ..., meter: _Optional[_Union[MeterInfo, _Mapping]] = ..., runtime_name: _Optional[str] = ..., runtime_version: _Optional[str] = ..., num_threads: _Optional[int] = ..., idle_power_w: _Optional[float] = ..., clock_offset_s: _Optional[float] = ..., alignment_correlation: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., finished_unix_s: _Optional[float] = ..., layers: _Optional[_Union[LayerColumns, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., true_clock_offset_s: _Optional[float] = ..., whole: _Optional[_Union[WholeModelResult, _Mapping]] = ..., conditions_before: _Optional[_Mapping[str, float]] = ..., conditions_after: _Optional[_Mapping[str, float]] = ..., trace: _Optional[_Union[DecimatedTrace, _Mapping]] = ..., pairs: _Optional[_Union[PairColumns, _Mapping]] = ..., phases: _Optional[_Union[PhaseColumns, _Mapping]] = ...) -> None: ...
 
 class RunBenchmarkResponse(_message.Message):
     __slots__ = ("progress", "result")
