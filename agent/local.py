@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from agent.facts import collect_facts
 from agent.measure import measure
+from agent.measure_prefixes import PrefixSplit, measure_prefixes
 from agent.measure_train import TrainResult, measure_train
 from agent.meters.base import Meter
 from agent.meters.factory import open_meter
@@ -32,11 +33,13 @@ def runtime_layers(model_bytes: bytes, input_shapes: GivenShapes | None = None
 
 __all__ = [
     "Meter",
+    "PrefixSplit",
     "TrainResult",
     "build_recipe",
     "calibration_ranges",
     "collect_facts",
     "measure",
+    "measure_prefixes",
     "measure_train",
     "open_meter",
     "runtime_info",

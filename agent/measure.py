@@ -150,6 +150,22 @@ class RawRun:
     finished_unix_s: float
     whole: WholeWindow | None = None
     pair_windows: tuple[PairWindow, ...] = ()
+    on_cpu_share: float | None = None
+    """The measuring thread's CPU time over the timed loop's wall time (one interpreter
+    thread only; None otherwise): below ``MIN_ON_CPU_SHARE``, something else ran."""
+
+
+CPU_CONTENDED = "cpu_contended"
+MIN_ON_CPU_SHARE = 0.95
+"""A single-threaded timed loop keeps its thread on the CPU (1.000 over five loops on an idle
+2-core VM); with two busy processes beside it, 0.54-0.86. Below this share another process
+took the CPU during the loop: its times are stretched and, on a real device, the meter also
+read the other process's power."""
+
+
+def contention_flags(on_cpu_share: float | None) -> tuple[str, ...]:
+    return ((CPU_CONTENDED,) if on_cpu_share is not None and on_cpu_share < MIN_ON_CPU_SHARE
+            else ())
 
 
 def _spin_until(deadline: float) -> None:
@@ -500,7 +516,7 @@ def benchmark_result(raw: RawRun, meter: Meter, settings: MeasureSettings, model
         started_unix_s=raw.started_unix_s,
         finished_unix_s=raw.finished_unix_s,
         layers=LayerTable.from_records(layers),
-        flags=fit.flags,
+        flags=(*fit.flags, *contention_flags(raw.on_cpu_share)),
         true_clock_offset_s=getattr(meter, "clock_offset_s", None)
         if meter.description.simulated else None,
         whole=whole,
@@ -751,11 +767,15 @@ def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
     try:
         if progress:
             progress(Progress("insitu", 0, 1, f"looping for {settings.min_duration_s:g} s"))
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
         run = model.run(settings.min_iterations, min_duration_s=settings.min_duration_s,
                         check=cancel.check)
+        wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
     except BaseException:
         _abandon(meter)
         raise
+    # With more interpreter threads the work is not this thread's alone: no share.
+    on_cpu = cpu / wall if settings.num_threads == 1 and wall > 0 else None
     by_node = {x.index: x for x in layers}
     # Ops of control-flow bodies (other subgraphs) run inside their parent op's window.
     main = run.subgraph == 0
@@ -769,7 +789,8 @@ def record_insitu(model: ProfiledModel, layers: list[LayerInfo], meter: Meter,
     trace = _tail_and_stop(meter)
     if progress:
         progress(Progress("insitu", 1, 1, "integrating"))
-    return RawRun(trace, idle_window, busy_starts, busy_ends, (), started_unix, time.time()), run
+    return RawRun(trace, idle_window, busy_starts, busy_ends, (), started_unix, time.time(),
+                  on_cpu_share=on_cpu), run
 
 
 def integrate_insitu(raw: RawRun, run: ProfileRun, layers: list[LayerInfo], meter: Meter,

@@ -52,8 +52,14 @@ DelegateOption = typer.Option(None, "--delegate", help="External delegate librar
 OptimizerOption = typer.Option(None, "--optimizer", help="Train mode, for a model without a "
                                "train signature: make it trainable on the fly with this "
                                "optimizer (sgd or adam; default settings), at its batch size.")
-LossOption = typer.Option("mse", "--loss", help="Train mode, with --optimizer: the loss (mse or "
-                          "softmax_cross_entropy).")
+LossOption = typer.Option(None, "--loss", help="Train mode, with --optimizer: the loss (mse or "
+                          "softmax_cross_entropy; default mse).")
+PrefixesOption = typer.Option(False, "--prefixes", help="Train mode, with an inference model and "
+                              "--optimizer: THOR's subtraction method. Measure the training "
+                              "step of the model's first 1..n layers (each trained with MSE) "
+                              "and print per layer E(k) - E(k-1) beside the per-op events.")
+RoundsOption = typer.Option(3, "--rounds", min=1, max=100, help="With --prefixes: how many "
+                            "times each prefix is measured (interleaved; the median is kept).")
 PairsOption = typer.Option(False, "--pairs", help="Layers mode: also loop each adjacent pair of "
                            "layers (the second reading the first's output) as one sub-model and "
                            "print which pairs the runtime fuses (nn-Meter's rule).")
@@ -179,7 +185,9 @@ def bench(
     pairs: bool = PairsOption,
     input_shape: list[str] | None = InputShapeOption,
     optimizer: str | None = OptimizerOption,
-    loss: str = LossOption,
+    loss: str | None = LossOption,
+    prefixes: bool = PrefixesOption,
+    rounds: int = RoundsOption,
 ) -> None:
     """Measure MODEL on this machine and print latency and energy (per layer or whole).
 
@@ -190,7 +198,10 @@ def bench(
     Train mode prints, per layer, the forward, backward and update energy and latency per
     training step; then model-wide work (the loss), the time between ops, the step as measured
     and the additivity (op windows / step). Give a trainable model (one with a train
-    signature, joulefarm.tflite.training) or --optimizer to make one of MODEL."""
+    signature, joulefarm.tflite.training) or --optimizer to make one of MODEL. With
+    --prefixes (an inference model and --optimizer): per layer, the per-op events' energy, the
+    subtraction method's E(k) - E(k-1) over the model's prefixes, their difference, and the
+    simulator's truth when simulated; then a summary line."""
     from agent.local import measure, open_meter, runtime_info  # the agent, in-process
     from joulefarm.results import MeasureSettings, shape_text
     from joulefarm.tflite.inputs import parse_input_shape
@@ -201,6 +212,8 @@ def bench(
         raise InputError(f"--pairs needs --mode layers (got --mode {mode})")
     if optimizer is not None and mode != Mode.TRAIN:
         raise InputError(f"--optimizer needs --mode train (got --mode {mode})")
+    if prefixes and mode != Mode.TRAIN:
+        raise InputError(f"--prefixes needs --mode train (got --mode {mode})")
     _check_bounds(threads, min_duration_s, min_layer_duration_s, sample_rate_hz)
     input_shapes = tuple(parse_input_shape(text) for text in input_shape or ())
     content = read_model_file(model)
@@ -213,8 +226,12 @@ def bench(
                                delegate_path=str(delegate) if delegate else "", pairs=pairs,
                                input_shapes=input_shapes)
     fmt = OutputFormat.json if as_json else fmt
+    if mode == Mode.TRAIN and prefixes:
+        _bench_prefixes(model, content, (meter, profile, sample_rate_hz), settings, fmt,
+                        optimizer, loss, rounds)
+        return
     if mode == Mode.TRAIN:
-        _bench_train(model, content, power_meter, settings, fmt, optimizer, loss)
+        _bench_train(model, content, power_meter, settings, fmt, optimizer, loss or "mse")
         return
     sha = hashlib.sha256(content).hexdigest()
     try:
@@ -293,6 +310,49 @@ def _bench_train(model: Path, content: bytes, power_meter: Meter, settings: Meas
     if result.flags:
         out = console if fmt is OutputFormat.table else err_console
         out.print(f"run flags: {', '.join(result.flags)}")
+
+
+def _bench_prefixes(model: Path, content: bytes, meter: tuple[str, str, float | None],
+                    settings: MeasureSettings, fmt: OutputFormat, optimizer: str | None,
+                    loss: str | None, rounds: int) -> None:
+    """``--mode train --prefixes``: THOR's subtraction beside the per-op events, per layer
+    (``controller.cli.bench_train.prefix_rows``). Each prefix run gets its own meter."""
+    from agent.local import measure_prefixes, open_meter, runtime_info
+    from controller.cli.bench_train import check_prefix_model, prefix_rows
+    from joulefarm.results import Progress
+
+    kind, profile, rate = meter
+    check_prefix_model(content, optimizer, loss or "mse", loss is not None)
+    assert optimizer is not None
+    try:
+        with console.status(f"measuring {model.name} (train, prefixes)") as status:
+            def progress(p: Progress) -> None:
+                if p.stage == "prefix":
+                    status.update(f"measuring {model.name} (train): {p.message} "
+                                  f"({p.done}/{p.total} runs done)")
+
+            split = measure_prefixes(
+                content, lambda k: open_meter(kind, profile=profile, sample_rate_hz=rate),
+                settings, runtime_info(), optimizer=optimizer, progress=progress,
+                rounds=rounds)
+    except ModelError as e:
+        raise ModelError(f"{model}: {e}") from e
+    except (InputError, ValueError) as e:  # a layer without a gradient rule, say
+        raise InputError(f"{model}: {e}") from e
+    result = split.full.result
+    source = "simulated" if result.meter.simulated else "measured"
+    meter_text = (f"meter {result.meter.kind}"
+                  f"{':' + result.meter.profile if result.meter.profile else ''} "
+                  f"({source.upper()})")
+    columns, rows, summary = prefix_rows(split)
+    columns.append("energy_source")
+    for row in rows:
+        row.append(source)
+    title = (f"{model.name}: train by prefixes ({optimizer}, mse), per training step, "
+             f"{meter_text}, {result.runtime_name} {result.runtime_version}")
+    print_rows(columns, rows, fmt, title=title)
+    out = console if fmt is OutputFormat.table else err_console
+    out.print(summary)
 
 
 def register(app: typer.Typer) -> None:

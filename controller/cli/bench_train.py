@@ -5,27 +5,30 @@ latency per step, each the sum of that layer's op windows. Under them: ``model-w
 loss and what belongs to no layer), ``between ops`` (the step's energy and time outside every
 op window: the runtime's work between ops and the loop's), ``step`` (the whole step as
 measured) and ``additivity`` (the op windows' sum over the step, for energy and latency).
+
+``--prefixes`` (``prefix_rows``): THOR's subtraction method beside the per-op events. The
+model's first 1..n layers are each made trainable (MSE) and their steps measured; layer k's
+energy is E(k) - E(k-1) (``agent.measure_prefixes``, ``joulefarm.subtraction``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from joulefarm.errors import InputError
-from joulefarm.tflite.flatbuffer import decode_name, unpack_model
+from controller.config.train_spec import (
+    LOSSES,
+    OPTIMIZERS,
+    TrainSpec,
+    has_train_signature,
+    make_trainable,
+)
+from joulefarm.errors import InputError, ModelError
 
 if TYPE_CHECKING:
-    from agent.local import TrainResult
+    from agent.local import PrefixSplit, TrainResult
 
-OPTIMIZERS = ("sgd", "adam")
-LOSSES = ("mse", "softmax_cross_entropy")
 COLUMNS = ["layer", "op", "forward_uj", "forward_us", "backward_uj", "backward_us",
            "update_uj", "update_us", "total_uj", "total_us"]
-
-
-def has_train_signature(model_bytes: bytes) -> bool:
-    model = unpack_model(model_bytes)
-    return any(decode_name(s.signatureKey) == "train" for s in model.signatureDefs or [])
 
 
 def trainable(model_bytes: bytes, optimizer: str | None, loss: str) -> tuple[bytes, str]:
@@ -45,13 +48,11 @@ def trainable(model_bytes: bytes, optimizer: str | None, loss: str) -> tuple[byt
                          f"{', '.join(OPTIMIZERS)})")
     if loss not in LOSSES:
         raise InputError(f"--loss: unknown loss {loss!r} (known: {', '.join(LOSSES)})")
-    from joulefarm.tflite.training import trainable_from_model
-
     try:
-        made = trainable_from_model(model_bytes, loss=loss, optimizer=optimizer)
-    except ValueError as e:
+        made = make_trainable(model_bytes, TrainSpec(optimizer=optimizer, loss=loss))
+    except ModelError as e:
         raise InputError(f"the model cannot be made trainable: {e}") from e
-    return made, f"made trainable: {optimizer}, {loss}"
+    return made.content, f"made {made.made}"
 
 
 def _row(layer: object, op: str, split: dict[str, tuple[float, float]] | None,
@@ -93,3 +94,61 @@ def train_rows(done: TrainResult) -> tuple[list[list[object]], list[list[object]
          _ratio(energy, whole.energy_j), _ratio(latency, whole.latency_mean_s)],
     ]
     return rows, totals
+
+
+PREFIX_COLUMNS = ["layer", "op", "events_uj", "subtraction_uj", "difference_pct"]
+"""``--prefixes``: per layer, the per-op events and THOR's subtraction (``sim_truth_uj`` and
+``subtraction_vs_truth_pct`` follow for a simulated meter)."""
+
+
+def check_prefix_model(model_bytes: bytes, optimizer: str | None, loss: str,
+                       explicit_loss: bool) -> None:
+    """What ``--prefixes`` needs: an inference model (it cuts prefixes from its layers, and a
+    trainable model's train signature cannot be cut), ``--optimizer``, and MSE (every prefix
+    is trained with it)."""
+    if has_train_signature(model_bytes):
+        raise InputError("--prefixes cuts an inference model into its first 1..n layers; this "
+                         "model is trainable already (it has a train signature): give the "
+                         "inference model it was made from")
+    if optimizer is None:
+        raise InputError("--prefixes needs --optimizer sgd|adam (each prefix is made "
+                         "trainable with it)")
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"--optimizer: unknown optimizer {optimizer!r} (known: "
+                         f"{', '.join(OPTIMIZERS)})")
+    if explicit_loss and loss != "mse":
+        raise InputError(f"--loss {loss}: --prefixes trains every prefix with mse (its "
+                         "output need not be a class vector); leave --loss out")
+
+
+def _pct(value: float, reference: float | None) -> float | None:
+    if reference is None or not reference > 0:
+        return None
+    return (value - reference) / reference * 100
+
+
+def prefix_rows(split: PrefixSplit) -> tuple[list[str], list[list[object]], str]:
+    """(columns, per layer rows, summary line) of a ``--prefixes`` run."""
+    simulated = split.simulated
+    columns = [*PREFIX_COLUMNS, *(["sim_truth_uj", "subtraction_vs_truth_pct"]
+                                  if simulated else [])]
+    rows: list[list[object]] = []
+    for x in split.layers:
+        row: list[object] = [x.layer, x.op, x.event_energy_j * 1e6,
+                             x.subtraction_energy_j * 1e6,
+                             _pct(x.subtraction_energy_j, x.event_energy_j)]
+        if simulated:
+            row += [(x.true_energy_j or 0.0) * 1e6,
+                    _pct(x.subtraction_energy_j, x.true_energy_j)]
+        rows.append(row)
+    events = split.agreement("events")
+    summary = (f"step {split.step_energy_j * 1e6:.1f} uJ; median |subtraction - events| "
+               f"{events.median_abs_relative:.1%} (layers within +/-10% hold "
+               f"{events.within:.0%} of the step)")
+    if simulated:
+        truth = split.agreement("truth")
+        summary += (f"; median |subtraction - truth| {truth.median_abs_relative:.1%} (within "
+                    f"+/-10%: {truth.within:.0%})")
+    summary += (f"; additivity (layers' events / step) {split.additivity:.3f}; "
+                f"{split.prefixes[0].runs} round(s) of {len(split.prefixes)} prefixes")
+    return columns, rows, summary
