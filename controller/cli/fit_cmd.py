@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,6 +22,11 @@ SplitsOption = typer.Option("family,device", "--splits",
                                  "intervals), device (leave one device out, few-shot: "
                                  "calibrates those of enrolled devices), grouped (k folds by "
                                  "model; the slowest).")
+WorkloadOption = typer.Option(
+    "inference", "--workload",
+    help="What the estimators predict: inference (a model's inferences), or train (one "
+         "training step of a model, per layer and part, fitted on runs of mode train; "
+         "`predict` then takes the inference model and predicts its step).")
 SeedOption = typer.Option(0, "--seed", help="Seed of the folds, subsampling and trees.")
 GpOption = typer.Option(True, "--validate-gp/--no-validate-gp",
                         help="Refit the Gaussian processes in every fold (the slow part).")
@@ -34,6 +40,7 @@ def fit(
     splits: str = SplitsOption,
     seed: int = SeedOption,
     validate_gp: bool = GpOption,
+    workload: str = WorkloadOption,
     fmt: OutputFormat = FormatOption,
 ) -> None:
     """Fit estimators (GP, trees, cross-hardware), validate against baselines, export ONNX."""
@@ -56,22 +63,30 @@ def fit(
             err_console.print(message, markup=False)
 
     result = fit_and_export(path, target, out, folds=folds, schemes=schemes, seed=seed,
-                            validate_gp=validate_gp, progress=progress)
+                            validate_gp=validate_gp, progress=progress, workload=workload)
     manifest = read_manifest(result.directory)
     source = manifest["energy_source"]
     label = f", energy {source.upper()}" if target == "energy" else ""
+    what = "training-step " if workload == "train" else ""
     print_rows(list(TABLE_COLUMNS), [r.as_row() for r in result.metrics], fmt,
-               title=f"{target} estimators vs baselines{label} ({path})")
+               title=f"{target} {what}estimators vs baselines{label} ({path})")
+    if workload == "train" and not quiet:
+        _print_train(manifest, target, fmt)
     if not quiet:
         preferred = manifest.get("preferred") or ("none: no estimator beat the FLOPs and "
                                                   "constant-power baselines")
         excluded = manifest["excluded"]
-        console.print(f"trained on {manifest['training_layers']} layer and "
-                      f"{manifest['training_whole_models']} whole-model measurements; left "
+        train = manifest.get("train") or {}
+        samples = ("(layer, part) and", "training-step") if workload == "train" else (
+            "layer and", "whole-model")
+        console.print(f"trained on {manifest['training_layers']} {samples[0]} "
+                      f"{manifest['training_whole_models']} {samples[1]} measurements; left "
                       f"out: {excluded['unusable']} flagged unusable, "
                       f"{excluded['no_features']} without MACs"
                       + (f", {excluded['energy_only_unusable']} energies (meter flags)"
-                         if target == "energy" else ""), markup=False)
+                         if target == "energy" else "")
+                      + (f", {train['excluded_steps']} train runs without layer tags"
+                         if train.get("excluded_steps") else ""), markup=False)
         interval = manifest["interval"]
         if interval["floor"]:
             console.print(f"{100 * interval['level']:.0f}% intervals calibrated on "
@@ -81,6 +96,22 @@ def fit(
                       markup=False)
         for note in result.estimator.notes:
             console.print(f"note: {note}", markup=False)
+
+
+def _print_train(manifest: dict[str, Any], target: str, fmt: OutputFormat) -> None:
+    """How far the FLOPs proxy (training = 3 x forward) is from the measured parts."""
+    train = manifest["train"]
+    rows = [[r["op"], r["layers"], r["backward_over_forward"],
+             r["backward_update_over_forward"]] for r in train["part_ratios"]]
+    print_rows(["layer_type", "layers", "backward/forward", "(backward+update)/forward"], rows,
+               fmt, title=f"measured {target} per part against forward (the 3 x forward "
+                          "proxy assumes (backward+update)/forward = 2)")
+    gap = train["step_over_forward"]
+    if gap["n_steps"]:
+        console.print(f"measured step / its forward parts: median {gap['median']:.2f} over "
+                      f"{gap['n_steps']} steps (the proxy: 3; the loss, the optimizer's "
+                      "model-wide work and the runtime between ops are in the step)",
+                      markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from controller.cli.console import OutputFormat, console, err_console, print_rows
 from controller.cli.model_cmd import ModelArgument, model_layers, read_model_file
 from controller.cli.options import FormatOption, InputShapeOption
+
+if TYPE_CHECKING:
+    from controller.estimators.predict import ModelPrediction
 
 DeviceOption = typer.Option(..., "--device", help="Device to predict for: one the estimator "
                             "was fitted on, or one added with `joulefarm enroll`.",
@@ -37,24 +41,30 @@ def predict(
 ) -> None:
     """Predict MODEL's per-layer and whole-model latency or energy on DEVICE, with a
     calibrated interval on the whole model. Layers are described at the shapes the runtime
-    computes for one inference (--input-shape for dynamic inputs)."""
-    from controller.estimators.features import from_layer_info
+    computes for one inference (--input-shape for dynamic inputs).
 
+    With an estimator fitted with `fit --workload train`, MODEL is the *inference* model, at
+    the batch size of the training step: it is made trainable as the training data were
+    (the manifest's optimizer and loss), and one training step is predicted, per layer and
+    part (forward, backward, update; the loss and optimizer's model-wide work as `step`),
+    with the step's interval."""
     # onnxruntime loads only when needed
     from controller.estimators.predict import PREFERENCE, Estimator
+    from controller.estimators.train_features import PartDesc
 
     est = Estimator(estimator)
     content = read_model_file(model)
     infos, note = model_layers(model, content, input_shape, file_shapes)
     if note:
         err_console.print(note, markup=False)
-    result = est.predict_layers([from_layer_info(x) for x in infos], device)
+    result = est.predict_layers(est.describe(content, infos), device)
+    train = est.workload == "train"
     source = est.manifest.get("energy_source", "n/a")
     layer_scale, layer_unit = _LAYER_SCALE[result.unit]
     total_scale, total_unit = _TOTAL_SCALE[result.unit]
     names = list(result.values)
 
-    columns = ["index", "op", "macs"]
+    columns = ["index", "op", *(["part"] if train else []), "macs"]
     for name in names:
         columns.append(f"{name}_{layer_unit}")
         if name == "gp" and result.gp_std is not None:
@@ -62,6 +72,8 @@ def predict(
     rows: list[list[object]] = []
     for i, desc in enumerate(result.layers):
         row: list[object] = [i, desc.op, desc.macs]
+        if isinstance(desc, PartDesc):
+            row = [desc.layer_index, desc.op, desc.part, desc.macs]
         for name in names:
             row.append(float(result.values[name][i]) * layer_scale)
             if name == "gp" and result.gp_std is not None:
@@ -80,6 +92,7 @@ def predict(
 
     if fmt is OutputFormat.json:
         data = {"model": str(model), "device": device, "target": result.target,
+                "workload": est.workload,
                 "unit": result.unit, "energy_source": source,
                 "interval_level": result.interval_level,
                 "unseen_ops": list(result.unseen_ops),
@@ -88,7 +101,9 @@ def predict(
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     if fmt is OutputFormat.csv:
-        total_row: list[object] = ["total", "", sum(d.macs for d in result.layers)]
+        total_row: list[object] = ["total", "", *([""] if train else []),
+                                   sum(d.macs for d in result.layers
+                                       if not isinstance(d, PartDesc) or d.part == "forward")]
         for name in names:
             total_row.append(result.totals[name][0] * layer_scale)
             if name == "gp" and result.gp_std is not None:
@@ -97,11 +112,17 @@ def predict(
         print_rows(columns, [*rows, total_row], fmt)
         return
     label = f", energy {source.upper()}" if result.target == "energy" else ""
-    print_rows(columns, rows, fmt, title=f"{model.name} on {device}: per-layer {result.target} "
-               f"({layer_unit}{label})")
-    print_rows(total_columns, total_rows, fmt,
-               title=f"whole model (sum of layers, corrected for non-additivity; std: GP, "
-                     f"layer errors taken as independent{label})")
+    if train:
+        _print_parts(result, model.name, device, layer_scale, layer_unit, label, fmt)
+        print_rows(total_columns, total_rows, fmt,
+                   title=f"one training step (sum of the parts, corrected for what the op "
+                         f"windows miss; std: GP, errors taken as independent{label})")
+    else:
+        print_rows(columns, rows, fmt, title=f"{model.name} on {device}: per-layer "
+                   f"{result.target} ({layer_unit}{label})")
+        print_rows(total_columns, total_rows, fmt,
+                   title=f"whole model (sum of layers, corrected for non-additivity; std: GP, "
+                         f"layer errors taken as independent{label})")
     if est.enrolled(device):
         runs = est.manifest["devices"][device]["enrolled"]["reference_runs"]
         console.print(f"{device} was enrolled from its {runs} reference runs: predicted by the "
@@ -127,6 +148,27 @@ def predict(
     if result.unseen_ops:
         console.print(f"ops never seen in training: {', '.join(result.unseen_ops)}: priced by "
                       "their op family's model, the interval widened for them", markup=False)
+
+
+def _print_parts(result: ModelPrediction, name: str, device: str, scale: float, unit: str,
+                 label: str, fmt: OutputFormat) -> None:
+    """A train prediction's table: per layer, forward, backward and update of the preferred
+    estimator (the loss and optimizer's model-wide work as ``step``)."""
+    from controller.estimators.predict import part_table
+
+    rows: list[list[object]] = []
+    for index, op, parts in part_table(result, result.preferred):
+        values = [parts.get(p) for p in ("forward", "backward", "update")]
+        if index is None:
+            values = [None, None, None]
+        row: list[object] = ["step" if index is None else index, op]
+        row += [None if v is None else v * scale for v in values]
+        row.append(sum(parts.values()) * scale)
+        rows.append(row)
+    print_rows(["index", "op", f"forward_{unit}", f"backward_{unit}", f"update_{unit}",
+                f"total_{unit}"], rows, fmt,
+               title=f"{name} on {device}: one training step per layer and part, "
+                     f"{result.target} ({unit}, {result.preferred}{label})")
 
 
 def register(app: typer.Typer) -> None:

@@ -106,6 +106,9 @@ class Dataset:
     """Layer measurements left out because their MACs say nothing: a convolution, pool or
     fully connected layer with no or zero MACs (its cost formula could not read its shapes).
     Such a layer would teach a per-op model that zero MACs cost milliseconds."""
+    workload: str = "inference"
+    """``inference`` (layer and whole samples of inferences) or ``train`` (a layer sample per
+    part of a training step, a whole sample per step: ``train_dataset``)."""
 
     def value(self, sample: LayerSample | WholeSample, target: str) -> float:
         return float(getattr(sample, TARGETS[target][0]))
@@ -195,7 +198,8 @@ def load_dataset(db_path: str | Path) -> Dataset:
             SELECT r.device_name, r.model_name, r.model_sha256, w.latency_p50_s,
                    w.latency_mean_s, w.energy_j, w.simulated,
                    list_concat(coalesce(w.flags, []), coalesce(r.flags, [])) AS flags
-            FROM whole_measurements w JOIN runs r USING (run_id)""")
+            FROM whole_measurements w JOIN runs r USING (run_id)
+            WHERE r.mode <> 'train'  -- a training step is not an inference""")
     except duckdb.Error as e:
         raise EstimatorError(f"{path}: cannot read results (is this a joulefarm database?): "
                              f"{e}") from e

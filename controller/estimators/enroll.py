@@ -43,6 +43,10 @@ def check_enrollable(directory: str | Path, device: str) -> dict[str, Any]:
     if entry is not None and not entry.get("enrolled"):
         raise EstimatorError(f"{directory}: {device!r} is a training device of this estimator; "
                              "it needs no enrolment")
+    if manifest.get("workload", "inference") != "inference":
+        raise EstimatorError(f"{directory}: a training-step estimator (fit --workload train) "
+                             "has no cross-hardware model: a device is added by measuring "
+                             "train runs on it and fitting again")
     if not _has_cross_hw(manifest):
         raise EstimatorError(
             f"{directory}: this estimator has no cross-hardware model, so it cannot place a "

@@ -45,6 +45,19 @@ from controller.estimators.manifest import (
 )
 from controller.estimators.models import FittedEstimator, fit_estimator, gp_kernels
 from controller.estimators.onnx_graphs import IR_VERSION, OPSETS, gp_model_proto, tree_model_proto
+from controller.estimators.train_dataset import (
+    TrainDataset,
+    flops_gap,
+    load_train_dataset,
+    part_ratios,
+)
+from controller.estimators.train_features import (
+    FORWARD_MAC_MULTIPLE,
+    PARTS,
+    TRAIN_FEATURES,
+    WORKLOADS,
+    feature_names,
+)
 from controller.estimators.validation import (
     DEFAULT_SCHEMES,
     TABLE_COLUMNS,
@@ -91,7 +104,7 @@ def _write(directory: Path, name: str, proto: onnx.ModelProto) -> str:
 
 def write_models(est: FittedEstimator, directory: Path) -> tuple[list[dict[str, Any]], int, int]:
     """One ONNX file per model; returns (manifest entries, per-device width, cross width)."""
-    per_device_width = len(LAYER_FEATURES) + len(est.ops) + 1
+    per_device_width = len(feature_names(est.workload)) + len(est.ops) + 1
     cross_width = per_device_width + len(DEVICE_FEATURES) + len(est.platforms) + len(
         est.reference)
     entries: list[dict[str, Any]] = []
@@ -137,7 +150,8 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
                    metrics: list[MetricRow], db_path: str,
                    calibration: Calibration | None = None,
                    new_device: Calibration | None = None) -> dict[str, Any]:
-    per_device_input = [n for n, _, _ in LAYER_FEATURES] + op_onehot_names(est.ops)
+    per_device_input = feature_names(est.workload) + op_onehot_names(est.ops)
+    layer_features = LAYER_FEATURES + (TRAIN_FEATURES if est.workload == "train" else ())
     devices: dict[str, Any] = {}
     for name in sorted(est.per_device):
         info = dataset.devices.get(name)
@@ -158,6 +172,8 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
         }
     return {
         "target": est.target,
+        "workload": est.workload,
+        "train": _train_section(est, dataset) if est.workload == "train" else None,
         "unit": TARGETS[est.target][1],
         "energy_source": _energy_source(dataset, est.target),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -177,7 +193,7 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
         "onnx": {"ir_version": IR_VERSION, "opsets": dict(OPSETS), "input": "features",
                  "dtype": "float64", "outputs": "log_mean = ln(target) [, log_std]"},
         "features": {
-            "layer": [{"name": n, "unit": u, "description": d} for n, u, d in LAYER_FEATURES],
+            "layer": [{"name": n, "unit": u, "description": d} for n, u, d in layer_features],
             "device": [{"name": n, "unit": u, "description": d} for n, u, d in DEVICE_FEATURES],
             "per_device_input": per_device_input,
             "cross_hw_input": per_device_input + device_feature_names(est.platforms,
@@ -201,8 +217,12 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
                          "out; interval_new_device: devices added by `joulefarm enroll`, "
                          "calibrated on devices left out (reference runs only)",
         "baselines": {
-            "flops": "target = flops_ratio * MACs (one ratio per device, median on training "
-                     "layers)",
+            "flops": ("step = flops_ratio * 3 * forward MACs (one ratio per device, median "
+                      "of step / (3 x forward MACs) on training steps); per part: 1 x MACs on "
+                      "forward, 2 x on backward (3 x on forward without one), 0 on update"
+                      if est.workload == "train" else
+                      "target = flops_ratio * MACs (one ratio per device, median on training "
+                      "layers)"),
             "const_power": "energy = predicted latency * power_w (median per device); in the "
                            "validation table only",
         },
@@ -210,6 +230,38 @@ def build_manifest(est: FittedEstimator, dataset: Dataset, entries: list[dict[st
         "validation": {"columns": list(TABLE_COLUMNS),
                        "rows": [[_json_cell(v) for v in r.as_row()] for r in metrics]},
         "notes": est.notes,
+    }
+
+
+def _train_section(est: FittedEstimator, dataset: Dataset) -> dict[str, Any]:
+    """What a train estimator's manifest adds: how the models were made trainable, what was
+    left out, and how far the FLOPs proxy is from the measured parts."""
+    optimizer, loss = (dataset.setup() if isinstance(dataset, TrainDataset)
+                       else ("adam", "mse"))
+    median, spread, n = flops_gap(dataset, est.target)
+    return {
+        "optimizer": optimizer,
+        "loss": loss,
+        "setups": dict(getattr(dataset, "setups", {})),
+        "parts": list(PARTS),
+        "excluded_steps": getattr(dataset, "excluded_steps", 0),
+        "predict": "predict makes the inference model trainable with this optimizer and loss "
+                   "(joulefarm.tflite.training) to know each layer's parts; the model's batch "
+                   "is the step's",
+        "proxy_multiple": FORWARD_MAC_MULTIPLE,
+        "part_ratios": [{"op": r.op, "layers": r.layers, "forward": r.forward_j,
+                         "backward": r.backward_j, "update": r.update_j,
+                         "backward_over_forward": _float(r.backward_ratio),
+                         "backward_update_over_forward": _float(r.rest_ratio)}
+                        for r in part_ratios(dataset, est.target)],
+        "part_ratios_note": f"measured {est.target} of backward and update against forward, "
+                            "per layer type, summed over its layers with a forward part; the "
+                            f"proxy takes (backward + update) / forward = "
+                            f"{FORWARD_MAC_MULTIPLE - 1:g}",
+        "step_over_forward": {"median": _float(median), "p90_over_p10": _float(spread),
+                              "n_steps": n,
+                              "note": "measured step / sum of its forward parts (the proxy: "
+                                      f"{FORWARD_MAC_MULTIPLE:g})"},
     }
 
 
@@ -240,16 +292,22 @@ def write_metrics(directory: Path, metrics: list[MetricRow], title: str) -> None
 def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, folds: int = 5,
                    schemes: Iterable[str] = DEFAULT_SCHEMES, seed: int = 0,
                    validate_gp: bool = True,
-                   progress: Callable[[str], None] | None = None) -> FitResult:
-    """Load, validate, fit on everything, write the estimator directory."""
+                   progress: Callable[[str], None] | None = None,
+                   workload: str = "inference") -> FitResult:
+    """Load, validate, fit on everything, write the estimator directory. ``workload``:
+    ``inference``, or ``train`` (a training step's parts: ``train_dataset``)."""
     if target not in TARGETS:
         raise EstimatorError(f"--target: unknown target {target!r} (known: "
                              f"{', '.join(TARGETS)})")
+    if workload not in WORKLOADS:
+        raise EstimatorError(f"--workload: unknown workload {workload!r} (known: "
+                             f"{', '.join(WORKLOADS)})")
     if folds < 2:
         raise EstimatorError(f"--folds must be at least 2, got {folds}")
-    dataset = load_dataset(db_path)
+    dataset = load_train_dataset(db_path) if workload == "train" else load_dataset(db_path)
     if not dataset.devices_with(target):
-        raise EstimatorError(f"{db_path}: no layer measurements with a {target} to fit on")
+        what = "training-step parts" if workload == "train" else "layer measurements"
+        raise EstimatorError(f"{db_path}: no {what} with a {target} to fit on")
     if progress:
         progress(f"{target}: fitting on all data")
     est = fit_estimator(dataset, target, seed=seed, progress=progress)
@@ -270,10 +328,15 @@ def fit_and_export(db_path: str | Path, target: str, out_dir: str | Path, *, fol
                               new_device)
     write_manifest(directory, manifest)
     source = manifest["energy_source"]
-    title = f"{target} estimators vs baselines ({db_path})" + (
+    title = f"{target} {_what(workload)}estimators vs baselines ({db_path})" + (
         f", energy {source.upper()}" if target == "energy" else "")
     write_metrics(directory, metrics, title)
     return FitResult(directory, est, metrics, [e["file"] for e in entries])
+
+
+def _what(workload: str) -> str:
+    """The table's title words before ``estimators``: none for inference (as before)."""
+    return "training-step " if workload == "train" else ""
 
 
 __all__ = ["FitResult", "build_manifest", "fit_and_export", "library_versions"]

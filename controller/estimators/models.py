@@ -34,6 +34,7 @@ from controller.estimators.combine import Correction, whole_totals
 from controller.estimators.dataset import Dataset, LayerSample
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import (
+    LAYER_FEATURES,
     OTHER_OP,
     LayerDesc,
     cross_matrix,
@@ -42,7 +43,8 @@ from controller.estimators.features import (
     kernel_key,
     layer_matrix,
 )
-from controller.estimators.regressors import GPModel, TreeModel, fit_gp, fit_trees
+from controller.estimators.regressors import GP_COLUMNS, GPModel, TreeModel, fit_gp, fit_trees
+from controller.estimators.train_features import TRAIN_FEATURES, flops_work
 from joulefarm.tflite.parse import read_layers
 from joulefarm.tflite.sweep import reference_models, reference_names
 
@@ -86,6 +88,9 @@ class FittedEstimator:
     seen_ops: list[str] = field(default_factory=list)
     """Every op with a training sample (those under ``MIN_OP_SAMPLES`` included, which the
     ``_OTHER`` model learnt); a layer of any other op is predicted by its family alone."""
+    workload: str = "inference"
+    """``inference``, or ``train``: every sample a part of a training step
+    (``train_features``), the whole a step."""
 
     def correction_for(self, device: str) -> Correction:
         return self.device_corrections.get(device, self.correction)
@@ -198,6 +203,31 @@ def _ratio(values: np.ndarray) -> float:
     return float(np.exp(np.median(np.log(values)))) if len(values) else float("nan")
 
 
+TRAIN_GP_COLUMNS = np.concatenate([GP_COLUMNS, len(LAYER_FEATURES)
+                                   + np.arange(len(TRAIN_FEATURES))])
+"""What a Gaussian process of a training step's part sees: the inference layer's GP features,
+the part and whether its backward computes input and weight gradients."""
+
+
+def flops_ratios(dataset: Dataset, target: str, by_device: Mapping[str, Sequence[LayerSample]]
+                 ) -> dict[str, float]:
+    """The FLOPs baseline's ratio per device (target per unit of ``flops_work``). Inference:
+    the median over training layers of target / MACs. Train: the median over training steps
+    of step / (3 x forward MACs), the proxy at the level it is stated at."""
+    if dataset.workload != "train":
+        return {device: _ratio(np.asarray([dataset.value(s, target) / s.desc.macs
+                                           for s in rows if s.desc.macs > 0]))
+                for device, rows in by_device.items()}
+    ratios: dict[str, list[float]] = defaultdict(list)
+    for w in dataset.wholes:
+        descs = dataset.model_layers.get(w.model_sha)
+        value = dataset.value(w, target)
+        work = float(flops_work(descs).sum()) if descs else 0.0
+        if work > 0 and math.isfinite(value) and value > 0:
+            ratios[w.device].append(value / work)
+    return {device: _ratio(np.asarray(ratios.get(device, []))) for device in by_device}
+
+
 GPKernels = dict[tuple[str, str], Kernel]
 """(device, op key) -> the fitted kernel of its Gaussian process."""
 
@@ -286,7 +316,9 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
 
     blocks: dict[str, np.ndarray] = {}
     scales: dict[str, float] = {}
-    for device in by_device:
+    # The reference set's embedding describes a device by its inferences: a training step's
+    # estimator has no cross-hardware model (nor enrolment).
+    for device in by_device if dataset.workload == "inference" else ():
         block = device_block(dataset, device, target, platforms)
         if block is None:
             notes.append(f"{device}: no cross-hardware model (missing reference runs or facts)")
@@ -299,15 +331,14 @@ def fit_estimator(dataset: Dataset, target: str, *, seed: int = 0, with_gp: bool
         cross = _fit_cross(dataset, [s for s in samples if s.device in blocks], ops, blocks,
                            scales, target, seed, reuse)
 
-    flops, power = {}, {}
+    flops, power = flops_ratios(dataset, target, by_device), {}
     for device, rows in by_device.items():
-        flops[device] = _ratio(np.asarray([dataset.value(s, target) / s.desc.macs
-                                           for s in rows if s.desc.macs > 0]))
         power[device] = _ratio(np.asarray([s.energy_j / s.latency_s for s in rows
                                            if s.latency_s > 0 and s.energy_j > 0
                                            and math.isfinite(s.energy_j)]))
     est = FittedEstimator(
-        target=target, ops=ops, platforms=platforms, reference=reference_names(),
+        target=target, workload=dataset.workload, ops=ops, platforms=platforms,
+        reference=reference_names(),
         per_device=per_device, cross_hw=cross, device_blocks=blocks, device_scales=scales,
         correction=Correction(), flops_ratio=flops, power_w=power, n_layers=len(samples),
         notes=notes, seen_ops=sorted({s.desc.op for s in samples}))
@@ -365,7 +396,8 @@ def _fit_device(dataset: Dataset, rows: list[LayerSample], ops: list[str], targe
         index = _balanced(index, [rows[i].model_sha for i in index], seed)
         x, y = x_all[index], y_all[index]
         trees = fit_trees(x, y, seed=seed)
-        gp = (fit_gp(x, y, seed=seed, base=trees.base, kernel=kernels.get(key))
+        columns = TRAIN_GP_COLUMNS if dataset.workload == "train" else GP_COLUMNS
+        gp = (fit_gp(x, y, seed=seed, base=trees.base, kernel=kernels.get(key), columns=columns)
               if with_gp and len(index) >= 3 else None)
         models[key] = OpModels(trees, gp, len(index))
     return models
@@ -530,7 +562,7 @@ def predict_layers(est: FittedEstimator, device: str, descs: Sequence[LayerDesc]
         values["cross_hw"] = np.exp(cross)
     ratio = flops_ratio if flops_ratio is not None else est.flops_ratio.get(device)
     if ratio is not None and math.isfinite(ratio):
-        values["flops"] = ratio * np.asarray([max(d.macs, 1) for d in descs], dtype=np.float64)
+        values["flops"] = ratio * flops_work(descs)
     return LayerPredictions(values, gp_std)
 
 

@@ -18,7 +18,6 @@ import onnxruntime as ort
 from controller.estimators.combine import Correction, whole_totals
 from controller.estimators.errors import EstimatorError
 from controller.estimators.features import (
-    LAYER_FEATURES,
     OTHER_OP,
     LayerDesc,
     cross_matrix,
@@ -29,7 +28,14 @@ from controller.estimators.features import (
 )
 from controller.estimators.intervals import Calibration
 from controller.estimators.manifest import read_manifest
-from joulefarm.tflite.parse import read_layers
+from controller.estimators.train_features import (
+    PartDesc,
+    feature_names,
+    flops_work,
+    step_descs,
+    train_phases,
+)
+from joulefarm.tflite.parse import LayerInfo, read_layers
 
 PREFERENCE: tuple[str, ...] = ("gp", "trees", "cross_hw", "flops")
 """Which estimator's total to headline when the manifest names none."""
@@ -70,7 +76,10 @@ class Estimator:
         self.target: str = self.manifest["target"]
         self.unit: str = self.manifest["unit"]
         self.ops: list[str] = list(self.manifest["ops"])
-        expected = [n for n, _, _ in LAYER_FEATURES] + op_onehot_names(self.ops)
+        self.workload: str = self.manifest.get("workload", "inference")
+        """``inference``, or ``train``: predicts a training step of a model's inference
+        model, per layer and part (``train_features``)."""
+        expected = feature_names(self.workload) + op_onehot_names(self.ops)
         if self.manifest["features"]["per_device_input"] != expected:
             raise EstimatorError(f"{self.directory}: fitted on another feature set than this "
                                  "joulefarm computes (an older version); refit it with "
@@ -156,7 +165,7 @@ class Estimator:
                 values["cross_hw"] = np.exp(routed[0] + float(info["scale"]))
         ratio = info.get("flops_ratio")
         if ratio is not None and np.isfinite(ratio):
-            values["flops"] = ratio * np.asarray([max(d.macs, 1) for d in descs], np.float64)
+            values["flops"] = ratio * flops_work(descs)
         correction = (Correction.from_json(info["correction"]) if info.get("correction")
                       else self.correction)
         totals = whole_totals(values, gp_log_std, correction, len(descs))
@@ -185,7 +194,38 @@ class Estimator:
                                              if u})),
                                intervals, calibration.level)
 
+    def describe(self, model_bytes: bytes, infos: list[LayerInfo] | None = None
+                 ) -> tuple[LayerDesc, ...]:
+        """What this estimator predicts of a .tflite model: its layers (``infos``, by
+        default those the file states); for a train estimator, each part of a training step
+        of it, made trainable with the manifest's optimizer and loss to know which parts each
+        layer has. ``EstimatorError`` for a model that cannot be made trainable."""
+        infos = read_layers(model_bytes) if infos is None else infos
+        descs = [from_layer_info(i) for i in infos]
+        if self.workload != "train":
+            return tuple(descs)
+        train = self.manifest.get("train") or {}
+        try:
+            phases = train_phases(model_bytes, str(train.get("loss", "mse")),
+                                  str(train.get("optimizer", "adam")))
+        except (ValueError, KeyError) as e:
+            raise EstimatorError(f"cannot be made trainable, so no training step to predict: "
+                                 f"{e}") from e
+        return step_descs([(i.index, d) for i, d in zip(infos, descs, strict=True)], phases)
+
     def predict(self, model_bytes: bytes, device: str) -> ModelPrediction:
-        """Predictions for every layer of a .tflite model and for the whole model."""
-        return self.predict_layers(tuple(from_layer_info(i) for i in read_layers(model_bytes)),
-                                   device)
+        """Predictions for every layer of a .tflite model and for the whole model (a train
+        estimator: every part of one training step, and the step)."""
+        return self.predict_layers(self.describe(model_bytes), device)
+
+
+def part_table(prediction: ModelPrediction, estimator: str
+               ) -> list[tuple[int | None, str, dict[str, float]]]:
+    """A train prediction per layer: (index, op, {part: value}) of ``estimator``, in layer
+    order, the step's model-wide work (index None) last."""
+    rows: dict[int | None, tuple[str, dict[str, float]]] = {}
+    for desc, value in zip(prediction.layers, prediction.values[estimator], strict=True):
+        if isinstance(desc, PartDesc):
+            op, parts = rows.setdefault(desc.layer_index, (desc.op, {}))
+            parts[desc.part] = parts.get(desc.part, 0.0) + float(value)
+    return [(index, op, parts) for index, (op, parts) in rows.items()]

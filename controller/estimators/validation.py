@@ -89,7 +89,8 @@ def subset(dataset: Dataset, keep: Callable[[str, str], bool]) -> Dataset:
         wholes=[w for w in dataset.wholes if keep(w.device, w.model_sha)],
         model_layers=dataset.model_layers, model_names=dataset.model_names,
         devices=dataset.devices,
-        layer_sums={k: v for k, v in dataset.layer_sums.items() if keep(*k)})
+        layer_sums={k: v for k, v in dataset.layer_sums.items() if keep(*k)},
+        workload=dataset.workload)
 
 
 def _models_not_in(models: set[str]) -> Callable[[str, str], bool]:
