@@ -31,25 +31,25 @@ COLUMNS = ["layer", "op", "forward_uj", "forward_us", "backward_uj", "backward_u
            "update_uj", "update_us", "total_uj", "total_us"]
 
 
-def trainable(model_bytes: bytes, optimizer: str | None, loss: str) -> tuple[bytes, str]:
+def trainable(model_bytes: bytes, spec: TrainSpec | None) -> tuple[bytes, str]:
     """The model to measure and what was done to it: a model with a ``train`` signature as it
-    is; an inference model made trainable with ``optimizer`` and ``loss``."""
+    is; an inference model made trainable as ``spec`` says (``--optimizer`` and the rest)."""
     if has_train_signature(model_bytes):
-        if optimizer is not None:
+        if spec is not None:
             raise InputError("--optimizer: the model trains already (it has a train "
                              "signature); leave --optimizer out")
         return model_bytes, "train signature of the model"
-    if optimizer is None:
+    if spec is None:
         raise InputError("the model has no train signature: give --optimizer sgd|adam (and "
                          "--loss) to make it trainable, or a model made by "
                          "joulefarm.tflite.training")
-    if optimizer not in OPTIMIZERS:
-        raise InputError(f"--optimizer: unknown optimizer {optimizer!r} (known: "
+    if spec.optimizer not in OPTIMIZERS:
+        raise InputError(f"--optimizer: unknown optimizer {spec.optimizer!r} (known: "
                          f"{', '.join(OPTIMIZERS)})")
-    if loss not in LOSSES:
-        raise InputError(f"--loss: unknown loss {loss!r} (known: {', '.join(LOSSES)})")
+    if spec.loss not in LOSSES:
+        raise InputError(f"--loss: unknown loss {spec.loss!r} (known: {', '.join(LOSSES)})")
     try:
-        made = make_trainable(model_bytes, TrainSpec(optimizer=optimizer, loss=loss))
+        made = make_trainable(model_bytes, spec)
     except ModelError as e:
         raise InputError(f"the model cannot be made trainable: {e}") from e
     return made.content, f"made {made.made}"

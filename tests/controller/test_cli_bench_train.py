@@ -47,3 +47,24 @@ def test_bench_train_makes_an_inference_model_trainable(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "made trainable: adam, mse" in proc.stdout
     assert "(SIMULATED)" in proc.stdout and "additivity" in proc.stdout
+
+
+def test_bench_train_rebuilds_at_a_batch_and_freezes_layers(tmp_path: Path) -> None:
+    path = tmp_path / "inference.tflite"
+    path.write_bytes(build_model((1, 12, 12, 3), LAYERS, seed=0))
+    proc = run_cli("bench", str(path), *SHORT, "--optimizer", "sgd", "--batch-size", "4",
+                   "--trainable-layers", "1", "--json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["layer"]: r for r in json.loads(proc.stdout)["layers"]}
+    # Only the last layer with weights (the fully connected one) trains: the frozen
+    # convolutions before it need no gradient at all.
+    assert rows[3]["update_uj"] > 0 and rows[3]["backward_uj"] > 0
+    for frozen in (0, 1):
+        assert rows[frozen]["backward_uj"] == 0 and rows[frozen]["update_uj"] == 0
+    proc = run_cli("bench", str(path), *SHORT, "--optimizer", "sgd", "--batch-size", "4",
+                   timeout=120, env={"COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stderr
+    assert "made trainable: sgd, mse, batch 4" in proc.stdout
+    proc = run_cli("bench", str(path), *SHORT, "--batch-size", "4", timeout=60)
+    assert proc.returncode == 2 and "--batch-size needs --mode train and --optimizer" in \
+        proc.stderr
