@@ -1,9 +1,8 @@
 """``joulefarm report``: one self-contained HTML page, checked as text and in a real browser.
 
-The browser is Debian's Chromium, driven by selenium through the system's chromedriver
-(.ci/run installs both): the page must open with no console error, load nothing, and draw
-every plot. A screenshot is saved for a person to look at (its path is printed; set
-JOULEFARM_TEST_ARTIFACTS to keep it).
+The browser is Debian's Chromium (``tests.helpers.browser``): the page must open with no
+console error, load nothing, and draw every plot. A screenshot is saved for a person to
+look at (its path is printed; set JOULEFARM_TEST_ARTIFACTS to keep it).
 """
 
 from __future__ import annotations
@@ -17,13 +16,10 @@ import pytest
 from controller.estimators.export import fit_and_export
 from controller.estimators.synthetic import DEVICES, build_synthetic_db
 from tests.helpers import run_cli
+from tests.helpers.browser import render
 from tests.helpers.nights import DEARER_OP, TwoNights
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
 
 @pytest.fixture(scope="module")
 def page(two_nights: TwoNights, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -61,39 +57,12 @@ def test_the_page_shows_the_night_that_made_one_op_dearer(page: Path) -> None:
 
 @pytest.mark.must_run  # a page is checked in a real browser, never skipped in CI
 def test_the_page_renders_in_a_real_browser(page: Path, tmp_path: Path) -> None:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("Debian's chromium and chromium-driver are missing (apt-get install -y "
-                    "chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1100,1400"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.get(page.as_uri())
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-        plots = driver.execute_script(
-            "return Array.from(document.querySelectorAll('figure svg')).map(s => "
-            "[s.getBoundingClientRect().width, s.getBoundingClientRect().height, "
-            "s.querySelectorAll('path').length])")
-        assert len(plots) >= 5
-        assert all(w > 200 and h > 100 and paths > 10 for w, h, paths in plots), plots
-        assert driver.execute_script("return performance.getEntriesByType('resource').length") \
-            == 0  # nothing was loaded
-        height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(1100, min(int(height) + 100, 16000))
-        shot = Path(os.environ.get("JOULEFARM_TEST_ARTIFACTS", tmp_path)) / "report.png"
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        assert driver.save_screenshot(str(shot))
-        print(f"report screenshot: {shot}")
-    finally:
-        driver.quit()
+    shot = Path(os.environ.get("JOULEFARM_TEST_ARTIFACTS", tmp_path)) / "report.png"
+    seen = render(page, shot)
+    assert seen.console_errors == []
+    assert len(seen.plots) >= 5
+    assert all(w > 200 and h > 100 and paths > 10 for w, h, paths in seen.plots), seen.plots
+    assert seen.resources_loaded == 0  # nothing was loaded
     assert shot.stat().st_size > 50_000
 
 

@@ -7,6 +7,7 @@ per op type; one with an op TFLite lacks fails its job with the op named, and th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from joulefarm.tflite.builder import Conv2D, Flatten, FullyConnected, tiny_cnn
 from joulefarm.tflite.parse import read_layers
 from joulefarm.tflite.training import trainable_model
 from tests.helpers import REPO, run_cli
+from tests.helpers.browser import render
 from tests.helpers.converted import with_custom_train_op, without_training_metadata
 
 pytestmark = pytest.mark.slow
@@ -153,3 +155,15 @@ def test_the_report_shows_the_training_steps(swept: tuple[Path, str], tmp_path: 
     devices = page[page.index("<h2>Devices side by side</h2>"):page.index("<h2>Training")] \
         if "<h2>Devices side by side</h2>" in page else ""
     assert "tiny_cnn" not in devices
+
+
+@pytest.mark.must_run  # a page is checked in a real browser, never skipped in CI
+def test_the_training_section_renders_in_a_real_browser(swept: tuple[Path, str],
+                                                        tmp_path: Path) -> None:
+    db, _ = swept
+    out = tmp_path / "report.html"
+    assert run_cli("report", "--db", str(db), "--out", str(out)).returncode == 0
+    shot = Path(os.environ.get("JOULEFARM_TEST_ARTIFACTS", tmp_path)) / "report-train.png"
+    seen = render(out, shot)
+    assert seen.console_errors == [] and seen.resources_loaded == 0
+    assert seen.plots and all(w > 200 and h > 100 and paths > 10 for w, h, paths in seen.plots)
