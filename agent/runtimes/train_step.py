@@ -9,7 +9,8 @@ ops, and every CALL_ONCE and signature is pointed at its subgraph's new index.
 
 A model with a ``train`` signature but without joulefarm's training metadata (converted by
 TensorFlow's converter, say) runs too: its ops carry no layer or phase, so each is tagged
-``UNTAGGED`` with its op name, and the step is reported per op type.
+``UNTAGGED`` with its op name, and the step is reported per op type; its variables, which such
+a model leaves for a checkpoint to fill, get initial values (``variable_init``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.runtimes.variable_init import initialise_variables, needs_initialisation
 from joulefarm.errors import ModelError
 from joulefarm.tflite.flatbuffer import (
     decode_name,
@@ -80,6 +82,9 @@ def train_step(model_bytes: bytes, seed: int = 0) -> TrainStep:
                          "mode runs builtin ops only (convert without them, e.g. without "
                          "SELECT_TF_OPS)")
     info = _info(model_bytes)
+    if info is None and needs_initialisation(model, train):
+        # A converted model: its variables are a checkpoint's to fill (variable_init).
+        initialise_variables(model, train, seed)
     order = list(range(len(model.subgraphs)))
     order[0], order[train] = train, 0
     new_index = {old: new for new, old in enumerate(order)}

@@ -16,6 +16,7 @@ from joulefarm.results import MeasureSettings
 from joulefarm.tflite.builder import Conv2D, Flatten, FullyConnected, build_model
 from joulefarm.tflite.flatbuffer import pack_model, unpack_model
 from joulefarm.tflite.training import trainable_model, training_info
+from tests.helpers import REPO
 from tests.helpers.converted import without_training_metadata
 
 LAYERS = [Conv2D(8), Conv2D(8), Flatten(), FullyConnected(5)]
@@ -27,6 +28,7 @@ RUNTIME = ("ai-edge-litert", "test")
 STEP_TOLERANCE = 0.1
 FREED_WITHIN_S = 10.0
 CUSTOM = 32  # BuiltinOperator.CUSTOM
+CONVERTED = REPO / "tests/fixtures/models/tf_trainable"
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,23 @@ def test_a_converted_model_without_tags_is_measured_per_op_type(model: bytes) ->
     ops = {r.op: r.ops for r in done.phases}
     assert ops["CONV_2D"] >= 2 and ops["FULLY_CONNECTED"] >= 1  # forward and gradients
     assert done.train_ops == len(unpack_model(model).subgraphs[1].operators)
+
+
+def test_a_model_tensorflow_converted_is_measured_and_its_flex_ops_named() -> None:
+    """Models TensorFlow's converter wrote (tests/fixtures/models/tf_trainable): the builtin
+    one's step runs, its variables given values first (the converter leaves them for a
+    checkpoint); the one whose convolution's gradients became Flex ops is refused by name."""
+    done = measure_train((CONVERTED / "dense_builtin.tflite").read_bytes(), "sha",
+                         SimMeter("rpi4", seed=2), SETTINGS, RUNTIME)
+    assert done.result.whole is not None and done.result.whole.iterations >= 1
+    ops = {r.op for r in done.phases}
+    assert {"BATCH_MATMUL", "ASSIGN_VARIABLE", "CALL_ONCE"} <= ops  # CALL_ONCE: the init
+    assert all(r.phase == UNTAGGED and r.events == r.ops * done.result.whole.iterations
+               for r in done.phases)
+    with pytest.raises(ModelError, match=r"custom ops \(FlexConv2DBackpropFilter, "
+                                         r"FlexReluGrad\)"):
+        measure_train((CONVERTED / "conv_flex.tflite").read_bytes(), "sha",
+                      SimMeter("rpi4"), SETTINGS, RUNTIME)
 
 
 def test_other_modes_and_xnnpack_are_refused(model: bytes) -> None:

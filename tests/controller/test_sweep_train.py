@@ -1,7 +1,8 @@
 """Train mode through a sweep: a suite's models made trainable (``[train]``), measured by a real
 local agent over gRPC, stored by layer and phase in DuckDB, and read back by ``query``, the
-polars results API and ``export``. A model converted elsewhere (no joulefarm tags) is measured
-per op type; one with an op TFLite lacks fails its job with the op named, and the sweep goes on.
+polars results API, ``export`` and the report. Models TensorFlow's converter wrote: the one of
+builtin ops is measured per op type; the one with Flex ops fails its job with the ops named,
+and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from controller.export import export_parquet
 from controller.farm.runner import run_suite
 from controller.farm.timing import Timing
 from controller.results_frames import open_results
-from joulefarm.tflite.builder import Conv2D, Flatten, FullyConnected, tiny_cnn
+from joulefarm.tflite.builder import tiny_cnn
 from joulefarm.tflite.parse import read_layers
-from joulefarm.tflite.training import trainable_model
 from tests.helpers import REPO, run_cli
 from tests.helpers.browser import render
-from tests.helpers.converted import with_custom_train_op, without_training_metadata
 
 pytestmark = pytest.mark.slow
 
 SUITES = REPO / "tests/fixtures/suites"
+CONVERTED = REPO / "tests/fixtures/models/tf_trainable"
 FAST = Timing(heartbeat_timeout_s=20.0, retries=1, backoff_base_s=0.1, backoff_max_s=0.5,
               health_patience_s=20.0, health_poll_s=0.2)
 BATCH = 4
@@ -38,10 +38,9 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     work = tmp_path_factory.mktemp("train")
     shutil.copy(SUITES / "train.toml", work / "suite.toml")
     shutil.copy(SUITES / "devices_two.toml", work / "devices.toml")
-    small = trainable_model([Conv2D(4), Flatten(), FullyConnected(3)], (8, 8, 3),
-                            loss="softmax_cross_entropy", optimizer="sgd", batch_size=2)
-    (work / "converted.tflite").write_bytes(without_training_metadata(small))
-    (work / "flex.tflite").write_bytes(with_custom_train_op(small, "FlexTensorScatterAdd"))
+    # As TensorFlow's converter writes them (tests/fixtures/models/tf_trainable/README.md).
+    shutil.copy(CONVERTED / "dense_builtin.tflite", work / "converted.tflite")
+    shutil.copy(CONVERTED / "conv_flex.tflite", work / "flex.tflite")
     db = work / "results.duckdb"
     report = run_suite(work / "devices.toml", work / "suite.toml", db, timing=FAST)
     return db, report.outcome.sweep_id
@@ -119,7 +118,8 @@ def test_a_converted_model_is_measured_per_op_type_and_a_custom_op_is_named(
     assert phases == {"untagged"}
     [(status, error)] = _rows(db, "SELECT status, error FROM jobs WHERE model_name = 'flex'")
     assert status == "failed"
-    assert "custom ops (FlexTensorScatterAdd)" in error and "builtin" in error
+    assert "custom ops (FlexConv2DBackpropFilter, FlexReluGrad)" in error
+    assert "builtin" in error
     [(status,)] = _rows(db, f"SELECT status FROM sweeps WHERE sweep_id = '{sweep_id}'")
     assert status == "partial"
 
