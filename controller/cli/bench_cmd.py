@@ -380,6 +380,11 @@ def _bench_prefixes(model: Path, content: bytes, meter: tuple[str, str, float | 
     print_rows(columns, rows, fmt, title=title)
     out = console if fmt is OutputFormat.table else err_console
     out.print(summary)
+    doubtful = sum(x.contended for x in split.layers)
+    if doubtful:  # on stderr: stdout keeps to the table and its summary
+        err_console.print(f"{doubtful} layer(s) not vouched for (vouched = false): their "
+                          "prefixes ran only beside another process (flag cpu_contended)",
+                          markup=False)
 
 
 def register(app: typer.Typer) -> None:

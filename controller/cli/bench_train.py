@@ -96,9 +96,11 @@ def train_rows(done: TrainResult) -> tuple[list[list[object]], list[list[object]
     return rows, totals
 
 
-PREFIX_COLUMNS = ["layer", "op", "events_uj", "subtraction_uj", "difference_pct"]
-"""``--prefixes``: per layer, the per-op events and THOR's subtraction (``sim_truth_uj`` and
-``subtraction_vs_truth_pct`` follow for a simulated meter)."""
+PREFIX_COLUMNS = ["layer", "op", "events_uj", "subtraction_uj", "difference_pct", "vouched"]
+"""``--prefixes``: per layer, the per-op events and THOR's subtraction, and whether the
+method vouches for it (false: a prefix it needs ran only beside another process, flagged
+``cpu_contended``); ``sim_truth_uj`` and ``subtraction_vs_truth_pct`` follow for a simulated
+meter."""
 
 
 def check_prefix_model(model_bytes: bytes, optimizer: str | None, loss: str,
@@ -136,7 +138,7 @@ def prefix_rows(split: PrefixSplit) -> tuple[list[str], list[list[object]], str]
     for x in split.layers:
         row: list[object] = [x.layer, x.op, x.event_energy_j * 1e6,
                              x.subtraction_energy_j * 1e6,
-                             _pct(x.subtraction_energy_j, x.event_energy_j)]
+                             _pct(x.subtraction_energy_j, x.event_energy_j), not x.contended]
         if simulated:
             row += [(x.true_energy_j or 0.0) * 1e6,
                     _pct(x.subtraction_energy_j, x.true_energy_j)]
@@ -150,5 +152,5 @@ def prefix_rows(split: PrefixSplit) -> tuple[list[str], list[list[object]], str]
         summary += (f"; median |subtraction - truth| {truth.median_abs_relative:.1%} (within "
                     f"+/-10%: {truth.within:.0%})")
     summary += (f"; additivity (layers' events / step) {split.additivity:.3f}; "
-                f"{split.prefixes[0].runs} round(s) of {len(split.prefixes)} prefixes")
+                f"{len(split.full_runs)} round(s)")
     return columns, rows, summary
