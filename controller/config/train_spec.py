@@ -17,13 +17,15 @@ already (converted elsewhere, or written by ``joulefarm.tflite.training``) is me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from joulefarm.errors import ModelError
-from joulefarm.tflite.flatbuffer import decode_name, unpack_model
-from joulefarm.tflite.parse import LayerInfo, read_layers
-from joulefarm.tflite.rebatch import rebatch
-from joulefarm.tflite.training import trainable_from_model
-from joulefarm.tflite.training.source import SourceModel
+
+if TYPE_CHECKING:
+    from joulefarm.tflite.parse import LayerInfo
+
+# The model toolkit (numpy and the flatbuffer schema) is imported where a model is made: the
+# suite checker imports this module, and `joulefarm --help` must start without numpy.
 
 TRAIN_KEYS = ("optimizer", "loss", "batch_size", "trainable_layers")
 OPTIMIZERS = ("sgd", "adam")
@@ -52,6 +54,8 @@ class TrainSpec:
 
 
 def has_train_signature(model_bytes: bytes) -> bool:
+    from joulefarm.tflite.flatbuffer import decode_name, unpack_model
+
     model = unpack_model(model_bytes)
     return any(decode_name(s.signatureKey) == "train" for s in model.signatureDefs or [])
 
@@ -72,6 +76,11 @@ def make_trainable(content: bytes, spec: TrainSpec) -> Trainable:
     message says why) for a model that cannot be."""
     if has_train_signature(content):
         return Trainable(content, "train signature of the model", None)
+    from joulefarm.tflite.parse import read_layers
+    from joulefarm.tflite.rebatch import rebatch
+    from joulefarm.tflite.training import trainable_from_model
+    from joulefarm.tflite.training.source import SourceModel
+
     if spec.batch_size is not None:
         content = rebatch(content, spec.batch_size)
     trainable = None
