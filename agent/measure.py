@@ -46,6 +46,7 @@ from joulefarm.enums import Mode
 from joulefarm.errors import InputError
 from joulefarm.latency import LoopLatency, loop_latency
 from joulefarm.results import (
+    CPU_CONTENDED,
     FILE_SHAPES_DIFFER,
     MIN_USABLE_COVERAGE,
     NO_COST_FORMULA,
@@ -155,7 +156,6 @@ class RawRun:
     thread only; None otherwise): below ``MIN_ON_CPU_SHARE``, something else ran."""
 
 
-CPU_CONTENDED = "cpu_contended"
 MIN_ON_CPU_SHARE = 0.95
 """A single-threaded timed loop keeps its thread on the CPU (1.000 over five loops on an idle
 2-core VM); with two busy processes beside it, 0.54-0.86. Below this share another process

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.measure import CPU_CONTENDED, ProgressFn
+from agent.measure import ProgressFn
 from agent.measure_train import TrainResult, measure_train
 from agent.meters.base import Meter
 from joulefarm import subtraction
 from joulefarm.errors import InputError
-from joulefarm.results import MeasureSettings, Progress
+from joulefarm.results import CPU_CONTENDED, MeasureSettings, Progress
 from joulefarm.tflite.training import training_info
 from joulefarm.tflite.training.optimizers import Optimizer
 from joulefarm.tflite.training.prefixes import baseline_model, dead_layers, trainable_prefixes
@@ -164,11 +164,11 @@ def _uncontended(runs: list[TrainResult]) -> tuple[list[TrainResult], bool]:
 
 
 def _typical_energy(done: TrainResult) -> float:
-    """The loop's mean power over its median step (see ``_step``)."""
+    """The loop's mean power over its median step (``subtraction.typical_step``)."""
     w = done.result.whole
     if w is None:
         return float("inf")
-    return w.energy_j * (w.latency_p50_s / w.latency_mean_s if w.latency_mean_s > 0 else 1.0)
+    return subtraction.typical_step(w.energy_j, w.latency_p50_s, w.latency_mean_s)
 
 
 def _least_disturbed(runs: list[TrainResult]) -> TrainResult:
@@ -180,16 +180,13 @@ def _step(k: int, all_runs: list[TrainResult], dead: tuple[int, ...]) -> PrefixS
     wholes = [done.result.whole for done in runs]
     if any(w is None for w in wholes):
         raise RuntimeError(f"prefix {k}: a run has no step")
-    # The typical step: the loop's mean power over its median step. The mean step has a long
-    # tail (a step the OS interrupted counts whole), which moves it by several percent from
-    # run to run; the median moves by about one, and a difference of two steps inherits the
-    # runs' noise times E(k) / (E(k) - E(k-1)).
-    typical = [(w, w.latency_p50_s / w.latency_mean_s if w.latency_mean_s > 0 else 1.0)
-               for w in wholes if w is not None]
-    energy = [w.energy_j * ratio for w, ratio in typical]
-    latency = [w.latency_p50_s for w, _ in typical]
-    truth = [w.true_energy_j * ratio if w.true_energy_j is not None else None
-             for w, ratio in typical]
+    # The typical step: the loop's mean power over its median step (subtraction.typical_step).
+    present = [w for w in wholes if w is not None]
+    energy = [subtraction.typical_step(w.energy_j, w.latency_p50_s, w.latency_mean_s)
+              for w in present]
+    latency = [w.latency_p50_s for w in present]
+    truth = [subtraction.typical_step(w.true_energy_j, w.latency_p50_s, w.latency_mean_s)
+             if w.true_energy_j is not None else None for w in present]
     wide = [sum(r.energy_j for r in done.phases if r.layer is None) for done in runs]
     # Of the rounds, the least disturbed: whatever else the machine does (another process on
     # the other core, a sibling hyperthread, the hypervisor) only ever stretches a step, so

@@ -26,7 +26,9 @@ import numpy as np
 import polars as pl
 
 from controller import report_plots as plots
+from controller.config.train_spec import PREFIX_SEPARATOR
 from controller.results_frames import Results
+from controller.train_prefixes import prefix_splits
 from joulefarm.errors import InputError
 
 # Caps that keep a report of a large farm readable (and quick to draw): the rest is in the DB.
@@ -189,9 +191,12 @@ def _layers_section(layers: pl.DataFrame) -> str:
 def _training_section(results: Results, runs: pl.DataFrame, sweeps: Sequence[str]) -> str:
     """Train-mode runs: each model's step per device (forward, backward, update, and what the
     op windows hold of the step), and its energy per layer stacked by part."""
-    train = runs.filter((pl.col("mode") == "train") & pl.col("usable"))
-    if train.height == 0:
+    everything = runs.filter((pl.col("mode") == "train") & pl.col("usable"))
+    if everything.height == 0:
         return ""
+    # The prefixes of the subtraction method have a table of their own, below.
+    train = everything.filter(~pl.col("model_name").str.contains(PREFIX_SEPARATOR,
+                                                                 literal=True))
     phases = results.phases(list(sweeps)).join(train.select("run_id"), on="run_id")
     whole = results.whole(list(sweeps)).join(train.select("run_id"), on="run_id")
     per_run = (phases.group_by("run_id", "part").agg(pl.col("energy_j").sum())
@@ -234,7 +239,30 @@ def _training_section(results: Results, runs: pl.DataFrame, sweeps: Sequence[str
                            f"{model} on {device}: median energy per training step of each "
                            "layer's forward, backward (input and weight gradients) and update "
                            "ops (train mode, the runtime's per-op events)."))
-    return "".join(parts)
+    return "".join(parts) + _subtraction_table(results, sweeps)
+
+
+def _subtraction_table(results: Results, sweeps: Sequence[str]) -> str:
+    """The subtraction method's layers beside the per-op events (``[train] prefixes``)."""
+    split = prefix_splits(results, list(sweeps))
+    if split.height == 0:
+        return ""
+    rows = []
+    for r in split.head(MAX_CHANGE_ROWS).iter_rows(named=True):
+        events, sub = r["events_energy_j"], r["subtraction_energy_j"]
+        rows.append([_esc(r["device_name"]), _esc(r["model_name"]), str(r["layer_index"]),
+                     _esc(r["op"]), _number(events, " mJ", 1e3), _number(sub, " mJ", 1e3),
+                     _number((sub - events) / events * 100 if events else math.nan, " %"),
+                     _number(r["true_energy_j"], " mJ", 1e3),
+                     "yes" if r["vouched"] else "no (cpu_contended)",
+                     "simulated" if r["simulated"] else "measured"])
+    return ("<h3>Per layer by subtraction (THOR)</h3><p>Each layer's energy per training step "
+            "as E(k) &minus; E(k&minus;1) of the steps of the model's first k and k&minus;1 "
+            "layers (what a meter too slow for single ops gives), beside the runtime's per-op "
+            "events of the same step; a layer is not vouched for when a prefix it needs ran "
+            "only beside another process.</p>"
+            + _table(["device", "model", "layer", "op", "events", "subtraction", "difference",
+                      "truth", "vouched", "energy source"], rows, numeric=(2, 4, 5, 6, 7)))
 
 
 def _traces_section(results: Results, runs: pl.DataFrame, layers: pl.DataFrame) -> str:

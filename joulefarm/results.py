@@ -51,6 +51,9 @@ the model file stores others for some of its tensors (a converter's placeholders
 NOT_ISOLATED = "not_isolated"
 """Layer flag: the layer could not run on its own (its sub-model does not load or run), so it
 was not measured (NaN); the others were, fed from the whole model where they needed its output."""
+CPU_CONTENDED = "cpu_contended"
+"""Run flag (insitu and train modes, one interpreter thread): the measuring thread was on the
+CPU for less than ``agent.measure.MIN_ON_CPU_SHARE`` of the timed loop; another process ran."""
 NO_COST_FORMULA = "no_cost_formula"
 """Layer flag: the op has no cost formula in ``joulefarm.tflite.ops``, so its MACs are unknown
 (None, NULL), never a made-up count."""

@@ -55,6 +55,14 @@ def differences(steps: Sequence[float], sigmas: Sequence[float] | None = None, *
     return tuple(out)
 
 
+def typical_step(value: float, latency_p50_s: float, latency_mean_s: float) -> float:
+    """A loop's energy (or true energy) per step, ``value`` per mean step, brought to its
+    median step: the mean has a long tail (a step the OS interrupted counts whole) that moves
+    it by several percent from run to run; the median moves by about one, and a difference of
+    two steps inherits the runs' noise times E(k) / (E(k) - E(k-1))."""
+    return value * (latency_p50_s / latency_mean_s) if latency_mean_s > 0 else value
+
+
 def relative_difference(value: float, reference: float) -> float:
     """(value - reference) / reference; NaN where the reference is not positive (a layer the
     reference gives no energy cannot be off by a share of it)."""

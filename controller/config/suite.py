@@ -386,6 +386,12 @@ class _SuiteChecker(Checker):
             value = self.get(table, ("train",), key, "integer", required=False)
             if _is_int(value) and self.within(("train", key), value, 1, high):
                 values[key] = value
+        prefixes = self.get(table, ("train",), "prefixes", "boolean", required=False)
+        if prefixes is True:
+            if "trainable_layers" in values:
+                self.error(("train", "prefixes"), "the prefixes train every layer with weights: "
+                                                  "leave out trainable_layers")
+            values["prefixes"] = True
         return TrainSpec(**values)
 
     def matrix(self, doc: dict[str, Any]) -> dict[str, list[Any]]:

@@ -8,6 +8,7 @@
     loss = "softmax_cross_entropy"   # mse (the default: fits any output) | softmax_cross_entropy
     batch_size = 8                   # optional: generated models are rebuilt at this batch
     trainable_layers = 2             # optional: only the last 2 layers with weights train
+    prefixes = true                  # optional: also THOR's prefixes, for the subtraction method
 
 Each model of the suite is made trainable before it is uploaded
 (``joulefarm.tflite.training.trainable_from_model``): a model that has a ``train`` signature
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 # The model toolkit (numpy and the flatbuffer schema) is imported where a model is made: the
 # suite checker imports this module, and `joulefarm --help` must start without numpy.
 
-TRAIN_KEYS = ("optimizer", "loss", "batch_size", "trainable_layers")
+TRAIN_KEYS = ("optimizer", "loss", "batch_size", "trainable_layers", "prefixes")
+PREFIX_SEPARATOR = "/prefix-"
+"""``NAME/prefix-K``: the model of NAME's first K layers (K = 0: none, the step's fixed work)."""
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("mse", "softmax_cross_entropy")
 MAX_BATCH_SIZE = 4096
@@ -43,6 +46,10 @@ class TrainSpec:
     """None: the model's own batch."""
     trainable_layers: int | None = None
     """None: every layer with weights trains; N: the last N of them, the rest frozen."""
+    prefixes: bool = False
+    """Also measure each model's trainable prefixes (``NAME/prefix-0`` .. ``NAME/prefix-N``,
+    MSE, every layer with weights training): THOR's subtraction method, for a meter too slow
+    for single ops (``controller.train_prefixes``)."""
 
     def describe(self) -> str:
         parts = [self.optimizer, self.loss]
@@ -97,3 +104,35 @@ def make_trainable(content: bytes, spec: TrainSpec) -> Trainable:
     except ValueError as e:
         raise ModelError(f"cannot be made trainable: {e}") from e
     return Trainable(made, spec.describe(), tuple(read_layers(content)))
+
+
+def prefix_name(model: str, k: int) -> str:
+    return f"{model}{PREFIX_SEPARATOR}{k}"
+
+
+def make_prefixes(content: bytes, spec: TrainSpec) -> list[tuple[int, Trainable]]:
+    """(k, trainable prefix k) for k = 0..n of an inference model, at ``spec.batch_size``
+    (``joulefarm.tflite.training.prefixes``); ``ModelError`` for a model that has a train
+    signature already (its layers cannot be cut) or that cannot be made trainable."""
+    if has_train_signature(content):
+        raise ModelError("prefixes are cut from an inference model; this one trains already")
+    from joulefarm.tflite.parse import read_layers
+    from joulefarm.tflite.rebatch import rebatch
+    from joulefarm.tflite.training.prefixes import (
+        PREFIX_LOSS,
+        baseline_model,
+        prefix_model,
+        trainable_prefixes,
+    )
+
+    if spec.batch_size is not None:
+        content = rebatch(content, spec.batch_size)
+    try:
+        made = [(0, baseline_model(content, optimizer=spec.optimizer)),
+                *trainable_prefixes(content, optimizer=spec.optimizer)]
+    except ValueError as e:
+        raise ModelError(f"cannot be made trainable: {e}") from e
+    how = f"trainable prefix: {spec.optimizer}, {PREFIX_LOSS}"
+    return [(k, Trainable(model, f"{how}, first {k} layers",
+                          tuple(read_layers(prefix_model(content, k))) if k else None))
+            for k, model in made]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import grpc
@@ -38,7 +38,7 @@ from controller.config.suite import (
     Suite,
     SuiteError,
 )
-from controller.config.train_spec import make_trainable
+from controller.config.train_spec import make_prefixes, make_trainable, prefix_name
 from controller.farm.client import AgentCallError, AgentClient
 from controller.farm.lease import SweepLease
 from controller.farm.result_checks import check_device, check_result
@@ -186,10 +186,14 @@ def materialise(suite: Suite) -> list[MaterialisedModel]:
     for m in models:
         try:
             trainable = make_trainable(m.content, suite.train)
+            prefixes = make_prefixes(m.content, suite.train) if suite.train.prefixes else []
         except ModelError as e:
             raise SuiteError(suite.path, 0, "train", f"model {m.spec.name!r}: {e}") from e
         made.append(MaterialisedModel(m.spec, trainable.content, trainable.made,
                                       trainable.layers))
+        made += [MaterialisedModel(replace(m.spec, name=prefix_name(m.spec.name, k)),
+                                   prefix.content, prefix.made, prefix.layers)
+                 for k, prefix in prefixes]
     return made
 
 

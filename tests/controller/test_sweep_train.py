@@ -19,7 +19,8 @@ from controller.export import export_parquet
 from controller.farm.runner import run_suite
 from controller.farm.timing import Timing
 from controller.results_frames import open_results
-from joulefarm.tflite.builder import tiny_cnn
+from controller.train_prefixes import prefix_splits
+from joulefarm.tflite.builder import Conv2D, Flatten, FullyConnected, build_model, tiny_cnn
 from joulefarm.tflite.parse import read_layers
 from tests.helpers import REPO, run_cli
 from tests.helpers.browser import render
@@ -167,3 +168,61 @@ def test_the_training_section_renders_in_a_real_browser(swept: tuple[Path, str],
     seen = render(out, shot)
     assert seen.console_errors == [] and seen.resources_loaded == 0
     assert seen.plots and all(w > 200 and h > 100 and paths > 10 for w, h, paths in seen.plots)
+
+
+# -- THOR's subtraction method through a sweep ([train] prefixes = true) --------------------
+
+PREFIX_CNN = [Conv2D(16), Conv2D(16), Conv2D(16, stride=(2, 2)), Flatten(), FullyConnected(10)]
+
+
+@pytest.fixture(scope="module")
+def prefixes_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    work = tmp_path_factory.mktemp("prefixes")
+    shutil.copy(SUITES / "train_prefixes.toml", work / "suite.toml")
+    shutil.copy(SUITES / "devices_two.toml", work / "devices.toml")
+    (work / "cnn.tflite").write_bytes(build_model((1, 16, 16, 8), PREFIX_CNN, seed=0))
+    db = work / "results.duckdb"
+    report = run_suite(work / "devices.toml", work / "suite.toml", db, timing=FAST)
+    assert report.ok, report.errors()
+    return db, report.outcome.sweep_id
+
+
+def test_the_prefixes_are_stored_as_models_of_their_own(prefixes_swept: tuple[Path, str]
+                                                        ) -> None:
+    db, _ = prefixes_swept
+    names = {name: source for name, source in _rows(db, "SELECT name, source FROM models")}
+    assert set(names) == {"cnn", *(f"cnn/prefix-{k}" for k in range(6))}
+    assert "first 3 layers" in names["cnn/prefix-3"] and "mse" in names["cnn/prefix-3"]
+    # Three repetitions of each, every one stored by phase.
+    counts = dict(_rows(db, "SELECT model_name, count(*) FROM runs GROUP BY ALL"))
+    assert set(counts.values()) == {3}
+
+
+def test_the_subtraction_is_computed_from_the_stored_prefixes(
+        prefixes_swept: tuple[Path, str]) -> None:
+    db, sweep_id = prefixes_swept
+    split = prefix_splits(open_results(db), [sweep_id])
+    assert split["layer_index"].to_list() == [0, 1, 2, 3, 4]
+    assert split["op"].to_list() == ["CONV_2D", "CONV_2D", "CONV_2D", "RESHAPE",
+                                     "FULLY_CONNECTED"]
+    assert split["simulated"].all() and (split["events_energy_j"] > 0).all()
+    # The differences add up to E(5) - E(0) of the repetitions chosen: positive, and about
+    # what the events of the full prefix hold (they leave out the runtime between ops).
+    total = float(split["subtraction_energy_j"].sum())
+    events = float(split["events_energy_j"].sum())
+    assert 0.5 * events < total < 2.0 * events
+    # Vouched large layers are near the simulator's truth (the method's accuracy is tested
+    # in tests/agent/test_measure_prefixes.py with more rounds; here the bound is loose).
+    largest = split.sort("true_energy_j", descending=True).row(0, named=True)
+    if largest["vouched"]:
+        assert largest["subtraction_energy_j"] == pytest.approx(largest["true_energy_j"],
+                                                                rel=0.5)
+    page = tmp_page(db)
+    assert "Per layer by subtraction (THOR)" in page and "cnn/prefix-" not in page.split(
+        "Per layer by subtraction")[0].split("<h2>Training steps</h2>")[1]
+
+
+def tmp_page(db: Path) -> str:
+    out = db.parent / "report.html"
+    assert run_cli("report", "--db", str(db), "--out", str(out)).returncode == 0
+    return out.read_text()
