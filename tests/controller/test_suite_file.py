@@ -94,6 +94,10 @@ def test_train_table_problems_are_placed(tmp_path: Path) -> None:
     assert 'train: a [train] table needs [measure] mode = "train"' in str(err)
     err = _error(tmp_path, train.replace("min_duration_s = 0.5", "use_xnnpack = true"))
     assert "measure.use_xnnpack: train mode attributes every op" in str(err)
+    err = _error(tmp_path, train + '\n[train]\nprefixes = true\ntrainable_layers = 1\n')
+    assert "train.prefixes: the prefixes train every layer with weights" in str(err)
+    err = _error(tmp_path, train + '\n[train]\nprefixes = "yes"\n')
+    assert "train.prefixes: expected a boolean" in str(err)
     err = _error(tmp_path, GOOD + '\n[matrix]\nmode = ["insitu", "train"]\n')
     assert "matrix.mode[1]: mode 'train' measures a trainable model" in str(err)
 
