@@ -145,14 +145,6 @@ class PrefixSplit:
                                      tolerance=tolerance, total=self.step_energy_j)
 
 
-def _sigma(values: list[float]) -> float | None:
-    """Standard uncertainty of the median of ``values`` (1.2533 sd / sqrt(n), the normal
-    case); None for one value."""
-    if len(values) < 2:
-        return None
-    return float(1.2533 * np.std(values, ddof=1) / np.sqrt(len(values)))
-
-
 def _is_contended(done: TrainResult) -> bool:
     return CPU_CONTENDED in done.result.flags
 
@@ -196,7 +188,8 @@ def _step(k: int, all_runs: list[TrainResult], dead: tuple[int, ...]) -> PrefixS
     best = int(np.argmin(energy))
     return PrefixStep(k, energy[best], latency[best],
                       sum(w.iterations for w in wholes if w is not None), truth[best], dead,
-                      len(runs), _sigma(energy), _sigma(latency), wide[best], contended)
+                      len(runs), subtraction.median_sigma(energy),
+                      subtraction.median_sigma(latency), wide[best], contended)
 
 
 def split_layers(prefixes: tuple[PrefixStep, ...], full: list[TrainResult],

@@ -11,7 +11,6 @@ the per-op events of prefix N's run (the same model and loss) and, on a simulato
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,15 +32,6 @@ SPLIT_SCHEMA = {
 def _prefix_of(name: str) -> tuple[str, int] | None:
     base, _, k = name.rpartition(PREFIX_SEPARATOR)
     return (base, int(k)) if base and k.isdigit() else None
-
-
-def _sigma(values: list[float]) -> float | None:
-    """Standard uncertainty of a median of ``values`` from their spread (None for one)."""
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return 1.2533 * sd / math.sqrt(len(values))
 
 
 def prefix_splits(results: Results, sweeps: Sequence[str] | None = None) -> pl.DataFrame:
@@ -81,7 +71,7 @@ def prefix_splits(results: Results, sweeps: Sequence[str] | None = None) -> pl.D
             pool = undisturbed or rows
             chosen[k] = min(pool, key=lambda r: float(r["typical_j"]))
             clean[k] = bool(undisturbed)
-            spread[k] = _sigma([float(r["typical_j"]) for r in pool])
+            spread[k] = subtraction.median_sigma([float(r["typical_j"]) for r in pool])
         known = all(spread[k] is not None for k in range(n + 1))
         energy = subtraction.differences(
             [float(chosen[k]["typical_j"]) for k in range(1, n + 1)],

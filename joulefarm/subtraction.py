@@ -55,6 +55,16 @@ def differences(steps: Sequence[float], sigmas: Sequence[float] | None = None, *
     return tuple(out)
 
 
+def median_sigma(values: Sequence[float]) -> float | None:
+    """Standard uncertainty of the median of ``values`` from their spread (1.2533 sd /
+    sqrt(n), the normal case); None for fewer than two."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return 1.2533 * sd / math.sqrt(len(values))
+
+
 def typical_step(value: float, latency_p50_s: float, latency_mean_s: float) -> float:
     """A loop's energy (or true energy) per step, ``value`` per mean step, brought to its
     median step: the mean has a long tail (a step the OS interrupted counts whole) that moves
